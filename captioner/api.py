@@ -1,0 +1,211 @@
+"""The Python API: `Captioner.load()` then `caption()`, or `encode()` once and `decode()` often."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from captioner.beam import Hypothesis, beam_search
+from captioner.checkpoint import CheckpointError, load_model_dir, save_model_dir
+from captioner.decoder import Decoder, DecoderConfig
+from captioner.device import resolve_device
+from captioner.encoder import Encoder, EncoderConfig
+from captioner.images import ImageError, ImageSource, load_image, source_name
+from captioner.vocab import Vocabulary
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+
+
+@dataclass
+class CaptionResult:
+    """A caption for one image, with where the decoder looked and what its cell did per word."""
+
+    text: str
+    tokens: list[str]  # no special tokens
+    score: float  # log_prob, divided by the length penalty when one is asked for
+    log_prob: float
+    alphas: np.ndarray  # (len(tokens), grid_h, grid_w); each map sums to 1
+    context_gate: np.ndarray  # (len(tokens),) the attention gate beta
+    gates: dict[str, np.ndarray] = field(default_factory=dict)  # LSTM: input/forget/output/cell
+    beams: list[CaptionResult] = field(default_factory=list)  # all hypotheses, best first
+    source: str | None = None  # the path, or a description of an in-memory image
+    error: str | None = None  # set instead of a caption when the image could not be used
+
+    @classmethod
+    def failed(cls, source: str, error: str) -> CaptionResult:
+        return cls(
+            "",
+            [],
+            float("-inf"),
+            float("-inf"),
+            np.zeros((0, 0, 0)),
+            np.zeros(0),
+            source=source,
+            error=error,
+        )
+
+
+class Captioner:
+    """An encoder, a decoder and their vocabulary, on one device."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        vocab: Vocabulary,
+        *,
+        name: str = "untitled",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if decoder.config.vocab_size != len(vocab):
+            raise ValueError(
+                f"decoder has {decoder.config.vocab_size} words, vocabulary {len(vocab)}"
+            )
+        self.device = resolve_device(device)
+        self.encoder = encoder.to(self.device).eval()
+        self.decoder = decoder.to(self.device).eval()
+        self.vocab = vocab
+        self.name = name
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, *, device: str = "auto") -> Captioner:
+        """A model directory, or with no argument the default model shipped in the package."""
+        if path is None:
+            path = DEFAULT_MODEL_DIR
+            if not (path / "config.json").is_file():
+                raise CheckpointError(
+                    "no default model is installed in this copy of captioner. Pass a model "
+                    "directory, e.g. Captioner.load('runs/scenes/best') or `--model DIR`: one "
+                    "written by captioner-train, holding config.json, vocab.json, model.safetensors"
+                )
+        config, vocab, tensors = load_model_dir(path)
+        encoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
+        decoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("decoder.")}
+        encoder = Encoder(EncoderConfig.from_dict(config["encoder"]), pretrained=not encoder_state)
+        if encoder_state:
+            encoder.load_state_dict(encoder_state)
+        decoder = Decoder(DecoderConfig.from_dict(config["decoder"]))
+        try:
+            decoder.load_state_dict(decoder_state)
+        except RuntimeError as err:
+            raise CheckpointError(f"{path}: weights do not match config.json ({err})") from err
+        name = config.get("name") or Path(path).resolve().name
+        return cls(encoder, decoder, vocab, name=name, device=device)
+
+    def save(self, path: str | os.PathLike, extra_config: dict | None = None) -> Path:
+        """Write config.json, vocab.json, model.safetensors (encoder weights only if fine-tuned)."""
+        tensors = {f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}
+        if self.encoder.trainable:
+            tensors.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
+        config = {
+            "name": self.name,
+            "encoder": dataclasses.asdict(self.encoder.config),
+            "decoder": dataclasses.asdict(self.decoder.config),
+            **(extra_config or {}),
+        }
+        return save_model_dir(path, config, self.vocab, tensors)
+
+    def preprocess(self, source: ImageSource) -> torch.Tensor:
+        """One photo -> the encoder's (3, size, size) input; raises ImageError."""
+        image = load_image(source, min_size=self.encoder.config.image_size)
+        return self.encoder.preprocess(image)
+
+    @torch.inference_mode()
+    def encode(self, images: ImageSource | Sequence[ImageSource] | torch.Tensor) -> torch.Tensor:
+        """Photos, or a preprocessed (batch, 3, H, W) tensor -> (batch, gh, gw, encoder_dim)."""
+        if not isinstance(images, torch.Tensor):
+            sources = [images] if _is_single(images) else list(images)
+            images = torch.stack([self.preprocess(source) for source in sources])
+        return self.encoder(images.to(self.device))
+
+    @torch.inference_mode()
+    def decode(
+        self,
+        features: torch.Tensor,
+        *,
+        beam_size: int = 5,
+        max_length: int = 20,
+        length_penalty: float = 0.0,
+        no_repeat_ngram_size: int = 0,
+    ) -> list[CaptionResult]:
+        """Beam search from encoder features; one result per image with every beam in `beams`."""
+        vocab = self.vocab
+        hypotheses = beam_search(
+            self.decoder,
+            features.to(self.device),
+            start_id=vocab.start_id,
+            end_id=vocab.end_id,
+            banned_ids=(vocab.pad_id, vocab.start_id, vocab.unk_id),
+            beam_size=beam_size,
+            max_length=max_length,
+            length_alpha=length_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+        )
+        grid_shape = tuple(features.shape[1:3])
+        results = []
+        for per_image in hypotheses:
+            beams = [self._to_result(h, grid_shape) for h in per_image]
+            best = dataclasses.replace(beams[0], beams=beams)
+            results.append(best)
+        return results
+
+    def caption(
+        self,
+        images: ImageSource | Sequence[ImageSource],
+        *,
+        batch_size: int = 16,
+        **decode_options,
+    ) -> list[CaptionResult] | CaptionResult:
+        """Caption photos given as paths or PIL images.
+
+        One image: returns its result, and raises ImageError if it cannot be read. A list:
+        returns a result per item in order; an unreadable item gets `error` set and the others
+        are still captioned.
+        """
+        if _is_single(images):
+            return self._caption_batch([images], raise_errors=True, **decode_options)[0]
+        images = list(images)
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            results += self._caption_batch(chunk, raise_errors=False, **decode_options)
+        return results
+
+    def _caption_batch(self, sources: list, *, raise_errors: bool, **decode_options) -> list:
+        results: list[CaptionResult | None] = [None] * len(sources)
+        pixels, positions = [], []
+        for i, source in enumerate(sources):
+            try:
+                pixels.append(self.preprocess(source))
+                positions.append(i)
+            except ImageError as err:
+                if raise_errors:
+                    raise
+                results[i] = CaptionResult.failed(err.path, err.reason)
+        if pixels:
+            captions = self.decode(self.encode(torch.stack(pixels)), **decode_options)
+            for i, result in zip(positions, captions, strict=True):
+                results[i] = dataclasses.replace(result, source=source_name(sources[i]))
+        return results
+
+    def _to_result(self, hypothesis: Hypothesis, grid_shape: tuple[int, int]) -> CaptionResult:
+        tokens = self.vocab.decode(hypothesis.token_ids)
+        return CaptionResult(
+            text=" ".join(tokens),
+            tokens=tokens,
+            score=hypothesis.score,
+            log_prob=hypothesis.log_prob,
+            alphas=hypothesis.alphas.reshape(len(tokens), *grid_shape),
+            context_gate=hypothesis.context_gate,
+            gates=hypothesis.gates,
+        )
+
+
+def _is_single(images) -> bool:
+    return isinstance(images, str | bytes | os.PathLike) or hasattr(images, "getpixel")

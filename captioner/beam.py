@@ -1,0 +1,203 @@
+"""Batched beam search: all images and all their beams advance together in one tensor program."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from captioner.decoder import Decoder, DecoderState
+
+
+@dataclass
+class Hypothesis:
+    """One decoded caption as word ids, with what the decoder did at each word."""
+
+    token_ids: list[int]  # without <start> and <end>
+    score: float  # log_prob / length penalty; the ranking key
+    log_prob: float  # sum of log-probabilities, <end> included
+    alphas: np.ndarray  # (len(token_ids), num_pixels)
+    context_gate: np.ndarray  # (len(token_ids),)
+    gates: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (len, decoder_dim)
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT's ((5 + length) / 6) ** alpha; `length` counts the words plus <end>.
+
+    alpha = 0 ranks by plain log-probability (which favours short captions); larger alpha
+    favours longer ones.
+    """
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def beam_search(
+    decoder: Decoder,
+    features: torch.Tensor,
+    *,
+    start_id: int,
+    end_id: int,
+    banned_ids: tuple[int, ...] = (),
+    beam_size: int = 5,
+    max_length: int = 20,
+    length_alpha: float = 0.0,
+    no_repeat_ngram_size: int = 0,
+    num_return: int | None = None,
+) -> list[list[Hypothesis]]:
+    """Decode (batch, grid_h, grid_w, encoder_dim) features; per image the best hypotheses first.
+
+    Each image keeps `beam_size` live beams; finished captions go to a per-image pool of the
+    same size. An image stops once no live beam can beat the worst caption in its pool, and is
+    then frozen, so its result does not depend on the other images in the batch. Greedy
+    decoding is beam_size=1.
+    """
+    if beam_size < 1 or max_length < 1:
+        raise ValueError("beam_size and max_length must be at least 1")
+    batch, k = features.shape[0], beam_size
+    num_return = min(num_return or k, k)
+    memory = decoder.prepare(features)
+    vocab_size = decoder.config.vocab_size
+    state = decoder.initial_state(memory)
+    state = DecoderState(*(s.repeat_interleave(k, 0) if s is not None else None for s in state))
+    words = torch.full((batch * k,), start_id, dtype=torch.long, device=features.device)
+
+    never = torch.zeros(vocab_size, dtype=torch.bool, device=features.device)
+    never[list(banned_ids)] = True
+    only_end = torch.ones_like(never)
+    only_end[end_id] = False
+    neg_inf = torch.tensor(-math.inf, device=features.device)
+
+    alive = torch.full((batch, k), -math.inf, device=features.device)  # log-probs of live beams
+    alive[:, 0] = 0.0  # at the start all beams are the same, so only one may expand
+    pool_score = torch.full((batch, k), -math.inf, device=features.device)
+    pool_logp = torch.zeros((batch, k), device=features.device)
+    pool_step = torch.zeros((batch, k), dtype=torch.long, device=features.device)
+    pool_beam = torch.zeros((batch, k), dtype=torch.long, device=features.device)
+    done = torch.zeros(batch, dtype=torch.bool, device=features.device)
+    sequences = torch.empty((batch * k, 0), dtype=torch.long, device=features.device)
+    history = []  # per step: what each current beam did, and how the next beams descend
+
+    for t in range(max_length + 1):
+        out = decoder.step(words, state, memory)
+        log_probs = out.logits.float().log_softmax(-1)  # (batch * beams, vocab)
+        log_probs = log_probs.masked_fill(only_end if t == max_length else never, -math.inf)
+        if no_repeat_ngram_size > 0:
+            log_probs = _block_repeated_ngrams(log_probs, sequences, no_repeat_ngram_size, end_id)
+        candidates = (alive.unsqueeze(-1) + log_probs.view(batch, k, vocab_size)).view(batch, -1)
+        # 2k candidates guarantee k that do not end, whatever number of them pick <end>.
+        top_logp, top_index = candidates.topk(min(2 * k, candidates.shape[1]), dim=1)
+        top_beam, top_word = top_index // vocab_size, top_index % vocab_size  # (batch, 2k)
+        ends = top_word == end_id
+
+        # Finished captions enter the pool, ranked by length-penalised score.
+        new_score = top_logp / length_penalty(t + 1, length_alpha)
+        new_score = torch.where(ends & ~done.unsqueeze(1), new_score, neg_inf)
+        merged_score = torch.cat([pool_score, new_score], 1)
+        pool_score, pick = merged_score.topk(k, dim=1)
+        pool_logp = torch.cat([pool_logp, top_logp], 1).gather(1, pick)
+        pool_step = torch.cat([pool_step, torch.full_like(top_beam, t)], 1).gather(1, pick)
+        pool_beam = torch.cat([pool_beam, top_beam], 1).gather(1, pick)
+
+        # The best k candidates that did not end live on.
+        alive, pick = torch.where(ends, neg_inf, top_logp).topk(k, dim=1)
+        parent, next_word = top_beam.gather(1, pick), top_word.gather(1, pick)  # (batch, k)
+        history.append((out, parent, next_word))
+
+        done |= pool_score[:, -1] >= _best_reachable(alive, t, max_length, length_alpha)
+        alive = alive.masked_fill(done.unsqueeze(1), -math.inf)
+        if bool(done.all()):
+            break
+        rows = (parent + torch.arange(batch, device=parent.device).unsqueeze(1) * k).view(-1)
+        state = DecoderState(
+            *(s.index_select(0, rows) if s is not None else None for s in out.state)
+        )
+        words = next_word.view(-1)
+        if no_repeat_ngram_size > 0:
+            sequences = torch.cat([sequences.index_select(0, rows), words.unsqueeze(1)], 1)
+
+    return _backtrack(history, pool_score, pool_logp, pool_step, pool_beam, num_return, k)
+
+
+def _best_reachable(
+    alive: torch.Tensor, t: int, max_length: int, length_alpha: float
+) -> torch.Tensor:
+    """An upper bound on the score any live beam can still finish with, per image.
+
+    Log-probabilities only fall as words are added, so a beam ending at length L scores at most
+    alive / penalty(L); the bound takes the L (from t + 2 to max_length + 1) that is best.
+    """
+    best = alive.max(dim=1).values  # (batch,) <= 0
+    largest_penalty = max(
+        length_penalty(t + 2, length_alpha), length_penalty(max_length + 1, length_alpha)
+    )
+    return best / largest_penalty
+
+
+def _block_repeated_ngrams(
+    log_probs: torch.Tensor, sequences: torch.Tensor, n: int, end_id: int
+) -> torch.Tensor:
+    """Forbid any word that would complete an n-gram already present in the beam's caption."""
+    rows, length = sequences.shape
+    if length < n:  # no complete n-gram yet
+        return log_probs
+    if n == 1:
+        banned = torch.zeros_like(log_probs).scatter_(1, sequences, 1.0) > 0
+    else:
+        grams = sequences.unfold(1, n, 1)  # (rows, length - n + 1, n)
+        suffix = sequences[:, length - n + 1 :]  # (rows, n - 1)
+        matches = (grams[:, :, :-1] == suffix.unsqueeze(1)).all(-1).float()  # (rows, grams)
+        banned = torch.zeros_like(log_probs).scatter_add_(1, grams[:, :, -1], matches) > 0
+    banned[:, end_id] = False
+    return log_probs.masked_fill(banned, -math.inf)
+
+
+def _backtrack(history, pool_score, pool_logp, pool_step, pool_beam, num_return, k):
+    """Follow parent pointers back from each pooled caption to collect its words and maps."""
+    batch = pool_score.shape[0]
+    images = torch.arange(batch, device=pool_score.device).unsqueeze(1)
+    beam = pool_beam.clone()  # (batch, k): the beam each caption is on at the current step
+    words, alphas, betas, gates = [], [], [], {name: [] for name in history[0][0].gates}
+    for t in range(len(history) - 1, -1, -1):
+        out, parent, next_word = history[t]
+        has_word = pool_step > t  # captions that ended after step t have a word from step t
+        word_here = next_word.gather(1, beam)
+        beam = torch.where(has_word, parent.gather(1, beam), beam)  # the beam at step t
+        rows = (images * k + beam).view(-1)
+        words.append(word_here)
+        alphas.append(out.alpha.index_select(0, rows).view(batch, k, -1))
+        betas.append(out.beta.index_select(0, rows).view(batch, k))
+        for name, value in out.gates.items():
+            gates[name].append(value.index_select(0, rows).view(batch, k, -1))
+
+    # Steps were collected last to first; index by step after reversing.
+    words = torch.stack(words[::-1], 2).cpu().numpy()  # (batch, k, steps)
+    alphas = torch.stack(alphas[::-1], 2).float().cpu().numpy()  # (batch, k, steps, P)
+    betas = torch.stack(betas[::-1], 2).float().cpu().numpy()  # (batch, k, steps)
+    gates = {n: torch.stack(v[::-1], 2).float().cpu().numpy() for n, v in gates.items()}
+    scores, logps, steps = (
+        pool_score.cpu().tolist(),
+        pool_logp.cpu().tolist(),
+        pool_step.cpu().tolist(),
+    )
+
+    results = []
+    for b in range(batch):
+        hypotheses = []
+        for j in range(k):
+            if len(hypotheses) == num_return or scores[b][j] == -math.inf:
+                break
+            length = steps[b][j]  # words before <end>
+            hypotheses.append(
+                Hypothesis(
+                    token_ids=words[b, j, :length].tolist(),
+                    score=scores[b][j],
+                    log_prob=logps[b][j],
+                    alphas=alphas[b, j, :length],
+                    context_gate=betas[b, j, :length],
+                    gates={n: v[b, j, :length] for n, v in gates.items()},
+                )
+            )
+        results.append(hypotheses)
+    return results

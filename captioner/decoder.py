@@ -1,0 +1,163 @@
+"""Soft-attention recurrent decoder ("Show, Attend and Tell", Xu et al. 2015).
+
+At every word the decoder scores each cell of the image's feature grid against its hidden state
+(additive attention), averages the features with those weights, scales the average by a learned
+scalar gate, and feeds [word embedding, gated context] to its recurrent cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Pre-activation blocks per cell: LSTM (input, forget, cell, output), GRU (reset, update, new).
+GATE_BLOCKS = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+@dataclass
+class DecoderConfig:
+    vocab_size: int
+    encoder_dim: int
+    embed_dim: int = 256
+    decoder_dim: int = 512
+    attention_dim: int = 512
+    dropout: float = 0.5
+    cell: str = "lstm"  # "lstm", "gru" or "rnn"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DecoderConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class DecoderState(NamedTuple):
+    h: torch.Tensor  # (rows, decoder_dim)
+    c: torch.Tensor | None  # (rows, decoder_dim), LSTM only
+
+
+class ImageMemory(NamedTuple):
+    """Per-image work done once before decoding, shared by all beams of an image."""
+
+    features: torch.Tensor  # (batch, num_pixels, encoder_dim)
+    attention_keys: torch.Tensor  # (batch, num_pixels, attention_dim)
+    # The cell's input projection of each grid cell's features. The gated context enters the
+    # cell linearly, W(beta * sum_i alpha_i f_i) = beta * sum_i alpha_i (W f_i), so projecting
+    # the features once per image turns each step's large matmul into a weighted sum.
+    projected_features: torch.Tensor  # (batch, num_pixels, gate_blocks * decoder_dim)
+
+
+class StepOutput(NamedTuple):
+    logits: torch.Tensor  # (rows, vocab_size)
+    state: DecoderState
+    alpha: torch.Tensor  # (rows, num_pixels) attention weights, each row sums to 1
+    beta: torch.Tensor  # (rows,) the context gate
+    gates: dict[str, torch.Tensor]  # name -> (rows, decoder_dim) activations, e.g. LSTM "input"
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        if config.cell not in GATE_BLOCKS:
+            raise ValueError(
+                f"unknown decoder cell {config.cell!r}; use one of {list(GATE_BLOCKS)}"
+            )
+        self.config = config
+        c = config
+        gate_dim = GATE_BLOCKS[c.cell] * c.decoder_dim
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
+        self.encoder_att = nn.Linear(c.encoder_dim, c.attention_dim)
+        self.decoder_att = nn.Linear(c.decoder_dim, c.attention_dim)
+        self.full_att = nn.Linear(c.attention_dim, 1)
+        self.context_gate = nn.Linear(c.decoder_dim, 1)
+        self.init_h = nn.Linear(c.encoder_dim, c.decoder_dim)
+        self.init_c = nn.Linear(c.encoder_dim, c.decoder_dim) if c.cell == "lstm" else None
+        # The recurrent cell, written out (rather than nn.LSTMCell) so its gates stay visible.
+        self.input_proj = nn.Linear(c.embed_dim + c.encoder_dim, gate_dim)  # [word, context]
+        self.hidden_proj = nn.Linear(c.decoder_dim, gate_dim)
+        self.dropout = nn.Dropout(c.dropout)
+        self.output = nn.Linear(c.decoder_dim, c.vocab_size)
+
+    def prepare(self, features: torch.Tensor) -> ImageMemory:
+        """(batch, grid_h, grid_w, encoder_dim) -> the per-image memory `step` reads."""
+        features = features.flatten(1, 2)  # (batch, num_pixels, encoder_dim)
+        context_weight = self.input_proj.weight[:, self.config.embed_dim :]
+        return ImageMemory(
+            features=features,
+            attention_keys=self.encoder_att(features),
+            projected_features=features @ context_weight.T,
+        )
+
+    def initial_state(self, memory: ImageMemory) -> DecoderState:
+        mean_features = memory.features.mean(dim=1)  # (batch, encoder_dim)
+        c = self.init_c(mean_features) if self.init_c is not None else None
+        return DecoderState(self.init_h(mean_features), c)
+
+    def attend(self, memory: ImageMemory, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention weights and the context gate for `h` of (batch * beams) rows."""
+        batch, num_pixels, _ = memory.attention_keys.shape
+        query = self.decoder_att(h).view(batch, -1, 1, self.config.attention_dim)
+        energy = torch.tanh(memory.attention_keys.unsqueeze(1) + query)  # (batch, beams, P, A)
+        alpha = self.full_att(energy).squeeze(-1).softmax(dim=-1)  # (batch, beams, num_pixels)
+        beta = torch.sigmoid(self.context_gate(h)).squeeze(-1)  # (batch * beams,)
+        return alpha.reshape(-1, num_pixels), beta
+
+    def step(self, words: torch.Tensor, state: DecoderState, memory: ImageMemory) -> StepOutput:
+        """One word for each of (batch * beams) rows; rows are grouped by image, beams inner."""
+        batch = memory.features.shape[0]
+        alpha, beta = self.attend(memory, state.h)  # (rows, num_pixels), (rows,)
+        weights = (alpha * beta.unsqueeze(-1)).view(batch, -1, alpha.shape[-1])
+        context_in = torch.bmm(weights, memory.projected_features).flatten(0, 1)  # (rows, gates)
+        word_weight = self.input_proj.weight[:, : self.config.embed_dim]
+        cell_in = F.linear(self.embedding(words), word_weight, self.input_proj.bias) + context_in
+        new_state, gates = self._cell(cell_in, state)
+        logits = self.output(self.dropout(new_state.h))
+        return StepOutput(logits, new_state, alpha, beta, gates)
+
+    def forward(
+        self, features: torch.Tensor, captions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: predict captions[:, 1:] from captions[:, :-1].
+
+        features: (batch, grid_h, grid_w, encoder_dim); captions: (batch, length) ids starting
+        with <start>, padded after <end>. Returns logits (batch, length - 1, vocab_size) and
+        attention weights (batch, length - 1, num_pixels). This is the direct form of `step`
+        (context projected after averaging), which is cheaper when captions are shorter than
+        the grid has cells.
+        """
+        memory = ImageMemory(features.flatten(1, 2), self.encoder_att(features.flatten(1, 2)), None)
+        state = self.initial_state(memory)
+        embeddings = self.embedding(captions)  # (batch, length, embed_dim)
+        all_logits, all_alphas = [], []
+        for t in range(captions.shape[1] - 1):
+            alpha, beta = self.attend(memory, state.h)  # (batch, num_pixels), (batch,)
+            context = torch.bmm(alpha.unsqueeze(1), memory.features).squeeze(1)  # (batch, enc)
+            cell_in = self.input_proj(torch.cat([embeddings[:, t], beta.unsqueeze(1) * context], 1))
+            state, _ = self._cell(cell_in, state)
+            all_logits.append(self.output(self.dropout(state.h)))
+            all_alphas.append(alpha)
+        return torch.stack(all_logits, 1), torch.stack(all_alphas, 1)
+
+    def _cell(
+        self, cell_in: torch.Tensor, state: DecoderState
+    ) -> tuple[DecoderState, dict[str, torch.Tensor]]:
+        """The recurrence, from the input projection already computed (rows, gate_blocks * D)."""
+        hidden_in = self.hidden_proj(state.h)
+        if self.config.cell == "lstm":
+            i, f, g, o = (cell_in + hidden_in).chunk(4, dim=1)
+            i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+            c = f * state.c + i * torch.tanh(g)
+            h = o * torch.tanh(c)
+            return DecoderState(h, c), {"input": i, "forget": f, "output": o, "cell": c}
+        if self.config.cell == "gru":
+            x_r, x_z, x_n = cell_in.chunk(3, dim=1)
+            h_r, h_z, h_n = hidden_in.chunk(3, dim=1)
+            r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+            n = torch.tanh(x_n + r * h_n)
+            h = (1 - z) * n + z * state.h
+            return DecoderState(h, None), {"reset": r, "update": z}
+        return DecoderState(torch.tanh(cell_in + hidden_in), None), {}

@@ -1,0 +1,225 @@
+"""Opening photos: the one place an image file is read, checked and turned into upright RGB.
+
+Everything that captions a photo (the batch CLI, the GUI, the dataset code) goes through
+`load_image`, so every odd file a user might point at fails here, with an `ImageError` that
+names the file and says what is wrong, instead of deep inside the model.
+"""
+
+import os
+import stat
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:
+    import pillow_heif
+except ImportError:  # optional extra: without it HEIC files get a hint instead of a decode
+    pillow_heif = None
+else:
+    pillow_heif.register_heif_opener()
+
+ImageSource = str | bytes | os.PathLike | Image.Image
+
+_WHITE = (255, 255, 255)
+_HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+# Signatures of formats Pillow reads; a file that starts like one but fails to open is damaged.
+_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF8": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+class ImageError(Exception):
+    """A photo that cannot be captioned. `path` names it, `reason` says why in plain words."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self):
+        # Batch workers run in other processes; keep the exception picklable with both fields.
+        return type(self), (self.path, self.reason)
+
+
+def source_name(source: ImageSource) -> str:
+    """A printable name for error messages and reports (not for reopening the file).
+
+    Paths come back as text; bytes that are not valid in the file system encoding are shown as
+    backslash escapes, so the name can always be printed or shown in the GUI.
+    """
+    if isinstance(source, Image.Image):
+        width, height = source.size
+        return f"<PIL.Image {width}x{height} {source.mode}>"
+    name = os.fsdecode(source)
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def load_image(
+    source: ImageSource, *, min_size: int | None = None, max_pixels: int = 120_000_000
+) -> Image.Image:
+    """Return `source` as a fully decoded, upright (EXIF orientation applied) RGB image.
+
+    min_size: the smallest side length the caller needs. Large photos are decoded at a reduced
+    size (JPEG DCT scaling, then an integer box reduction) while both sides stay >= min_size;
+    the final resize to the model's input size is left to the encoder.
+    max_pixels: files whose header claims more pixels are refused before any pixel is decoded.
+
+    A caller's PIL image is never modified. Raises ImageError for anything that cannot be read.
+    """
+    if min_size is not None and min_size < 1:
+        raise ValueError(f"min_size must be a positive number of pixels, got {min_size}")
+    name = source_name(source)
+    if isinstance(source, Image.Image):
+        _check_pixel_count(name, source.size, max_pixels)
+        image = _decode(name, source)
+        return _normalise(name, image, min_size)
+
+    path = os.fspath(source)
+    _check_is_readable_file(name, path)
+    try:
+        with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                raise ImageError(name, "file is empty (0 bytes)")
+            with _open_header(name, file) as image:
+                _check_pixel_count(name, image.size, max_pixels)
+                if min_size is not None:
+                    # Only JPEG (and MPO) decoders implement draft; for other formats it is a no-op.
+                    image.draft("RGB", (min_size, min_size))
+                decoded = _decode(name, image)
+    except PermissionError:
+        raise ImageError(name, "permission denied: the file cannot be read") from None
+    except IsADirectoryError:
+        raise ImageError(name, "is a directory, not an image file") from None
+    except FileNotFoundError:
+        # Checked just before, so the file vanished while we were opening it.
+        raise ImageError(name, "file not found") from None
+    except OSError as error:
+        raise ImageError(name, f"cannot read the file ({error.strerror or error})") from None
+    return _normalise(name, decoded, min_size)
+
+
+def _check_is_readable_file(name: str, path: str | bytes) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            target = source_name(os.readlink(path))
+            raise ImageError(name, f"broken symbolic link (points to missing {target})") from None
+        raise ImageError(name, "file not found") from None
+    except PermissionError:
+        reason = "permission denied: a folder on its path cannot be entered"
+        raise ImageError(name, reason) from None
+    if stat.S_ISDIR(mode):
+        raise ImageError(name, "is a directory, not an image file")
+    if not stat.S_ISREG(mode):
+        # A FIFO or device would block or stream forever instead of failing.
+        raise ImageError(name, "is not a regular file (a device, pipe or socket)")
+
+
+def _open_header(name: str, file) -> Image.Image:
+    """Identify the format and read the header only; no pixel data is decoded yet."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own fixed limit; we apply the caller's max_pixels instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(file)
+    except Image.DecompressionBombError as error:
+        raise ImageError(name, f"image is too large to decode safely ({error})") from None
+    except UnidentifiedImageError:
+        file.seek(0)
+        raise ImageError(name, _unidentified_reason(file.read(32))) from None
+    except Exception as error:  # Pillow plugins raise many types on malformed headers
+        raise ImageError(
+            name, f"image header is truncated or damaged ({_describe(error)})"
+        ) from None
+
+
+def _unidentified_reason(head: bytes) -> str:
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIC_BRANDS:
+        if pillow_heif is None:
+            return "HEIC/HEIF photo: install the 'heic' extra (pillow-heif) to read it"
+        return "HEIC/HEIF file that pillow-heif cannot read"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "starts like a WebP image but its header is truncated or damaged"
+    for signature, format_name in _SIGNATURES.items():
+        if head.startswith(signature):
+            return f"starts like a {format_name} image but its header is truncated or damaged"
+    return "not an image, or an image format that cannot be read"
+
+
+def _check_pixel_count(name: str, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            name,
+            f"image is {width} x {height} pixels, above the limit of {max_pixels:,}; "
+            "refusing to decode it (raise max_pixels if the file is trusted)",
+        )
+
+
+def _decode(name: str, image: Image.Image) -> Image.Image:
+    """Decode all pixel data now, so truncated and corrupt files fail here, and turn upright.
+
+    For multi-frame files (animated GIF/WebP) this is the first frame, where Image.open starts.
+    The result is always a new image (exif_transpose copies), detached from any file.
+    """
+    try:
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as error:
+        raise ImageError(name, f"image is too large to decode safely ({error})") from None
+    except MemoryError:
+        raise ImageError(name, "not enough memory to decode the image") from None
+    except Exception as error:  # decoders report damage as OSError, SyntaxError, ValueError, ...
+        raise ImageError(name, f"image data is truncated or corrupt ({_describe(error)})") from None
+
+
+def _normalise(name: str, image: Image.Image, min_size: int | None) -> Image.Image:
+    try:
+        rgb = _to_rgb(image)
+    except ValueError as error:
+        raise ImageError(name, f"colour mode {image.mode} is not supported ({error})") from None
+    if min_size is not None:
+        factor = min(rgb.size) // min_size
+        if factor >= 2:
+            # Box-filter shrink by a whole factor: cheap, and both sides stay >= min_size.
+            rgb = rgb.reduce(factor)
+    return rgb
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparent areas become white, as photo viewers show them."""
+    if image.mode.startswith("I;16"):
+        return _gray_array_to_rgb(np.asarray(image, dtype=np.float64) / 257.0)
+    if image.mode == "I":
+        # 32-bit integers have no fixed range: 8-bit data if it fits, else 16-bit data.
+        values = np.asarray(image, dtype=np.float64)
+        return _gray_array_to_rgb(values if values.max(initial=0) <= 255 else values / 257.0)
+    if image.mode == "F":
+        # Floats are usually 0..1; anything larger follows Pillow's own 0..255 convention.
+        values = np.asarray(image, dtype=np.float64)
+        return _gray_array_to_rgb(values * 255.0 if values.max(initial=0) <= 1.0 else values)
+    if image.mode == "RGB" and "transparency" not in image.info:
+        return image  # already a private copy; skip another full-size copy
+
+    has_alpha = image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info
+    if not has_alpha:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    background = Image.new("RGB", rgba.size, _WHITE)
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
+
+
+def _gray_array_to_rgb(values: np.ndarray) -> Image.Image:
+    gray = np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8)  # (H, W)
+    return Image.fromarray(gray).convert("RGB")
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__

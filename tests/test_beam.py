@@ -1,0 +1,151 @@
+"""Beam search: batched equals per-image, exact on an enumerable model, documented ranking."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from captioner.beam import beam_search, length_penalty
+from captioner.decoder import Decoder, DecoderConfig
+
+START, END = 1, 2
+BANNED = (0, 1, 3)
+
+
+def noise_images(count: int, seed: int = 0) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [
+        Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)) for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"beam_size": 5},
+        {"beam_size": 1},
+        {"beam_size": 4, "length_penalty": 1.0, "no_repeat_ngram_size": 2},
+    ],
+)
+def test_batched_equals_one_image_at_a_time(tiny_captioner, photos, options):
+    images = noise_images(6) + list(photos.values())[:2]
+    features = tiny_captioner.encode(images)
+    batched = tiny_captioner.decode(features, max_length=15, **options)
+    for i, result in enumerate(batched):
+        alone = tiny_captioner.decode(features[i : i + 1], max_length=15, **options)[0]
+        assert [b.tokens for b in result.beams] == [b.tokens for b in alone.beams]
+        np.testing.assert_allclose(
+            [b.score for b in result.beams], [b.score for b in alone.beams], atol=1e-5
+        )
+        np.testing.assert_allclose(result.alphas, alone.alphas, atol=1e-5)
+
+
+def test_result_invariants(tiny_captioner):
+    results = tiny_captioner.decode(
+        tiny_captioner.encode(noise_images(4, seed=1)), beam_size=5, max_length=6
+    )
+    for result in results:
+        assert result.beams[0].tokens == result.tokens
+        scores = [b.score for b in result.beams]
+        assert scores == sorted(scores, reverse=True)
+        for beam in result.beams:
+            assert len(beam.tokens) <= 6
+            assert not {"<end>", "<start>", "<pad>", "<unk>"} & set(beam.tokens)
+            assert beam.alphas.shape == (len(beam.tokens), 7, 7)
+            np.testing.assert_allclose(beam.alphas.sum(axis=(1, 2)), 1.0, atol=1e-5)
+            assert beam.gates["forget"].shape == (len(beam.tokens), 128)
+            assert ((beam.context_gate > 0) & (beam.context_gate < 1)).all()
+
+
+def tiny_random_decoder(seed: int) -> tuple[Decoder, torch.Tensor]:
+    """Vocabulary of two real words: every caption up to length 3 can be enumerated."""
+    torch.manual_seed(seed)
+    config = DecoderConfig(6, 8, embed_dim=4, decoder_dim=8, attention_dim=4, dropout=0.0)
+    decoder = Decoder(config).eval()
+    with torch.no_grad():
+        decoder.output.weight.mul_(6.0)  # peakier distributions make rankings differ more
+    return decoder, torch.randn(1, 2, 2, 8)
+
+
+def exhaustive_best(decoder, features, max_length: int, alpha: float) -> tuple[list[int], float]:
+    """Score every caption of 0..max_length words (plus <end>) by teacher forcing."""
+    best = ([], -math.inf)
+    for length in range(max_length + 1):
+        for words in itertools.product([4, 5], repeat=length):
+            ids = torch.tensor([[START, *words, END]])
+            with torch.no_grad():
+                logits, _ = decoder(features, ids)
+            log_prob = logits.log_softmax(-1)[0].gather(1, ids[0, 1:, None]).sum().item()
+            score = log_prob / length_penalty(length + 1, alpha)
+            if score > best[1]:
+                best = (list(words), score)
+    return best
+
+
+def test_wide_beam_finds_the_exhaustive_optimum_and_length_penalty_reranks():
+    rankings_differ = False
+    for seed in range(8):
+        decoder, features = tiny_random_decoder(seed)
+        bests = {}
+        for alpha in (0.0, 3.0):
+            words, score = exhaustive_best(decoder, features, max_length=3, alpha=alpha)
+            found = beam_search(
+                decoder,
+                features,
+                start_id=START,
+                end_id=END,
+                banned_ids=BANNED,
+                beam_size=8,
+                max_length=3,
+                length_alpha=alpha,
+            )[0][0]
+            assert found.token_ids == words
+            assert found.score == pytest.approx(score, abs=1e-5)
+            assert found.score == pytest.approx(
+                found.log_prob / length_penalty(len(found.token_ids) + 1, alpha), abs=1e-6
+            )
+            bests[alpha] = words
+        # A larger length penalty never prefers a shorter caption.
+        assert len(bests[3.0]) >= len(bests[0.0])
+        rankings_differ |= bests[3.0] != bests[0.0]
+    assert rankings_differ, "length penalty should change the best caption for some model"
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_no_repeat_ngram_blocks_repeats(n):
+    decoder, features = tiny_random_decoder(3)
+    for hypothesis in beam_search(
+        decoder,
+        features,
+        start_id=START,
+        end_id=END,
+        banned_ids=BANNED,
+        beam_size=4,
+        max_length=8,
+        no_repeat_ngram_size=n,
+    )[0]:
+        grams = [
+            tuple(hypothesis.token_ids[i : i + n]) for i in range(len(hypothesis.token_ids) - n + 1)
+        ]
+        assert len(grams) == len(set(grams))
+
+
+def test_max_length_is_respected_even_when_end_is_unlikely():
+    decoder, features = tiny_random_decoder(0)
+    with torch.no_grad():
+        decoder.output.bias[END] = -50.0
+    # A strong length penalty makes the longest captions win: they must stop at max_length.
+    hypotheses = beam_search(
+        decoder,
+        features,
+        start_id=START,
+        end_id=END,
+        banned_ids=BANNED,
+        beam_size=3,
+        max_length=5,
+        length_alpha=3.0,
+    )[0]
+    assert [len(h.token_ids) for h in hypotheses] == [5, 5, 5]
