@@ -100,6 +100,10 @@ class Captioner:
 
     def save(self, path: str | os.PathLike, extra_config: dict | None = None) -> Path:
         """Write config.json, vocab.json, model.safetensors (encoder weights only if fine-tuned)."""
+        return save_model_dir(path, *self.model_files(extra_config))
+
+    def model_files(self, extra_config: dict | None = None) -> tuple[dict, Vocabulary, dict]:
+        """(config, vocabulary, tensors) as `save` writes them, for callers adding files."""
         tensors = {f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}
         if self.encoder.trainable:
             tensors.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
@@ -109,7 +113,7 @@ class Captioner:
             "decoder": dataclasses.asdict(self.decoder.config),
             **(extra_config or {}),
         }
-        return save_model_dir(path, config, self.vocab, tensors)
+        return config, self.vocab, tensors
 
     def preprocess(self, source: ImageSource) -> torch.Tensor:
         """One photo -> the encoder's (3, size, size) input; raises ImageError."""

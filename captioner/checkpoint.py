@@ -26,10 +26,13 @@ def save_model_dir(
     path: str | os.PathLike, config: dict, vocab: Vocabulary, tensors: dict[str, torch.Tensor]
 ) -> Path:
     """Write the three files into `path`, atomically: a crash leaves the old directory intact."""
-    return write_dir_atomically(path, lambda tmp: _write_model_files(tmp, config, vocab, tensors))
+    return write_dir_atomically(path, lambda tmp: write_model_files(tmp, config, vocab, tensors))
 
 
-def _write_model_files(directory: Path, config: dict, vocab: Vocabulary, tensors: dict) -> None:
+def write_model_files(
+    directory: Path, config: dict, vocab: Vocabulary, tensors: dict[str, torch.Tensor]
+) -> None:
+    """The three files, written straight into `directory` (see `write_dir_atomically`)."""
     config = {"format_version": FORMAT_VERSION, **config}
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     vocab.save(directory / VOCAB_FILE)

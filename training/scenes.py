@@ -29,7 +29,6 @@ import multiprocessing
 import os
 import re
 import sys
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -180,13 +179,12 @@ def _sample_specs(rng: np.random.Generator, size: int) -> list[_Spec]:
         else:
             shape = SHAPES[rng.integers(len(SHAPES))]
             color = list(COLORS)[rng.integers(len(COLORS))]
+        if sum(s.shape == shape and s.color == color for s in specs) >= MAX_SAME_SHAPE_AND_COLOR:
+            continue
         size_class = "small" if rng.random() < 0.5 else "large"
         half_extent = rng.uniform(*HALF_EXTENTS[size_class]) * size
         aspect = rng.uniform(0.9, 1.1)  # width / height jitter
         angle = np.deg2rad(rng.uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES))
-        same = sum(s.shape == shape and s.color == color for s in specs)
-        if same >= MAX_SAME_SHAPE_AND_COLOR:
-            continue
         cos, sin = np.cos(angle), np.sin(angle)
         rotation = np.array([[cos, -sin], [sin, cos]])
         polygon = (OUTLINES[shape] * [aspect * half_extent, half_extent]) @ rotation.T
@@ -275,8 +273,9 @@ def _paint(
     # A linear light falloff of up to +-10 % across the object, in a random direction.
     strength, angle = rng.uniform(0, 0.1), rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
-    ramp = (np.cos(angle) * xs + np.sin(angle) * ys) / max(x1 - x0, y1 - y0)
-    shade = 1 + strength * (2 * ramp - 1)
+    xs, ys = xs - (x1 - x0) / 2, ys - (y1 - y0) / 2
+    ramp = (np.cos(angle) * xs + np.sin(angle) * ys) / (np.hypot(x1 - x0, y1 - y0) / 2)  # -1..1
+    shade = 1 + strength * ramp
     colour = np.clip(rgb * shade[..., None], 0, 255)  # (h, w, 3)
     region = canvas[y0:y1, x0:x1]
     region += alpha[..., None] * (colour - region)
@@ -392,7 +391,8 @@ def _relation_options(partitions: list[list[_Unit]], objects: list[dict], size: 
 def _relation_caption(
     option: tuple, objects: list[dict], size: int, rng: np.random.Generator
 ) -> tuple[list[str], list[list[int]]]:
-    """ "a small red circle to the left of a blue square", "two green stars side by side", ..."""
+    """A spatial caption: "a small red circle to the left of a blue square", "two green stars
+    side by side", ..."""
     subject, target, relation = option
     words: list[str] = []
     refs: list[list[int]] = []
@@ -459,11 +459,13 @@ def make_scene(
     """
     if size < MIN_IMAGE_SIZE:
         raise ValueError(f"image size must be at least {MIN_IMAGE_SIZE} px, got {size}")
-    while True:
+    polygons = None
+    while polygons is None:
         specs = _sample_specs(rng, size)
-        polygons = next((p for p in (_place(specs, rng, size) for _ in range(20)) if p), None)
-        if polygons is not None:
-            break
+        for _ in range(20):  # then new objects: these may be too big to fit together
+            polygons = _place(specs, rng, size)
+            if polygons is not None:
+                break
     canvas = _background(rng, size)  # (size, size, 3) float32
     objects = []
     for spec, polygon in zip(specs, polygons, strict=True):
@@ -485,9 +487,10 @@ def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)
+    # A plain open (not tempfile) so the file gets the usual umask permissions, not 0600.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 def _render_chunk(job: tuple[str, int, int, str, str, int, int]) -> list[tuple[str, list, list]]:

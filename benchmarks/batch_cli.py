@@ -1,0 +1,246 @@
+"""Batch CLI throughput and memory: the CLI pipeline against encoder-only and a naive loop.
+
+    .venv/bin/python benchmarks/batch_cli.py [--model DIR] [--counts 500 2000] [--naive-count 100]
+
+Three ways to caption the same generated camera-sized JPEGs (1600x1200), each run in a fresh
+child process so its peak RSS is its own:
+- encoder-only: the CLI's DataLoader (same workers, same reduced-size JPEG decoding) feeding
+  the encoder, and nothing else. The model's unavoidable cost, so the ceiling for the CLI.
+- cli: `captioner.cli.run` with beam size 5, writing jsonl to a file.
+- naive: open each photo at full size with PIL and call `Captioner.caption` on it, one by one.
+Timing starts after the model is loaded and warmed up. Without a default model in the package,
+a stand-in with the default architecture is built: random decoder weights, a 56-word
+vocabulary, and <end> made unreachable so every caption runs to --max-length (an upper bound
+on the beam search cost; a trained model stops earlier).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+PHOTO_SIZE = (1600, 1200)
+BEAM_SIZE = 5
+
+
+# --- inputs: photos and model -------------------------------------------------------------------
+
+
+def make_photo(index: int, path: Path) -> None:
+    """A JPEG with photo-like statistics: smooth colour fields, shapes, and sensor noise."""
+    rng = np.random.default_rng(index)
+    width, height = PHOTO_SIZE
+    corners = rng.integers(0, 256, size=(3, 4, 3), dtype=np.uint8)  # a coarse colour field
+    image = Image.fromarray(corners).resize(PHOTO_SIZE, Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.integers(3, 12)):
+        x0, y0 = rng.integers(0, width), rng.integers(0, height)
+        x1, y1 = x0 + rng.integers(50, 700), y0 + rng.integers(50, 500)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x0, y0, x1, y1), fill=colour)
+    pixels = np.asarray(image, dtype=np.int16) + rng.normal(0, 6, (height, width, 3)).astype(
+        np.int16
+    )
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
+
+
+def ensure_photos(folder: Path, count: int) -> list[Path]:
+    """Generate the photos once; later runs reuse them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"photo_{i:05d}.jpg" for i in range(count)]
+    missing = [(i, p) for i, p in enumerate(paths) if not p.is_file()]
+    if missing:
+        print(f"generating {len(missing)} photos in {folder} ...", file=sys.stderr, flush=True)
+        with Pool(os.cpu_count()) as pool:
+            pool.starmap(make_photo, missing, chunksize=16)
+    return paths
+
+
+def ensure_model(requested: str | None, folder: Path) -> tuple[Path, str]:
+    """The model to measure, and a line saying which it is."""
+    from captioner.api import DEFAULT_MODEL_DIR
+
+    if requested:
+        return Path(requested), f"model: {requested}"
+    if (DEFAULT_MODEL_DIR / "config.json").is_file():
+        return DEFAULT_MODEL_DIR, f"model: the default model ({DEFAULT_MODEL_DIR})"
+    if not (folder / "config.json").is_file():
+        build_stand_in_model(folder)
+    return folder, (
+        f"model: stand-in with the default architecture ({folder}); no default model is "
+        "installed. Random decoder, <end> unreachable: every caption is --max-length words"
+    )
+
+
+def build_stand_in_model(path: Path) -> None:
+    import torch
+
+    from captioner import Captioner
+    from captioner.decoder import Decoder, DecoderConfig
+    from captioner.encoder import Encoder, EncoderConfig
+    from captioner.vocab import Vocabulary
+
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig())  # Lite0 at 224, the default
+    vocab = Vocabulary([f"word{i}" for i in range(56)])
+    decoder = Decoder(DecoderConfig(len(vocab), encoder.encoder_dim))  # default sizes
+    with torch.no_grad():
+        decoder.output.bias[vocab.end_id] = -1e4
+    Captioner(encoder, decoder, vocab, name="benchmark-stand-in").save(path)
+
+
+# --- one measurement, in a child process --------------------------------------------------------
+
+
+def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
+    import torch
+
+    from captioner import Captioner
+    from captioner.inputs import Photo
+    from captioner.pipeline import photo_batches
+
+    captioner = Captioner.load(options.model, device=options.device)
+    # Warm-up: first calls allocate buffers and pick kernels; a long run pays that once.
+    warm = torch.zeros(2, 3, 224, 224)
+    captioner.decode(captioner.encode(warm), beam_size=BEAM_SIZE, max_length=options.max_length)
+
+    start = time.perf_counter()
+    if mode == "encoder-only":
+        batches = photo_batches(
+            captioner,
+            (Photo(str(p)) for p in paths),
+            batch_size=options.batch_size,
+            workers=options.workers,
+        )
+        for batch in batches:
+            captioner.encode(batch.pixels)
+    elif mode == "cli":
+        from captioner import cli
+
+        with tempfile.TemporaryDirectory() as folder:
+            listing = Path(folder, "photos.txt")
+            listing.write_text("".join(f"{p}\n" for p in paths))
+            args = cli.parse_args(
+                [
+                    *("--files-from", str(listing), "-o", str(Path(folder, "out.jsonl"))),
+                    *("--batch-size", str(options.batch_size), "--workers", str(options.workers)),
+                    *("--beam-size", str(BEAM_SIZE), "--max-length", str(options.max_length)),
+                    "--quiet",
+                ]
+            )
+            status = cli.run(args, captioner)
+            rows = Path(folder, "out.jsonl").read_text().count("\n")
+        if status != 0 or rows != len(paths):
+            raise RuntimeError(f"cli run failed: status {status}, {rows} rows")
+    elif mode == "naive":
+        for path in paths:
+            with Image.open(path) as image:
+                photo = image.convert("RGB")
+            captioner.caption(photo, beam_size=BEAM_SIZE, max_length=options.max_length)
+    seconds = time.perf_counter() - start
+    return {
+        "mode": mode,
+        "photos": len(paths),
+        "seconds": seconds,
+        "rate": len(paths) / seconds,
+        # ru_maxrss is in KiB on Linux; children are the DataLoader workers (the largest one).
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+def run_child(mode: str, count: int, options: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--child", mode, "--child-count", str(count)]
+    command += ["--model", str(options.model), "--photos", str(options.photos)]
+    command += ["--workers", str(options.workers), "--batch-size", str(options.batch_size)]
+    command += ["--max-length", str(options.max_length), "--device", options.device]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} x {count} failed:\n{done.stderr}")
+    result = json.loads(done.stdout.splitlines()[-1])
+    print(
+        f"  {mode:>12} x {count:>5}: {result['rate']:7.2f} photos/s, "
+        f"peak RSS {result['rss_mb']:.0f} MB",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def table(results: list[dict]) -> str:
+    encoder_rate = {r["photos"]: r["rate"] for r in results if r["mode"] == "encoder-only"}
+    smallest = min(encoder_rate)
+    lines = [
+        "| mode | photos | photos/s | vs encoder-only | peak RSS main, MB | peak RSS worker, MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        reference = encoder_rate.get(r["photos"], encoder_rate[smallest])
+        worker = f"{r['worker_rss_mb']:.0f}" if r["mode"] != "naive" else "-"
+        lines.append(
+            f"| {r['mode']} | {r['photos']:,} | {r['rate']:.2f} | {r['rate'] / reference:.0%} "
+            f"| {r['rss_mb']:.0f} | {worker} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model directory (default: the default model, if any)")
+    parser.add_argument("--photos", default="/tmp/captioner-bench-photos", help="photo cache")
+    parser.add_argument("--stand-in", default="/tmp/captioner-bench-model", help="model cache")
+    parser.add_argument("--counts", type=int, nargs="+", default=[500, 2000])
+    parser.add_argument("--naive-count", type=int, default=100, help="photos for the naive loop")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=20)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-count", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+
+    if options.child:
+        paths = sorted(Path(options.photos).glob("photo_*.jpg"))[: options.child_count]
+        print(json.dumps(measure(options.child, paths, options)))
+        return
+
+    options.model, model_line = ensure_model(options.model, Path(options.stand_in))
+    ensure_photos(Path(options.photos), max(options.counts + [options.naive_count]))
+    print(model_line)
+    print(
+        f"{os.cpu_count()} CPUs, --workers {options.workers}, --batch-size {options.batch_size}, "
+        f"beam size {BEAM_SIZE}, --max-length {options.max_length}, device {options.device}"
+    )
+    results = []
+    for count in sorted(options.counts):
+        results.append(run_child("encoder-only", count, options))
+        results.append(run_child("cli", count, options))
+    results.append(run_child("naive", options.naive_count, options))
+    print(table(results))
+    cli_rate = {r["photos"]: r["rate"] for r in results if r["mode"] == "cli"}
+    naive = results[-1]["rate"]
+    print(
+        f"CLI vs naive loop: {cli_rate[max(cli_rate)] / naive:.1f}x faster "
+        f"(naive on the first {options.naive_count} photos)"
+    )
+    rss = [r["rss_mb"] for r in results if r["mode"] == "cli"]
+    print(f"CLI peak RSS, largest / smallest run: {max(rss) / min(rss):.3f}")
+
+
+if __name__ == "__main__":
+    main()

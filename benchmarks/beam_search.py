@@ -1,0 +1,84 @@
+"""Decoding speed on CPU: batched beam search vs one image at a time, and captioning vs encoding.
+
+    python benchmarks/beam_search.py [--model DIR] [--images 32] [--beam-size 5]
+
+Prints a table; the ratios come from the same run, so they hold on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from benchmarks.common import best_time, load_model, sample_photos
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model directory (default: the embedded one)")
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--max-length", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    model, description = load_model(args.model)
+    photos = sample_photos(args.images)
+    pixels = torch.stack([model.preprocess(p) for p in photos])
+    options = {"beam_size": args.beam_size, "max_length": args.max_length}
+    print(
+        f"model: {description}; {args.images} images, beam {args.beam_size}, "
+        f"{torch.get_num_threads()} threads"
+    )
+
+    encoder_ms = {}
+    for batch in (1, 8, 16, 32):
+
+        def encode(batch=batch):
+            for start in range(0, len(pixels), batch):
+                model.encode(pixels[start : start + batch])
+
+        encoder_ms[batch] = 1000 * best_time(encode, args.repeats) / len(pixels)
+    encoder_batch = min(encoder_ms, key=encoder_ms.get)
+
+    features = model.encode(pixels)
+    lengths = [len(r.tokens) for r in model.decode(features, **options)]
+    batched = best_time(lambda: model.decode(features, **options), args.repeats)
+    looped = best_time(
+        lambda: [model.decode(features[i : i + 1], **options) for i in range(len(features))],
+        args.repeats,
+    )
+
+    def encode_only():
+        for start in range(0, len(pixels), encoder_batch):
+            model.encode(pixels[start : start + encoder_batch])
+
+    def caption_all():
+        for start in range(0, len(pixels), encoder_batch):
+            model.decode(model.encode(pixels[start : start + encoder_batch]), **options)
+
+    encode_s = best_time(encode_only, args.repeats)
+    caption_s = best_time(caption_all, args.repeats)
+
+    n = len(pixels)
+    print(f"mean caption length: {sum(lengths) / n:.1f} words")
+    print("\n| encoder batch | ms / image |\n|---:|---:|")
+    for batch, ms in encoder_ms.items():
+        print(f"| {batch} | {ms:.1f} |")
+    print(f"\nencoder batch used below: {encoder_batch}\n")
+    print("| measurement | ms / image | ratio |\n|---|---:|---:|")
+    print(f"| beam search, loop over single images | {1000 * looped / n:.1f} | 1.00 |")
+    print(
+        f"| beam search, batched ({n} images) | {1000 * batched / n:.1f} | "
+        f"{looped / batched:.2f}x faster |"
+    )
+    print(f"| encoder only (the floor) | {1000 * encode_s / n:.1f} | 1.00 |")
+    print(
+        f"| encoder + batched beam search | {1000 * caption_s / n:.1f} | "
+        f"{caption_s / encode_s:.2f}x the floor |"
+    )
+
+
+if __name__ == "__main__":
+    main()

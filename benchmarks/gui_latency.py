@@ -1,0 +1,224 @@
+"""How fast the desktop app feels: window start-up and selection -> caption + heatmap latency.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/gui_latency.py [--cores 2] [--photos 10]
+
+(a) window up: a fresh `python -m gui.app --quit-after-show` process, from its start to the
+    window's first paint (the model loads afterwards, in the worker thread);
+(b) in one window, per photo: select it, wait until its caption is on screen, then show the
+    first word's heatmap; also re-selecting a captioned photo (cached) and changing the beam
+    size (decode only, encoder features cached).
+Uses the default model when it is installed, else a stand-in of the default architecture
+(EfficientNet-Lite0 at 224 px, DecoderConfig defaults, random weights, 60 words), and the
+shipped sample images, else photos from scikit-image. Prints which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SKIMAGE_PHOTOS = (
+    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
+    "camera", "immunohistochemistry", "retina", "coins", "page", "horse", "brick",
+)  # fmt: skip
+
+
+def window_up_seconds(runs: int, settings: Path, model_dir: str | None) -> list[float]:
+    """Process start -> first paint of the main window, in fresh interpreters."""
+    times = []
+    for _ in range(runs):
+        command = [sys.executable, "-m", "gui.app", "--quit-after-show"]
+        command += ["--settings", str(settings)]
+        if model_dir:
+            command += ["--model", model_dir]
+        start = time.time()
+        output = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, check=True, timeout=300
+        ).stdout
+        painted = next(line for line in output.splitlines() if line.startswith("first-paint"))
+        times.append(float(painted.split()[1]) - start)
+    return times
+
+
+def stand_in_model(folder: Path) -> str:
+    """The default architecture with random weights: same compute as the real default model."""
+    import torch
+
+    from captioner import Captioner
+    from captioner.decoder import Decoder, DecoderConfig
+    from captioner.encoder import Encoder, EncoderConfig
+    from captioner.vocab import Vocabulary
+
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(image_size=224))
+    vocab = Vocabulary(f"word{i}" for i in range(56))  # + 4 special tokens = 60
+    decoder = Decoder(DecoderConfig(len(vocab), encoder.encoder_dim))
+    captioner = Captioner(encoder, decoder, vocab, name="stand-in (random weights)")
+    return str(captioner.save(folder / "stand-in"))
+
+
+def benchmark_photos(folder: Path, count: int) -> tuple[list[str], str]:
+    samples = REPO / "captioner" / "samples"
+    found = sorted(samples.glob("*.png")) if samples.is_dir() else []
+    if found:
+        return [str(p) for p in found[:count]], f"{min(count, len(found))} shipped sample images"
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    paths = []
+    for name in SKIMAGE_PHOTOS[:count]:
+        pixels = np.ascontiguousarray(getattr(data, name)())
+        image = Image.fromarray(pixels).convert("RGB")
+        path = folder / f"{name}.jpg"
+        image.save(path, quality=92)
+        paths.append(str(path))
+    return paths, f"{len(paths)} scikit-image photos (JPEG)"
+
+
+def huge_photo(folder: Path) -> str:
+    """A 6000 x 4000 JPEG (24 megapixels), as a modern camera writes them."""
+    from PIL import Image
+    from skimage import data
+
+    path = folder / "huge.jpg"
+    Image.fromarray(data.astronaut()).resize((6000, 4000)).save(path, quality=90)
+    return str(path)
+
+
+def measure_in_window(
+    paths: list[str], huge: str, model_dir: str | None, settings_file: Path
+) -> dict:
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from gui.main_window import MainWindow
+    from gui.settings import Settings
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+
+    def wait_until(condition, timeout_s: float = 300.0) -> None:
+        deadline = time.perf_counter() + timeout_s
+        loop = QEventLoop()
+        while not condition():
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the window did not respond in time")
+            QTimer.singleShot(2, loop.quit)
+            loop.exec()
+
+    settings = Settings.from_file(str(settings_file))
+    settings.mark_started()  # no sample images on "first start": every photo starts uncached
+    start = time.perf_counter()
+    window = MainWindow(settings, model_dir=model_dir)
+    window.resize(1320, 840)
+    window.show()
+    wait_until(lambda: bool(window._model_info or window._model_error))
+    if window._model_error:
+        raise SystemExit(f"model failed to load: {window._model_error}")
+    times = {"model load (worker)": [time.perf_counter() - start]}
+    shown: list[str] = []
+    window.caption_shown.connect(shown.append)
+    window.image_model.add_paths(paths)
+    app.processEvents()
+
+    def select_and_time(row: int, path: str) -> tuple[float, float]:
+        shown.clear()
+        began = time.perf_counter()
+        window.select_row(row)
+        wait_until(lambda: path in shown)
+        window.repaint()  # include painting the caption
+        captioned = time.perf_counter() - began
+        window.words.select(0)
+        window.viewer.repaint()
+        return captioned, time.perf_counter() - began
+
+    first, with_heatmap = [], []
+    for row, path in enumerate(paths):
+        captioned, total = select_and_time(row, path)
+        first.append(captioned)
+        with_heatmap.append(total)
+    times["select -> caption shown"] = first
+    times["select -> caption + heatmap shown"] = with_heatmap
+    times["re-select a captioned photo (+ heatmap)"] = [
+        select_and_time(row, path)[1] for row, path in enumerate(paths)
+    ]
+    redecode = []
+    for row, path in enumerate(paths):
+        window.select_row(row)
+        wait_until(lambda p=path: window._fresh_result(p) is not None)
+        beam_size = 3 if window.settings_panel.beam_size.value() != 3 else 5
+        shown.clear()
+        began = time.perf_counter()
+        window.settings_panel.beam_size.setValue(beam_size)
+        window.settings_panel.options_changed.emit(window.settings_panel.options())  # no delay
+        wait_until(lambda p=path: p in shown and window._fresh_result(p) is not None)
+        window.repaint()
+        redecode.append(time.perf_counter() - began)
+    times["beam size change -> new caption (decode only)"] = redecode
+    window.image_model.add_paths([huge])
+    times["huge photo: select -> caption + heatmap shown"] = [select_and_time(len(paths), huge)[1]]
+    encodes = window.worker.encode_count
+    window.close()
+    times["encoder runs"] = encodes
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=int, default=10)
+    parser.add_argument("--startup-runs", type=int, default=3)
+    parser.add_argument(
+        "--cores", type=int, default=0, help="pin to this many CPU cores (0: leave as is)"
+    )
+    args = parser.parse_args()
+    if args.cores:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))
+
+    import torch
+
+    from captioner.api import DEFAULT_MODEL_DIR
+
+    if args.cores:
+        torch.set_num_threads(args.cores)
+    workdir = Path(tempfile.mkdtemp(prefix="gui-latency-"))
+    if (DEFAULT_MODEL_DIR / "config.json").is_file():
+        model_dir, model = None, f"default model ({DEFAULT_MODEL_DIR})"
+    else:
+        model_dir = stand_in_model(workdir)
+        model = "stand-in: Lite0 224 + DecoderConfig defaults, random weights, 60 words"
+    paths, photos = benchmark_photos(workdir, args.photos)
+    cores = len(os.sched_getaffinity(0))
+    print(f"model: {model}")
+    print(f"photos: {photos}")
+    print(f"CPU cores available: {cores}, torch threads: {torch.get_num_threads()}")
+    print(f"platform: {os.environ['QT_QPA_PLATFORM']}, python {sys.version.split()[0]}\n")
+
+    up = window_up_seconds(args.startup_runs, workdir / "startup.ini", model_dir)
+    results = {"window up (process start -> first paint)": up}
+    results.update(measure_in_window(paths, huge_photo(workdir), model_dir, workdir / "window.ini"))
+    encodes = results.pop("encoder runs")
+
+    print(f"| {'measurement':<46} | {'n':>3} | {'median':>9} | {'p90':>9} | {'max':>9} |")
+    print(f"|{'-' * 48}|{'-' * 5}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
+    for name, values in results.items():
+        ordered = sorted(values)
+        p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+        print(
+            f"| {name:<46} | {len(values):>3} | {statistics.median(values) * 1000:>6.0f} ms "
+            f"| {p90 * 1000:>6.0f} ms | {max(values) * 1000:>6.0f} ms |"
+        )
+    print(f"\nencoder ran {encodes} times for {len(paths)} photos (re-decoding reuses features)")
+
+
+if __name__ == "__main__":
+    main()

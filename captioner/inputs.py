@@ -1,0 +1,106 @@
+"""Which photos a batch run captions: files, folders and patterns, expanded as a stream.
+
+A run over 50,000 photos should start captioning at once and never hold a second copy of the
+list, so everything here is a generator. Folders are listed one at a time, in name order, so
+every process that expands the same arguments sees the same sequence (sharding relies on it).
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, NamedTuple
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+)
+
+
+class Photo(NamedTuple):
+    """One input. `path` may hold surrogate escapes (non-UTF-8 names); it still opens the file."""
+
+    path: str
+    problem: str | None = None  # why it cannot be captioned, known before opening it
+
+
+def expand(arguments: Iterable[str], *, recursive: bool) -> Iterator[Photo]:
+    """Photos named by command-line arguments, in order.
+
+    An existing file is taken as is, whatever its extension (the user asked for it). A folder
+    gives the photos directly inside it, or with `recursive` every photo below it. An argument
+    that does not exist but holds * ? or [ is a pattern (`**` spans folders), expanded here so a
+    quoted pattern works as in the shell and cannot overflow the command line; its matches are
+    treated like arguments. Anything else is passed on, so opening it reports why it failed.
+    """
+    for argument in arguments:
+        if os.path.isdir(argument):
+            yield from _walk(argument, recursive)
+        elif os.path.lexists(argument) or not glob.has_magic(argument):
+            yield Photo(argument)
+        else:
+            yield from _expand_pattern(argument, recursive)
+
+
+def _expand_pattern(pattern: str, recursive: bool) -> Iterator[Photo]:
+    matches = sorted(glob.iglob(pattern, recursive=True))
+    if not matches:
+        yield Photo(pattern, "no such file, and no file matches it as a pattern")
+    for match in matches:
+        if os.path.isdir(match):
+            yield from _walk(match, recursive)
+        else:
+            yield Photo(match)
+
+
+def _walk(folder: str, recursive: bool) -> Iterator[Photo]:
+    """Photos in `folder` by file extension, skipping hidden files (e.g. macOS `._x.jpg`).
+
+    Symbolic links to files are followed; links to folders are not descended into, so a link
+    loop cannot make the walk endless. A broken link with a photo's extension is still given,
+    so it is reported instead of silently missing.
+    """
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as error:
+        yield Photo(folder, f"cannot list the folder ({error.strerror or error})")
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if recursive and not entry.is_symlink():
+                yield from _walk(entry.path, recursive)
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+            yield Photo(entry.path)
+
+
+def read_path_list(file: BinaryIO) -> Iterator[str]:
+    """One path per line (as `find` prints them); read as bytes so any file name survives."""
+    for line in file:
+        line = line.removesuffix(b"\n").removesuffix(b"\r")
+        if line:
+            yield os.fsdecode(line)
+
+
+def unique(photos: Iterable[Photo]) -> Iterator[Photo]:
+    """Drop a photo seen before under any spelling of its path (`a.jpg`, `./a.jpg`, via its folder).
+
+    Paths are compared made absolute, not with symbolic links resolved: a link is a photo of
+    its own for sidecars and metadata.
+    """
+    seen: set[str] = set()
+    for photo in photos:
+        key = os.path.abspath(photo.path)
+        if key not in seen:
+            seen.add(key)
+            yield photo
+
+
+def shard(photos: Iterable[Photo], index: int, count: int) -> Iterator[Photo]:
+    """Every `count`-th photo starting at `index`: shards 0..count-1 partition the stream."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard index must be in 0..{count - 1}, got {index}")
+    return itertools.islice(photos, index, None, count)

@@ -1,0 +1,254 @@
+"""Caption output formats for batch runs: jsonl, csv, coco and txt, streamed row by row.
+
+Each row is written as one piece as soon as its photo is done, and the batch loop flushes after
+every batch, so a run that is killed keeps every finished row. The file is written in place
+(not to a temporary file and renamed): a half-written output is the point, because `scan`
+reads it back to resume. Only the last row can be cut short, and `scan` drops it.
+
+Paths are written in printable form (`captioner.images.source_name`): a file name that is not
+valid UTF-8 appears with backslash escapes, so every output file is valid UTF-8.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Hashable
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+from captioner.api import CaptionResult
+from captioner.images import source_name
+
+
+class Scan(NamedTuple):
+    """What an existing output file already holds."""
+
+    keys: set  # photo_key of every photo with a row
+    rows: int
+    end: int  # byte offset just after the last complete row; the rest is cut before appending
+
+
+class CaptionWriter:
+    """Rows to a binary stream. Subclasses say how a row, the header and the footer look."""
+
+    def __init__(self, stream: BinaryIO, *, beams: int = 1, existing_rows: int | None = None):
+        """existing_rows: None starts a new file; a number continues a file `scan` has read."""
+        self.stream = stream
+        self.beams = beams
+        self.rows = existing_rows or 0
+        if existing_rows is None:
+            stream.write(self.header())
+
+    def write(self, result: CaptionResult) -> None:
+        row = self.encode(result)
+        if row:
+            self.stream.write(row)
+            self.rows += 1
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write(self.footer())
+        self.stream.flush()
+
+    def header(self) -> bytes:
+        return b""
+
+    def footer(self) -> bytes:
+        return b""
+
+    def encode(self, result: CaptionResult) -> bytes | None:
+        raise NotImplementedError
+
+    @staticmethod
+    def photo_key(path: str) -> Hashable:
+        """How rows and inputs are matched on resume: the path, made absolute."""
+        return os.path.abspath(source_name(path))
+
+    @classmethod
+    def scan(cls, data: bytes, *, beams: int = 1) -> Scan:
+        raise NotImplementedError
+
+
+class JsonlWriter(CaptionWriter):
+    """{"path", "caption", "score"} per line (+ "beams" with --beams N); failed: {"path", "error"}."""
+
+    def encode(self, result: CaptionResult) -> bytes:
+        row: dict = {"path": source_name(result.source)}
+        if result.error is not None:
+            row["error"] = result.error
+        else:
+            row.update(caption=result.text, score=round(result.score, 4))
+            if self.beams > 1:
+                row["beams"] = [
+                    {"caption": beam.text, "score": round(beam.score, 4)}
+                    for beam in result.beams[: self.beams]
+                ]
+        return (json.dumps(row, ensure_ascii=False) + "\n").encode()
+
+    @classmethod
+    def scan(cls, data: bytes, *, beams: int = 1) -> Scan:
+        keys, rows, end = set(), 0, 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break  # the row being written when the run was stopped
+            try:
+                path = json.loads(line)["path"]
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"line {rows + 1} is not a caption row: {line[:80]!r}") from None
+            keys.add(cls.photo_key(path))
+            rows += 1
+            end += len(line)
+        return Scan(keys, rows, end)
+
+
+class CsvWriter(CaptionWriter):
+    """Columns path, caption, score, error; with --beams N also caption_2, score_2 ... _N."""
+
+    def header(self) -> bytes:
+        return self._line(self.columns(self.beams))
+
+    @staticmethod
+    def columns(beams: int) -> list[str]:
+        extra = [f"{name}_{rank}" for rank in range(2, beams + 1) for name in ("caption", "score")]
+        return ["path", "caption", "score", "error", *extra]
+
+    def encode(self, result: CaptionResult) -> bytes:
+        path = source_name(result.source)
+        if result.error is not None:
+            return self._line([path, "", "", result.error] + [""] * (2 * (self.beams - 1)))
+        fields = [path, result.text, f"{result.score:.4f}", ""]
+        for beam in result.beams[1 : self.beams]:
+            fields += [beam.text, f"{beam.score:.4f}"]
+        fields += [""] * (len(self.columns(self.beams)) - len(fields))
+        return self._line(fields)
+
+    @staticmethod
+    def _line(fields: list[str]) -> bytes:
+        text = io.StringIO()
+        csv.writer(text).writerow(fields)
+        return text.getvalue().encode()
+
+    @classmethod
+    def scan(cls, data: bytes, *, beams: int = 1) -> Scan:
+        end = data.rfind(b"\n") + 1  # rows end with \r\n; anything after the last is a cut row
+        reader = csv.reader(io.StringIO(data[:end].decode(), newline=""))
+        header = next(reader, None)
+        if header is None:
+            return Scan(set(), 0, 0)
+        if header != cls.columns(beams):
+            raise ValueError(
+                f"its columns are {','.join(header)}, but this run writes "
+                f"{','.join(cls.columns(beams))} (use the same --beams as the first run)"
+            )
+        keys = {cls.photo_key(row[0]) for row in reader if row}
+        return Scan(keys, len(keys), end)
+
+
+class TxtWriter(CaptionWriter):
+    """`path<TAB>caption` per line, for reading; failed photos are only reported on stderr."""
+
+    def encode(self, result: CaptionResult) -> bytes | None:
+        if result.error is not None:
+            return None
+        return f"{source_name(result.source)}\t{result.text}\n".encode()
+
+    @classmethod
+    def scan(cls, data: bytes, *, beams: int = 1) -> Scan:
+        end = data.rfind(b"\n") + 1
+        lines = data[:end].decode().splitlines()
+        keys = {cls.photo_key(line.rsplit("\t", 1)[0]) for line in lines if line}
+        return Scan(keys, len(keys), end)
+
+
+class CocoWriter(CaptionWriter):
+    """The COCO results file, [{"image_id", "caption"}, ...], written as a stream.
+
+    image_id is the number a COCO file name ends with (COCO_val2014_000000391895.jpg ->
+    391895), else the path. A killed run leaves the array without its closing bracket; `scan`
+    accepts that. Failed photos are only reported on stderr; the format has no place for them.
+    """
+
+    def __init__(self, stream: BinaryIO, *, beams: int = 1, existing_rows: int | None = None):
+        super().__init__(stream, beams=beams, existing_rows=existing_rows)
+        self.image_ids: set = set()
+
+    def header(self) -> bytes:
+        return b"["
+
+    def footer(self) -> bytes:
+        return b"\n]\n"
+
+    def encode(self, result: CaptionResult) -> bytes | None:
+        if result.error is not None:
+            return None
+        image_id = coco_image_id(result.source)
+        if image_id in self.image_ids:
+            raise ValueError(
+                f"image_id {image_id} is already used by another photo in this run; "
+                "COCO results need one id per photo"
+            )
+        self.image_ids.add(image_id)
+        separator = ",\n" if self.rows else "\n"
+        return (separator + json.dumps({"image_id": image_id, "caption": result.text})).encode()
+
+    @staticmethod
+    def photo_key(path: str) -> Hashable:
+        image_id = coco_image_id(path)
+        return image_id if isinstance(image_id, int) else os.path.abspath(image_id)
+
+    @classmethod
+    def scan(cls, data: bytes, *, beams: int = 1) -> Scan:
+        text = data.decode("ascii")  # rows are written with json's default ASCII escaping
+        decoder = json.JSONDecoder()
+        position = _skip_space(text, 0)
+        if position == len(text):
+            return Scan(set(), 0, 0)
+        if text[position] != "[":
+            raise ValueError("it does not start with [ as a COCO results file does")
+        keys, rows, end = set(), 0, position + 1
+        position = _skip_space(text, end)
+        while position < len(text) and text[position] != "]":
+            if rows:
+                if text[position] != ",":
+                    raise ValueError(f"expected , between rows at byte {position}")
+                position = _skip_space(text, position + 1)
+            try:
+                row, position = decoder.raw_decode(text, position)
+            except json.JSONDecodeError:
+                if ",\n{" in text[position:]:
+                    raise ValueError(f"damaged row at byte {position}") from None
+                break  # the row being written when the run was stopped
+            keys.add(cls._row_key(row["image_id"]))
+            rows += 1
+            end = position
+            position = _skip_space(text, position)
+        return Scan(keys, rows, end)
+
+    @staticmethod
+    def _row_key(image_id: int | str) -> Hashable:
+        return image_id if isinstance(image_id, int) else os.path.abspath(image_id)
+
+
+def coco_image_id(path: str) -> int | str:
+    match = re.search(r"(\d+)$", Path(source_name(path)).stem)
+    return int(match.group(1)) if match else source_name(path)
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
+
+
+WRITERS: dict[str, type[CaptionWriter]] = {
+    "jsonl": JsonlWriter,
+    "csv": CsvWriter,
+    "coco": CocoWriter,
+    "txt": TxtWriter,
+}

@@ -1,0 +1,85 @@
+"""`captioner-gui [--model DIR] [PATH...]`: the QApplication, its arguments and main()."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
+
+from gui.main_window import MainWindow
+from gui.settings import APPLICATION, ORGANIZATION, Settings
+
+SETTINGS_ENV = "CAPTIONER_GUI_SETTINGS"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="captioner-gui",
+        description="Caption photos and see where the model looked for every word.",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="photos or folders to open")
+    parser.add_argument(
+        "--model", metavar="DIR", help="a trained model directory, for this session only"
+    )
+    parser.add_argument(
+        "--settings",
+        metavar="INI",
+        default=os.environ.get(SETTINGS_ENV),
+        help=f"keep preferences in this INI file instead of the user's (env: {SETTINGS_ENV})",
+    )
+    parser.add_argument(
+        "--quit-after-show",
+        action="store_true",
+        help="print the time of the window's first paint and quit (used to time startup)",
+    )
+    return parser.parse_args(argv)
+
+
+class _FirstPaint(QObject):
+    """Reports the wall-clock time the window is first painted, then closes it."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            print(f"first-paint {time.time():.6f}", flush=True)
+            watched.removeEventFilter(self)
+            QTimer.singleShot(0, watched.close)  # closing stops the worker thread cleanly
+        return False
+
+
+def create_application(argv: list[str]) -> QApplication:
+    """The QApplication, created once; Qt's own options (-platform, ...) are taken from argv."""
+    app = QApplication.instance()
+    if app is None:
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
+            Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+        )
+        app = QApplication(argv)
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("Captioner")
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        app = create_application(sys.argv)
+        argv = app.arguments()[1:]  # what Qt left after removing its own options
+    else:
+        app = create_application([sys.argv[0]])
+    args = parse_args(argv)
+    settings = Settings.from_file(args.settings) if args.settings else Settings()
+    window = MainWindow(settings, paths=args.paths, model_dir=args.model)
+    probe = _FirstPaint(window)
+    if args.quit_after_show:
+        window.installEventFilter(probe)
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Qt item models: the data the views show."""

@@ -1,0 +1,132 @@
+"""Persistent preferences: decoding options, the model, the window and recent files.
+
+A thin typed layer over QSettings so every key and its default lives in one place. The app
+passes an INI file path for tests and benchmarks, so they never touch the user's settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QByteArray, QSettings
+
+ORGANIZATION, APPLICATION = "captioner", "captioner-gui"
+MAX_RECENT = 10
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What beam search needs besides the features; a changed value means re-decoding only."""
+
+    beam_size: int = 5
+    max_length: int = 20
+    length_penalty: float = 0.0
+
+
+class Settings:
+    def __init__(self, store: QSettings | None = None) -> None:
+        self.store = store or QSettings(ORGANIZATION, APPLICATION)
+
+    @classmethod
+    def from_file(cls, path: str) -> Settings:
+        return cls(QSettings(path, QSettings.Format.IniFormat))
+
+    def _int(self, key: str, default: int) -> int:
+        try:
+            return int(self.store.value(key, default))
+        except (TypeError, ValueError):
+            return default
+
+    def _float(self, key: str, default: float) -> float:
+        try:
+            return float(self.store.value(key, default))
+        except (TypeError, ValueError):
+            return default
+
+    def _bool(self, key: str, default: bool) -> bool:
+        value = self.store.value(key, default)
+        # INI files hand booleans back as the strings "true" / "false".
+        return value.lower() == "true" if isinstance(value, str) else bool(value)
+
+    @property
+    def decode_options(self) -> DecodeOptions:
+        defaults = DecodeOptions()
+        return DecodeOptions(
+            beam_size=min(max(self._int("decode/beam_size", defaults.beam_size), 1), 20),
+            max_length=min(max(self._int("decode/max_length", defaults.max_length), 1), 100),
+            length_penalty=min(
+                max(self._float("decode/length_penalty", defaults.length_penalty), 0.0), 5.0
+            ),
+        )
+
+    @decode_options.setter
+    def decode_options(self, options: DecodeOptions) -> None:
+        self.store.setValue("decode/beam_size", options.beam_size)
+        self.store.setValue("decode/max_length", options.max_length)
+        self.store.setValue("decode/length_penalty", options.length_penalty)
+
+    @property
+    def model_dir(self) -> str:
+        """A trained model directory; "" means the default model shipped with captioner."""
+        return str(self.store.value("model/directory", "") or "")
+
+    @model_dir.setter
+    def model_dir(self, path: str) -> None:
+        self.store.setValue("model/directory", path)
+
+    @property
+    def device(self) -> str:
+        device = str(self.store.value("model/device", "auto"))
+        return device if device in DEVICES else "auto"
+
+    @device.setter
+    def device(self, name: str) -> None:
+        self.store.setValue("model/device", name)
+
+    @property
+    def opacity(self) -> float:
+        return min(max(self._float("view/opacity", 0.6), 0.0), 1.0)
+
+    @opacity.setter
+    def opacity(self, value: float) -> None:
+        self.store.setValue("view/opacity", value)
+
+    @property
+    def recursive(self) -> bool:
+        """Whether opening or dropping a folder also takes photos from its subfolders."""
+        return self._bool("files/recursive", True)
+
+    @recursive.setter
+    def recursive(self, value: bool) -> None:
+        self.store.setValue("files/recursive", value)
+
+    @property
+    def recent(self) -> list[str]:
+        value = self.store.value("files/recent", [])
+        # One entry comes back as a plain string from INI files, none as None.
+        items = [value] if isinstance(value, str) else list(value or [])
+        return [str(item) for item in items if item][:MAX_RECENT]
+
+    def add_recent(self, path: str) -> None:
+        self.store.setValue("files/recent", [path] + [p for p in self.recent if p != path])
+
+    def clear_recent(self) -> None:
+        self.store.setValue("files/recent", [])
+
+    @property
+    def first_run(self) -> bool:
+        return not self._bool("app/started_before", False)
+
+    def mark_started(self) -> None:
+        self.store.setValue("app/started_before", True)
+
+    def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
+        return self.store.value("window/geometry"), self.store.value("window/state")
+
+    def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.store.setValue("window/geometry", geometry)
+        self.store.setValue("window/state", state)
+
+    def sync(self) -> None:
+        self.store.sync()

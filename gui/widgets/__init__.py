@@ -1,0 +1,1 @@
+"""The window's parts: image list, viewer, caption panel, LSTM panel, settings."""

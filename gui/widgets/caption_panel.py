@@ -1,0 +1,285 @@
+"""The caption: its words in large text, each one clickable, and the other beams with scores.
+
+Hovering a word previews its attention heatmap, clicking pins it (clicking it again unpins),
+Left/Right or Tab walk through the words from the keyboard.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QFont, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSizePolicy,
+    QSlider,
+    QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+WORD_GAP_X, WORD_GAP_Y, WORD_PAD_X, WORD_PAD_Y = 6, 4, 7, 3
+
+
+class CaptionWords(QWidget):
+    """The caption's words laid out like wrapped text, each one a target for mouse and keys."""
+
+    word_hovered = Signal(int)  # index, or -1 when the pointer leaves the words
+    word_selected = Signal(int)  # index, or -1 when the selection is cleared
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._words: list[str] = []
+        self._rects: list[QRect] = []
+        self._selected = -1
+        self._hovered = -1
+        self._placeholder = ""
+        font = QFont(self.font())
+        font.setPointSizeF(font.pointSizeF() * 1.75)
+        font.setWeight(QFont.Weight.DemiBold)
+        self.setFont(font)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+        self.setAccessibleName("Caption")
+
+    @property
+    def words(self) -> list[str]:
+        return list(self._words)
+
+    @property
+    def selected(self) -> int:
+        return self._selected
+
+    def set_words(self, words: list[str], placeholder: str = "") -> None:
+        self._words = list(words)
+        self._selected = self._hovered = -1
+        self._placeholder = placeholder
+        self.setAccessibleDescription(" ".join(words) or placeholder)
+        self._layout_words()
+        self.updateGeometry()
+        self.update()
+
+    def select(self, index: int) -> None:
+        """Select word `index` (-1 for none) and announce it."""
+        index = index if 0 <= index < len(self._words) else -1
+        if index != self._selected:
+            self._selected = index
+            self.update()
+            self.word_selected.emit(index)
+
+    def word_rect(self, index: int) -> QRect:
+        return QRect(self._rects[index])
+
+    # Layout: words flow left to right and wrap, like text.
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        rects = self._flow(width)
+        bottom = max((r.bottom() for r in rects), default=self._line_height())
+        return bottom + WORD_GAP_Y + 1
+
+    def sizeHint(self) -> QSize:
+        return QSize(600, self.heightForWidth(max(self.width(), 300)))
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(200, self._line_height() + WORD_GAP_Y)
+
+    def _line_height(self) -> int:
+        return self.fontMetrics().height() + 2 * WORD_PAD_Y
+
+    def _flow(self, width: int) -> list[QRect]:
+        metrics = self.fontMetrics()
+        rects, x, y = [], 0, WORD_GAP_Y
+        line_height = self._line_height()
+        for word in self._words:
+            word_width = metrics.horizontalAdvance(word) + 2 * WORD_PAD_X
+            if x > 0 and x + word_width > width:
+                x, y = 0, y + line_height + WORD_GAP_Y
+            rects.append(QRect(x, y, word_width, line_height))
+            x += word_width + WORD_GAP_X
+        return rects
+
+    def _layout_words(self) -> None:
+        self._rects = self._flow(max(self.width(), 1))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._layout_words()
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        palette = self.palette()
+        if not self._words:
+            painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(
+                self.rect(), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
+                self._placeholder,
+            )  # fmt: skip
+            return
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        for i, (word, rect) in enumerate(zip(self._words, self._rects, strict=True)):
+            text_role = QPalette.ColorRole.WindowText
+            if i == self._selected:
+                painter.setPen(Qt.PenStyle.NoPen)
+                painter.setBrush(palette.color(QPalette.ColorRole.Highlight))
+                painter.drawRoundedRect(QRectF(rect), 6, 6)
+                text_role = QPalette.ColorRole.HighlightedText
+            elif i == self._hovered:
+                painter.setPen(palette.color(QPalette.ColorRole.Highlight))
+                painter.setBrush(palette.color(QPalette.ColorRole.AlternateBase))
+                painter.drawRoundedRect(QRectF(rect).adjusted(0.5, 0.5, -0.5, -0.5), 6, 6)
+            painter.setPen(palette.color(text_role))
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, word)
+        if self.hasFocus() and self._selected < 0:
+            # Show keyboard users where they are before a word is chosen.
+            painter.setPen(palette.color(QPalette.ColorRole.Highlight))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(QRectF(self._rects[0]).adjusted(1, 1, -1, -1), 6, 6)
+
+    # Mouse and keyboard.
+
+    def _word_at(self, point: QPointF) -> int:
+        for i, rect in enumerate(self._rects):
+            if rect.contains(point.toPoint()):
+                return i
+        return -1
+
+    def mouseMoveEvent(self, event) -> None:
+        index = self._word_at(event.position())
+        if index != self._hovered:
+            self._hovered = index
+            self.setCursor(
+                Qt.CursorShape.PointingHandCursor if index >= 0 else Qt.CursorShape.ArrowCursor
+            )
+            self.update()
+            self.word_hovered.emit(index)
+
+    def leaveEvent(self, event: QEvent) -> None:
+        if self._hovered >= 0:
+            self._hovered = -1
+            self.update()
+            self.word_hovered.emit(-1)
+
+    def mousePressEvent(self, event) -> None:
+        index = self._word_at(event.position())
+        if event.button() == Qt.MouseButton.LeftButton and index >= 0:
+            self.select(-1 if index == self._selected else index)
+        else:
+            super().mousePressEvent(event)
+
+    def keyPressEvent(self, event) -> None:
+        key = event.key()
+        if self._words and key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+            self.step(1 if key == Qt.Key.Key_Right else -1)
+        elif self._words and key == Qt.Key.Key_Home:
+            self.select(0)
+        elif self._words and key == Qt.Key.Key_End:
+            self.select(len(self._words) - 1)
+        else:
+            super().keyPressEvent(event)  # Up/Down, Space, ... go on to the window
+
+    def step(self, delta: int) -> None:
+        """Move the selection by `delta` words, stopping at the ends."""
+        if not self._words:
+            return
+        start = self._selected if self._selected >= 0 else (-1 if delta > 0 else len(self._words))
+        self.select(min(max(start + delta, 0), len(self._words) - 1))
+
+    def focusNextPrevChild(self, forward: bool) -> bool:
+        # Tab walks through the words first, then leaves the caption like any other widget.
+        target = self._selected + (1 if forward else -1)
+        if self.hasFocus() and self._words and 0 <= target < len(self._words):
+            self.select(target)
+            return True
+        return super().focusNextPrevChild(forward)
+
+    def focusInEvent(self, event) -> None:
+        super().focusInEvent(event)
+        self.update()
+
+    def focusOutEvent(self, event) -> None:
+        super().focusOutEvent(event)
+        self.update()
+
+
+class CaptionPanel(QWidget):
+    """Under the photo: the caption, its score, and the heatmap controls."""
+
+    def __init__(self, play_action: QAction, grid_action: QAction, parent=None) -> None:
+        super().__init__(parent)
+        self.words = CaptionWords()
+        self.summary = QLabel()
+        self.summary.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setFixedWidth(140)
+        self.opacity.setAccessibleName("Heatmap opacity")
+        self.opacity.setToolTip("Heatmap opacity")
+        opacity_label = QLabel("Heatmap &opacity")
+        opacity_label.setBuddy(self.opacity)
+        play, grid = QToolButton(), QToolButton()
+        play.setDefaultAction(play_action)
+        grid.setDefaultAction(grid_action)
+        for button in (play, grid):
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+
+        controls = QHBoxLayout()
+        controls.addWidget(self.summary, 1)
+        controls.addWidget(opacity_label)
+        controls.addWidget(self.opacity)
+        controls.addWidget(play)
+        controls.addWidget(grid)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.addWidget(self.words)
+        layout.addLayout(controls)
+
+
+class BeamList(QTreeWidget):
+    """Every beam's caption with its score, best first; choosing one shows that caption."""
+
+    beam_chosen = Signal(int)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setColumnCount(3)
+        self.setHeaderLabels(["#", "Caption", "Score"])
+        self.setRootIsDecorated(False)
+        self.setUniformRowHeights(True)
+        self.setWordWrap(False)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        header = self.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.setAccessibleName("Alternative captions")
+        self.currentItemChanged.connect(self._on_current_changed)
+
+    def sizeHint(self) -> QSize:
+        return QSize(360, 150)
+
+    def set_beams(self, beams: list[tuple[str, float]], chosen: int = 0) -> None:
+        self.blockSignals(True)
+        self.clear()
+        for rank, (text, score) in enumerate(beams, 1):
+            item = QTreeWidgetItem([str(rank), text, f"{score:.2f}"])
+            item.setToolTip(1, text)
+            item.setTextAlignment(2, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.addTopLevelItem(item)
+        if beams:
+            self.setCurrentItem(self.topLevelItem(chosen))
+        self.blockSignals(False)
+
+    def _on_current_changed(self, current: QTreeWidgetItem | None, _previous) -> None:
+        if current is not None:
+            self.beam_chosen.emit(self.indexOfTopLevelItem(current))

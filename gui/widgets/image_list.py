@@ -1,0 +1,149 @@
+"""The image list: a thumbnail, the file name and its caption (or error) per row.
+
+A small badge on the thumbnail marks the state: a green tick for captioned, a red bang for a
+photo that failed, an amber dot while it is being captioned. Text colours come from the
+palette, so the list reads the same in light and dark themes.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+)
+
+from gui.models.image_list import CaptionRole, ErrorRole, Status, StatusRole
+
+THUMB = 64  # logical pixels
+PADDING = 6
+STATUS_COLOURS = {
+    Status.CAPTIONED: QColor(46, 160, 67),
+    Status.FAILED: QColor(218, 54, 51),
+    Status.WORKING: QColor(219, 150, 20),
+}
+
+
+class ImageItemDelegate(QStyledItemDelegate):
+    def sizeHint(self, option: QStyleOptionViewItem, index) -> QSize:
+        return QSize(THUMB + 2 * PADDING, THUMB + 2 * PADDING)
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        painter.save()
+        style = option.widget.style() if option.widget else None
+        if style is not None:
+            # Selection and hover backgrounds as the platform style draws them.
+            background = QStyleOptionViewItem(option)
+            self.initStyleOption(background, index)
+            background.text = ""
+            background.icon = QIcon()
+            style.drawPrimitive(
+                QStyle.PrimitiveElement.PE_PanelItemViewItem, background, painter, option.widget
+            )
+        rect = option.rect
+        thumb_rect = QRect(rect.left() + PADDING, rect.top() + PADDING, THUMB, THUMB)
+        self._paint_thumbnail(
+            painter, option, thumb_rect, index.data(Qt.ItemDataRole.DecorationRole)
+        )
+        self._paint_badge(painter, thumb_rect, index.data(StatusRole))
+
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        group = QPalette.ColorGroup.Active
+        text_role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        text_colour = option.palette.color(group, text_role)
+        text_left = thumb_rect.right() + PADDING + 4
+        text_width = rect.right() - text_left - PADDING
+        name_font = QFont(option.font)
+        name_font.setBold(True)
+        painter.setFont(name_font)
+        painter.setPen(text_colour)
+        name_height = painter.fontMetrics().height()
+        name = painter.fontMetrics().elidedText(
+            index.data(Qt.ItemDataRole.DisplayRole), Qt.TextElideMode.ElideMiddle, text_width
+        )
+        top = rect.top() + PADDING + 2
+        painter.drawText(QRect(text_left, top, text_width, name_height), 0, name)
+
+        status = index.data(StatusRole)
+        detail = index.data(ErrorRole) if status is Status.FAILED else index.data(CaptionRole)
+        if status is Status.WORKING and not detail:
+            detail = "captioning…"
+        painter.setFont(option.font)
+        if status is Status.FAILED and not selected:
+            painter.setPen(STATUS_COLOURS[Status.FAILED])
+        elif status is not Status.CAPTIONED and not selected:
+            painter.setPen(option.palette.color(QPalette.ColorRole.PlaceholderText))
+        detail_rect = QRect(
+            text_left, top + name_height + 2, text_width, rect.bottom() - top - name_height - 4
+        )
+        painter.drawText(
+            detail_rect,
+            Qt.TextFlag.TextWordWrap | Qt.AlignmentFlag.AlignTop,
+            _elide_lines(painter, detail or "", detail_rect),
+        )
+        painter.restore()
+
+    def _paint_thumbnail(self, painter, option, rect: QRect, pixmap: QPixmap | None) -> None:
+        painter.fillRect(rect, option.palette.color(QPalette.ColorRole.AlternateBase))
+        if pixmap is None or pixmap.isNull():
+            return
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        size = pixmap.size().scaled(rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        target = QRect(0, 0, size.width(), size.height())
+        target.moveCenter(rect.center())
+        painter.drawPixmap(target, pixmap)
+
+    def _paint_badge(self, painter: QPainter, thumb: QRect, status: Status) -> None:
+        colour = STATUS_COLOURS.get(status)
+        if colour is None:
+            return
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        radius = 9
+        centre = QPointF(thumb.right() - radius + 3, thumb.bottom() - radius + 3)
+        painter.setPen(QPen(QColor(255, 255, 255), 1.5))
+        painter.setBrush(colour)
+        painter.drawEllipse(centre, radius, radius)
+        pen = QPen(QColor(255, 255, 255), 2.2)
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        painter.setPen(pen)
+        x, y = centre.x(), centre.y()
+        if status is Status.CAPTIONED:  # a tick
+            painter.drawPolyline([QPointF(x - 4, y), QPointF(x - 1, y + 3), QPointF(x + 4, y - 3)])
+        elif status is Status.FAILED:  # an exclamation mark
+            painter.drawLine(QPointF(x, y - 4.5), QPointF(x, y + 1))
+            painter.drawPoint(QPointF(x, y + 4.5))
+        else:  # in progress: three dots
+            for dx in (-4, 0, 4):
+                painter.drawPoint(QPointF(x + dx, y))
+
+
+def _elide_lines(painter: QPainter, text: str, rect: QRect) -> str:
+    """Cut the text with an ellipsis so it fits the rectangle's lines when word-wrapped."""
+    metrics = painter.fontMetrics()
+    lines = max(1, rect.height() // metrics.lineSpacing())
+    bound = metrics.boundingRect(QRectF(rect).toRect(), Qt.TextFlag.TextWordWrap, text)
+    if bound.height() <= rect.height():
+        return text
+    return metrics.elidedText(text, Qt.TextElideMode.ElideRight, rect.width() * lines - 20)
+
+
+class ImageListView(QListView):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setItemDelegate(ImageItemDelegate(self))
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setUniformItemSizes(True)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setAlternatingRowColors(False)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(220)
+        self.setAccessibleName("Images")

@@ -1,0 +1,326 @@
+"""Captioning off the UI thread: one QObject worker in a QThread, fed through a job queue.
+
+The UI calls the worker's request methods (thread-safe: they only touch the queue) and hears
+back through signals, which Qt delivers in the UI thread; the worker never touches a widget.
+Jobs run in order, with two exceptions that keep the window responsive: a new caption request
+for the selected photo replaces an older one still waiting, and "Caption all" items run only
+when nothing interactive is waiting, one photo at a time, so Cancel takes effect between photos.
+
+The captioner library (and with it torch, which takes seconds to import) is imported here, in
+the worker thread, so the window is up before the model is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from gui.settings import DecodeOptions
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from captioner import CaptionResult
+
+# The viewer's copy of a photo: decoded at reduced size (JPEG draft) and capped, so a
+# 50-megapixel photo costs no more than a small one.
+DISPLAY_MIN_SIDE = 800
+DISPLAY_MAX_SIDE = 1600
+FEATURE_CACHE_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    generation: int
+    name: str
+    path: str
+    is_default: bool
+    vocab_size: int
+    encoder: str  # e.g. "efficientnet-lite0, 224 px, 7 x 7 grid"
+    cell: str  # "lstm", "gru" or "rnn"
+    device: str
+
+    @property
+    def is_scenes(self) -> bool:
+        """Trained on generated shapes scenes: it knows circles and squares, not photos."""
+        return self.name.lower().startswith("scenes")
+
+
+@dataclass
+class CaptionOutcome:
+    path: str
+    generation: int
+    options: DecodeOptions
+    result: CaptionResult
+    display: Image.Image | None  # the viewer's copy, when it was asked for
+    encoded: bool  # False when the features came from the cache and only decode ran
+    seconds: float
+    batch: bool
+
+
+@dataclass
+class CaptionFailure:
+    path: str
+    generation: int
+    reason: str
+    bad_image: bool  # the file itself is unusable, whatever the model
+    batch: bool
+
+
+@dataclass
+class _LoadJob:
+    path: str | None
+    device: str
+    generation: int
+
+
+@dataclass
+class _CaptionJob:
+    path: str
+    options: DecodeOptions
+    generation: int
+    want_display: bool
+
+
+class _FinishBatch:
+    """Queue marker: the batch ran out of photos (or was cancelled); report and reset."""
+
+
+class FeatureCache:
+    """Encoder features per photo, least recently used dropped first once over a byte budget."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, path: str) -> torch.Tensor | None:
+        features = self._items.get(path)
+        if features is not None:
+            self._items.move_to_end(path)
+        return features
+
+    def put(self, path: str, features: torch.Tensor) -> None:
+        if path in self._items:
+            self._bytes -= self._nbytes(self._items.pop(path))
+        self._items[path] = features
+        self._bytes += self._nbytes(features)
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= self._nbytes(dropped)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @staticmethod
+    def _nbytes(features: torch.Tensor) -> int:
+        return features.numel() * features.element_size()
+
+
+class CaptionWorker(QObject):
+    model_loaded = Signal(object)  # ModelInfo
+    model_failed = Signal(int, str)  # generation, message
+    caption_started = Signal(str)  # path
+    captioned = Signal(object)  # CaptionOutcome
+    caption_failed = Signal(object)  # CaptionFailure
+    batch_progress = Signal(int, int)  # done, total
+    batch_finished = Signal(int, int, bool)  # done, total, cancelled
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._condition = threading.Condition()
+        self._jobs: deque[_LoadJob | _CaptionJob] = deque()
+        self._batch: deque[str] = deque()
+        self._batch_options = DecodeOptions()
+        self._batch_total = self._batch_done = 0
+        self._batch_cancelled = False
+        self._stopping = False
+        self._captioner = None
+        self._generation = -1
+        self._features = FeatureCache(FEATURE_CACHE_BYTES)
+        self.encode_count = 0  # how many photos went through the encoder; tests read it
+
+    # Called from the UI thread. They only touch the queue, under the lock.
+
+    def load_model(self, path: str | None, device: str, generation: int) -> None:
+        self._put(_LoadJob(path, device, generation))
+
+    def request_caption(
+        self, path: str, options: DecodeOptions, generation: int, *, want_display: bool = True
+    ) -> None:
+        """Caption `path` next; a request still waiting for an earlier selection is dropped."""
+        with self._condition:
+            stale = [job for job in self._jobs if isinstance(job, _CaptionJob)]
+            for job in stale:
+                self._jobs.remove(job)
+            self._jobs.append(_CaptionJob(path, options, generation, want_display))
+            self._condition.notify()
+
+    def start_batch(self, paths: list[str], options: DecodeOptions) -> None:
+        with self._condition:
+            self._batch.extend(paths)
+            self._batch_total += len(paths)
+            self._batch_options = options
+            self._batch_cancelled = False
+            self._condition.notify()
+
+    def set_batch_options(self, options: DecodeOptions) -> None:
+        with self._condition:
+            self._batch_options = options
+
+    def cancel_batch(self) -> None:
+        """Drop the photos not started yet; the one being captioned finishes first."""
+        with self._condition:
+            if self._batch_total:
+                self._batch.clear()
+                self._batch_cancelled = True
+                self._condition.notify()
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+
+    def _put(self, job: _LoadJob | _CaptionJob) -> None:
+        with self._condition:
+            self._jobs.append(job)
+            self._condition.notify()
+
+    # The worker thread.
+
+    @Slot()
+    def run(self) -> None:
+        while (job := self._next_job()) is not None:
+            if isinstance(job, _LoadJob):
+                self._load(job)
+            elif isinstance(job, _CaptionJob):
+                self._caption(job, batch=False)
+            elif isinstance(job, _FinishBatch):
+                self._finish_batch()
+            else:
+                with self._condition:
+                    options = self._batch_options
+                self._caption(_CaptionJob(job, options, self._generation, False), batch=True)
+                with self._condition:
+                    self._batch_done += 1
+                    done, total = self._batch_done, self._batch_total
+                self.batch_progress.emit(done, total)
+
+    def _next_job(self) -> _LoadJob | _CaptionJob | _FinishBatch | str | None:
+        with self._condition:
+            while not self._stopping:
+                if self._jobs:
+                    return self._jobs.popleft()
+                if self._batch:
+                    return self._batch.popleft()
+                if self._batch_total:
+                    return _FinishBatch()
+                self._condition.wait()
+            return None
+
+    def _finish_batch(self) -> None:
+        with self._condition:
+            done, total, cancelled = self._batch_done, self._batch_total, self._batch_cancelled
+            self._batch_done = self._batch_total = 0
+            self._batch_cancelled = False
+        self.batch_finished.emit(done, total, cancelled)
+
+    def _load(self, job: _LoadJob) -> None:
+        self._captioner = None
+        self._features.clear()
+        self._generation = job.generation
+        try:
+            from captioner import Captioner
+
+            captioner = Captioner.load(job.path, device=job.device)
+        except Exception as error:  # CheckpointError, a bad device name, damaged weights, ...
+            self.model_failed.emit(job.generation, str(error) or type(error).__name__)
+            return
+        self._captioner = captioner
+        encoder = captioner.encoder.config
+        grid = encoder.grid_size or encoder.image_size // 32
+        self.model_loaded.emit(
+            ModelInfo(
+                generation=job.generation,
+                name=captioner.name,
+                path=job.path or _default_model_dir(),
+                is_default=job.path is None,
+                vocab_size=len(captioner.vocab),
+                encoder=f"{encoder.name}, {encoder.image_size} px, {grid} x {grid} grid",
+                cell=captioner.decoder.config.cell,
+                device=str(captioner.device),
+            )
+        )
+
+    def _caption(self, job: _CaptionJob, *, batch: bool) -> None:
+        if self._captioner is None or job.generation != self._generation:
+            reason = "no model is loaded" if self._captioner is None else "the model changed"
+            self.caption_failed.emit(
+                CaptionFailure(job.path, job.generation, reason, bad_image=False, batch=batch)
+            )
+            return
+        from captioner.images import ImageError
+
+        self.caption_started.emit(job.path)
+        start = time.perf_counter()
+        try:
+            features, display, encoded = self._features_and_display(job)
+            result = self._captioner.decode(features, **dataclasses.asdict(job.options))[0]
+            result = dataclasses.replace(result, source=job.path)
+        except ImageError as error:
+            failure = CaptionFailure(job.path, job.generation, error.reason, True, batch)
+            self.caption_failed.emit(failure)
+            return
+        except Exception as error:  # keep the worker alive whatever a model or file does
+            reason = f"captioning failed ({type(error).__name__}: {error})"
+            self.caption_failed.emit(CaptionFailure(job.path, job.generation, reason, False, batch))
+            return
+        seconds = time.perf_counter() - start
+        self.captioned.emit(
+            CaptionOutcome(
+                job.path, job.generation, job.options, result, display, encoded, seconds, batch
+            )
+        )
+
+    def _features_and_display(self, job: _CaptionJob):
+        """(features (1, gh, gw, C), the viewer's copy or None, whether the encoder ran)."""
+        from PIL import Image
+
+        from captioner.images import load_image
+
+        features = self._features.get(job.path)
+        if features is not None and not job.want_display:
+            return features, None, False
+        if not job.want_display:
+            features = self._captioner.encode(job.path)  # decodes at the encoder's size only
+            self.encode_count += 1
+            self._features.put(job.path, features)
+            return features, None, True
+        image_size = self._captioner.encoder.config.image_size
+        display = load_image(job.path, min_size=max(DISPLAY_MIN_SIDE, image_size))
+        if max(display.size) > DISPLAY_MAX_SIDE:
+            display.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BICUBIC)
+        encoded = features is None
+        if encoded:
+            features = self._captioner.encode(display)
+            self.encode_count += 1
+            self._features.put(job.path, features)
+        return features, display, encoded
+
+
+def _default_model_dir() -> str:
+    from captioner.api import DEFAULT_MODEL_DIR
+
+    return os.fspath(DEFAULT_MODEL_DIR)

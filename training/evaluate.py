@@ -1,0 +1,368 @@
+"""captioner-evaluate: caption a dataset split with a trained model and score it.
+
+    captioner-evaluate --model runs/scenes/best --annotations data/captions_test.json \
+        --images data/test --out metrics.json --results results.json --per-image per_image.jsonl
+
+Scores are the COCO caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, see training/metrics.py),
+written under their COCO names. When the annotations list each image's objects (the generated
+scenes, training/scenes.py), the attention maps are also scored against the object boxes
+(training/grounding.py). Images that cannot be read are reported and skipped, never fatal.
+Every output file is written atomically, so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from captioner import Captioner, CaptionResult, CheckpointError
+from captioner.device import resolve_device
+from training.grounding import CaptionGrounding, ground_caption, grounding_scores
+from training.metrics import coco_metrics
+from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
+
+logger = logging.getLogger(__name__)
+
+COCO_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    path: str
+    reason: str
+
+
+@dataclass
+class EvaluatedImage:
+    """One captioned image with its own scores (and, for scenes data, its word grounding)."""
+
+    sample: Sample
+    caption: str
+    scores: dict[str, float]  # Bleu_4 and CIDEr of this image alone
+    grounding: CaptionGrounding | None  # None when the annotations list no objects for it
+
+
+@dataclass
+class Evaluation:
+    scores: dict[str, float | int | None]  # COCO names, then the grounding keys when scored
+    images: list[EvaluatedImage]  # the captioned images, in the order of the samples
+    skipped: list[SkippedImage]  # images that could not be read
+    warnings: list[str]
+
+
+def evaluate_samples(
+    captioner: Captioner,
+    samples: Sequence[Sample],
+    *,
+    batch_size: int = 16,
+    beam_size: int = 5,
+    max_length: int = 20,
+    length_penalty: float = 0.0,
+    meteor: bool = True,
+    progress: bool = False,
+) -> Evaluation:
+    """Caption every sample's image and score the captions against the sample's references.
+
+    Unreadable images are skipped and listed. Grounding scores (pointing_accuracy,
+    attention_in_box, pointing_chance, grounded_words, ungrounded_words) are added when any
+    sample carries "objects" in its extra. Raises ValueError when no image could be captioned.
+    """
+    for sample in samples:
+        if "objects" in sample.extra:
+            _check_objects(sample)
+    decode_options = {
+        "beam_size": beam_size,
+        "max_length": max_length,
+        "length_penalty": length_penalty,
+    }
+
+    captioned: list[tuple[Sample, CaptionResult]] = []
+    skipped: list[SkippedImage] = []
+    # disable=None: a progress bar only on a terminal, not in logs
+    progress_bar = tqdm(
+        total=len(samples), unit="image", disable=None if progress else True, file=sys.stderr
+    )
+    with progress_bar as bar:
+        for start in range(0, len(samples), batch_size):
+            batch = samples[start : start + batch_size]
+            results = captioner.caption(
+                [sample.image_path for sample in batch], batch_size=batch_size, **decode_options
+            )
+            for sample, result in zip(batch, results, strict=True):
+                if result.error is None:
+                    captioned.append((sample, result))
+                else:
+                    skipped.append(SkippedImage(str(sample.image_path), result.error))
+                    logger.warning("skipped %s: %s", sample.image_path, result.error)
+            bar.update(len(batch))
+    if not captioned:
+        raise ValueError(f"none of the {len(samples)} images could be captioned")
+
+    # Keyed by position, not image_id: ids are only as unique as the annotation file makes them.
+    references = {k: list(sample.captions) for k, (sample, _) in enumerate(captioned)}
+    candidates = {k: result.text for k, (_, result) in enumerate(captioned)}
+    metrics = coco_metrics(references, candidates, meteor=meteor)
+    scores: dict[str, float | int | None] = dict(metrics.scores)
+    warnings = list(metrics.warnings)
+
+    images = []
+    for k, (sample, result) in enumerate(captioned):
+        grounding = None
+        if "objects" in sample.extra:
+            grounding = ground_caption(
+                result.tokens, result.alphas, sample.extra["objects"], _image_size(sample)
+            )
+        images.append(EvaluatedImage(sample, result.text, metrics.per_image[k], grounding))
+    groundings = [image.grounding for image in images if image.grounding is not None]
+    if groundings:
+        scores |= grounding_scores(groundings)
+        if scores["grounded_words"] == 0:
+            message = (
+                "no generated word names a shape or colour present in its image: "
+                "pointing_accuracy, attention_in_box and pointing_chance are null"
+            )
+            warnings.append(message)
+            logger.warning(message)
+    return Evaluation(scores, images, skipped, warnings)
+
+
+def _check_objects(sample: Sample) -> None:
+    """Fail before any captioning when an image's "objects" cannot be scored."""
+    objects = sample.extra["objects"]
+    where = f"image {sample.image_id!r} ({sample.image_path.name})"
+    if not isinstance(objects, list):
+        raise DatasetFormatError(f"{where}: 'objects' must be a list")
+    for index, obj in enumerate(objects):
+        ok = (
+            isinstance(obj, dict)
+            and isinstance(obj.get("shape"), str)
+            and isinstance(obj.get("color"), str)
+            and isinstance(obj.get("bbox"), list)
+            and len(obj["bbox"]) == 4
+            and all(_is_number(value) for value in obj["bbox"])
+        )
+        if not ok:
+            raise DatasetFormatError(
+                f"{where}: objects[{index}] needs 'shape', 'color' and 'bbox' [x, y, w, h]"
+            )
+    for key in ("width", "height"):
+        if key in sample.extra and not (_is_number(sample.extra[key]) and sample.extra[key] > 0):
+            raise DatasetFormatError(f"{where}: '{key}' must be a positive number")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _image_size(sample: Sample) -> tuple[int, int]:
+    """(width, height) the boxes refer to: the annotation's, else the image file's."""
+    if "width" in sample.extra and "height" in sample.extra:
+        return sample.extra["width"], sample.extra["height"]
+    with Image.open(sample.image_path) as image:  # header only; the file was just captioned
+        return image.size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    outputs = [path for path in (args.out, args.results, args.per_image) if path is not None]
+    _check_outputs(parser, outputs, args.annotations)
+    # Warnings from here and from training.metrics reach stderr, unless logging is set up already.
+    logging.basicConfig(format="captioner-evaluate: %(message)s")
+
+    try:
+        resolve_device(args.device)
+        captioner = Captioner.load(args.model, device=args.device)
+        read = read_samples(
+            args.annotations, args.images, format=args.format, split=args.split, skip_missing=True
+        )
+    except (CheckpointError, DatasetFormatError, FileNotFoundError, ValueError) as error:
+        return _fail(error)
+    except RuntimeError as error:  # torch's message for a device string it cannot parse
+        return _fail(f"--device {args.device!r}: {error}")
+    samples = read.samples[: args.limit] if args.limit is not None else read.samples
+    skipped = [SkippedImage(str(path), "file not found") for path in read.missing_images]
+    for item in skipped:
+        logger.warning("skipped %s: %s", item.path, item.reason)
+
+    try:
+        for path in outputs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        evaluation = evaluate_samples(
+            captioner,
+            samples,
+            batch_size=args.batch_size,
+            beam_size=args.beam_size,
+            max_length=args.max_length,
+            length_penalty=args.length_penalty,
+            meteor=not args.no_meteor,
+            progress=True,
+        )
+    except (DatasetFormatError, ValueError, OSError) as error:
+        return _fail(error)
+    skipped += evaluation.skipped
+
+    report = {
+        **evaluation.scores,
+        "num_images": len(evaluation.images),
+        "skipped_images": len(skipped),
+        "skipped": [{"path": item.path, "reason": item.reason} for item in skipped],
+        "model": captioner.name,
+        "model_dir": str(args.model),
+        "annotations": str(args.annotations),
+        "split": args.split,
+        "beam_size": args.beam_size,
+        "max_length": args.max_length,
+        "length_penalty": args.length_penalty,
+        "warnings": evaluation.warnings,
+    }
+    try:
+        if args.results is not None:
+            results = [
+                {"image_id": image.sample.image_id, "caption": image.caption}
+                for image in evaluation.images
+            ]
+            _write_atomically(args.results, json.dumps(results, ensure_ascii=False, indent=1))
+        if args.per_image is not None:
+            lines = [
+                json.dumps(_per_image_record(image), ensure_ascii=False) + "\n"
+                for image in evaluation.images
+            ]
+            _write_atomically(args.per_image, "".join(lines))
+        # Last, so a metrics file on disk means the whole run finished.
+        _write_atomically(args.out, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    except OSError as error:
+        return _fail(f"cannot write the outputs: {error}")
+
+    _print_summary(report, outputs)
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="captioner-evaluate",
+        description="Caption a dataset split with a trained model and score it with the COCO "
+        "caption metrics (and attention grounding on generated scenes).",
+    )
+    parser.add_argument("--model", type=Path, required=True, help="model directory")
+    parser.add_argument("--annotations", type=Path, required=True, help="caption annotations file")
+    parser.add_argument("--images", type=Path, required=True, help="folder holding the images")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "val", "test", "restval"),
+        help="split to evaluate (default test); a COCO file is taken to hold this split",
+    )
+    parser.add_argument("--format", choices=FORMATS, help="annotation format (default: detect)")
+    parser.add_argument("--beam-size", type=_positive_int, default=5, help="default 5")
+    parser.add_argument("--max-length", type=_positive_int, default=20, help="words, default 20")
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.0,
+        help="length normalisation exponent for beam scores (default 0: none)",
+    )
+    parser.add_argument("--batch-size", type=_positive_int, default=16, help="default 16")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
+    parser.add_argument("--results", type=Path, help="COCO results JSON [{image_id, caption}]")
+    parser.add_argument(
+        "--per-image", type=Path, help="JSON lines: caption, references and scores per image"
+    )
+    parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
+    parser.add_argument(
+        "--limit", type=_positive_int, help="evaluate only the first N images found on disk"
+    )
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _check_outputs(parser: argparse.ArgumentParser, outputs: list[Path], annotations: Path) -> None:
+    resolved = [path.resolve() for path in outputs]
+    if len(set(resolved)) != len(resolved):
+        parser.error("--out, --results and --per-image must be different files")
+    if annotations.resolve() in resolved:
+        parser.error(f"an output would overwrite the annotations file {annotations}")
+    for path in outputs:
+        if path.is_dir():
+            parser.error(f"{path} is a directory; expected a file name")
+
+
+def _per_image_record(image: EvaluatedImage) -> dict[str, Any]:
+    record = {
+        "path": str(image.sample.image_path),
+        "image_id": image.sample.image_id,
+        "caption": image.caption,
+        "references": list(image.sample.captions),
+        **image.scores,
+    }
+    if image.grounding is not None:
+        record["grounded_words"] = [
+            {
+                "word": word.word,
+                "position": word.position,
+                "objects": list(word.objects),
+                "pointing_hit": word.pointing_hit,
+                "attention_in_box": word.attention_in_box,
+                "chance": word.chance,
+            }
+            for word in image.grounding.grounded
+        ]
+        record["ungrounded_words"] = image.grounding.ungrounded
+    return record
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write to a new file beside `path`, then rename it over `path`: readers never see half."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # 0o666: the umask decides the permissions, as for a file opened the ordinary way.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(text.encode("utf-8"))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _print_summary(report: dict[str, Any], outputs: list[Path]) -> None:
+    print(f"{report['num_images']} images, {report['skipped_images']} skipped")
+    for key in (*COCO_METRICS, "pointing_accuracy", "attention_in_box", "pointing_chance"):
+        if report.get(key) is not None:
+            print(f"{key:<18} {report[key]:.4f}")
+    if "grounded_words" in report:
+        print(f"{'grounded_words':<18} {report['grounded_words']}")
+        print(f"{'ungrounded_words':<18} {report['ungrounded_words']}")
+    for path in outputs:
+        print(f"wrote {path}")
+
+
+def _fail(error: Exception | str) -> int:
+    print(f"captioner-evaluate: error: {error}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
