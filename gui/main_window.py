@@ -94,10 +94,12 @@ class MainWindow(QMainWindow):
         self._generation = 0
         self._model_info: ModelInfo | None = None
         self._model_error = ""
+        self._model_path: str | None = None  # None: the default model
         self._results: _LruCache = _LruCache(RESULT_CACHE_SIZE)  # path -> CaptionOutcome
         self._displays: _LruCache = _LruCache(DISPLAY_CACHE_SIZE)  # path -> (PIL, QImage)
         self._current_path: str | None = None
         self._beams: list = []  # CaptionResult per beam of the shown photo
+        self._timing = ""  # how long the shown caption took
         self._current = None  # the CaptionResult shown (one of _beams)
         self._pinned_word = -1
         self._hovered_word = -1
@@ -553,6 +555,9 @@ class MainWindow(QMainWindow):
         result = outcome.result
         self._beams = result.beams or [result]
         self.beam_list.set_beams([(beam.text, beam.score) for beam in self._beams])
+        self._timing = f"captioned in {outcome.seconds * 1000:.0f} ms" + (
+            "" if outcome.encoded else " (decoder only, features cached)"
+        )
         self._show_beam(0)
         self.caption_shown.emit(outcome.path)
 
@@ -568,7 +573,7 @@ class MainWindow(QMainWindow):
         words = len(beam.tokens)
         self.caption_panel.summary.setText(
             f"Beam {index + 1} of {len(self._beams)} · score {beam.score:.2f} · "
-            f"{words} word{'s' * (words != 1)}"
+            f"{words} word{'s' * (words != 1)} · {self._timing}"
         )
         cell = self._model_info.cell if self._model_info is not None else "lstm"
         self.lstm_panel.set_caption(beam.tokens, beam.gates, beam.context_gate, cell)

@@ -63,7 +63,6 @@ class CaptionOutcome:
     display: Image.Image | None  # the viewer's copy, when it was asked for
     encoded: bool  # False when the features came from the cache and only decode ran
     seconds: float
-    batch: bool
 
 
 @dataclass
@@ -72,7 +71,6 @@ class CaptionFailure:
     generation: int
     reason: str
     bad_image: bool  # the file itself is unusable, whatever the model
-    batch: bool
 
 
 @dataclass
@@ -120,9 +118,6 @@ class FeatureCache:
     def clear(self) -> None:
         self._items.clear()
         self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     @staticmethod
     def _nbytes(features: torch.Tensor) -> int:
@@ -206,13 +201,13 @@ class CaptionWorker(QObject):
             if isinstance(job, _LoadJob):
                 self._load(job)
             elif isinstance(job, _CaptionJob):
-                self._caption(job, batch=False)
+                self._caption(job)
             elif isinstance(job, _FinishBatch):
                 self._finish_batch()
             else:
                 with self._condition:
                     options = self._batch_options
-                self._caption(_CaptionJob(job, options, self._generation, False), batch=True)
+                self._caption(_CaptionJob(job, options, self._generation, want_display=False))
                 with self._condition:
                     self._batch_done += 1
                     done, total = self._batch_done, self._batch_total
@@ -264,11 +259,11 @@ class CaptionWorker(QObject):
             )
         )
 
-    def _caption(self, job: _CaptionJob, *, batch: bool) -> None:
+    def _caption(self, job: _CaptionJob) -> None:
         if self._captioner is None or job.generation != self._generation:
             reason = "no model is loaded" if self._captioner is None else "the model changed"
             self.caption_failed.emit(
-                CaptionFailure(job.path, job.generation, reason, bad_image=False, batch=batch)
+                CaptionFailure(job.path, job.generation, reason, bad_image=False)
             )
             return
         from captioner.images import ImageError
@@ -280,18 +275,17 @@ class CaptionWorker(QObject):
             result = self._captioner.decode(features, **dataclasses.asdict(job.options))[0]
             result = dataclasses.replace(result, source=job.path)
         except ImageError as error:
-            failure = CaptionFailure(job.path, job.generation, error.reason, True, batch)
+            failure = CaptionFailure(job.path, job.generation, error.reason, bad_image=True)
             self.caption_failed.emit(failure)
             return
         except Exception as error:  # keep the worker alive whatever a model or file does
             reason = f"captioning failed ({type(error).__name__}: {error})"
-            self.caption_failed.emit(CaptionFailure(job.path, job.generation, reason, False, batch))
+            failure = CaptionFailure(job.path, job.generation, reason, bad_image=False)
+            self.caption_failed.emit(failure)
             return
         seconds = time.perf_counter() - start
         self.captioned.emit(
-            CaptionOutcome(
-                job.path, job.generation, job.options, result, display, encoded, seconds, batch
-            )
+            CaptionOutcome(job.path, job.generation, job.options, result, display, encoded, seconds)
         )
 
     def _features_and_display(self, job: _CaptionJob):

@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--encoder-weights", default=None, help="local weights file (torchvision backbones)"
     )
     model.add_argument("--image-size", type=int, default=224)
+    model.add_argument(
+        "--feature-stride",
+        type=int,
+        default=32,
+        choices=[16, 32],
+        help="32: the backbone's last features; 16: an earlier, finer stage",
+    )
     model.add_argument("--grid-size", type=int, default=None, help="pool the feature map to N x N")
     model.add_argument(
         "--fine-tune-blocks", type=int, default=0, help="train the encoder's last N blocks"
@@ -245,11 +252,12 @@ def main(argv: list[str] | None = None) -> int:
             (c for s in train_samples for c in s.captions), args.min_word_count
         )
         encoder_config = EncoderConfig(
-            args.encoder,
-            args.image_size,
-            args.grid_size,
-            args.fine_tune_blocks,
-            args.encoder_weights,
+            name=args.encoder,
+            image_size=args.image_size,
+            feature_stride=args.feature_stride,
+            grid_size=args.grid_size,
+            fine_tune_blocks=args.fine_tune_blocks,
+            weights=args.encoder_weights,
         )
         decoder_config = None
     encoder = Encoder(encoder_config)
