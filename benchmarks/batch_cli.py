@@ -8,10 +8,14 @@ child process so its peak RSS is its own:
   the encoder, and nothing else. The model's unavoidable cost, so the ceiling for the CLI.
 - cli: `captioner.cli.run` with beam size 5, writing jsonl to a file.
 - naive: open each photo at full size with PIL and call `Captioner.caption` on it, one by one.
-Timing starts after the model is loaded and warmed up. Without a default model in the package,
-a stand-in with the default architecture is built: random decoder weights, a 56-word
-vocabulary, and <end> made unreachable so every caption runs to --max-length (an upper bound
-on the beam search cost; a trained model stops earlier).
+Timing starts after the model is loaded and warmed up. Besides photos/s (wall clock), each
+run reports the CPU time it used per photo, its main process and its workers together: on a
+machine shared with other jobs, wall-clock rates swing with the neighbours' load, while CPU
+time per photo says what throughput a dedicated, fully used machine would get.
+
+Without a default model in the package, a stand-in with the default architecture is built:
+random decoder weights, a 56-word vocabulary, and <end> made unreachable so every caption runs
+to --max-length (an upper bound on the beam search cost; a trained model stops earlier).
 """
 
 from __future__ import annotations
@@ -109,14 +113,14 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
 
     from captioner import Captioner
     from captioner.inputs import Photo
-    from captioner.pipeline import photo_batches
+    from captioner.pipeline import encode, photo_batches
 
     captioner = Captioner.load(options.model, device=options.device)
     # Warm-up: first calls allocate buffers and pick kernels; a long run pays that once.
     warm = torch.zeros(2, 3, 224, 224)
     captioner.decode(captioner.encode(warm), beam_size=BEAM_SIZE, max_length=options.max_length)
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if mode == "encoder-only":
         batches = photo_batches(
             captioner,
@@ -125,7 +129,7 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
             workers=options.workers,
         )
         for batch in batches:
-            captioner.encode(batch.pixels)
+            encode(captioner, batch.pixels)  # as the CLI does: in small chunks on a CPU
     elif mode == "cli":
         from captioner import cli
 
@@ -150,14 +154,17 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
                 photo = image.convert("RGB")
             captioner.caption(photo, beam_size=BEAM_SIZE, max_length=options.max_length)
     seconds = time.perf_counter() - start
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the DataLoader workers, joined
+    cpu_seconds = time.process_time() - cpu_start + workers.ru_utime + workers.ru_stime
     return {
         "mode": mode,
         "photos": len(paths),
         "seconds": seconds,
         "rate": len(paths) / seconds,
+        "cpu_ms": cpu_seconds / len(paths) * 1000,
         # ru_maxrss is in KiB on Linux; children are the DataLoader workers (the largest one).
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "worker_rss_mb": workers.ru_maxrss / 1024,
     }
 
 
@@ -166,13 +173,18 @@ def run_child(mode: str, count: int, options: argparse.Namespace) -> dict:
     command += ["--model", str(options.model), "--photos", str(options.photos)]
     command += ["--workers", str(options.workers), "--batch-size", str(options.batch_size)]
     command += ["--max-length", str(options.max_length), "--device", options.device]
-    done = subprocess.run(command, capture_output=True, text=True)
+    environment = dict(os.environ)
+    if options.threads:
+        environment.update(
+            OMP_NUM_THREADS=str(options.threads), MKL_NUM_THREADS=str(options.threads)
+        )
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
     if done.returncode != 0:
         raise RuntimeError(f"{mode} x {count} failed:\n{done.stderr}")
     result = json.loads(done.stdout.splitlines()[-1])
     print(
         f"  {mode:>12} x {count:>5}: {result['rate']:7.2f} photos/s, "
-        f"peak RSS {result['rss_mb']:.0f} MB",
+        f"{result['cpu_ms']:.0f} CPU ms/photo, peak RSS {result['rss_mb']:.0f} MB",
         file=sys.stderr,
         flush=True,
     )
@@ -183,17 +195,18 @@ def run_child(mode: str, count: int, options: argparse.Namespace) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    encoder_rate = {r["photos"]: r["rate"] for r in results if r["mode"] == "encoder-only"}
-    smallest = min(encoder_rate)
+    encoders = {r["photos"]: r for r in results if r["mode"] == "encoder-only"}
     lines = [
-        "| mode | photos | photos/s | vs encoder-only | peak RSS main, MB | peak RSS worker, MB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| mode | photos | photos/s | CPU ms/photo | vs encoder-only: wall, CPU "
+        "| peak RSS main, MB | peak RSS worker, MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        reference = encoder_rate.get(r["photos"], encoder_rate[smallest])
+        encoder = encoders.get(r["photos"], encoders[min(encoders)])
         worker = f"{r['worker_rss_mb']:.0f}" if r["mode"] != "naive" else "-"
         lines.append(
-            f"| {r['mode']} | {r['photos']:,} | {r['rate']:.2f} | {r['rate'] / reference:.0%} "
+            f"| {r['mode']} | {r['photos']:,} | {r['rate']:.2f} | {r['cpu_ms']:.0f} "
+            f"| {r['rate'] / encoder['rate']:.0%}, {encoder['cpu_ms'] / r['cpu_ms']:.0%} "
             f"| {r['rss_mb']:.0f} | {worker} |"
         )
     return "\n".join(lines)
@@ -210,6 +223,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=20)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per process (OMP_NUM_THREADS); default: torch's choice",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-count", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -224,7 +242,8 @@ def main() -> None:
     print(model_line)
     print(
         f"{os.cpu_count()} CPUs, --workers {options.workers}, --batch-size {options.batch_size}, "
-        f"beam size {BEAM_SIZE}, --max-length {options.max_length}, device {options.device}"
+        f"beam size {BEAM_SIZE}, --max-length {options.max_length}, device {options.device}, "
+        f"torch threads {options.threads or 'default'}"
     )
     results = []
     for count in sorted(options.counts):
@@ -232,11 +251,12 @@ def main() -> None:
         results.append(run_child("cli", count, options))
     results.append(run_child("naive", options.naive_count, options))
     print(table(results))
-    cli_rate = {r["photos"]: r["rate"] for r in results if r["mode"] == "cli"}
-    naive = results[-1]["rate"]
+    cli = max((r for r in results if r["mode"] == "cli"), key=lambda r: r["photos"])
+    naive = results[-1]
     print(
-        f"CLI vs naive loop: {cli_rate[max(cli_rate)] / naive:.1f}x faster "
-        f"(naive on the first {options.naive_count} photos)"
+        f"CLI ({cli['photos']:,} photos) vs naive loop (first {naive['photos']:,} photos): "
+        f"{cli['rate'] / naive['rate']:.1f}x the photos/s, "
+        f"{naive['cpu_ms'] / cli['cpu_ms']:.1f}x less CPU per photo"
     )
     rss = [r["rss_mb"] for r in results if r["mode"] == "cli"]
     print(f"CLI peak RSS, largest / smallest run: {max(rss) / min(rss):.3f}")

@@ -220,6 +220,11 @@ def run(args: argparse.Namespace, captioner: Captioner) -> int:
     except KeyboardInterrupt:
         reporter.error(f"interrupted; the finished rows are kept{_resume_hint(args)}")
         return 130
+    except BrokenPipeError:
+        # Whoever read stdout stopped (`captioner ... | head`): end quietly, as other tools do,
+        # with what is left in the buffer sent nowhere instead of raising again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     finally:
         writer.close()
         if args.output is not None:

@@ -76,7 +76,10 @@ class CaptionWriter:
 
 
 class JsonlWriter(CaptionWriter):
-    """{"path", "caption", "score"} per line (+ "beams" with --beams N); failed: {"path", "error"}."""
+    """A JSON object per line: {"path", "caption", "score"}, "beams" too with --beams N.
+
+    A photo that failed: {"path", "error"}.
+    """
 
     def encode(self, result: CaptionResult) -> bytes:
         row: dict = {"path": source_name(result.source)}
@@ -146,8 +149,8 @@ class CsvWriter(CaptionWriter):
                 f"its columns are {','.join(header)}, but this run writes "
                 f"{','.join(cls.columns(beams))} (use the same --beams as the first run)"
             )
-        keys = {cls.photo_key(row[0]) for row in reader if row}
-        return Scan(keys, len(keys), end)
+        paths = [row[0] for row in reader if row]
+        return Scan({cls.photo_key(path) for path in paths}, len(paths), end)
 
 
 class TxtWriter(CaptionWriter):
@@ -161,9 +164,8 @@ class TxtWriter(CaptionWriter):
     @classmethod
     def scan(cls, data: bytes, *, beams: int = 1) -> Scan:
         end = data.rfind(b"\n") + 1
-        lines = data[:end].decode().splitlines()
-        keys = {cls.photo_key(line.rsplit("\t", 1)[0]) for line in lines if line}
-        return Scan(keys, len(keys), end)
+        paths = [line.rsplit("\t", 1)[0] for line in data[:end].decode().splitlines() if line]
+        return Scan({cls.photo_key(path) for path in paths}, len(paths), end)
 
 
 class CocoWriter(CaptionWriter):
@@ -199,8 +201,7 @@ class CocoWriter(CaptionWriter):
 
     @staticmethod
     def photo_key(path: str) -> Hashable:
-        image_id = coco_image_id(path)
-        return image_id if isinstance(image_id, int) else os.path.abspath(image_id)
+        return _coco_key(coco_image_id(path))
 
     @classmethod
     def scan(cls, data: bytes, *, beams: int = 1) -> Scan:
@@ -224,20 +225,20 @@ class CocoWriter(CaptionWriter):
                 if ",\n{" in text[position:]:
                     raise ValueError(f"damaged row at byte {position}") from None
                 break  # the row being written when the run was stopped
-            keys.add(cls._row_key(row["image_id"]))
+            keys.add(_coco_key(row["image_id"]))
             rows += 1
             end = position
             position = _skip_space(text, position)
         return Scan(keys, rows, end)
 
-    @staticmethod
-    def _row_key(image_id: int | str) -> Hashable:
-        return image_id if isinstance(image_id, int) else os.path.abspath(image_id)
-
 
 def coco_image_id(path: str) -> int | str:
     match = re.search(r"(\d+)$", Path(source_name(path)).stem)
     return int(match.group(1)) if match else source_name(path)
+
+
+def _coco_key(image_id: int | str) -> Hashable:
+    return image_id if isinstance(image_id, int) else os.path.abspath(image_id)
 
 
 def _skip_space(text: str, position: int) -> int:

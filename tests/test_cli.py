@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner import images
+from captioner import cli, images
 from captioner.cli import attention_grid_path, main
 from captioner.metadata import read_caption_metadata
 
@@ -430,6 +430,30 @@ def _nth_row_offset(content: bytes, output_format: str, n: int) -> int:
     return sum(len(line) for line in lines[: n + skip])
 
 
+def test_ctrl_c_keeps_the_finished_rows_and_resume_completes(
+    tmp_path, album, tiny_model_dir, monkeypatch
+):
+    reference = tmp_path / "reference.jsonl"
+    caption(tiny_model_dir, album, "-o", reference)
+    handled = []
+    real_handle = cli._handle
+
+    def interrupted_on_the_fourth_photo(result, *args):
+        if len(handled) == 3:
+            raise KeyboardInterrupt
+        handled.append(result)
+        real_handle(result, *args)
+
+    output = tmp_path / "out.jsonl"
+    with monkeypatch.context() as patch:
+        patch.setattr(cli, "_handle", interrupted_on_the_fourth_photo)
+        status, stderr = caption(tiny_model_dir, album, "-o", output, "--batch-size", "2")
+    assert status == 130 and "run again with --resume" in stderr
+    assert read_jsonl(output) == read_jsonl(reference)[:3]
+    assert caption(tiny_model_dir, album, "-o", output, "--resume")[0] == 0
+    assert output.read_bytes() == reference.read_bytes()
+
+
 def test_resume_appends_new_photos_to_a_finished_coco_file(tmp_path, album, tiny_model_dir):
     output = tmp_path / "results.json"
     first, *rest = album_paths(album)
@@ -620,3 +644,15 @@ def test_console_script_exit_codes_and_stdout(tmp_path, album, tiny_model_dir):
         [CONSOLE_SCRIPT, good, "--model", tmp_path / "missing"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "no such model directory" in done.stderr
+
+    # `captioner ... | head -1`: the reader goes away after the first row.
+    reader = subprocess.Popen(
+        [CONSOLE_SCRIPT, album, "--model", tiny_model_dir, "--batch-size", "1", "--workers", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert json.loads(reader.stdout.readline())["caption"]
+    reader.stdout.close()
+    assert reader.wait() == 1
+    assert b"Traceback" not in reader.stderr.read()
+    reader.stderr.close()
