@@ -18,7 +18,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check captioner gui training tests benchmarks
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check captioner gui training tests benchmarks

@@ -56,7 +56,7 @@ def test_frozen_by_default_and_fine_tuning_unfreezes_the_last_blocks():
 def test_resnet_from_a_local_weights_file(tmp_path):
     """Offline users point `weights` at a file; no download happens."""
     source = Encoder(EncoderConfig(name="resnet50"), pretrained=False)
-    state = {k: v.clone() for k, v in source.backbone.state_dict().items()}
+    state = {k: v.contiguous() for k, v in source.backbone.state_dict().items()}
     torchvision_names = {}
     for key, value in state.items():  # back to torchvision's own parameter names
         index, rest = key.split(".", 1)
