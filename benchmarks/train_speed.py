@@ -4,7 +4,8 @@
 
 Both modes train the same decoder on the same generated scenes with the same batches; the
 photo mode opens, resizes and runs the frozen encoder on every batch, as training without the
-cache would. Prints a table of training tokens per second.
+cache would. The GRU and plain RNN rows give the cost of the other decoder cells. Prints a
+table of training tokens per second.
 """
 
 from __future__ import annotations
@@ -75,21 +76,23 @@ def main() -> None:
         def pixels(path):
             return encoder.preprocess(load_image(path, min_size=224))
 
-        results = {}
-        for mode, load in (("feature cache", cache.load), ("photos + frozen encoder", pixels)):
+        runs = [("photos + frozen encoder", "lstm", pixels)]
+        runs += [("feature cache", cell, cache.load) for cell in ("lstm", "gru", "rnn")]
+        results = []
+        for mode, cell, load in runs:
             torch.manual_seed(0)
-            decoder = Decoder(DecoderConfig(len(vocab), encoder.encoder_dim))
+            decoder = Decoder(DecoderConfig(len(vocab), encoder.encoder_dim, cell=cell))
             pairs = CaptionPairs(samples, vocab, load)
-            results[mode] = train_tokens_per_second(pairs, encoder, decoder, args)
+            results.append((mode, cell, train_tokens_per_second(pairs, encoder, decoder, args)))
 
     print(
-        f"{args.images} scenes, batch {args.batch_size}, default decoder (512 units), "
-        f"{torch.get_num_threads()} threads, {args.batches} timed batches per mode\n"
+        f"{args.images} scenes, batch {args.batch_size}, default-size decoder (512 units), "
+        f"{torch.get_num_threads()} threads, {args.batches} timed batches per row\n"
     )
-    print("| training input | tokens / s | speed-up |\n|---|---:|---:|")
-    base = results["photos + frozen encoder"]
-    for mode, rate in results.items():
-        print(f"| {mode} | {rate:,.0f} | {rate / base:.1f}x |")
+    print("| training input | decoder cell | tokens / s | vs photos |\n|---|---|---:|---:|")
+    base = results[0][2]
+    for mode, cell, rate in results:
+        print(f"| {mode} | {cell} | {rate:,.0f} | {rate / base:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import pytest
 from captioner import Captioner
 from captioner.api import DEFAULT_MODEL_DIR
 from training.evaluate import main as evaluate_main
+from training.metrics import coco_metrics
+from training.readers import read_samples
 from training.scenes import generate_split
 
 UNSEEN_SEED = 424242  # the default model was trained on seed 0; the samples use 20261121
@@ -23,12 +25,22 @@ def test_default_model_scores_on_fresh_scenes(tmp_path):
     annotations = generate_split(
         tmp_path, "test", 200, seed=UNSEEN_SEED, size=224, image_format="jpg"
     )
-    out = tmp_path / "metrics.json"
-    images = str(tmp_path / "test")
-    args = ["--model", str(DEFAULT_MODEL_DIR), "--annotations", str(annotations), "--images",
-            images, "--no-meteor", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    out, per_image = tmp_path / "metrics.json", tmp_path / "per_image.jsonl"
+    args = ["--model", str(DEFAULT_MODEL_DIR), "--annotations", str(annotations),
+            "--images", str(tmp_path / "test"), "--no-meteor", "--device", "cpu",
+            "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
     assert evaluate_main(args) == 0
     metrics = json.loads(out.read_text())
     assert metrics["num_images"] == 200
-    assert metrics["Bleu_4"] > 0.6
+    assert metrics["CIDEr"] >= 2.0
     assert metrics["pointing_accuracy"] >= 2 * metrics["pointing_chance"]
+
+    # The grammar's paraphrases cap BLEU-4: a true caption scores only ~0.55 against the other
+    # references. Held to that yardstick, the model must describe a scene as well as one of
+    # its own reference captions does (both scored against the remaining four references).
+    samples = read_samples(annotations, tmp_path / "test").samples
+    others = {s.image_id: list(s.captions[1:]) for s in samples}
+    reference = coco_metrics(others, {s.image_id: s.captions[0] for s in samples}, meteor=False)
+    rows = [json.loads(line) for line in per_image.read_text().splitlines()]
+    model = coco_metrics(others, {row["image_id"]: row["caption"] for row in rows}, meteor=False)
+    assert model["Bleu_4"] >= 0.95 * reference["Bleu_4"]
