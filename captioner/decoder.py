@@ -72,7 +72,9 @@ class Decoder(nn.Module):
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
         self.encoder_att = nn.Linear(c.encoder_dim, c.attention_dim)
         self.decoder_att = nn.Linear(c.decoder_dim, c.attention_dim)
-        self.full_att = nn.Linear(c.attention_dim, 1)
+        # No bias: softmax ignores a shift, so its gradient is pure rounding noise that Adam
+        # would blow up into full-size steps.
+        self.full_att = nn.Linear(c.attention_dim, 1, bias=False)
         self.context_gate = nn.Linear(c.decoder_dim, 1)
         self.init_h = nn.Linear(c.encoder_dim, c.decoder_dim)
         self.init_c = nn.Linear(c.encoder_dim, c.decoder_dim) if c.cell == "lstm" else None

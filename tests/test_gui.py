@@ -219,10 +219,11 @@ def test_exports_copy_sidecar_metadata_and_grid(qtbot, open_window, photo_dir, t
 
 def test_paste_opens_the_clipboard_image(qtbot, open_window, photos, tmp_path):
     window = open_window()
+    before = window.image_model.rowCount()  # the shipped samples, on a first start
     QGuiApplication.clipboard().setImage(pil_to_qimage(photos["chelsea"]))
     window.paste_action.trigger()
-    assert window.image_model.rowCount() == 1
-    assert window.image_model.item(0).path.startswith(str(tmp_path / "app-data"))
+    assert window.image_model.rowCount() == before + 1
+    assert window.image_model.item(before).path.startswith(str(tmp_path / "app-data"))
     wait_for_caption(qtbot, window, "chelsea")
 
 

@@ -53,8 +53,10 @@ def test_training_lowers_val_loss_and_raises_bleu(scenes, tmp_path):
     assert (run / "curves.png").stat().st_size > 1000
     model = Captioner.load(run / "best", device="cpu")
     assert model.name == "run"
-    caption = model.caption(scenes / "val" / "000000.png", beam_size=3).tokens
-    assert set(caption) & {"circle", "square", "triangle", "star", "diamond", "cross", "heart"}
+    shapes = {"circle", "square", "triangle", "star", "diamond", "cross"}
+    shapes |= {shape + ("es" if shape == "cross" else "s") for shape in shapes}
+    captions = model.caption(sorted((scenes / "val").glob("*.png")), beam_size=3)
+    assert sum(bool(shapes & set(r.tokens)) for r in captions) >= 0.75 * len(captions)
 
 
 def test_resume_after_an_epoch_gives_the_same_losses(scenes, tmp_path):
