@@ -245,7 +245,8 @@ def test_exif_rotated_photo_is_captioned_upright(odd_inputs):
     sideways = odd_inputs["row"]("sideways")  # the same stored pixels without the EXIF tag
     assert rotated["caption"] == upright["caption"] == "a woman in a white space suit"
     assert rotated["score"] == pytest.approx(upright["score"], abs=0.005)
-    assert sideways["score"] < upright["score"] - 0.2  # the model does notice orientation
+    # The model does notice orientation, far beyond the tolerance above: ignoring EXIF would fail.
+    assert sideways["score"] < upright["score"] - 0.05
 
 
 def test_animated_gif_is_captioned_from_its_first_frame(odd_inputs):
