@@ -72,16 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = parser.add_argument_group("model and decoding")
     model.add_argument("--model", metavar="DIR", help="model directory (default: the built-in)")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    model.add_argument("--beam-size", type=_positive, default=5, help="default: %(default)s")
-    model.add_argument("--max-length", type=_positive, default=20, help="most words per caption")
-    model.add_argument(
-        "--length-penalty",
-        type=float,
-        default=0.0,
-        help="GNMT alpha; above 0 favours longer captions (default: %(default)s)",
-    )
-    model.add_argument("--batch-size", type=_positive, default=16, help="default: %(default)s")
+    add_decoding_arguments(model)
     model.add_argument(
         "--workers",
         type=_non_negative,
@@ -99,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--beams",
-        type=_positive,
+        type=positive_int,
         default=1,
         metavar="N",
         help="also write the N best captions with their scores (jsonl, csv)",
@@ -129,7 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(text: str) -> int:
+def add_decoding_arguments(group) -> None:
+    """The options every captioning command shares (this one and `captioner-evaluate`)."""
+    group.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps")
+    group.add_argument("--beam-size", type=positive_int, default=5, help="default: %(default)s")
+    group.add_argument(
+        "--max-length", type=positive_int, default=20, help="most words (default: %(default)s)"
+    )
+    group.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.0,
+        help="GNMT alpha; above 0 favours longer captions (default: %(default)s)",
+    )
+    group.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
+
+
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")

@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from captioner import Captioner, CaptionResult, CheckpointError
+from captioner.cli import add_decoding_arguments, positive_int
 from captioner.device import resolve_device
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
 from training.metrics import coco_metrics
@@ -267,16 +268,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="split to evaluate (default test); a COCO file is taken to hold this split",
     )
     parser.add_argument("--format", choices=FORMATS, help="annotation format (default: detect)")
-    parser.add_argument("--beam-size", type=_positive_int, default=5, help="default 5")
-    parser.add_argument("--max-length", type=_positive_int, default=20, help="words, default 20")
-    parser.add_argument(
-        "--length-penalty",
-        type=float,
-        default=0.0,
-        help="length normalisation exponent for beam scores (default 0: none)",
-    )
-    parser.add_argument("--batch-size", type=_positive_int, default=16, help="default 16")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    add_decoding_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--results", type=Path, help="COCO results JSON [{image_id, caption}]")
     parser.add_argument(
@@ -284,16 +276,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
     parser.add_argument(
-        "--limit", type=_positive_int, help="evaluate only the first N images found on disk"
+        "--limit", type=positive_int, help="evaluate only the first N images found on disk"
     )
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _check_outputs(parser: argparse.ArgumentParser, outputs: list[Path], annotations: Path) -> None:
