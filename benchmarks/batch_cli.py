@@ -113,7 +113,7 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
 
     from captioner import Captioner
     from captioner.inputs import Photo
-    from captioner.pipeline import encode, photo_batches
+    from captioner.pipeline import photo_batches
 
     captioner = Captioner.load(options.model, device=options.device)
     # Warm-up: first calls allocate buffers and pick kernels; a long run pays that once.
@@ -129,7 +129,7 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
             workers=options.workers,
         )
         for batch in batches:
-            encode(captioner, batch.pixels)  # as the CLI does: in small chunks on a CPU
+            captioner.encode(batch.pixels)  # as the CLI does
     elif mode == "cli":
         from captioner import cli
 

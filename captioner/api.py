@@ -126,7 +126,14 @@ class Captioner:
         if not isinstance(images, torch.Tensor):
             sources = [images] if _is_single(images) else list(images)
             images = torch.stack([self.preprocess(source) for source in sources])
-        return self.encoder(images.to(self.device))
+        images = images.to(self.device)
+        if self.device.type != "cpu":
+            return self.encoder(images)
+        # A CPU encodes fastest a few photos at a time, while their activations still fit in
+        # cache (Lite0, one thread: 34 ms a photo in fours, 51 ms in sixteens); beam search is
+        # the other way round, so callers keep batches large and only this call is split.
+        chunk = max(4, torch.get_num_threads())
+        return torch.cat([self.encoder(part) for part in images.split(chunk)])
 
     @torch.inference_mode()
     def decode(

@@ -91,20 +91,6 @@ def photo_batches(
     )
 
 
-def encode(captioner: Captioner, pixels: torch.Tensor) -> torch.Tensor:
-    """captioner.encode, in small chunks on a CPU: (batch, 3, S, S) -> (batch, gh, gw, C).
-
-    A CPU runs the encoder fastest a few photos at a time, while their activations still fit
-    in cache (Lite0, one thread: 34 ms a photo in fours, 51 ms in sixteens). Beam search is
-    the other way round, so batches stay large and only the encoder call is split; one photo
-    per thread at least keeps every thread busy. GPUs get the whole batch.
-    """
-    if captioner.device.type != "cpu":
-        return captioner.encode(pixels)
-    chunk = max(4, torch.get_num_threads())
-    return torch.cat([captioner.encode(part) for part in pixels.split(chunk)])
-
-
 def caption_batches(
     captioner: Captioner, batches: Iterable[PhotoBatch], **decode_options
 ) -> Iterator[list[CaptionResult]]:
@@ -120,7 +106,7 @@ def caption_batches(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beam-search") as beam_search:
         previous = None
         for batch in batches:
-            features = encode(captioner, batch.pixels) if batch.pixels is not None else None
+            features = captioner.encode(batch.pixels) if batch.pixels is not None else None
             current = beam_search.submit(_decode, captioner, batch, features, decode_options)
             if previous is not None:
                 yield previous.result()
