@@ -149,3 +149,26 @@ def test_max_length_is_respected_even_when_end_is_unlikely():
         length_alpha=3.0,
     )[0]
     assert [len(h.token_ids) for h in hypotheses] == [5, 5, 5]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_decoding_steps_equal_the_teacher_forced_direct_form(cell):
+    """step() projects each grid cell once (prepare) and sums the projections; forward()
+    projects the attended context directly. They must give the same words' logits and maps."""
+    torch.manual_seed(0)
+    config = DecoderConfig(
+        30, 64, embed_dim=16, decoder_dim=32, attention_dim=24, dropout=0.0, cell=cell
+    )
+    decoder = Decoder(config).eval()
+    features = torch.randn(3, 4, 4, 64)
+    captions = torch.randint(4, 30, (3, 7))
+    captions[:, 0] = START
+    with torch.no_grad():
+        logits, alphas = decoder(features, captions)
+        memory = decoder.prepare(features)
+        state = decoder.initial_state(memory)
+        for t in range(captions.shape[1] - 1):
+            out = decoder.step(captions[:, t], state, memory)
+            state = out.state
+            torch.testing.assert_close(out.logits, logits[:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.alpha, alphas[:, t], atol=1e-6, rtol=1e-5)
