@@ -1,7 +1,21 @@
-"""captioner: image captioning with a CNN encoder and a soft-attention LSTM decoder."""
+"""captioner: image captioning with a CNN encoder and a soft-attention LSTM decoder.
 
-from captioner.api import Captioner, CaptionResult
-from captioner.checkpoint import CheckpointError
-from captioner.images import ImageError
+The public names load on first use, so light modules (captioner.atomic, captioner.inputs, ...)
+can be imported without paying for torch.
+"""
 
-__all__ = ["Captioner", "CaptionResult", "CheckpointError", "ImageError"]
+import importlib
+
+_PUBLIC = {
+    "Captioner": "captioner.api",
+    "CaptionResult": "captioner.api",
+    "CheckpointError": "captioner.checkpoint",
+    "ImageError": "captioner.images",
+}
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'captioner' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -13,7 +13,6 @@ import argparse
 import io
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from captioner.api import Captioner, CaptionResult
+from captioner.atomic import save_atomically
 from captioner.checkpoint import CheckpointError
 from captioner.heatmap import attention_grid
 from captioner.images import ImageError, load_image, source_name
@@ -380,9 +380,7 @@ def _save_attention(result: CaptionResult, directory: str) -> None:
     grid = attention_grid(photo, result.tokens, result.alphas, cell_size=ATTENTION_CELL_SIZE)
     target = attention_grid_path(directory, result.source)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", delete=False) as file:
-        grid.save(file, format="PNG")
-    os.replace(file.name, target)
+    save_atomically(target, lambda file: grid.save(file, format="PNG"))
 
 
 def _reason(error: Exception) -> str:

@@ -12,9 +12,10 @@ import os
 import pathlib
 import stat
 import threading
-import uuid
 
 import pyexiv2
+
+from captioner.atomic import write_atomically
 
 # Exiv2's XMP toolkit keeps global state and is not thread-safe; the GUI writes from workers.
 _EXIV2_LOCK = threading.Lock()
@@ -44,7 +45,7 @@ def write_sidecar(
         raise FileExistsError(
             f"{path}: caption file already exists; pass overwrite=True to replace it"
         )
-    _write_atomically(path, f"{caption}\n".encode())
+    write_atomically(path, f"{caption}\n".encode())
     return path
 
 
@@ -74,7 +75,7 @@ def write_caption_metadata(image_path: str | bytes | os.PathLike, caption: str) 
                 updated = image.get_bytes()
         except RuntimeError as error:  # Exiv2 reports every parse or write failure this way
             raise ValueError(f"{path}: cannot write caption metadata ({error})") from None
-    _write_atomically(path, updated, permissions=stat.S_IMODE(path.stat().st_mode))
+    write_atomically(path, updated, permissions=stat.S_IMODE(path.stat().st_mode))
 
 
 def read_caption_metadata(image_path: str | bytes | os.PathLike) -> dict[str, str]:
@@ -129,22 +130,3 @@ def _describe_format(data: bytes) -> str:
     if data[4:8] == b"ftyp":
         return f"an ISO media file ({data[8:12].decode('ascii', 'replace')}, e.g. HEIC)"
     return "not in a recognised image format"
-
-
-def _write_atomically(path: pathlib.Path, data: bytes, *, permissions: int | None = None) -> None:
-    """Write `data` to a new file beside `path`, flush it to disk, then rename it over `path`."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    # 0o666 lets the umask decide a new file's permissions, like a plain open() would.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)  # no CRLF on Windows
-    descriptor = os.open(temporary, flags, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        if permissions is not None:
-            os.chmod(temporary, permissions)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

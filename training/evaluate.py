@@ -16,9 +16,7 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -29,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from captioner import Captioner, CaptionResult, CheckpointError
+from captioner.atomic import write_atomically
 from captioner.cli import add_decoding_arguments, positive_int
 from captioner.device import resolve_device
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
@@ -236,15 +235,19 @@ def main(argv: list[str] | None = None) -> int:
                 {"image_id": image.sample.image_id, "caption": image.caption}
                 for image in evaluation.images
             ]
-            _write_atomically(args.results, json.dumps(results, ensure_ascii=False, indent=1))
+            write_atomically(
+                args.results, json.dumps(results, ensure_ascii=False, indent=1).encode()
+            )
         if args.per_image is not None:
             lines = [
                 json.dumps(_per_image_record(image), ensure_ascii=False) + "\n"
                 for image in evaluation.images
             ]
-            _write_atomically(args.per_image, "".join(lines))
+            write_atomically(args.per_image, "".join(lines).encode())
         # Last, so a metrics file on disk means the whole run finished.
-        _write_atomically(args.out, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        write_atomically(
+            args.out, (json.dumps(report, ensure_ascii=False, indent=2) + "\n").encode()
+        )
     except OSError as error:
         return _fail(f"cannot write the outputs: {error}")
 
@@ -314,22 +317,6 @@ def _per_image_record(image: EvaluatedImage) -> dict[str, Any]:
         ]
         record["ungrounded_words"] = image.grounding.ungrounded
     return record
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write to a new file beside `path`, then rename it over `path`: readers never see half."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    # 0o666: the umask decides the permissions, as for a file opened the ordinary way.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(text.encode("utf-8"))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _print_summary(report: dict[str, Any], outputs: list[Path]) -> None:

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from captioner.atomic import save_atomically
 from captioner.encoder import Encoder
 from captioner.images import ImageError, load_image
 
@@ -104,14 +104,8 @@ class FeatureCache:
                     batch = torch.stack([pixels for _, pixels in good]).to(device)
                     features = self.encoder(batch).half().cpu().numpy()  # (batch, gh, gw, dim)
                     for (i, _), array in zip(good, features, strict=True):
-                        self._write(self.path_for(missing[i]), array)
+                        path = self.path_for(missing[i])
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        save_atomically(path, lambda f, a=array: np.save(f, a, allow_pickle=False))
                 bar.update(len(items))
         return failures
-
-    @staticmethod
-    def _write(path: Path, array: np.ndarray) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)

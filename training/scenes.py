@@ -38,6 +38,8 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageDraw, ImageFilter
 
+from captioner.atomic import write_atomically
+
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")
 SHAPE_PLURALS = {
     "circle": "circles",
@@ -486,13 +488,6 @@ def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(split.encode()), index]))
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    # A plain open (not tempfile) so the file gets the usual umask permissions, not 0600.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def _render_chunk(job: tuple[str, int, int, str, str, int, int]) -> list[tuple[str, list, list]]:
     """Writes images start..stop-1 of a split; returns (file_name, objects, captions) for each."""
     split, seed, size, image_format, image_dir, start, stop = job
@@ -505,7 +500,7 @@ def _render_chunk(job: tuple[str, int, int, str, str, int, int]) -> list[tuple[s
             image.save(buffer, format="PNG")
         else:
             image.save(buffer, format="JPEG", quality=90)
-        _write_atomically(Path(image_dir) / file_name, buffer.getvalue())
+        write_atomically(Path(image_dir) / file_name, buffer.getvalue())
         records.append((file_name, objects, captions))
     return records
 
@@ -575,7 +570,7 @@ def generate_split(
         "licenses": [],
     }
     annotations_path = out_dir / f"captions_{split}.json"
-    _write_atomically(annotations_path, json.dumps(coco, separators=(",", ":")).encode())
+    write_atomically(annotations_path, json.dumps(coco, separators=(",", ":")).encode())
     return annotations_path
 
 

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from captioner import Captioner
+from captioner.atomic import save_atomically, write_atomically
 from captioner.checkpoint import WEIGHTS_FILE, write_dir_atomically, write_model_files
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
@@ -560,9 +561,7 @@ def truncate_log(path: Path, epochs_done: int) -> None:
         return
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     kept = [line for line in lines if json.loads(line)["epoch"] <= epochs_done]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_atomically(path, "".join(line + "\n" for line in kept).encode())
 
 
 def plot_curves(run_dir: Path) -> None:
@@ -588,10 +587,8 @@ def plot_curves(run_dir: Path) -> None:
         if axes.lines:
             axes.legend()
     figure.tight_layout()
-    tmp = run_dir / ".curves.tmp.png"
-    figure.savefig(tmp, dpi=80)
+    save_atomically(run_dir / "curves.png", lambda file: figure.savefig(file, format="png", dpi=80))
     plt.close(figure)
-    os.replace(tmp, run_dir / "curves.png")
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
