@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from gui.convert import pil_to_qimage
 from gui.export import save_png
 from gui.files import OPEN_FILTER, collect_images, sample_images_dir
+from gui.garbage import UiThreadGarbageCollector
 from gui.models.image_list import ImageListModel, PathRole, Status
 from gui.settings import DecodeOptions, Settings
 from gui.thumbnails import Thumbnailer
@@ -107,6 +108,7 @@ class MainWindow(QMainWindow):
         self._overlays: dict[int, QImage] = {}  # word -> heatmap at _heat_base's size
         self._batch_running = False
         self._grid_dialog: AttentionGridDialog | None = None
+        self._garbage_collector = UiThreadGarbageCollector(self)  # before any worker thread
 
         self._create_actions()
         self._create_widgets()
@@ -311,6 +313,7 @@ class MainWindow(QMainWindow):
         self.worker_thread.quit()
         self.worker_thread.wait()
         self.thumbnailer.shutdown()
+        self._garbage_collector.stop()
         if self._grid_dialog is not None:
             self._grid_dialog.close()
         super().closeEvent(event)

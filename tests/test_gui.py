@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -261,6 +263,36 @@ def test_first_start_without_arguments_opens_the_samples(
     first.close()
     second = open_window(wait_for_model=False)
     assert second.image_model.rowCount() == 0  # later starts begin empty
+
+
+class _CycleWithFinalizer:
+    """Garbage only the cyclic collector can free; remembers the thread that freed it."""
+
+    freed_in: list[str] = []
+
+    def __init__(self) -> None:
+        self.myself = self
+
+    def __del__(self) -> None:
+        self.freed_in.append(threading.current_thread().name)
+
+
+def test_garbage_is_collected_in_the_ui_thread_while_workers_allocate(
+    qtbot, open_window, monkeypatch
+):
+    """A Qt object freed by a collection in the worker thread crashes the app (segfault)."""
+    monkeypatch.setattr(_CycleWithFinalizer, "freed_in", [])
+    window = open_window()
+    _CycleWithFinalizer()
+    worker = threading.Thread(
+        target=lambda: [[index] for index in range(50 * gc.get_threshold()[0])], name="allocator"
+    )
+    worker.start()
+    worker.join()
+    qtbot.waitUntil(lambda: bool(_CycleWithFinalizer.freed_in), timeout=WAIT_MS)
+    assert _CycleWithFinalizer.freed_in == [threading.main_thread().name]
+    window.close()
+    assert gc.isenabled()
 
 
 def test_arguments():
