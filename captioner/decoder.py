@@ -17,6 +17,7 @@ from torch import nn
 
 # Pre-activation blocks per cell: LSTM (input, forget, cell, output), GRU (reset, update, new).
 GATE_BLOCKS = {"lstm": 4, "gru": 3, "rnn": 1}
+START_STATES = ("mean", "learned")
 
 
 @dataclass
@@ -28,6 +29,9 @@ class DecoderConfig:
     attention_dim: int = 512
     dropout: float = 0.5
     cell: str = "lstm"  # "lstm", "gru" or "rnn"
+    # "mean": the paper's start state, computed from the mean feature; "learned": one learned
+    # state for every image, so what the decoder knows of the image comes through attention.
+    start_state: str = "mean"
 
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
@@ -45,10 +49,12 @@ class ImageMemory(NamedTuple):
 
     features: torch.Tensor  # (batch, num_pixels, encoder_dim)
     attention_keys: torch.Tensor  # (batch, num_pixels, attention_dim)
-    # The cell's input projection of each grid cell's features. The gated context enters the
-    # cell linearly, W(beta * sum_i alpha_i f_i) = beta * sum_i alpha_i (W f_i), so projecting
-    # the features once per image turns each step's large matmul into a weighted sum.
-    projected_features: torch.Tensor  # (batch, num_pixels, gate_blocks * decoder_dim)
+    # The cell's input projection of each grid cell's features, or None. The gated context
+    # enters the cell linearly, W(beta * sum_i alpha_i f_i) = beta * sum_i alpha_i (W f_i), so
+    # projecting the features once per image turns each step's (encoder_dim x gates) matmul
+    # into a weighted sum of projected rows. That pays when features are wide (1280-d Lite0,
+    # 2048-d ResNet); narrow ones (the default model's 112-d) are cheaper to average first.
+    projected_features: torch.Tensor | None  # (batch, num_pixels, gate_blocks * decoder_dim)
 
 
 class StepOutput(NamedTuple):
@@ -76,8 +82,14 @@ class Decoder(nn.Module):
         # would blow up into full-size steps.
         self.full_att = nn.Linear(c.attention_dim, 1, bias=False)
         self.context_gate = nn.Linear(c.decoder_dim, 1)
-        self.init_h = nn.Linear(c.encoder_dim, c.decoder_dim)
-        self.init_c = nn.Linear(c.encoder_dim, c.decoder_dim) if c.cell == "lstm" else None
+        if c.start_state not in START_STATES:
+            raise ValueError(f"unknown start state {c.start_state!r}; use one of {START_STATES}")
+        if c.start_state == "mean":
+            self.init_h = nn.Linear(c.encoder_dim, c.decoder_dim)
+            self.init_c = nn.Linear(c.encoder_dim, c.decoder_dim) if c.cell == "lstm" else None
+        else:
+            self.start_h = nn.Parameter(torch.zeros(c.decoder_dim))
+            self.start_c = nn.Parameter(torch.zeros(c.decoder_dim)) if c.cell == "lstm" else None
         # The recurrent cell, written out (rather than nn.LSTMCell) so its gates stay visible.
         self.input_proj = nn.Linear(c.embed_dim + c.encoder_dim, gate_dim)  # [word, context]
         self.hidden_proj = nn.Linear(c.decoder_dim, gate_dim)
@@ -87,14 +99,22 @@ class Decoder(nn.Module):
     def prepare(self, features: torch.Tensor) -> ImageMemory:
         """(batch, grid_h, grid_w, encoder_dim) -> the per-image memory `step` reads."""
         features = features.flatten(1, 2)  # (batch, num_pixels, encoder_dim)
-        context_weight = self.input_proj.weight[:, self.config.embed_dim :]
+        context_weight = self._context_weight()  # (gates, encoder_dim)
+        gates, encoder_dim = context_weight.shape
+        num_pixels = features.shape[1]
+        # Multiply-adds per beam and step: weighted sum of projected rows vs average + matmul.
+        project = num_pixels * gates < encoder_dim * (num_pixels + gates)
         return ImageMemory(
             features=features,
             attention_keys=self.encoder_att(features),
-            projected_features=features @ context_weight.T,
+            projected_features=features @ context_weight.T if project else None,
         )
 
     def initial_state(self, memory: ImageMemory) -> DecoderState:
+        if self.config.start_state == "learned":
+            batch = memory.features.shape[0]
+            c = self.start_c.expand(batch, -1) if self.start_c is not None else None
+            return DecoderState(self.start_h.expand(batch, -1), c)
         mean_features = memory.features.mean(dim=1)  # (batch, encoder_dim)
         c = self.init_c(mean_features) if self.init_c is not None else None
         return DecoderState(self.init_h(mean_features), c)
@@ -115,7 +135,13 @@ class Decoder(nn.Module):
         batch = memory.features.shape[0]
         alpha, beta = self.attend(memory, state.h)  # (rows, num_pixels), (rows,)
         weights = (alpha * beta.unsqueeze(-1)).view(batch, -1, alpha.shape[-1])
-        context_in = torch.bmm(weights, memory.projected_features).flatten(0, 1)  # (rows, gates)
+        if memory.projected_features is not None:
+            context_in = torch.bmm(weights, memory.projected_features).flatten(
+                0, 1
+            )  # (rows, gates)
+        else:
+            context = torch.bmm(weights, memory.features).flatten(0, 1)  # (rows, encoder_dim)
+            context_in = context @ self._context_weight().T  # (rows, gates)
         word_weight = self.input_proj.weight[:, : self.config.embed_dim]
         cell_in = F.linear(self.embedding(words), word_weight, self.input_proj.bias) + context_in
         new_state, gates = self._cell(cell_in, state)
@@ -145,6 +171,9 @@ class Decoder(nn.Module):
             all_logits.append(self.output(self.dropout(state.h)))
             all_alphas.append(alpha)
         return torch.stack(all_logits, 1), torch.stack(all_alphas, 1)
+
+    def _context_weight(self) -> torch.Tensor:
+        return self.input_proj.weight[:, self.config.embed_dim :]
 
     def _cell(
         self, cell_in: torch.Tensor, state: DecoderState

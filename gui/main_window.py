@@ -825,6 +825,7 @@ class MainWindow(QMainWindow):
             return
         self._model_info = info
         self.settings_panel.show_model(info)
+        self.docks["lstm"].setWindowTitle(f"Inside the {info.cell.upper()}")
         if info.is_scenes:
             self.banner.show_message(SCENES_MODEL, warning=False)
         else:

@@ -152,21 +152,30 @@ def test_max_length_is_respected_even_when_end_is_unlikely():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_decoding_steps_equal_the_teacher_forced_direct_form(cell):
-    """step() projects each grid cell once (prepare) and sums the projections; forward()
-    projects the attended context directly. They must give the same words' logits and maps."""
+@pytest.mark.parametrize("encoder_dim, projected", [(64, True), (8, False)])
+@pytest.mark.parametrize("start_state", ["mean", "learned"])
+def test_decoding_steps_equal_the_teacher_forced_direct_form(
+    cell, encoder_dim, projected, start_state
+):
+    """step() projects wide features once per image (prepare) and sums the projections, and
+    averages narrow ones first; forward() always averages first. Same logits and maps."""
     torch.manual_seed(0)
     config = DecoderConfig(
-        30, 64, embed_dim=16, decoder_dim=32, attention_dim=24, dropout=0.0, cell=cell
+        30, encoder_dim, 16, 32, 24, dropout=0.0, cell=cell, start_state=start_state
     )
     decoder = Decoder(config).eval()
-    features = torch.randn(3, 4, 4, 64)
+    if start_state == "learned":
+        torch.nn.init.normal_(decoder.start_h)
+    features = torch.randn(3, 4, 4, encoder_dim)
     captions = torch.randint(4, 30, (3, 7))
     captions[:, 0] = START
     with torch.no_grad():
         logits, alphas = decoder(features, captions)
         memory = decoder.prepare(features)
+        assert (memory.projected_features is not None) == projected
         state = decoder.initial_state(memory)
+        same_start = torch.equal(state.h[0], state.h[1])
+        assert same_start == (start_state == "learned")  # else from each image's mean feature
         for t in range(captions.shape[1] - 1):
             out = decoder.step(captions[:, t], state, memory)
             state = out.state

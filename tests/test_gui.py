@@ -18,7 +18,11 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from captioner import Captioner  # noqa: E402
+from captioner.decoder import Decoder, DecoderConfig  # noqa: E402
+from captioner.encoder import Encoder, EncoderConfig  # noqa: E402
 from captioner.metadata import read_caption_metadata, sidecar_path  # noqa: E402
+from captioner.vocab import Vocabulary  # noqa: E402
 from gui import main_window as main_window_module  # noqa: E402
 from gui.app import parse_args  # noqa: E402
 from gui.convert import pil_to_qimage  # noqa: E402
@@ -250,8 +254,19 @@ def test_the_scenes_model_says_what_it_can_describe(qtbot, open_window, tiny_mod
     assert window.banner.isVisible()
     assert window.banner.text.text() == SCENES_MODEL
     assert window.settings_panel.model_name.text() == "scenes-default"
+    assert window.docks["lstm"].windowTitle() == "Inside the LSTM"
     vocab_size = len(json.loads((scenes / "vocab.json").read_text())["itos"])
     assert window.settings_panel.model_vocab.text() == f"{vocab_size:,} words"
+
+
+def test_the_gates_panel_is_titled_after_the_models_cell(qtbot, open_window, tmp_path):
+    vocab = Vocabulary.build(["a red circle"], min_count=1)
+    encoder = Encoder(EncoderConfig(image_size=64))
+    decoder = Decoder(DecoderConfig(len(vocab), encoder.encoder_dim, 8, 16, 8, cell="gru"))
+    model_dir = Captioner(encoder, decoder, vocab, name="gru-test").save(tmp_path / "gru")
+    window = open_window(model_dir=model_dir)
+    assert window._model_info.cell == "gru"
+    assert window.docks["lstm"].windowTitle() == "Inside the GRU"
 
 
 def test_first_start_without_arguments_opens_the_samples(

@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--fine-tune-blocks", type=int, default=0, help="train the encoder's last N blocks"
     )
     model.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
+    model.add_argument(
+        "--start-state",
+        choices=["mean", "learned"],
+        default="mean",
+        help="decoder start state: from the mean feature (the paper) or learned, one for all",
+    )
     model.add_argument("--embed-dim", type=int, default=256)
     model.add_argument("--decoder-dim", type=int, default=512)
     model.add_argument("--attention-dim", type=int, default=512)
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder = Encoder(encoder_config)
     decoder_config = decoder_config or DecoderConfig(
         len(vocab), encoder.encoder_dim, args.embed_dim, args.decoder_dim, args.attention_dim,
-        args.dropout, args.cell,
+        args.dropout, args.cell, args.start_state,
     )  # fmt: skip
     decoder = Decoder(decoder_config)
     model = CaptionModel(encoder, decoder).to(device)
