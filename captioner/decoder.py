@@ -136,9 +136,8 @@ class Decoder(nn.Module):
         alpha, beta = self.attend(memory, state.h)  # (rows, num_pixels), (rows,)
         weights = (alpha * beta.unsqueeze(-1)).view(batch, -1, alpha.shape[-1])
         if memory.projected_features is not None:
-            context_in = torch.bmm(weights, memory.projected_features).flatten(
-                0, 1
-            )  # (rows, gates)
+            context_in = torch.bmm(weights, memory.projected_features)  # (batch, beams, gates)
+            context_in = context_in.flatten(0, 1)  # (rows, gates)
         else:
             context = torch.bmm(weights, memory.features).flatten(0, 1)  # (rows, encoder_dim)
             context_in = context @ self._context_weight().T  # (rows, gates)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from captioner import Captioner
 from captioner.atomic import save_atomically, write_atomically
 from captioner.checkpoint import WEIGHTS_FILE, write_dir_atomically, write_model_files
-from captioner.decoder import Decoder, DecoderConfig
+from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.images import load_image
@@ -100,10 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--fine-tune-blocks", type=int, default=0, help="train the encoder's last N blocks"
     )
-    model.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
+    model.add_argument("--cell", choices=list(GATE_BLOCKS), default="lstm")
     model.add_argument(
         "--start-state",
-        choices=["mean", "learned"],
+        choices=START_STATES,
         default="mean",
         help="decoder start state: from the mean feature (the paper) or learned, one for all",
     )
