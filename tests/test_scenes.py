@@ -237,6 +237,25 @@ def test_noun_phrases_name_every_object_of_their_shape_and_colour(scenes):
                     )
 
 
+def test_captions_listing_every_object_name_them_left_to_right(scenes):
+    listings = 0
+    for _, objects, captions in scenes:
+        for caption in captions:
+            tokens = caption["caption"].split(" ")
+            if find_relation(tokens) is not None:
+                continue
+            phrases = [
+                refs
+                for token, refs in zip(tokens, caption["word_objects"], strict=True)
+                if token in SHAPE_PLURALS or token in SHAPE_PLURALS.values()
+            ]
+            assert referenced(phrases) == list(range(len(objects))), caption
+            leftmost = [min(centre(objects[i])[0] for i in refs) for refs in phrases]
+            assert leftmost == sorted(leftmost), caption
+            listings += len(phrases) > 1
+    assert listings > 50  # the fixture's multi-object scenes give many
+
+
 def test_splits_use_different_random_streams(tmp_path):
     generate_split(tmp_path, "train", 8, seed=0, size=64, workers=1)
     generate_split(tmp_path, "test", 8, seed=0, size=64, workers=1)
