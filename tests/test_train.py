@@ -164,7 +164,10 @@ def test_two_process_ddp_equals_one_process(scenes, tmp_path):
         load_file(double / "last" / "model.safetensors"),
     )
     for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4)
+        # Gradients are all-reduced in another order; Adam scales that rounding up where a
+        # gradient is near zero. A real difference (a shard lost or seen twice) moves weights by
+        # about the learning rate, 1e-3.
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4)
     assert read_log(double)[0]["train_loss"] == pytest.approx(
         read_log(single)[0]["train_loss"], rel=1e-5
     )
