@@ -13,6 +13,7 @@ import torch
 
 from captioner.beam import Hypothesis, beam_search
 from captioner.checkpoint import CheckpointError, load_model_dir, save_model_dir
+from captioner.consensus import consensus_ranking, sample_captions
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
@@ -144,20 +145,41 @@ class Captioner:
         max_length: int = 20,
         length_penalty: float = 0.0,
         no_repeat_ngram_size: int = 0,
+        consensus_samples: int = 0,
     ) -> list[CaptionResult]:
-        """Beam search from encoder features; one result per image with every beam in `beams`."""
+        """Beam search from encoder features; one result per image with every beam in `beams`.
+
+        consensus_samples > 0 reorders each image's beams by their agreement with that many
+        captions sampled from the model (captioner/consensus.py), the best-agreeing first.
+        """
         vocab = self.vocab
+        features = features.to(self.device)
+        special_ids = {
+            "start_id": vocab.start_id,
+            "end_id": vocab.end_id,
+            "banned_ids": (vocab.pad_id, vocab.start_id, vocab.unk_id),
+        }
         hypotheses = beam_search(
             self.decoder,
-            features.to(self.device),
-            start_id=vocab.start_id,
-            end_id=vocab.end_id,
-            banned_ids=(vocab.pad_id, vocab.start_id, vocab.unk_id),
+            features,
+            **special_ids,
             beam_size=beam_size,
             max_length=max_length,
             length_alpha=length_penalty,
             no_repeat_ngram_size=no_repeat_ngram_size,
         )
+        if consensus_samples > 0:
+            samples = sample_captions(
+                self.decoder,
+                features,
+                **special_ids,
+                num_samples=consensus_samples,
+                max_length=max_length,
+            )
+            hypotheses = [
+                [per_image[i] for i in consensus_ranking([h.token_ids for h in per_image], drawn)]
+                for per_image, drawn in zip(hypotheses, samples, strict=True)
+            ]
         grid_shape = tuple(features.shape[1:3])
         results = []
         for per_image in hypotheses:

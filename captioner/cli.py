@@ -133,7 +133,24 @@ def add_decoding_arguments(group) -> None:
         default=0.0,
         help="GNMT alpha; above 0 favours longer captions (default: %(default)s)",
     )
+    group.add_argument(
+        "--consensus-samples",
+        type=_non_negative,
+        default=0,
+        help="rank the beams by agreement with this many captions sampled from the model, "
+        "to prefer its usual description (30 is plenty; default: %(default)s, off)",
+    )
     group.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
+
+
+def decoding_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments for Captioner.decode from add_decoding_arguments' options."""
+    return {
+        "beam_size": args.beam_size,
+        "max_length": args.max_length,
+        "length_penalty": args.length_penalty,
+        "consensus_samples": args.consensus_samples,
+    }
 
 
 def positive_int(text: str) -> int:
@@ -210,11 +227,7 @@ def run(args: argparse.Namespace, captioner: Captioner) -> int:
     writer_class = WRITERS[args.format]
     stream, writer, done = _open_output(args, writer_class)
     reporter = _Reporter(args, total=_count_photos(args, writer_class, done))
-    decode_options = {
-        "beam_size": args.beam_size,
-        "max_length": args.max_length,
-        "length_penalty": args.length_penalty,
-    }
+    decode_options = decoding_options(args)
     inputs = _Counted(_all_photos(args))
     photos = _still_to_do(inputs, args, writer_class, done)
     batches = photo_batches(captioner, photos, batch_size=args.batch_size, workers=args.workers)

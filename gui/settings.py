@@ -22,6 +22,7 @@ class DecodeOptions:
     beam_size: int = 5
     max_length: int = 20
     length_penalty: float = 0.0
+    consensus_samples: int = 0
 
 
 class Settings:
@@ -58,6 +59,9 @@ class Settings:
             length_penalty=min(
                 max(self._float("decode/length_penalty", defaults.length_penalty), 0.0), 5.0
             ),
+            consensus_samples=min(
+                max(self._int("decode/consensus_samples", defaults.consensus_samples), 0), 100
+            ),
         )
 
     @decode_options.setter
@@ -65,6 +69,7 @@ class Settings:
         self.store.setValue("decode/beam_size", options.beam_size)
         self.store.setValue("decode/max_length", options.max_length)
         self.store.setValue("decode/length_penalty", options.length_penalty)
+        self.store.setValue("decode/consensus_samples", options.consensus_samples)
 
     @property
     def model_dir(self) -> str:

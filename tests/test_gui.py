@@ -144,11 +144,16 @@ def test_beam_size_reruns_only_the_decoder_and_persists(
     window.settings_panel.beam_size.setValue(4)
     qtbot.waitUntil(lambda: window.beam_list.topLevelItemCount() == 4, timeout=WAIT_MS)
     assert window.words.words == PHOTO_CAPTIONS["coffee"].split()
+    window.settings_panel.consensus_samples.setValue(8)
+    qtbot.waitUntil(lambda: window.settings.decode_options.consensus_samples == 8, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.beam_list.topLevelItemCount() == 4, timeout=WAIT_MS)
+    assert window.words.words == PHOTO_CAPTIONS["coffee"].split()  # the model knows it well
     assert window.worker.encode_count == encoded  # features came from the cache
 
     window.close()
     reopened = Settings.from_file(str(tmp_path / "settings.ini"))
     assert reopened.decode_options.beam_size == 4
+    assert reopened.decode_options.consensus_samples == 8
     assert reopened.recent[0] == str(photo_dir / "coffee.png")
     assert not reopened.first_run
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from captioner import Captioner, CaptionResult, CheckpointError
 from captioner.atomic import write_atomically
-from captioner.cli import add_decoding_arguments, positive_int
+from captioner.cli import add_decoding_arguments, decoding_options, positive_int
 from captioner.device import resolve_device
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
 from training.metrics import coco_metrics
@@ -71,6 +71,7 @@ def evaluate_samples(
     beam_size: int = 5,
     max_length: int = 20,
     length_penalty: float = 0.0,
+    consensus_samples: int = 0,
     meteor: bool = True,
     progress: bool = False,
 ) -> Evaluation:
@@ -87,6 +88,7 @@ def evaluate_samples(
         "beam_size": beam_size,
         "max_length": max_length,
         "length_penalty": length_penalty,
+        "consensus_samples": consensus_samples,
     }
 
     captioned: list[tuple[Sample, CaptionResult]] = []
@@ -205,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             captioner,
             samples,
             batch_size=args.batch_size,
-            beam_size=args.beam_size,
-            max_length=args.max_length,
-            length_penalty=args.length_penalty,
+            **decoding_options(args),
             meteor=not args.no_meteor,
             progress=True,
         )
@@ -224,9 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_dir": str(args.model),
         "annotations": str(args.annotations),
         "split": args.split,
-        "beam_size": args.beam_size,
-        "max_length": args.max_length,
-        "length_penalty": args.length_penalty,
+        **decoding_options(args),
         "warnings": evaluation.warnings,
     }
     try:

@@ -44,6 +44,13 @@ class SettingsPanel(QWidget):
         self.length_penalty.setToolTip(
             "0 ranks by probability (short captions win); more favours longer ones"
         )
+        self.consensus_samples = QSpinBox()
+        self.consensus_samples.setRange(0, 100)
+        self.consensus_samples.setSpecialValueText("off")
+        self.consensus_samples.setToolTip(
+            "Draw this many captions from the model and show the beam caption that agrees most "
+            "with them: the model's usual description rather than its single likeliest wording"
+        )
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(device)
@@ -70,6 +77,7 @@ class SettingsPanel(QWidget):
         form.addRow("&Beam size", self.beam_size)
         form.addRow("&Maximum length", self.max_length)
         form.addRow("&Length penalty", self.length_penalty)
+        form.addRow("&Consensus samples", self.consensus_samples)
         form.addRow("&Device", self.device)
 
         model = QGroupBox("Model")
@@ -95,19 +103,23 @@ class SettingsPanel(QWidget):
         self.set_options(options)
         self._apply_timer = QTimer(self, singleShot=True, interval=APPLY_DELAY_MS)
         self._apply_timer.timeout.connect(lambda: self.options_changed.emit(self.options()))
-        for spin in (self.beam_size, self.max_length, self.length_penalty):
+        for spin in (self.beam_size, self.max_length, self.length_penalty, self.consensus_samples):
             spin.valueChanged.connect(self._apply_timer.start)
         self.device.currentTextChanged.connect(self.device_changed)
 
     def options(self) -> DecodeOptions:
         return DecodeOptions(
-            self.beam_size.value(), self.max_length.value(), round(self.length_penalty.value(), 2)
+            beam_size=self.beam_size.value(),
+            max_length=self.max_length.value(),
+            length_penalty=round(self.length_penalty.value(), 2),
+            consensus_samples=self.consensus_samples.value(),
         )
 
     def set_options(self, options: DecodeOptions) -> None:
         self.beam_size.setValue(options.beam_size)
         self.max_length.setValue(options.max_length)
         self.length_penalty.setValue(options.length_penalty)
+        self.consensus_samples.setValue(options.consensus_samples)
 
     def choose_model_dir(self) -> None:
         path = QFileDialog.getExistingDirectory(

@@ -1,0 +1,101 @@
+"""Consensus reranking: samples follow the model, are repeatable per image, and rerank the beams."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from conftest import PHOTO_CAPTIONS, train_tiny_captioner
+from test_beam import BANNED, END, START, noise_images, tiny_random_decoder
+
+from captioner.consensus import consensus_ranking, sample_captions
+
+
+def exact_caption_probabilities(decoder, features, max_length: int) -> dict[tuple, float]:
+    """P(caption) for every caption of the two-word model, banned words masked out as in sampling;
+    a caption of max_length words ends there for sure."""
+    probabilities = {}
+    for length in range(max_length + 1):
+        for words in itertools.product([4, 5], repeat=length):
+            ids = torch.tensor([[START, *words, END]])
+            with torch.no_grad():
+                logits, _ = decoder(features, ids)
+            logits[..., list(BANNED)] = -torch.inf
+            log_probs = logits.log_softmax(-1)[0].gather(1, ids[0, 1:, None]).squeeze(1)
+            if length == max_length:
+                log_probs = log_probs[:-1]
+            probabilities[words] = log_probs.sum().exp().item()
+    return probabilities
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_samples_follow_the_model_distribution(temperature):
+    decoder, features = tiny_random_decoder(5)
+    exact = exact_caption_probabilities(decoder, features, max_length=3)
+    assert sum(exact.values()) == pytest.approx(1.0, abs=1e-5)
+    with torch.no_grad():  # logits times the temperature, which sampling then divides by
+        decoder.output.weight.mul_(temperature)
+        decoder.output.bias.mul_(temperature)
+    drawn = sample_captions(
+        decoder,
+        features,
+        num_samples=4000,
+        start_id=START,
+        end_id=END,
+        banned_ids=BANNED,
+        max_length=3,
+        temperature=temperature,
+    )[0]
+    counts = {words: 0 for words in exact}
+    for caption in drawn:
+        counts[tuple(caption)] += 1
+    total_variation = sum(abs(counts[w] / len(drawn) - p) for w, p in exact.items()) / 2
+    assert total_variation < 0.04
+    assert max(exact.values()) < 0.9  # not a degenerate model that always says the same
+
+
+def draw(captioner, features: torch.Tensor, num_samples: int) -> list[list[list[int]]]:
+    """Samples with the special words Captioner.decode uses."""
+    vocab = captioner.vocab
+    return sample_captions(
+        captioner.decoder,
+        features,
+        num_samples=num_samples,
+        start_id=vocab.start_id,
+        end_id=vocab.end_id,
+        banned_ids=(vocab.pad_id, vocab.start_id, vocab.unk_id),
+    )
+
+
+def test_an_images_samples_do_not_depend_on_its_batch(tiny_captioner):
+    features = tiny_captioner.encode(noise_images(4, seed=2))
+    batched = draw(tiny_captioner, features, 12)
+    assert draw(tiny_captioner, features[2:3], 12)[0] == batched[2]
+    assert len({tuple(c) for c in batched[2]}) > 1  # really samples, not one caption repeated
+
+
+def test_the_candidate_that_agrees_with_most_samples_ranks_first():
+    usual = [1, 2, 3, 4]  # "a red circle left of" ...
+    rare = [5, 6, 7, 8, 9]
+    close = [1, 2, 3, 9]
+    samples = [usual] * 6 + [close] * 3 + [rare] * 2
+    assert consensus_ranking([rare, close, usual], samples) == [2, 1, 0]
+    # Ties keep the given order: with beam captions, the more probable one.
+    assert consensus_ranking([rare, list(rare)], samples) == [0, 1]
+
+
+def test_decode_with_consensus_puts_the_best_agreeing_beam_first(photos):
+    # Half trained, so its beams are close calls that the samples can overturn.
+    captioner = train_tiny_captioner(list(photos.values()), list(PHOTO_CAPTIONS.values()), 20)
+    features = captioner.encode(list(photos.values()))
+    plain = captioner.decode(features, beam_size=4)
+    reranked = captioner.decode(features, beam_size=4, consensus_samples=10)
+    moved = 0
+    for before, after, drawn in zip(plain, reranked, draw(captioner, features, 10), strict=True):
+        candidates = [captioner.vocab.encode(b.text)[1:-1] for b in before.beams]
+        order = consensus_ranking(candidates, drawn)
+        assert [b.text for b in after.beams] == [before.beams[i].text for i in order]
+        np.testing.assert_array_equal(after.alphas, before.beams[order[0]].alphas)
+        assert after.text == after.beams[0].text
+        moved += after.text != before.text
+    assert moved > 0
