@@ -32,6 +32,10 @@ class DecoderConfig:
     # "mean": the paper's start state, computed from the mean feature; "learned": one learned
     # state for every image, so what the decoder knows of the image comes through attention.
     start_state: str = "mean"
+    # Append each grid cell's centre (x, y), in [-1, 1], to its features. A CNN's features say
+    # what is in a cell but hardly where the cell is, so without them the attended context
+    # cannot tell "left of" from "right of"; with them it carries where the decoder looked.
+    coordinates: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
@@ -47,7 +51,7 @@ class DecoderState(NamedTuple):
 class ImageMemory(NamedTuple):
     """Per-image work done once before decoding, shared by all beams of an image."""
 
-    features: torch.Tensor  # (batch, num_pixels, encoder_dim)
+    features: torch.Tensor  # (batch, num_pixels, feature_dim): encoder_dim (+ 2 coordinates)
     attention_keys: torch.Tensor  # (batch, num_pixels, attention_dim)
     # The cell's input projection of each grid cell's features, or None. The gated context
     # enters the cell linearly, W(beta * sum_i alpha_i f_i) = beta * sum_i alpha_i (W f_i), so
@@ -75,8 +79,9 @@ class Decoder(nn.Module):
         self.config = config
         c = config
         gate_dim = GATE_BLOCKS[c.cell] * c.decoder_dim
+        feature_dim = c.encoder_dim + (2 if c.coordinates else 0)
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
-        self.encoder_att = nn.Linear(c.encoder_dim, c.attention_dim)
+        self.encoder_att = nn.Linear(feature_dim, c.attention_dim)
         self.decoder_att = nn.Linear(c.decoder_dim, c.attention_dim)
         # No bias: softmax ignores a shift, so its gradient is pure rounding noise that Adam
         # would blow up into full-size steps.
@@ -85,25 +90,25 @@ class Decoder(nn.Module):
         if c.start_state not in START_STATES:
             raise ValueError(f"unknown start state {c.start_state!r}; use one of {START_STATES}")
         if c.start_state == "mean":
-            self.init_h = nn.Linear(c.encoder_dim, c.decoder_dim)
-            self.init_c = nn.Linear(c.encoder_dim, c.decoder_dim) if c.cell == "lstm" else None
+            self.init_h = nn.Linear(feature_dim, c.decoder_dim)
+            self.init_c = nn.Linear(feature_dim, c.decoder_dim) if c.cell == "lstm" else None
         else:
             self.start_h = nn.Parameter(torch.zeros(c.decoder_dim))
             self.start_c = nn.Parameter(torch.zeros(c.decoder_dim)) if c.cell == "lstm" else None
         # The recurrent cell, written out (rather than nn.LSTMCell) so its gates stay visible.
-        self.input_proj = nn.Linear(c.embed_dim + c.encoder_dim, gate_dim)  # [word, context]
+        self.input_proj = nn.Linear(c.embed_dim + feature_dim, gate_dim)  # [word, context]
         self.hidden_proj = nn.Linear(c.decoder_dim, gate_dim)
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.decoder_dim, c.vocab_size)
 
     def prepare(self, features: torch.Tensor) -> ImageMemory:
         """(batch, grid_h, grid_w, encoder_dim) -> the per-image memory `step` reads."""
-        features = features.flatten(1, 2)  # (batch, num_pixels, encoder_dim)
-        context_weight = self._context_weight()  # (gates, encoder_dim)
-        gates, encoder_dim = context_weight.shape
+        features = self._grid_cells(features)  # (batch, num_pixels, feature_dim)
+        context_weight = self._context_weight()  # (gates, feature_dim)
+        gates, feature_dim = context_weight.shape
         num_pixels = features.shape[1]
         # Multiply-adds per beam and step: weighted sum of projected rows vs average + matmul.
-        project = num_pixels * gates < encoder_dim * (num_pixels + gates)
+        project = num_pixels * gates < feature_dim * (num_pixels + gates)
         return ImageMemory(
             features=features,
             attention_keys=self.encoder_att(features),
@@ -115,7 +120,7 @@ class Decoder(nn.Module):
             batch = memory.features.shape[0]
             c = self.start_c.expand(batch, -1) if self.start_c is not None else None
             return DecoderState(self.start_h.expand(batch, -1), c)
-        mean_features = memory.features.mean(dim=1)  # (batch, encoder_dim)
+        mean_features = memory.features.mean(dim=1)  # (batch, feature_dim)
         c = self.init_c(mean_features) if self.init_c is not None else None
         return DecoderState(self.init_h(mean_features), c)
 
@@ -139,7 +144,7 @@ class Decoder(nn.Module):
             context_in = torch.bmm(weights, memory.projected_features)  # (batch, beams, gates)
             context_in = context_in.flatten(0, 1)  # (rows, gates)
         else:
-            context = torch.bmm(weights, memory.features).flatten(0, 1)  # (rows, encoder_dim)
+            context = torch.bmm(weights, memory.features).flatten(0, 1)  # (rows, feature_dim)
             context_in = context @ self._context_weight().T  # (rows, gates)
         word_weight = self.input_proj.weight[:, : self.config.embed_dim]
         cell_in = F.linear(self.embedding(words), word_weight, self.input_proj.bias) + context_in
@@ -158,7 +163,8 @@ class Decoder(nn.Module):
         (context projected after averaging), which is cheaper when captions are shorter than
         the grid has cells.
         """
-        memory = ImageMemory(features.flatten(1, 2), self.encoder_att(features.flatten(1, 2)), None)
+        features = self._grid_cells(features)  # (batch, num_pixels, feature_dim)
+        memory = ImageMemory(features, self.encoder_att(features), None)
         state = self.initial_state(memory)
         embeddings = self.embedding(captions)  # (batch, length, embed_dim)
         all_logits, all_alphas = [], []
@@ -170,6 +176,17 @@ class Decoder(nn.Module):
             all_logits.append(self.output(self.dropout(state.h)))
             all_alphas.append(alpha)
         return torch.stack(all_logits, 1), torch.stack(all_alphas, 1)
+
+    def _grid_cells(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, grid_h, grid_w, encoder_dim) -> (batch, num_pixels, feature_dim)."""
+        if self.config.coordinates:
+            batch, grid_h, grid_w, _ = features.shape
+            ys = torch.linspace(-1, 1, grid_h, device=features.device, dtype=features.dtype)
+            xs = torch.linspace(-1, 1, grid_w, device=features.device, dtype=features.dtype)
+            ys, xs = torch.meshgrid(ys, xs, indexing="ij")  # (grid_h, grid_w) each
+            where = torch.stack([xs, ys], -1).expand(batch, -1, -1, -1)  # (batch, gh, gw, 2)
+            features = torch.cat([features, where], -1)
+        return features.flatten(1, 2)
 
     def _context_weight(self) -> torch.Tensor:
         return self.input_proj.weight[:, self.config.embed_dim :]

@@ -154,14 +154,15 @@ def test_max_length_is_respected_even_when_end_is_unlikely():
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("encoder_dim, projected", [(64, True), (8, False)])
 @pytest.mark.parametrize("start_state", ["mean", "learned"])
+@pytest.mark.parametrize("coordinates", [False, True])
 def test_decoding_steps_equal_the_teacher_forced_direct_form(
-    cell, encoder_dim, projected, start_state
+    cell, encoder_dim, projected, start_state, coordinates
 ):
     """step() projects wide features once per image (prepare) and sums the projections, and
     averages narrow ones first; forward() always averages first. Same logits and maps."""
     torch.manual_seed(0)
     config = DecoderConfig(
-        30, encoder_dim, 16, 32, 24, dropout=0.0, cell=cell, start_state=start_state
+        30, encoder_dim, 16, 32, 24, 0.0, cell, start_state=start_state, coordinates=coordinates
     )
     decoder = Decoder(config).eval()
     if start_state == "learned":

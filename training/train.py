@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="mean",
         help="decoder start state: from the mean feature (the paper) or learned, one for all",
     )
+    model.add_argument(
+        "--coordinates",
+        action="store_true",
+        help="give the decoder each grid cell's position next to its features",
+    )
     model.add_argument("--embed-dim", type=int, default=256)
     model.add_argument("--decoder-dim", type=int, default=512)
     model.add_argument("--attention-dim", type=int, default=512)
@@ -270,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder = Encoder(encoder_config)
     decoder_config = decoder_config or DecoderConfig(
         len(vocab), encoder.encoder_dim, args.embed_dim, args.decoder_dim, args.attention_dim,
-        args.dropout, args.cell, args.start_state,
+        args.dropout, args.cell, args.start_state, args.coordinates,
     )  # fmt: skip
     decoder = Decoder(decoder_config)
     model = CaptionModel(encoder, decoder).to(device)
