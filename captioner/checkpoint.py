@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from captioner.vocab import Vocabulary
 
@@ -36,16 +36,18 @@ def write_model_files(
     config = {"format_version": FORMAT_VERSION, **config}
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     vocab.save(directory / VOCAB_FILE)
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, directory / WEIGHTS_FILE
-    )
+    # save() rather than save_file(), which creates the file readable by its owner only.
+    weights = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    (directory / WEIGHTS_FILE).write_bytes(weights)
 
 
 def write_dir_atomically(path: str | os.PathLike, write) -> Path:
     """Fill a temporary sibling directory with `write(tmp_dir)`, then swap it in for `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    # Not mkdtemp, whose directory only its owner may open: a model is made to be shared.
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
     try:
         write(tmp)
         if path.exists():

@@ -1,6 +1,8 @@
 """Model directories: round trip, refusal of pickles, clear errors, atomic writes."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -73,11 +75,26 @@ def test_failed_save_keeps_the_previous_model(tmp_path, tiny_captioner, monkeypa
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(captioner.checkpoint, "save_file", crash)
+    monkeypatch.setattr(captioner.checkpoint, "save", crash)
     with pytest.raises(OSError, match="disk full"):
         tiny_captioner.save(target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary left behind
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_saved_model_can_be_shared_as_the_umask_allows(tmp_path, tiny_captioner):
+    previous = os.umask(0o022)
+    try:
+        target = tiny_captioner.save(tmp_path / "model")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in target.iterdir()} == {
+        "config.json": 0o644,
+        "vocab.json": 0o644,
+        "model.safetensors": 0o644,
+    }
 
 
 def test_missing_default_model_says_how_to_pass_one(tmp_path, monkeypatch):
