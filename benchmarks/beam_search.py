@@ -1,6 +1,7 @@
 """Decoding speed on CPU: batched beam search vs one image at a time, and captioning vs encoding.
 
-    python benchmarks/beam_search.py [--model DIR] [--images 32] [--beam-size 5]
+    python -m benchmarks.beam_search [--model DIR] [--images 32] [--beam-size 5]
+        [--consensus-samples 30]
 
 Prints a table; the ratios come from the same run, so they hold on a noisy machine.
 """
@@ -20,6 +21,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=20)
+    parser.add_argument("--consensus-samples", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
@@ -53,6 +55,10 @@ def main() -> None:
         lambda: [model.decode(features[i : i + 1], **options) for i in range(len(features))],
         args.repeats,
     )
+    consensus = best_time(
+        lambda: model.decode(features, **options, consensus_samples=args.consensus_samples),
+        args.repeats,
+    )
     encode_s = best_time(lambda: model.encode(pixels), args.repeats)
     caption_s = best_time(lambda: model.decode(model.encode(pixels), **options), args.repeats)
     n = len(pixels)
@@ -72,6 +78,10 @@ def main() -> None:
     print(
         f"| beam search, batched, every grid cell projected (the other exact form) | "
         f"{1000 * projected / n:.1f} | {looped / projected:.2f}x faster |"
+    )
+    print(
+        f"| beam search, batched, + consensus reranking ({args.consensus_samples} samples) | "
+        f"{1000 * consensus / n:.1f} | {consensus / batched:.1f}x the batched search |"
     )
     print(f"| encoder only (the floor) | {1000 * encode_s / n:.1f} | 1.00 |")
     print(
