@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from captioner.decoder import Decoder, DecoderState
+from captioner.decoder import Decoder
 
 
 @dataclass
@@ -59,8 +59,7 @@ def beam_search(
     num_return = min(num_return or k, k)
     memory = decoder.prepare(features)
     vocab_size = decoder.config.vocab_size
-    state = decoder.initial_state(memory)
-    state = DecoderState(*(s.repeat_interleave(k, 0) if s is not None else None for s in state))
+    state = decoder.initial_state(memory).repeat_rows(k)
     words = torch.full((batch * k,), start_id, dtype=torch.long, device=features.device)
 
     never = torch.zeros(vocab_size, dtype=torch.bool, device=features.device)
@@ -110,9 +109,7 @@ def beam_search(
         if bool(done.all()):
             break
         rows = (parent + torch.arange(batch, device=parent.device).unsqueeze(1) * k).view(-1)
-        state = DecoderState(
-            *(s.index_select(0, rows) if s is not None else None for s in out.state)
-        )
+        state = out.state.select_rows(rows)
         words = next_word.view(-1)
         if no_repeat_ngram_size > 0:
             sequences = torch.cat([sequences.index_select(0, rows), words.unsqueeze(1)], 1)

@@ -13,12 +13,13 @@ image, so an image's caption is repeatable and never depends on the other images
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from captioner.decoder import Decoder, DecoderState
+from captioner.decoder import Decoder
 
 SAMPLING_SEED = 0
 # Add-one smoothing (Lin and Och 2004): short captions, or ones that share no 4-gram, still score
@@ -47,8 +48,7 @@ def sample_captions(
         raise ValueError("num_samples must be at least 1 and temperature above 0")
     batch, n, device = features.shape[0], num_samples, features.device
     memory = decoder.prepare(features)
-    state = decoder.initial_state(memory)
-    state = DecoderState(*(s.repeat_interleave(n, 0) if s is not None else None for s in state))
+    state = decoder.initial_state(memory).repeat_rows(n)
     words = torch.full((batch * n,), start_id, dtype=torch.long, device=device)
     generators = [torch.Generator().manual_seed(SAMPLING_SEED) for _ in range(batch)]
     vocab_size = decoder.config.vocab_size
@@ -85,12 +85,14 @@ def consensus_ranking(
 
     Ties keep the candidates' own order, so with beam captions the more probable one wins.
     """
-    samples = [list(sample) for sample in samples]
+    # Samples repeat (the model's favourite wording often makes a third of them): score each
+    # distinct one once and weight it by its count.
+    counts = Counter(tuple(sample) for sample in samples)
 
     def agreement(candidate: Sequence[int]) -> float:
         return sum(
-            sentence_bleu([sample], list(candidate), smoothing_function=_smoothing)
-            for sample in samples
+            count * sentence_bleu([list(sample)], list(candidate), smoothing_function=_smoothing)
+            for sample, count in counts.items()
         )
 
     scores = [agreement(candidate) for candidate in candidates]

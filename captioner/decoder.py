@@ -47,6 +47,15 @@ class DecoderState(NamedTuple):
     h: torch.Tensor  # (rows, decoder_dim)
     c: torch.Tensor | None  # (rows, decoder_dim), LSTM only
 
+    def repeat_rows(self, times: int) -> DecoderState:
+        """Each row `times` times in a row: one state per image -> one per beam or sample."""
+        return DecoderState(
+            *(s.repeat_interleave(times, 0) if s is not None else None for s in self)
+        )
+
+    def select_rows(self, rows: torch.Tensor) -> DecoderState:
+        return DecoderState(*(s.index_select(0, rows) if s is not None else None for s in self))
+
 
 class ImageMemory(NamedTuple):
     """Per-image work done once before decoding, shared by all beams of an image."""
@@ -55,7 +64,7 @@ class ImageMemory(NamedTuple):
     attention_keys: torch.Tensor  # (batch, num_pixels, attention_dim)
     # The cell's input projection of each grid cell's features, or None. The gated context
     # enters the cell linearly, W(beta * sum_i alpha_i f_i) = beta * sum_i alpha_i (W f_i), so
-    # projecting the features once per image turns each step's (encoder_dim x gates) matmul
+    # projecting the features once per image turns each step's (feature_dim x gates) matmul
     # into a weighted sum of projected rows. That pays when features are wide (1280-d Lite0,
     # 2048-d ResNet); narrow ones (the default model's 112-d) are cheaper to average first.
     projected_features: torch.Tensor | None  # (batch, num_pixels, gate_blocks * decoder_dim)
