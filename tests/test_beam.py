@@ -114,6 +114,29 @@ def test_wide_beam_finds_the_exhaustive_optimum_and_length_penalty_reranks():
     assert rankings_differ, "length penalty should change the best caption for some model"
 
 
+def test_every_returned_beam_scores_as_its_caption_does_under_teacher_forcing():
+    """Beams are reordered every step; a state left unreordered would make a beam's score and
+    maps those of another caption."""
+    decoder, features = tiny_random_decoder(2)
+    features = torch.cat([features, torch.randn(3, 2, 2, 8)])
+    found = beam_search(  # a length bonus keeps long captions, whose beams were reordered
+        decoder, features, start_id=START, end_id=END, banned_ids=BANNED, beam_size=6,
+        max_length=6, length_alpha=4.0, num_return=6,
+    )  # fmt: skip
+    longest = 0
+    for image, hypotheses in enumerate(found):
+        for hypothesis in hypotheses:
+            ids = torch.tensor([[START, *hypothesis.token_ids, END]])
+            with torch.no_grad():
+                logits, alphas = decoder(features[image : image + 1], ids)
+            log_prob = logits.log_softmax(-1)[0].gather(1, ids[0, 1:, None]).sum().item()
+            assert hypothesis.log_prob == pytest.approx(log_prob, abs=1e-5)
+            words = len(hypothesis.token_ids)
+            np.testing.assert_allclose(hypothesis.alphas, alphas[0, :words].numpy(), atol=1e-6)
+            longest = max(longest, words)
+    assert longest == 6
+
+
 @pytest.mark.parametrize("n", [1, 2])
 def test_no_repeat_ngram_blocks_repeats(n):
     decoder, features = tiny_random_decoder(3)
@@ -155,15 +178,17 @@ def test_max_length_is_respected_even_when_end_is_unlikely():
 @pytest.mark.parametrize("encoder_dim, projected", [(64, True), (8, False)])
 @pytest.mark.parametrize("start_state", ["mean", "learned"])
 @pytest.mark.parametrize("coordinates", [False, True])
+@pytest.mark.parametrize("normalize_features, word_attention", [(False, False), (True, True)])
 def test_decoding_steps_equal_the_teacher_forced_direct_form(
-    cell, encoder_dim, projected, start_state, coordinates
+    cell, encoder_dim, projected, start_state, coordinates, normalize_features, word_attention
 ):
     """step() projects wide features once per image (prepare) and sums the projections, and
     averages narrow ones first; forward() always averages first. Same logits and maps."""
     torch.manual_seed(0)
     config = DecoderConfig(
-        30, encoder_dim, 16, 32, 24, 0.0, cell, start_state=start_state, coordinates=coordinates
-    )
+        30, encoder_dim, 16, 32, 24, 0.0, cell, start_state, coordinates, normalize_features,
+        word_attention,
+    )  # fmt: skip
     decoder = Decoder(config).eval()
     if start_state == "learned":
         torch.nn.init.normal_(decoder.start_h)

@@ -112,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="give the decoder each grid cell's position next to its features",
     )
+    model.add_argument(
+        "--word-attention",
+        action="store_true",
+        help="let the attention query see the word being read (the paper's does not)",
+    )
+    model.add_argument(
+        "--normalize-features",
+        action="store_true",
+        help="layer-normalise each grid cell's features (for mid-network, unnormalised stages)",
+    )
     model.add_argument("--embed-dim", type=int, default=256)
     model.add_argument("--decoder-dim", type=int, default=512)
     model.add_argument("--attention-dim", type=int, default=512)
@@ -276,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     decoder_config = decoder_config or DecoderConfig(
         len(vocab), encoder.encoder_dim, args.embed_dim, args.decoder_dim, args.attention_dim,
         args.dropout, args.cell, args.start_state, args.coordinates,
+        args.normalize_features, args.word_attention,
     )  # fmt: skip
     decoder = Decoder(decoder_config)
     model = CaptionModel(encoder, decoder).to(device)
