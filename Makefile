@@ -17,16 +17,16 @@ run: $(STAMP)
 	$(BIN)/captioner-gui
 
 test: $(STAMP)
-	$(BIN)/ruff check captioner gui training tests benchmarks
+	$(BIN)/ruff check captioner gui training tests benchmarks scripts
 	OMP_NUM_THREADS=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check captioner gui training tests benchmarks
-	$(BIN)/ruff format --check captioner gui training tests benchmarks
+	$(BIN)/ruff check captioner gui training tests benchmarks scripts
+	$(BIN)/ruff format --check captioner gui training tests benchmarks scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format captioner gui training tests benchmarks
-	$(BIN)/ruff check --fix captioner gui training tests benchmarks
+	$(BIN)/ruff format captioner gui training tests benchmarks scripts
+	$(BIN)/ruff check --fix captioner gui training tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,7 +11,8 @@ captioner-train \
   --data "$data/captions_train.json" --images "$data/train" \
   --val-data "$data/captions_val.json" --val-images "$data/val" \
   --out "$run" --name scenes-default --min-word-count 1 \
-  --feature-stride 16 --coordinates --attention-lambda 0 --cell gru --seed 3 \
+  --feature-stride 16 --coordinates --normalize-features --word-attention \
+  --attention-lambda 0 --cell gru --seed 0 \
   --embed-dim 128 --decoder-dim 256 --attention-dim 128 --dropout 0.3 \
   --epochs 10 --batch-size 64 --lr 1e-3 --val-max-images 300 --no-progress "$@"
 captioner-evaluate --model "$run/best" \
