@@ -1,9 +1,10 @@
 """Can an object's shape, colour and size be read off the frozen encoder's feature grid?
 
 A linear probe: for each object of a generated scene, the features of the grid cells its box
-covers (their mean, and the cell at its centre) go into a logistic regression per attribute,
-fit on training scenes and scored on validation scenes. Near-perfect accuracy means the
-features hold what a caption needs, and caption errors come from the decoder.
+overlaps (their mean; cells counted as the grounding metric counts them) and of the cell at its
+centre go into a logistic regression per attribute, fit on training scenes and scored on
+validation scenes. Near-perfect accuracy means the features hold what a caption needs, and
+caption errors come from the decoder.
 
 Usage: python scripts/feature_probe.py DATA_DIR [--train 2000] [--val 600] [--image-size 224]
        [--feature-stride 16]
@@ -19,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.images import load_image
+from training.grounding import cells_overlapping
 
 ATTRIBUTES = ("shape", "color", "size")
 
@@ -37,15 +39,12 @@ def object_features(
         )
         for image, grid in zip(chunk, encoder(pixels).numpy(), strict=True):
             grid_h, grid_w, _ = grid.shape  # (grid_h, grid_w, encoder_dim)
-            cell_h, cell_w = image["height"] / grid_h, image["width"] / grid_w
+            width, height = image["width"], image["height"]
             for obj in image["objects"]:
                 x, y, w, h = obj["bbox"]
-                top, left = int(y / cell_h), int(x / cell_w)
-                bottom = min(grid_h - 1, int((y + h) / cell_h))
-                right = min(grid_w - 1, int((x + w) / cell_w))
-                box = grid[top : bottom + 1, left : right + 1].mean(axis=(0, 1))
-                centre = grid[min(grid_h - 1, int((y + h / 2) / cell_h)),
-                              min(grid_w - 1, int((x + w / 2) / cell_w))]  # fmt: skip
+                covered = cells_overlapping([obj["bbox"]], width, height, grid_h, grid_w)
+                box = grid[covered].mean(axis=0)
+                centre = grid[int((y + h / 2) * grid_h / height), int((x + w / 2) * grid_w / width)]
                 rows.append(np.concatenate([box, centre]))
                 for name in ATTRIBUTES:
                     labels[name].append(obj[name])

@@ -91,9 +91,7 @@ def ground_caption(
         if not named:
             result.ungrounded.append(word)
             continue
-        mask = _cells_overlapping(
-            [objects[i]["bbox"] for i in named], width, height, grid_h, grid_w
-        )
+        mask = cells_overlapping([objects[i]["bbox"] for i in named], width, height, grid_h, grid_w)
         attention = alphas[position]  # (gh, gw)
         peak = np.unravel_index(np.argmax(attention), attention.shape)
         result.grounded.append(
@@ -133,7 +131,7 @@ def grounding_scores(captions: Iterable[CaptionGrounding]) -> dict[str, float | 
     }
 
 
-def _cells_overlapping(
+def cells_overlapping(
     boxes: list[Sequence[float]], width: int, height: int, grid_h: int, grid_w: int
 ) -> np.ndarray:
     """(grid_h, grid_w) bool: the cells whose area intersects any box with positive area."""
