@@ -325,6 +325,8 @@ def test_unknown_json_shape_is_reported(tmp_path):
     with pytest.raises(DatasetFormatError) as error:
         read_samples(path, tmp_path)
     assert str(error.value).startswith("other.json: JSON is neither COCO captions")
+    # the hint names the commands' option, not the Python argument
+    assert str(error.value).endswith("; name it with --format")
 
 
 MALFORMED = [
@@ -418,7 +420,7 @@ MALFORMED = [
         "captions_val2014.json",
         '{"images": [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}],'
         ' "annotations": []}',
-        "captions_val2014.json: images[1] repeats image id 1",
+        "captions_val2014.json: images[1] repeats image id 1 (images[0])",
     ),
 ]
 
@@ -485,7 +487,7 @@ def test_missing_images_error_gives_count_and_first_names(tmp_path):
     assert str(error.value) == (
         f"8 of 10 images listed in captions.csv are missing from {images}: "
         "img1.png, img2.png, img4.png, img5.png, img6.png and 3 more "
-        "(pass skip_missing=True to drop them)"
+        "(--skip-missing drops them)"
     )
     assert error.value.missing == [images / f"img{i}.png" for i in (1, 2, 4, 5, 6, 7, 8, 9)]
     assert isinstance(error.value, DatasetFormatError)
@@ -512,3 +514,120 @@ def test_bad_arguments(tmp_path):
         read_samples(annotations, tmp_path, format="tsv")
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         read_samples(annotations, tmp_path, split="dev")
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+HUGE_NUMBER = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("file_name", "content", "message"),
+    [
+        ("captions_val2014.json", DEEP, "captions_val2014.json: JSON nested too deeply"),
+        (
+            "captions_val2014.json",
+            f'{{"images": [{{"id": {HUGE_NUMBER}, "file_name": "a.png"}}], "annotations": []}}',
+            "captions_val2014.json: invalid JSON: a number with more than 4300 digits",
+        ),
+        ("data.jsonl", DEEP + "\n", "data.jsonl line 1: JSON nested too deeply"),
+        (
+            "data.jsonl",
+            f'{{"image": "a.png", "caption": "ok", "n": {HUGE_NUMBER}}}\n',
+            "data.jsonl line 1: invalid JSON: a number with more than 4300 digits",
+        ),
+    ],
+)
+def test_json_the_parser_cannot_take_is_a_format_error(tmp_path, file_name, content, message):
+    # RecursionError is a RuntimeError, which callers would take for a device problem
+    path = tmp_path / file_name
+    path.write_text(content, encoding="utf-8")
+    for format in (None, "coco" if file_name.endswith(".json") else "jsonl"):
+        with pytest.raises(DatasetFormatError) as error:
+            read_samples(path, tmp_path, format=format)
+        assert str(error.value) == message
+        assert not isinstance(error.value, RuntimeError)
+
+
+def test_image_name_too_long_for_the_file_system_counts_as_missing(tmp_path):
+    images = make_images(tmp_path / "images", "a.png")
+    long_name = "x" * 5000 + ".png"
+    annotations = tmp_path / "captions.csv"
+    annotations.write_text(f"image,caption\na.png,A cat.\n{long_name},A dog.\n", encoding="utf-8")
+
+    result = read_samples(annotations, images, skip_missing=True)
+    assert [s.image_id for s in result.samples] == ["a.png"]
+    assert result.missing_images == [images / long_name]
+    with pytest.raises(MissingImagesError) as error:
+        read_samples(annotations, images)
+    assert str(error.value).startswith(
+        f"1 of 2 images listed in captions.csv are missing from {images}: xxxxxxxx"
+    )
+    assert "…" in str(error.value) and len(str(error.value)) < 300  # the name is shortened
+
+
+def karpathy_with_ids(folder: Path, *cocoids) -> Path:
+    entries = [karpathy_entry(index, cocoid=cocoid) for index, cocoid in enumerate(cocoids)]
+    return write_json(folder / "dataset_coco.json", {"images": entries})
+
+
+@pytest.mark.parametrize(
+    ("cocoids", "message"),
+    [
+        ((1, [2]), "dataset_coco.json: images[1] 'cocoid' must be an integer or a string"),
+        ((1, True), "dataset_coco.json: images[1] 'cocoid' must be an integer or a string"),
+        ((1, 2.0), "dataset_coco.json: images[1] 'cocoid' must be an integer or a string"),
+        ((1, 2, 1), "dataset_coco.json: images[2] repeats image id 1 (images[0])"),
+    ],
+)
+def test_karpathy_ids_are_checked(tmp_path, cocoids, message):
+    make_images(tmp_path, *(f"{index}.png" for index in range(len(cocoids))))
+    with pytest.raises(DatasetFormatError) as error:
+        read_samples(karpathy_with_ids(tmp_path, *cocoids), tmp_path)
+    assert str(error.value) == message
+
+
+def test_karpathy_null_cocoid_is_an_error_not_a_shared_id(tmp_path):
+    make_images(tmp_path, "0.png", "1.png")
+    path = write_json(
+        tmp_path / "dataset_coco.json",
+        {"images": [karpathy_entry(0, cocoid=5), {**karpathy_entry(1), "cocoid": None}]},
+    )
+    with pytest.raises(DatasetFormatError) as error:
+        read_samples(path, tmp_path)
+    assert str(error.value) == (
+        "dataset_coco.json: images[1] 'cocoid' must be an integer or a string"
+    )
+
+
+def test_karpathy_file_names_as_ids_must_be_unique(tmp_path):
+    make_images(tmp_path, "a/0.png", "b/0.png")
+    path = write_json(
+        tmp_path / "dataset_flickr8k.json",
+        {"images": [karpathy_entry(0, filepath="a"), karpathy_entry(0, filepath="b")]},
+    )
+    with pytest.raises(DatasetFormatError) as error:
+        read_samples(path, tmp_path)
+    assert str(error.value) == (
+        "dataset_flickr8k.json: images[1] repeats image id '0.png' (images[0]); "
+        "give each image a unique 'cocoid'"
+    )
+
+
+@pytest.mark.parametrize("bad_id", ["true", "[1]", "null"])
+def test_coco_ids_of_the_wrong_type(tmp_path, bad_id):
+    make_images(tmp_path, "a.png")
+    image_id = tmp_path / "captions_val2014.json"
+    image_id.write_text(
+        f'{{"images": [{{"id": {bad_id}, "file_name": "a.png"}}], "annotations": []}}',
+        encoding="utf-8",
+    )
+    with pytest.raises(DatasetFormatError, match=r"images\[0\] 'id' must be an integer or a"):
+        read_samples(image_id, tmp_path)
+    annotation_id = tmp_path / "captions_train2014.json"
+    annotation_id.write_text(
+        '{"images": [{"id": 1, "file_name": "a.png"}],'
+        f' "annotations": [{{"image_id": {bad_id}, "caption": "A cat."}}]}}',
+        encoding="utf-8",
+    )
+    with pytest.raises(DatasetFormatError, match=r"annotations\[0\] refers to image_id"):
+        read_samples(annotation_id, tmp_path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ _FLICKR_SPLIT_LISTS = (
     ("test", "*testImages.txt"),
 )
 _MISSING_SHOWN = 5  # missing image names quoted in the error
+_NAME_SHOWN = 60  # characters of a quoted image name; longer ones are cut in the middle
+# Hints name the commands' options; from Python they are read_samples' skip_missing= and format=
+_SKIP_MISSING_HINT = "--skip-missing drops them"
+_FORMAT_HINT = "name it with --format"
 # Formats whose Sample.extra holds a list of per-caption dicts, kept aligned with the captions
 _PER_CAPTION_KEY = {"coco": "annotations", "karpathy": "sentences"}
 
@@ -72,7 +77,11 @@ class ReadResult:
 
 
 class DatasetFormatError(ValueError):
-    """A caption file that cannot be read; the message names the file and the line or JSON key."""
+    """A caption file that cannot be read; the message names the file and the line or JSON key.
+
+    Hints in messages name the options of the commands (--skip-missing, --format), which are
+    read_samples' skip_missing= and format= arguments.
+    """
 
 
 class MissingImagesError(DatasetFormatError):
@@ -176,13 +185,13 @@ def _detect_format(path: Path) -> tuple[str, Any]:
                 return "karpathy", data
         raise DatasetFormatError(
             f"{path.name}: JSON is neither COCO captions ('images' and 'annotations') nor a "
-            "Karpathy split ('images' with 'sentences'); pass format="
+            f"Karpathy split ('images' with 'sentences'); {_FORMAT_HINT}"
         )
     if _FLICKR_LINE.fullmatch(first_line):
         return "flickr", None
     raise DatasetFormatError(
         f"{path.name}: cannot tell the caption format (expected COCO or Karpathy JSON, a Flickr "
-        f"token file, .csv or .jsonl); pass format= one of {', '.join(FORMATS)}"
+        f"token file, .csv or .jsonl); {_FORMAT_HINT}: one of {', '.join(FORMATS)}"
     )
 
 
@@ -198,12 +207,12 @@ def _read_coco(path: Path, data: Any, images_dir: Path, split: str) -> list[_Ima
         where = f"{name}: images[{index}]"
         _require_keys(entry, ("id", "file_name"), where)
         image_id, file_name = entry["id"], entry["file_name"]
-        if not isinstance(image_id, int | str):
-            raise DatasetFormatError(f"{where} 'id' must be an integer or a string")
+        _check_id(image_id, "id", where)
         if not isinstance(file_name, str) or not file_name.strip():
             raise DatasetFormatError(f"{where} 'file_name' must be a non-empty string")
         if image_id in images:
-            raise DatasetFormatError(f"{where} repeats image id {image_id!r}")
+            first = list(images).index(image_id)
+            raise DatasetFormatError(f"{where} repeats image id {image_id!r} (images[{first}])")
         extra = {key: value for key, value in entry.items() if key not in ("id", "file_name")}
         extra["annotations"] = []
         images[image_id] = _Image(images_dir / file_name, image_id, split, extra=extra)
@@ -214,7 +223,7 @@ def _read_coco(path: Path, data: Any, images_dir: Path, split: str) -> list[_Ima
         if not isinstance(annotation["caption"], str):
             raise DatasetFormatError(f"{where} 'caption' must be a string")
         image_id = annotation["image_id"]
-        image = images.get(image_id) if isinstance(image_id, int | str) else None
+        image = images.get(image_id) if _is_id(image_id) else None
         if image is None:
             raise DatasetFormatError(f"{where} refers to image_id {image_id!r}, not in 'images'")
         image.captions.append(annotation["caption"].strip())
@@ -231,6 +240,7 @@ def _read_karpathy(path: Path, data: Any, images_dir: Path, restval_as_train: bo
     # dropped because every sentence dict already carries its sentid.
     consumed = ("filepath", "filename", "split", "sentences", "cocoid", "sentids")
     images = []
+    first_index_of: dict[int | str, int] = {}
     for index, entry in enumerate(data["images"]):
         where = f"{name}: images[{index}]"
         _require_keys(entry, ("filename", "split", "sentences"), where)
@@ -247,12 +257,24 @@ def _read_karpathy(path: Path, data: Any, images_dir: Path, restval_as_train: bo
         if not isinstance(folder, str):
             raise DatasetFormatError(f"{where} 'filepath' must be a string")
         image_path = images_dir / folder / file_name
+        # Ids key the validation references: a repeated id would merge two images into one
+        if "cocoid" in entry:
+            image_id = entry["cocoid"]
+            _check_id(image_id, "cocoid", where)
+        else:
+            image_id = file_name
+        if image_id in first_index_of:
+            hint = "" if "cocoid" in entry else "; give each image a unique 'cocoid'"
+            raise DatasetFormatError(
+                f"{where} repeats image id {image_id!r} (images[{first_index_of[image_id]}]){hint}"
+            )
+        first_index_of[image_id] = index
         extra = {key: value for key, value in entry.items() if key not in consumed}
         extra["sentences"] = entry["sentences"]
         images.append(
             _Image(
                 path=image_path,
-                image_id=entry.get("cocoid", file_name),
+                image_id=image_id,
                 split=_normalise_split(entry["split"], restval_as_train, where),
                 captions=captions,
                 extra=extra,
@@ -302,8 +324,7 @@ def _read_flickr_split_lists(folder: Path, required: bool) -> dict[str, str] | N
         if len(matches) > 1:
             names = ", ".join(match.name for match in matches)
             raise DatasetFormatError(
-                f"several {pattern} split lists in {folder} ({names}); "
-                "pass splits_dir= a folder holding one set"
+                f"several {pattern} split lists in {folder} ({names}); keep one set per folder"
             )
         for list_path in matches:
             list_found = True
@@ -386,12 +407,7 @@ def _read_jsonl(
         if not line.strip():
             continue
         where = f"{name} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DatasetFormatError(
-                f"{where}: invalid JSON at column {error.colno}: {error.msg}"
-            ) from error
+        record = _parse_json(line, where, whole_file=False)
         if not isinstance(record, dict):
             raise DatasetFormatError(f"{where}: expected a JSON object")
         image = record.get("image")
@@ -500,14 +516,14 @@ def _check_images(
     samples: list[Sample], source: Path, images_dir: Path, skip_missing: bool
 ) -> tuple[list[Sample], list[Path]]:
     """Return the samples whose image file exists, and the missing paths."""
-    missing = [sample.image_path for sample in samples if not sample.image_path.is_file()]
+    missing = [sample.image_path for sample in samples if not _is_file(sample.image_path)]
     if missing and not skip_missing:
         shown = ", ".join(_display_name(path, images_dir) for path in missing[:_MISSING_SHOWN])
         more = len(missing) - _MISSING_SHOWN
         raise MissingImagesError(
             f"{len(missing)} of {len(samples)} images listed in {source.name} are missing from "
             f"{images_dir}: {shown}{f' and {more} more' if more > 0 else ''} "
-            "(pass skip_missing=True to drop them)",
+            f"({_SKIP_MISSING_HINT})",
             missing,
         )
     missing_set = set(missing)
@@ -536,14 +552,35 @@ def _require_keys(entry: Any, keys: tuple[str, ...], where: str) -> None:
             raise DatasetFormatError(f"{where} has no '{key}'")
 
 
+def _check_id(value: Any, key: str, where: str) -> None:
+    if not _is_id(value):
+        raise DatasetFormatError(f"{where} '{key}' must be an integer or a string")
+
+
+def _is_id(value: Any) -> bool:
+    # bool is an int, and True would silently match image id 1
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
 def _load_json(path: Path) -> Any:
-    text = _read_text(path)
+    return _parse_json(_read_text(path), path.name, whole_file=True)
+
+
+def _parse_json(text: str, where: str, *, whole_file: bool) -> Any:
+    """json.loads, with every way it can fail turned into a DatasetFormatError naming `where`."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
+        at = f"line {error.lineno} column {error.colno}" if whole_file else f"column {error.colno}"
+        raise DatasetFormatError(f"{where}: invalid JSON at {at}: {error.msg}") from error
+    except ValueError as error:  # int() refuses numbers longer than this
+        limit = sys.get_int_max_str_digits()
         raise DatasetFormatError(
-            f"{path.name}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+            f"{where}: invalid JSON: a number with more than {limit} digits"
         ) from error
+    except RecursionError:
+        # a RuntimeError otherwise, which callers would blame on the device; no 1000-frame chain
+        raise DatasetFormatError(f"{where}: JSON nested too deeply") from None
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -558,5 +595,16 @@ def _read_text(path: Path) -> str:
         raise DatasetFormatError(f"{path.name}: not UTF-8 text (byte {error.start})") from error
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name longer than the file system allows, a folder we may not search
+        return False
+
+
 def _display_name(path: Path, images_dir: Path) -> str:
-    return str(path.relative_to(images_dir)) if path.is_relative_to(images_dir) else str(path)
+    name = str(path.relative_to(images_dir)) if path.is_relative_to(images_dir) else str(path)
+    if len(name) > _NAME_SHOWN:
+        half = _NAME_SHOWN // 2
+        name = f"{name[:half]}…{name[-half:]}"
+    return name
