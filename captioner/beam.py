@@ -51,7 +51,7 @@ def beam_search(
     Each image keeps `beam_size` live beams; finished captions go to a per-image pool of the
     same size. An image stops once no live beam can beat the worst caption in its pool, and is
     then frozen, so its result does not depend on the other images in the batch. Greedy
-    decoding is beam_size=1.
+    decoding is beam_size=1. No caption ends before its first word.
     """
     if beam_size < 1 or max_length < 1:
         raise ValueError("beam_size and max_length must be at least 1")
@@ -64,6 +64,9 @@ def beam_search(
 
     never = torch.zeros(vocab_size, dtype=torch.bool, device=features.device)
     never[list(banned_ids)] = True
+    # A caption has at least one word: an empty one says nothing and ranks first in a search.
+    not_yet = never.clone()
+    not_yet[end_id] = True
     only_end = torch.ones_like(never)
     only_end[end_id] = False
     neg_inf = torch.tensor(-math.inf, device=features.device)
@@ -81,7 +84,9 @@ def beam_search(
     for t in range(max_length + 1):
         out = decoder.step(words, state, memory)
         log_probs = out.logits.float().log_softmax(-1)  # (batch * beams, vocab)
-        log_probs = log_probs.masked_fill(only_end if t == max_length else never, -math.inf)
+        # Masked after the softmax, so scores stay the model's own log-probabilities.
+        banned = only_end if t == max_length else not_yet if t == 0 else never
+        log_probs = log_probs.masked_fill(banned, -math.inf)
         if no_repeat_ngram_size > 0:
             log_probs = _block_repeated_ngrams(log_probs, sequences, no_repeat_ngram_size, end_id)
         candidates = (alive.unsqueeze(-1) + log_probs.view(batch, k, vocab_size)).view(batch, -1)

@@ -41,8 +41,9 @@ def sample_captions(
 ) -> list[list[list[int]]]:
     """Draw num_samples captions per image from (batch, grid_h, grid_w, encoder_dim) features.
 
-    Returns per image a list of word-id lists (without <start> and <end>). A temperature below 1
-    sharpens the model's distribution, so the samples stay on its likely wordings.
+    Returns per image a list of word-id lists (without <start> and <end>), each at least one
+    word long. A temperature below 1 sharpens the model's distribution, so the samples stay on
+    its likely wordings.
     """
     if num_samples < 1 or temperature <= 0:
         raise ValueError("num_samples must be at least 1 and temperature above 0")
@@ -54,12 +55,16 @@ def sample_captions(
     vocab_size = decoder.config.vocab_size
     banned = torch.zeros(vocab_size, dtype=torch.bool, device=device)
     banned[list(banned_ids)] = True
+    # As in beam search, a caption has at least one word.
+    banned_first = banned.clone()
+    banned_first[end_id] = True
 
     drawn = []
     finished = torch.zeros(batch * n, dtype=torch.bool, device=device)
     for t in range(max_length + 1):
         out = decoder.step(words, state, memory)
-        logits = (out.logits.float() / temperature).masked_fill(banned, -torch.inf)
+        logits = out.logits.float() / temperature
+        logits = logits.masked_fill(banned_first if t == 0 else banned, -torch.inf)
         if t == max_length:
             words = torch.full_like(words, end_id)
         else:

@@ -1,9 +1,11 @@
 """The public API: paths, PIL images, per-item errors, encode/decode = caption."""
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import PHOTO_CAPTIONS
 from PIL import Image
 
@@ -80,3 +82,16 @@ def test_exif_rotated_photo_is_captioned_upright(tiny_captioner, photos, tmp_pat
     path = Path(tmp_path / "rotated.jpg")
     stored.save(path, exif=exif, quality=95)
     assert tiny_captioner.caption(path, beam_size=3).text == PHOTO_CAPTIONS["astronaut"]
+
+
+@pytest.mark.parametrize(
+    "options", [{"beam_size": 1}, {"beam_size": 5}, {"beam_size": 3, "consensus_samples": 8}]
+)
+def test_a_model_that_would_rather_say_nothing_still_captions(tiny_captioner, options):
+    """A 1x1 photo, and a model whose likeliest first word is <end>: never an empty caption."""
+    captioner = copy.deepcopy(tiny_captioner)
+    with torch.no_grad():
+        captioner.decoder.output.bias[captioner.vocab.end_id] += 100.0
+    result = captioner.caption(Image.new("RGB", (1, 1), (90, 30, 200)), **options)
+    assert result.error is None
+    assert all(len(beam.tokens) == 1 and beam.text for beam in result.beams)

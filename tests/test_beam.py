@@ -71,9 +71,9 @@ def tiny_random_decoder(seed: int) -> tuple[Decoder, torch.Tensor]:
 
 
 def exhaustive_best(decoder, features, max_length: int, alpha: float) -> tuple[list[int], float]:
-    """Score every caption of 0..max_length words (plus <end>) by teacher forcing."""
+    """Score every caption of 1..max_length words (plus <end>) by teacher forcing."""
     best = ([], -math.inf)
-    for length in range(max_length + 1):
+    for length in range(1, max_length + 1):
         for words in itertools.product([4, 5], repeat=length):
             ids = torch.tensor([[START, *words, END]])
             with torch.no_grad():
@@ -135,6 +135,23 @@ def test_every_returned_beam_scores_as_its_caption_does_under_teacher_forcing():
             np.testing.assert_allclose(hypothesis.alphas, alphas[0, :words].numpy(), atol=1e-6)
             longest = max(longest, words)
     assert longest == 6
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_no_caption_ends_before_its_first_word(beam_size):
+    """A model whose likeliest first word is <end> still says something, greedy or not."""
+    decoder, features = tiny_random_decoder(0)
+    features = torch.cat([features, torch.randn(2, 2, 2, 8)])
+    with torch.no_grad():
+        decoder.output.bias[END] = 50.0
+    found = beam_search(
+        decoder, features, start_id=START, end_id=END, banned_ids=BANNED, beam_size=beam_size,
+        max_length=5, num_return=beam_size,
+    )  # fmt: skip
+    for hypotheses in found:
+        assert len(hypotheses) == beam_size
+        assert len(hypotheses[0].token_ids) == 1  # then <end>, as the model insists
+        assert all(h.token_ids for h in hypotheses)
 
 
 @pytest.mark.parametrize("n", [1, 2])

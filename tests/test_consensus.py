@@ -12,15 +12,16 @@ from captioner.consensus import consensus_ranking, sample_captions
 
 
 def exact_caption_probabilities(decoder, features, max_length: int) -> dict[tuple, float]:
-    """P(caption) for every caption of the two-word model, banned words masked out as in sampling;
-    a caption of max_length words ends there for sure."""
+    """P(caption) for every caption of the two-word model, banned words masked out as in sampling
+    and <end> before the first word; a caption of max_length words ends there for sure."""
     probabilities = {}
-    for length in range(max_length + 1):
+    for length in range(1, max_length + 1):
         for words in itertools.product([4, 5], repeat=length):
             ids = torch.tensor([[START, *words, END]])
             with torch.no_grad():
                 logits, _ = decoder(features, ids)
             logits[..., list(BANNED)] = -torch.inf
+            logits[:, 0, END] = -torch.inf
             log_probs = logits.log_softmax(-1)[0].gather(1, ids[0, 1:, None]).squeeze(1)
             if length == max_length:
                 log_probs = log_probs[:-1]
@@ -52,6 +53,18 @@ def test_samples_follow_the_model_distribution(temperature):
     total_variation = sum(abs(counts[w] / len(drawn) - p) for w, p in exact.items()) / 2
     assert total_variation < 0.04
     assert max(exact.values()) < 0.9  # not a degenerate model that always says the same
+
+
+def test_no_sample_ends_before_its_first_word():
+    """A model whose likeliest first word is <end> still samples captions of a word or more."""
+    decoder, features = tiny_random_decoder(5)
+    with torch.no_grad():
+        decoder.output.bias[END] = 50.0
+    drawn = sample_captions(
+        decoder, torch.cat([features, features]), num_samples=50, start_id=START, end_id=END,
+        banned_ids=BANNED, max_length=3,
+    )  # fmt: skip
+    assert all(len(caption) == 1 for image in drawn for caption in image)
 
 
 def draw(captioner, features: torch.Tensor, num_samples: int) -> list[list[list[int]]]:
