@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
@@ -17,7 +18,14 @@ from gui.settings import APPLICATION, ORGANIZATION, Settings
 SETTINGS_ENV = "CAPTIONER_GUI_SETTINGS"
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def _version() -> str:
+    try:
+        return version("captioner")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="captioner-gui",
         description="Caption photos and see where the model looked for every word.",
@@ -37,7 +45,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="print the time of the window's first paint and quit (used to time startup)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    return _parser().parse_args(argv)
 
 
 class _FirstPaint(QObject):
@@ -67,11 +80,14 @@ def create_application(argv: list[str]) -> QApplication:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
+        # --help, --version and mistakes are answered before Qt looks for a display; Qt's
+        # own options (-platform, -style, ...) are unknown here and left for QApplication.
+        _parser().parse_known_args(sys.argv[1:])
         app = create_application(sys.argv)
-        argv = app.arguments()[1:]  # what Qt left after removing its own options
+        args = parse_args(app.arguments()[1:])  # what Qt left after removing its own options
     else:
+        args = parse_args(argv)
         app = create_application([sys.argv[0]])
-    args = parse_args(argv)
     settings = Settings.from_file(args.settings) if args.settings else Settings()
     window = MainWindow(settings, paths=args.paths, model_dir=args.model)
     probe = _FirstPaint(window)
