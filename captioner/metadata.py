@@ -22,6 +22,7 @@ _EXIV2_LOCK = threading.Lock()
 
 _XMP_DESCRIPTION = "Xmp.dc.description"
 _EXIF_DESCRIPTION = "Exif.Image.ImageDescription"
+_IPTC_DESCRIPTION = "Iptc.Application2.Caption"
 _DEFAULT_LANGUAGE = 'lang="x-default"'
 # First bytes of JPEG, PNG and TIFF (both byte orders); WebP is checked apart (RIFF container).
 _WRITABLE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")
@@ -49,8 +50,15 @@ def write_sidecar(
     return path
 
 
-def write_caption_metadata(image_path: str | bytes | os.PathLike, caption: str) -> None:
+def write_caption_metadata(
+    image_path: str | bytes | os.PathLike, caption: str, *, overwrite: bool = False
+) -> None:
     """Store `caption` inside the photo (JPEG, PNG, TIFF or WebP) without touching its pixels.
+
+    A description already in the photo (XMP dc:description in any language, EXIF
+    ImageDescription or IPTC Caption-Abstract) was usually typed by a person, so unless
+    overwrite is True we raise FileExistsError naming the file and the field, and change nothing.
+    Blank placeholders (spaces, NULs) that cameras write do not count.
 
     XMP dc:description (language x-default) holds the exact text. EXIF ImageDescription is an
     ASCII field by the EXIF spec, but we store the caption there as UTF-8, as the Metadata
@@ -67,6 +75,12 @@ def write_caption_metadata(image_path: str | bytes | os.PathLike, caption: str) 
     _check_writable_format(path, original)
     if not os.access(path, os.W_OK):
         raise PermissionError(f"{path}: photo is read-only; not storing the caption in it")
+    if not overwrite:
+        for field, text in _descriptions(path, original, "write caption metadata").items():
+            raise FileExistsError(
+                f"{path}: the photo already has a description in {field} ({text!r}); "
+                "pass overwrite=True to replace it"
+            )
     with _EXIV2_LOCK:
         try:
             with pyexiv2.ImageData(original) as image:
@@ -85,7 +99,33 @@ def read_caption_metadata(image_path: str | bytes | os.PathLike) -> dict[str, st
     valid UTF-8 comes from older cameras and is read as Latin-1.
     """
     path = pathlib.Path(os.fsdecode(image_path))
-    data = path.read_bytes()
+    descriptions = _descriptions(path, path.read_bytes())
+    captions = {}
+    if _XMP_FIELD in descriptions:
+        captions["xmp"] = descriptions[_XMP_FIELD]
+    if _EXIF_FIELD in descriptions:
+        captions["exif"] = descriptions[_EXIF_FIELD]
+    return captions
+
+
+def existing_description(image_path: str | bytes | os.PathLike) -> str | None:
+    """The description the photo already holds (XMP, else EXIF, else IPTC), or None.
+
+    This is what write_caption_metadata refuses to replace without overwrite=True; the GUI
+    shows it when asking whether to replace it.
+    """
+    path = pathlib.Path(os.fsdecode(image_path))
+    return next(iter(_descriptions(path, path.read_bytes()).values()), None)
+
+
+# Field names as people know them from exiftool or digiKam, used in messages.
+_XMP_FIELD = "XMP dc:description"
+_EXIF_FIELD = "EXIF ImageDescription"
+_IPTC_FIELD = "IPTC Caption-Abstract"
+
+
+def _descriptions(path: pathlib.Path, data: bytes, action: str = "read metadata") -> dict[str, str]:
+    """The non-blank descriptions in the photo's metadata, by field, XMP first."""
     with _EXIV2_LOCK:
         try:
             with pyexiv2.ImageData(data) as image:
@@ -94,20 +134,33 @@ def read_caption_metadata(image_path: str | bytes | os.PathLike) -> dict[str, st
                     exif = image.read_exif()
                 except UnicodeDecodeError:
                     exif = image.read_exif(encoding="latin-1")
+                try:
+                    iptc = image.read_iptc()
+                except UnicodeDecodeError:  # IPTC without a UTF-8 marker is usually Latin-1
+                    iptc = image.read_iptc(encoding="latin-1")
         except RuntimeError as error:
-            raise ValueError(f"{path}: cannot read metadata ({error})") from None
+            raise ValueError(f"{path}: cannot {action} ({error})") from None
 
-    captions = {}
     description = xmp.get(_XMP_DESCRIPTION)
     if isinstance(description, dict):  # a language alternative: {'lang="x-default"': text, ...}
-        description = description.get(_DEFAULT_LANGUAGE, next(iter(description.values()), ""))
-    if description:
-        captions["xmp"] = description
+        description = description.get(_DEFAULT_LANGUAGE) or next(
+            (text for text in description.values() if _text(text)), ""
+        )
+    # IPTC datasets may repeat; pyexiv2 gives a list then.
+    caption = iptc.get(_IPTC_DESCRIPTION, "")
+    if isinstance(caption, list):
+        caption = next((text for text in caption if _text(text)), "")
+    found = {
+        _XMP_FIELD: _text(description or ""),
+        _EXIF_FIELD: _text(exif.get(_EXIF_DESCRIPTION, "")),
+        _IPTC_FIELD: _text(caption),
+    }
+    return {field: text for field, text in found.items() if text}
+
+
+def _text(value: str) -> str:
     # Cameras often fill ImageDescription with spaces or NULs as a placeholder.
-    exif_description = exif.get(_EXIF_DESCRIPTION, "").rstrip("\x00 ")
-    if exif_description:
-        captions["exif"] = exif_description
-    return captions
+    return value.rstrip("\x00 ")
 
 
 def _check_writable_format(path: pathlib.Path, data: bytes) -> None:

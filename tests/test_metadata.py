@@ -4,11 +4,13 @@ import stat
 import struct
 import xml.etree.ElementTree as ElementTree
 
+import pyexiv2
 import pytest
 from PIL import Image
 from skimage import data
 
 from captioner.metadata import (
+    existing_description,
     read_caption_metadata,
     sidecar_path,
     write_caption_metadata,
@@ -169,9 +171,15 @@ def test_pillow_sees_the_exact_non_ascii_xmp(jpeg):
     assert pillow_view(jpeg)[1] == NON_ASCII_CAPTION
 
 
-def test_writing_again_replaces_the_caption(jpeg):
+def test_writing_again_replaces_the_caption_only_with_overwrite(jpeg):
     write_caption_metadata(jpeg, "first caption")
-    write_caption_metadata(jpeg, "second caption")
+    before = jpeg.read_bytes()
+    with pytest.raises(FileExistsError) as caught:
+        write_caption_metadata(jpeg, "second caption")
+    assert str(jpeg) in str(caught.value) and "overwrite" in str(caught.value)
+    assert jpeg.read_bytes() == before
+
+    write_caption_metadata(jpeg, "second caption", overwrite=True)
     assert read_caption_metadata(jpeg) == {"xmp": "second caption", "exif": "second caption"}
     assert b"first caption" not in jpeg.read_bytes()
 
@@ -231,3 +239,44 @@ def test_caption_in_a_photo_with_a_non_utf8_name(tmp_path):
         pytest.skip("this file system only accepts UTF-8 file names")
     write_caption_metadata(photo, "a cup of coffee")
     assert read_caption_metadata(os.fsdecode(photo))["xmp"] == "a cup of coffee"
+
+
+@pytest.mark.parametrize(
+    ("field", "metadata", "described"),
+    [
+        ("XMP dc:description", {"xmp": {"Xmp.dc.description": {'lang="x-default"': "Mum"}}}, "Mum"),
+        ("XMP dc:description", {"xmp": {"Xmp.dc.description": {'lang="de-DE"': "Oma"}}}, "Oma"),
+        ("EXIF ImageDescription", {"exif": {"Exif.Image.ImageDescription": "Dad"}}, "Dad"),
+        ("IPTC Caption-Abstract", {"iptc": {"Iptc.Application2.Caption": "Gran"}}, "Gran"),
+    ],
+)
+def test_a_description_a_person_wrote_is_kept_unless_overwrite(jpeg, field, metadata, described):
+    with pyexiv2.ImageData(jpeg.read_bytes()) as image:
+        for kind, values in metadata.items():
+            getattr(image, f"modify_{kind}")(values)
+        jpeg.write_bytes(image.get_bytes())
+    before = jpeg.read_bytes()
+    assert existing_description(jpeg) == described
+
+    with pytest.raises(FileExistsError) as caught:
+        write_caption_metadata(jpeg, "a generated caption")
+    message = str(caught.value)
+    assert str(jpeg) in message and field in message and "overwrite" in message
+    assert jpeg.read_bytes() == before
+    assert leftovers(jpeg.parent, jpeg.name) == set()
+
+    write_caption_metadata(jpeg, "a generated caption", overwrite=True)
+    caption = "a generated caption"
+    assert read_caption_metadata(jpeg) == {"xmp": caption, "exif": caption}
+
+
+@pytest.mark.parametrize("placeholder", ["", "   ", "\x00\x00\x00\x00"])
+def test_blank_descriptions_are_not_kept(jpeg, placeholder):
+    """Cameras fill ImageDescription with spaces or NULs; that is no one's description."""
+    with pyexiv2.ImageData(jpeg.read_bytes()) as image:
+        image.modify_exif({"Exif.Image.ImageDescription": placeholder})
+        image.modify_xmp({"Xmp.dc.description": {'lang="x-default"': placeholder}})
+        jpeg.write_bytes(image.get_bytes())
+    assert existing_description(jpeg) is None
+    write_caption_metadata(jpeg, "a caption")
+    assert read_caption_metadata(jpeg) == {"xmp": "a caption", "exif": "a caption"}
