@@ -6,12 +6,58 @@ import functools
 import json
 import os
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIAL_TOKENS = (PAD, START, END, UNK)
+
+
+class _PunctuationTable(dict):
+    """str.translate table for normalize_punctuation, filled in as characters are met."""
+
+    _APOSTROPHES = "\u2018\u2019\u201b\u02bc"  # ‘ ’ ‛ and the modifier letter apostrophe
+    _HYPHENS = "\u2010\u2011"  # join words, as "-" does
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        category = unicodedata.category(char)
+        if code < 128:
+            value = char
+        elif char in self._APOSTROPHES:
+            value = "'"
+        elif char in self._HYPHENS:
+            value = "-"
+        elif char == "\u2026":  # …
+            value = " ... "
+        elif category == "Pd":  # dashes between words: "tux—the"
+            value = " -- "
+        elif category in ("Pi", "Pf"):  # “ ” « »
+            value = '"'
+        elif category[0] in "PS":  # other punctuation and symbols (€ © ° ×) separate words
+            value = " "
+        else:
+            value = char
+        self[code] = value
+        return value
+
+
+_PUNCTUATION_TABLE = _PunctuationTable()
+
+
+def normalize_punctuation(text: str) -> str:
+    """Write Unicode punctuation the ASCII way, so that every tokenizer splits it alike.
+
+    ’ ‘ become ', “ ” « » become ", … becomes ..., dashes become -- between words and the hyphens
+    U+2010/U+2011 become -; any other non-ASCII punctuation or symbol (€ © ° ×) becomes a space.
+    Accents are composed (NFC). The vocabulary, training and both metric tokenizers (Java PTB and
+    its Python fallback) read captions through this.
+    """
+    if text.isascii():  # nearly every caption: skip the work
+        return text
+    return unicodedata.normalize("NFC", text).translate(_PUNCTUATION_TABLE)
 
 
 @functools.cache
@@ -24,11 +70,15 @@ def _treebank():
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens; punctuation is dropped because captions are compared without it.
 
-    Contractions stay split the Treebank way ("man's" -> "man", "s").
+    Contractions stay split the Treebank way ("man's" -> "man", "s"); Unicode punctuation counts
+    as its ASCII counterpart (see normalize_punctuation), so "knight’s" splits like "knight's".
 
     TreebankWordTokenizer needs no nltk data download, unlike word_tokenize's sentence splitter.
     """
-    tokens = (token.strip(string.punctuation) for token in _treebank().tokenize(text.lower()))
+    tokens = (
+        token.strip(string.punctuation)
+        for token in _treebank().tokenize(normalize_punctuation(text).lower())
+    )
     return [token for token in tokens if token]
 
 

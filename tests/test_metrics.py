@@ -165,6 +165,33 @@ def test_failing_meteor_process_is_reported_and_stopped(monkeypatch):
     assert not scorer.lock.locked()  # Meteor.__del__ would wait on it forever
 
 
+# Unicode punctuation the Java PTB tokenizer and the Python fallback used to split differently
+UNICODE_CAPTIONS = {
+    "tux": ["Tux—the Linux mascot!", "Tux – the mascot."],
+    "apple": ["A “Fuji” apple.", "An apple… for €5.", "A «Fuji» apple, 2×4 ©"],
+    "helmet": ["A knight’s helmet.", "It’s one—or two ‘shiny’ helmets."],
+    "quotes": ["A sign that says 'stop'.", "The ‘old’ car, ¿qué?", "A 'Sign' at 25°C"],
+}
+UNICODE_TOKENS = {
+    "tux": ["tux the linux mascot", "tux the mascot"],
+    "apple": ["a fuji apple", "an apple for 5", "a fuji apple 2 4"],
+    "helmet": ["a knight 's helmet", "it 's one or two shiny helmets"],
+    "quotes": ["a sign that says stop", "the old car qué", "a sign at 25 c"],
+}
+
+
+def test_python_tokenizer_normalises_unicode_punctuation(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert metrics._tokenize(UNICODE_CAPTIONS, []) == UNICODE_TOKENS
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="the PTB tokenizer needs Java")
+def test_java_tokenizer_agrees_with_python_on_unicode_punctuation():
+    warnings = []
+    assert metrics._tokenize(UNICODE_CAPTIONS, warnings) == UNICODE_TOKENS
+    assert warnings == []  # the Java tokenizer ran
+
+
 def test_mismatched_images_are_rejected():
     with pytest.raises(ValueError, match="1 without a candidate \\['b'\\], 1 without references"):
         coco_metrics({"a": ["x"], "b": ["y"]}, {"a": "x", "c": "z"}, meteor=False)

@@ -22,3 +22,38 @@ def test_save_load_round_trip_and_bad_file(tmp_path):
     (tmp_path / "bad.json").write_text('{"words": ["a"]}')
     with pytest.raises(ValueError, match="bad.json: not a captioner vocabulary"):
         Vocabulary.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize(
+    ("caption", "tokens"),
+    [
+        ("Tux—the Linux mascot!", ["tux", "the", "linux", "mascot"]),
+        ("A “Fuji” apple.", ["a", "fuji", "apple"]),
+        ("A knight’s helmet.", ["a", "knight", "s", "helmet"]),  # as "knight's"
+        ("It’s one—or two… for €5.", ["it", "s", "one", "or", "two", "for", "5"]),
+        ("A dog – running ‘fast’ «here».", ["a", "dog", "running", "fast", "here"]),
+        ("A double‐decker bus", ["a", "double-decker", "bus"]),  # U+2010 is a hyphen
+        ("¿Qué? 25°C © 2×4", ["qué", "25", "c", "2", "4"]),
+        ("Un cafe\u0301", ["un", "café"]),  # a decomposed accent is the same word
+    ],
+)
+def test_tokenize_treats_unicode_punctuation_like_ascii(caption, tokens):
+    assert tokenize(caption) == tokens
+
+
+def test_vocabulary_collects_no_punctuation_glued_to_words():
+    vocab = Vocabulary.build(
+        ["It’s one—or two… for €5.", "It's one or two", "A “Fuji” apple — for 5€"], min_count=1
+    )
+    assert sorted(vocab.itos[4:]) == [
+        "5",
+        "a",
+        "apple",
+        "for",
+        "fuji",
+        "it",
+        "one",
+        "or",
+        "s",
+        "two",
+    ]

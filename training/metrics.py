@@ -1,9 +1,10 @@
 """COCO caption metrics: BLEU-1..4, METEOR, ROUGE-L and CIDEr-D from the pycocoevalcap scorers.
 
 pycocoevalcap needs Java twice: for the Stanford PTB tokenizer and for METEOR. Without Java the
-captions are tokenized in Python the way the PTB tokenizer does it (the same on ordinary
-captions, not byte-identical on rare punctuation) and METEOR is skipped with a warning, so an
-evaluation still runs on a machine with only Python.
+captions are tokenized in Python the way the PTB tokenizer does it and METEOR is skipped with a
+warning, so an evaluation still runs on a machine with only Python. Both tokenizers read the
+captions with Unicode punctuation rewritten the ASCII way (captioner.vocab.normalize_punctuation,
+as the vocabulary does), where they agree: the scores do not depend on whether Java is installed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS, PTBTokenizer
 
+from captioner.vocab import normalize_punctuation
+
 logger = logging.getLogger(__name__)
 
 JAVA_MISSING = (
@@ -32,6 +35,11 @@ JAVA_MISSING = (
 # captions are cut into sentences first ("A dog. A cat." -> "a dog a cat", as PTB does).
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _treebank = TreebankWordTokenizer()
+# Words PTB keeps with a leading apostrophe; on any other word it is an opening quote, which
+# Treebank leaves attached ("'stop" where PTB gives "stop")
+_PTB_APOSTROPHE_WORDS = frozenset(
+    ("'s", "'d", "'m", "'re", "'ve", "'ll", "'em", "'til", "'till", "'cause", "'n", "'t")
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,9 @@ def _one_line(text: str) -> str:
 
 def _tokenize(texts: dict[Hashable, list[str]], warnings: list[str]) -> dict[Hashable, list[str]]:
     """PTB-tokenize, lower-case and drop punctuation, as the COCO evaluation does."""
+    texts = {
+        key: [normalize_punctuation(text) for text in captions] for key, captions in texts.items()
+    }
     if shutil.which("java") is None:
         _warn(
             warnings,
@@ -155,8 +166,14 @@ def _python_tokenize(text: str) -> str:
     for sentence in _SENTENCE_BREAK.split(text):
         # convert_parentheses: PTB writes brackets as -LRB- etc., which COCO keeps (lower-cased)
         tokens += _treebank.tokenize(sentence, convert_parentheses=True)
-    lowered = (token.lower() for token in tokens)
+    lowered = (_opening_quote_dropped(token.lower()) for token in tokens)
     return " ".join(token for token in lowered if token not in PUNCTUATIONS)
+
+
+def _opening_quote_dropped(token: str) -> str:
+    if token[:1] == "'" and token[1:2].isalpha() and token not in _PTB_APOSTROPHE_WORDS:
+        return token[1:]
+    return token
 
 
 def _meteor(
