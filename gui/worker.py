@@ -13,6 +13,7 @@ the worker thread, so the window is up before the model is.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import threading
 import time
@@ -44,7 +45,7 @@ class ModelInfo:
     path: str
     is_default: bool
     vocab_size: int
-    encoder: str  # e.g. "efficientnet-lite0, 224 px, 7 x 7 grid"
+    encoder: str  # e.g. "efficientnet-lite0, 224 px, 14 x 14 grid"
     cell: str  # "lstm", "gru" or "rnn"
     device: str
 
@@ -245,7 +246,7 @@ class CaptionWorker(QObject):
             return
         self._captioner = captioner
         encoder = captioner.encoder.config
-        grid = encoder.grid_size or encoder.image_size // 32
+        grid = feature_grid(encoder.image_size, encoder.feature_stride, encoder.grid_size)
         self.model_loaded.emit(
             ModelInfo(
                 generation=job.generation,
@@ -312,6 +313,15 @@ class CaptionWorker(QObject):
             self.encode_count += 1
             self._features.put(job.path, features)
         return features, display, encoded
+
+
+def feature_grid(image_size: int, feature_stride: int, grid_size: int | None) -> int:
+    """The side of the encoder's feature grid: pooled to grid_size, else the backbone's map.
+
+    Every stride-2 stage pads, so a side that does not divide evenly rounds up (240 px at
+    stride 32 gives 8 cells).
+    """
+    return grid_size or math.ceil(image_size / feature_stride)
 
 
 def _default_model_dir() -> str:
