@@ -18,7 +18,8 @@ def collect_images(paths: list[str], *, recursive: bool) -> list[str]:
     """Files as given (a bad one gets its error in the list); folders expanded to their photos.
 
     Folder contents are sorted by name, case-insensitively; hidden files and folders are
-    skipped, as file managers do.
+    skipped, as file managers do. A photo reached twice (by a symbolic link, a linked folder
+    or another spelling of its path) is listed once, under the first path it was reached by.
     """
     found: list[str] = []
     for path in paths:
@@ -26,7 +27,15 @@ def collect_images(paths: list[str], *, recursive: bool) -> list[str]:
             found += _images_in(path, recursive)
         else:
             found.append(os.path.abspath(path))
-    return list(dict.fromkeys(found))
+    first_path: dict[str, str] = {}
+    for path in found:
+        first_path.setdefault(real_path(path), path)
+    return list(first_path.values())
+
+
+def real_path(path: str) -> str:
+    """The path with every symbolic link resolved: the same for every way to reach a file."""
+    return os.path.realpath(path)
 
 
 def _images_in(folder: str, recursive: bool) -> list[str]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 
+from gui.files import real_path
+
 
 class Status(enum.Enum):
     PENDING = "pending"  # not captioned yet, or its caption is from other settings
@@ -25,6 +27,7 @@ class ImageItem:
     error: str = ""
     thumbnail: QPixmap | None = None
     thumbnail_requested: bool = False
+    real_path: str = ""  # symbolic links resolved: one row per file, however it was reached
 
     @property
     def name(self) -> str:
@@ -47,6 +50,7 @@ class ImageListModel(QAbstractListModel):
         super().__init__(parent)
         self._items: list[ImageItem] = []
         self._rows: dict[str, int] = {}
+        self._real_rows: dict[str, int] = {}
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)
         return 0 if parent.isValid() else len(self._items)
@@ -76,16 +80,23 @@ class ImageListModel(QAbstractListModel):
         return None
 
     def add_paths(self, paths: list[str]) -> list[int]:
-        """Append the paths not listed yet; returns the row of every given path, in order."""
-        new = [p for p in dict.fromkeys(paths) if p not in self._rows]
+        """Append the photos not listed yet; returns the row of every given path, in order.
+
+        A symbolic link to a listed photo is that photo: it gets the photo's row, not its own.
+        """
+        real_paths = [real_path(path) for path in paths]
+        new: dict[str, str] = {}  # real path -> the first path given for it
+        for path, real in zip(paths, real_paths, strict=True):
+            if real not in self._real_rows:
+                new.setdefault(real, path)
         if new:
             first = len(self._items)
             self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
-            for offset, path in enumerate(new):
-                self._rows[path] = first + offset
-                self._items.append(ImageItem(path))
+            for row, (real, path) in enumerate(new.items(), first):
+                self._rows[path] = self._real_rows[real] = row
+                self._items.append(ImageItem(path, real_path=real))
             self.endInsertRows()
-        return [self._rows[p] for p in paths]
+        return [self._real_rows[real] for real in real_paths]
 
     def remove_rows(self, rows: list[int]) -> None:
         for row in sorted(set(rows), reverse=True):
@@ -93,6 +104,7 @@ class ImageListModel(QAbstractListModel):
             del self._items[row]
             self.endRemoveRows()
         self._rows = {item.path: row for row, item in enumerate(self._items)}
+        self._real_rows = {item.real_path: row for row, item in enumerate(self._items)}
 
     def item(self, row: int) -> ImageItem:
         return self._items[row]

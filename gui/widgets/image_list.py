@@ -7,8 +7,8 @@ palette, so the list reads the same in light and dark themes.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRect, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
@@ -82,14 +82,12 @@ class ImageItemDelegate(QStyledItemDelegate):
             painter.setPen(STATUS_COLOURS[Status.FAILED])
         elif status is not Status.CAPTIONED and not selected:
             painter.setPen(option.palette.color(QPalette.ColorRole.PlaceholderText))
-        detail_rect = QRect(
-            text_left, top + name_height + 2, text_width, rect.bottom() - top - name_height - 4
-        )
-        painter.drawText(
-            detail_rect,
-            Qt.TextFlag.TextWordWrap | Qt.AlignmentFlag.AlignTop,
-            _elide_lines(painter, detail or "", detail_rect),
-        )
+        metrics = painter.fontMetrics()
+        line_top = top + name_height + 2
+        max_lines = max(1, (rect.bottom() - line_top - 2) // metrics.lineSpacing())
+        for line in elided_lines(detail or "", metrics, text_width, max_lines):
+            painter.drawText(QRect(text_left, line_top, text_width, metrics.height()), 0, line)
+            line_top += metrics.lineSpacing()
         painter.restore()
 
     def _paint_thumbnail(self, painter, option, rect: QRect, pixmap: QPixmap | None) -> None:
@@ -126,14 +124,21 @@ class ImageItemDelegate(QStyledItemDelegate):
                 painter.drawPoint(QPointF(x + dx, y))
 
 
-def _elide_lines(painter: QPainter, text: str, rect: QRect) -> str:
-    """Cut the text with an ellipsis so it fits the rectangle's lines when word-wrapped."""
-    metrics = painter.fontMetrics()
-    lines = max(1, rect.height() // metrics.lineSpacing())
-    bound = metrics.boundingRect(QRectF(rect).toRect(), Qt.TextFlag.TextWordWrap, text)
-    if bound.height() <= rect.height():
-        return text
-    return metrics.elidedText(text, Qt.TextElideMode.ElideRight, rect.width() * lines - 20)
+def elided_lines(text: str, metrics: QFontMetrics, width: int, max_lines: int) -> list[str]:
+    """The text wrapped at spaces into at most max_lines lines no wider than width; when it
+    does not fit, the last line ends with an ellipsis (the list's tooltip has the whole text).
+    """
+    lines: list[str] = []
+    words = text.split()
+    while words and len(lines) < max_lines - 1:
+        line = words.pop(0)
+        while words and metrics.horizontalAdvance(f"{line} {words[0]}") <= width:
+            line += " " + words.pop(0)
+        lines.append(metrics.elidedText(line, Qt.TextElideMode.ElideRight, width))
+    if words:
+        rest = " ".join(words)
+        lines.append(metrics.elidedText(rest, Qt.TextElideMode.ElideRight, width))
+    return lines
 
 
 class ImageListView(QListView):

@@ -8,9 +8,11 @@ A low forget gate is where the cell lets go of what it held: a reset.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPalette, QPen
+from PySide6.QtGui import QColor, QFontMetricsF, QPainter, QPalette, QPen, QPolygonF, QTransform
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 # Mid-tone colours that read on both light and dark backgrounds.
@@ -24,6 +26,63 @@ SERIES_COLOURS = {
     "attention gate": QColor(219, 39, 119),
 }
 GATE_NAMES = {"lstm": ("input", "forget", "output"), "gru": ("reset", "update"), "rnn": ()}
+LABEL_ANGLE = -45.0  # degrees: word labels turn diagonal when they do not fit level
+LABEL_MAX_WIDTH = 70.0  # longer words are elided on the diagonal
+LABEL_GAP = 2.0  # pixels kept clear around every label
+
+
+@dataclass(frozen=True)
+class WordLabel:
+    """One word's label under the chart: its text centred at the top of `rect`, transformed."""
+
+    index: int
+    text: str
+    rect: QRectF  # in the label's own coordinates, with LABEL_GAP around the text
+    transform: QTransform  # from the label's coordinates to the chart's
+
+    def outline(self) -> QPolygonF:
+        """The area the label keeps to itself, in the chart's coordinates."""
+        return self.transform.map(QPolygonF(self.rect))
+
+
+def layout_word_labels(
+    tokens: list[str], centres: list[float], top: float, metrics: QFontMetricsF
+) -> list[WordLabel]:
+    """Every word's label, hanging below `top` at its slot's centre: level when they all fit,
+    else diagonal (ending at the slot, running down to the left)."""
+
+    def label(i: int, angle: float) -> WordLabel:
+        text = tokens[i] if angle == 0 else metrics.elidedText(
+            tokens[i], Qt.TextElideMode.ElideRight, LABEL_MAX_WIDTH
+        )  # fmt: skip
+        width = metrics.horizontalAdvance(text)
+        left = -width / 2 if angle == 0 else -width
+        rect = QRectF(left - LABEL_GAP, 0, width + 2 * LABEL_GAP, metrics.height() + LABEL_GAP)
+        transform = QTransform.fromTranslate(centres[i], top + 4).rotate(angle)
+        return WordLabel(i, text, rect, transform)
+
+    level = [label(i, 0.0) for i in range(len(tokens))]
+    if not _any_overlap(level, 1):
+        return level
+    return [label(i, LABEL_ANGLE) for i in range(len(tokens))]
+
+
+def thin_labels(labels: list[WordLabel], selected: int) -> list[WordLabel]:
+    """Every k-th label, for the smallest k at which none overlap; counted from the selected
+    word, so that it always keeps its label."""
+    step = 1
+    while step < len(labels) and _any_overlap(labels, step):
+        step += 1
+    first = labels[selected].index % step if 0 <= selected < len(labels) else 0
+    return labels[first::step]
+
+
+def _any_overlap(labels: list[WordLabel], step: int) -> bool:
+    # Labels are alike and evenly spaced, so if no label overlaps the one `step` further on,
+    # none overlaps any further one either.
+    return any(
+        a.outline().intersects(b.outline()) for a, b in zip(labels, labels[step:], strict=False)
+    )
 
 
 class GateChart(QWidget):
@@ -53,22 +112,20 @@ class GateChart(QWidget):
         legend_rows = 2 if self.width() < 420 else 1
         top = 6 + legend_rows * (metrics.height() + 4) + 4
         left = metrics.horizontalAdvance("1.0") + 10
-        bottom = self._label_height()
-        return QRectF(left, top, self.width() - left - 8, self.height() - top - bottom - 4)
+        width = self.width() - left - 8
+        # Room below for the deepest label, whichever words end up labelled.
+        labels = self._labels(left, width, 0.0)
+        depth = max((label.outline().boundingRect().bottom() for label in labels), default=0.0)
+        return QRectF(left, top, width, self.height() - top - depth - 4)
 
-    def _label_height(self) -> float:
-        # Word labels turn diagonal when they would overlap.
-        metrics = self.fontMetrics()
-        if self._labels_fit():
-            return metrics.height() + 6
-        longest = max((metrics.horizontalAdvance(t) for t in self.tokens), default=0)
-        return min(longest, 70) * 0.72 + metrics.height()
+    def _labels(self, left: float, width: float, top: float) -> list[WordLabel]:
+        centres = [left + (i + 0.5) * width / len(self.tokens) for i in range(len(self.tokens))]
+        return layout_word_labels(self.tokens, centres, top, QFontMetricsF(self.font()))
 
-    def _labels_fit(self) -> bool:
-        if not self.tokens:
-            return True
-        slot = (self.width() - 40) / len(self.tokens)
-        return max(self.fontMetrics().horizontalAdvance(t) for t in self.tokens) + 4 <= slot
+    def word_labels(self) -> list[WordLabel]:
+        """The labels drawn under the chart: words are left unlabelled rather than overlap."""
+        plot = self._plot_rect()
+        return thin_labels(self._labels(plot.left(), plot.width(), plot.bottom()), self.selected)
 
     def _slot_x(self, plot: QRectF, i: int) -> float:
         return plot.left() + (i + 0.5) * plot.width() / len(self.tokens)
@@ -127,7 +184,7 @@ class GateChart(QWidget):
             style = Qt.PenStyle.DashLine if name == "cell" else Qt.PenStyle.SolidLine
             self._draw_line(painter, plot, mean, colour, style, offset)
 
-        self._draw_labels(painter, plot, text)
+        self._draw_labels(painter, text)
 
     def _point(self, plot: QRectF, i: int, value: float, offset: float = 0.0) -> QPointF:
         value = min(max(float(value), 0.0), 1.0)
@@ -168,30 +225,18 @@ class GateChart(QWidget):
             painter.drawText(QPointF(x + 18, y + metrics.ascent()), label)
             x += width
 
-    def _draw_labels(self, painter: QPainter, plot: QRectF, text: QColor) -> None:
-        metrics = painter.fontMetrics()
-        fits = self._labels_fit()
-        for i, token in enumerate(self.tokens):
-            selected = i == self.selected
+    def _draw_labels(self, painter: QPainter, text: QColor) -> None:
+        painter.setPen(text)
+        for label in self.word_labels():
             font = painter.font()
-            font.setBold(selected)
+            font.setBold(label.index == self.selected)
             painter.setFont(font)
-            painter.setPen(text)
-            x = self._slot_x(plot, i)
-            if fits:
-                width = metrics.horizontalAdvance(token)
-                painter.drawText(
-                    QPointF(x - width / 2, plot.bottom() + metrics.ascent() + 4), token
-                )
-            else:
-                painter.save()
-                painter.translate(x + 3, plot.bottom() + 6)
-                painter.rotate(-45)
-                label = metrics.elidedText(token, Qt.TextElideMode.ElideRight, 70)
-                painter.drawText(
-                    QPointF(-metrics.horizontalAdvance(label), metrics.ascent()), label
-                )
-                painter.restore()
+            painter.save()
+            painter.setTransform(label.transform, combine=True)
+            painter.drawText(
+                label.rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, label.text
+            )
+            painter.restore()
 
 
 class LstmPanel(QWidget):
