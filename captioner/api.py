@@ -12,7 +12,14 @@ import numpy as np
 import torch
 
 from captioner.beam import Hypothesis, beam_search
-from captioner.checkpoint import CheckpointError, load_model_dir, save_model_dir
+from captioner.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    check_shapes,
+    load_model_dir,
+    save_model_dir,
+)
 from captioner.consensus import consensus_ranking, sample_captions
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
@@ -85,17 +92,26 @@ class Captioner:
                     "directory, e.g. Captioner.load('runs/scenes/best') or `--model DIR`: one "
                     "written by captioner-train, holding config.json, vocab.json, model.safetensors"
                 )
+        # load_model_dir checks config.json against the weights before they are read, so the
+        # decoder built here is the size of the weights file, never what a typo asks for.
         config, vocab, tensors = load_model_dir(path)
         encoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
         decoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("decoder.")}
         encoder = Encoder(EncoderConfig.from_dict(config["encoder"]), pretrained=not encoder_state)
+        weights = Path(path) / WEIGHTS_FILE
         if encoder_state:
+            expected = {k: tuple(v.shape) for k, v in encoder.state_dict().items()}
+            check_shapes(weights, "encoder", expected, {k: v.shape for k, v in tensors.items()})
             encoder.load_state_dict(encoder_state)
-        decoder = Decoder(DecoderConfig.from_dict(config["decoder"]))
-        try:
-            decoder.load_state_dict(decoder_state)
-        except RuntimeError as err:
-            raise CheckpointError(f"{path}: weights do not match config.json ({err})") from err
+        decoder_config = DecoderConfig.from_dict(config["decoder"])
+        if decoder_config.encoder_dim != encoder.encoder_dim:
+            raise CheckpointError(
+                f"{Path(path) / CONFIG_FILE}: decoder.encoder_dim {decoder_config.encoder_dim} "
+                f"does not match the encoder ({encoder.config.name} gives {encoder.encoder_dim} "
+                f"features at stride {encoder.config.feature_stride})"
+            )
+        decoder = Decoder(decoder_config)
+        decoder.load_state_dict(decoder_state)
         name = config.get("name") or Path(path).resolve().name
         return cls(encoder, decoder, vocab, name=name, device=device)
 

@@ -3,19 +3,53 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save
 
+from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder, DecoderConfig
 from captioner.vocab import Vocabulary
 
 CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "model.safetensors"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
+
+# Integer fields of config.json and the values a model may sensibly have: far beyond any
+# captioning model, far below sizes whose allocation would exhaust a machine's memory.
+_DIMENSION = (1, 65_536)
+_INTEGER_RANGES = {
+    "decoder": {
+        "vocab_size": (1, 1_000_000),
+        "encoder_dim": _DIMENSION,
+        "embed_dim": _DIMENSION,
+        "decoder_dim": _DIMENSION,
+        "attention_dim": _DIMENSION,
+    },
+    "encoder": {
+        "image_size": (32, 4096),  # at least one grid cell at stride 32
+        "feature_stride": (1, 64),
+        "grid_size": (1, 256),  # or null
+        "fine_tune_blocks": (0, 1000),
+    },
+}
+_CHOICES = {"cell": tuple(GATE_BLOCKS), "start_state": START_STATES}
+_FLAGS = ("coordinates", "normalize_features", "word_attention")
+_REQUIRED = {"decoder": ("vocab_size", "encoder_dim"), "encoder": ()}
+# The decoder tensor that carries each size in config.json: (tensor, axis).
+_SIZE_CARRIERS = {
+    "vocab_size": ("output.weight", 0),
+    "decoder_dim": ("hidden_proj.weight", 1),
+    "embed_dim": ("embedding.weight", 1),
+    "attention_dim": ("encoder_att.weight", 0),
+    "encoder_dim": ("encoder_att.weight", 1),
+}
 
 
 class CheckpointError(ValueError):
@@ -89,15 +123,26 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, Vocabulary, dict[str,
         config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid JSON ({err})") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{path / CONFIG_FILE}: expected a JSON object, found {type(config).__name__}"
+        )
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{path / CONFIG_FILE}: format_version {version!r} is not supported "
             f"(this captioner reads version {FORMAT_VERSION})"
         )
+    where = path / CONFIG_FILE
+    check_config(config, where)
     try:
         vocab = Vocabulary.load(path / VOCAB_FILE)
+        # Shapes come from the file's header: nothing is allocated until they are known to fit.
+        shapes = weight_shapes(path / WEIGHTS_FILE)
+        check_weights_fit_config(config, len(vocab), shapes, where, path / WEIGHTS_FILE)
         tensors = load_file(path / WEIGHTS_FILE)
+    except CheckpointError:
+        raise
     except (
         ValueError,
         OSError,
@@ -108,6 +153,116 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, Vocabulary, dict[str,
             f"{path / WEIGHTS_FILE}: not a valid safetensors file ({err})"
         ) from err
     return config, vocab, tensors
+
+
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape, read from the safetensors header without loading any tensor."""
+    with safe_open(path, framework="pt") as weights:
+        names = weights.keys()
+        return {name: tuple(weights.get_slice(name).get_shape()) for name in names}
+
+
+def check_config(config: dict, where: Path | str = CONFIG_FILE) -> None:
+    """Raise CheckpointError naming the first field of config.json with a wrong type or value."""
+    if not isinstance(config.get("name", ""), str | None):
+        raise CheckpointError(f"{where}: name must be a string")
+    for section, ranges in _INTEGER_RANGES.items():
+        fields = config.get(section)
+        if not isinstance(fields, dict):
+            raise CheckpointError(f"{where}: {section} must be a JSON object of settings")
+        for key in _REQUIRED[section]:
+            if key not in fields:
+                raise CheckpointError(f"{where}: {section}.{key} is missing")
+        for key, (low, high) in ranges.items():
+            value = fields.get(key)
+            if key not in fields or (key == "grid_size" and value is None):
+                continue  # absent keys take their defaults; a null grid_size means no pooling
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise CheckpointError(f"{where}: {section}.{key} must be an integer, not {value!r}")
+            if not low <= value <= high:
+                raise CheckpointError(
+                    f"{where}: {section}.{key} {value} is out of range ({low}..{high})"
+                )
+    decoder, encoder = config["decoder"], config["encoder"]
+    dropout = decoder.get("dropout", 0.0)
+    if not isinstance(dropout, int | float) or isinstance(dropout, bool):
+        raise CheckpointError(f"{where}: decoder.dropout must be a number, not {dropout!r}")
+    if not (math.isfinite(dropout) and 0 <= dropout < 1):
+        raise CheckpointError(f"{where}: decoder.dropout {dropout} is out of range (0 to below 1)")
+    for key, choices in _CHOICES.items():
+        if key in decoder and decoder[key] not in choices:
+            raise CheckpointError(
+                f"{where}: decoder.{key} {decoder[key]!r} is not one of {', '.join(choices)}"
+            )
+    for key in _FLAGS:
+        if not isinstance(decoder.get(key, False), bool):
+            raise CheckpointError(f"{where}: decoder.{key} must be true or false")
+    for key in ("name", "weights"):
+        if not isinstance(encoder.get(key), str | None):
+            raise CheckpointError(f"{where}: encoder.{key} must be a string")
+
+
+def check_weights_fit_config(
+    config: dict,
+    vocab_size: int,
+    shapes: Mapping[str, tuple[int, ...]],
+    where: Path | str = CONFIG_FILE,
+    weights: Path | str = WEIGHTS_FILE,
+) -> None:
+    """Raise CheckpointError unless the decoder config.json describes is the one in `shapes`.
+
+    `config` must have passed check_config. The decoder is built on the meta device, which
+    allocates no memory, to learn the shape of every tensor it expects.
+    """
+    fields = config["decoder"]
+    if fields["vocab_size"] != vocab_size:
+        raise CheckpointError(
+            f"{where}: decoder.vocab_size {fields['vocab_size']} does not match "
+            f"{VOCAB_FILE} ({vocab_size} words)"
+        )
+    decoder_config = DecoderConfig.from_dict(fields)
+    for key, (tensor, axis) in _SIZE_CARRIERS.items():
+        shape = shapes.get(f"decoder.{tensor}")
+        if shape is None or len(shape) <= axis:
+            continue  # reported below, with the expected shape
+        value = getattr(decoder_config, key)
+        field = f"decoder.{key} {value}"
+        if key == "encoder_dim" and decoder_config.coordinates:
+            value, field = value + 2, f"{field} (+ 2 coordinates)"  # each cell's (x, y)
+        if shape[axis] != value:
+            raise CheckpointError(
+                f"{where}: {field} does not match the weights "
+                f"(decoder.{tensor} {list(shape)}: {shape[axis]})"
+            )
+    with torch.device("meta"):
+        expected = Decoder(decoder_config).state_dict()
+    check_shapes(weights, "decoder", {k: tuple(v.shape) for k, v in expected.items()}, shapes)
+
+
+def check_shapes(
+    weights: Path | str,
+    part: str,
+    expected: Mapping[str, tuple[int, ...]],
+    shapes: Mapping[str, tuple[int, ...]],
+) -> None:
+    """One CheckpointError line for the first `part` tensor ("decoder", "encoder") in the
+    weights file that is missing, extra, or of another shape than `expected` (names without
+    the part's prefix) says."""
+    prefix = f"{part}."
+    for name, shape in expected.items():
+        found = shapes.get(prefix + name)
+        if found is None:
+            raise CheckpointError(
+                f"{weights}: no tensor {prefix}{name}, which the {part} in {CONFIG_FILE} needs"
+            )
+        if tuple(found) != tuple(shape):
+            raise CheckpointError(
+                f"{weights}: {prefix}{name} has shape {list(found)}, "
+                f"but the {part} in {CONFIG_FILE} needs {list(shape)}"
+            )
+    for name in shapes:
+        if name.startswith(prefix) and name[len(prefix) :] not in expected:
+            raise CheckpointError(f"{weights}: {name} is not part of the {part} in {CONFIG_FILE}")
 
 
 def _looks_pickled(path: Path) -> bool:

@@ -6,6 +6,7 @@ import stat
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import captioner.api
 import captioner.checkpoint
@@ -101,3 +102,103 @@ def test_missing_default_model_says_how_to_pass_one(tmp_path, monkeypatch):
     monkeypatch.setattr(captioner.api, "DEFAULT_MODEL_DIR", tmp_path)
     with pytest.raises(CheckpointError, match="Pass a model directory"):
         Captioner.load()
+
+
+def edited_copy(model_dir, target, config=None, tensors=None):
+    """A copy of a model directory with some config.json sections updated and tensors replaced
+    (a value of None removes the tensor)."""
+    target.mkdir()
+    (target / "vocab.json").write_bytes((model_dir / "vocab.json").read_bytes())
+    settings = json.loads((model_dir / "config.json").read_text())
+    for section, fields in (config or {}).items():
+        settings[section].update(fields)
+    (target / "config.json").write_text(json.dumps(settings))
+    weights = {**load_file(model_dir / "model.safetensors"), **(tensors or {})}
+    save_file({k: v for k, v in weights.items() if v is not None}, target / "model.safetensors")
+    return target
+
+
+def load_error(model_dir) -> str:
+    with pytest.raises(CheckpointError) as caught:
+        Captioner.load(model_dir, device="cpu")
+    message = str(caught.value)
+    assert "\n" not in message  # one line, not a state_dict dump
+    return message
+
+
+def test_absurd_sizes_are_refused_before_a_decoder_is_built(tiny_model_dir, tmp_path, monkeypatch):
+    """decoder_dim 10**6 allocated 3.7 GB before failing."""
+    model = edited_copy(tiny_model_dir, tmp_path / "model", {"decoder": {"decoder_dim": 10**6}})
+
+    def no_decoder(*args, **kwargs):
+        raise AssertionError("a decoder was built from an unchecked config.json")
+
+    monkeypatch.setattr(captioner.api, "Decoder", no_decoder)
+    message = load_error(model)
+    assert message.endswith("config.json: decoder.decoder_dim 1000000 is out of range (1..65536)")
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        ({"decoder": {"decoder_dim": 512}}, "decoder.decoder_dim 512 does not match the weights "
+         "(decoder.hidden_proj.weight [512, 128]: 128)"),
+        ({"decoder": {"vocab_size": 99}}, "decoder.vocab_size 99 does not match vocab.json"),
+        ({"decoder": {"embed_dim": "64"}}, "decoder.embed_dim must be an integer, not '64'"),
+        ({"decoder": {"attention_dim": True}}, "decoder.attention_dim must be an integer"),
+        ({"decoder": {"dropout": 1.5}}, "decoder.dropout 1.5 is out of range"),
+        ({"decoder": {"cell": "transformer"}}, "decoder.cell 'transformer' is not one of lstm"),
+        ({"decoder": {"coordinates": True}}, "decoder.encoder_dim 1280 (+ 2 coordinates) does "
+         "not match the weights (decoder.encoder_att.weight [64, 1280]: 1280)"),
+        ({"decoder": {"cell": "gru"}}, "decoder.input_proj.weight has shape [512, 1344], but "
+         "the decoder in config.json needs [384, 1344]"),
+        ({"decoder": {"word_attention": True}}, "no tensor decoder.word_att.weight, which the "
+         "decoder in config.json needs"),
+        ({"encoder": {"image_size": 10**6}}, "encoder.image_size 1000000 is out of range"),
+        ({"encoder": {"feature_stride": 16}}, "decoder.encoder_dim 1280 does not match the "
+         "encoder (efficientnet-lite0 gives 112 features at stride 16)"),
+    ],
+)  # fmt: skip
+def test_a_config_that_does_not_fit_its_weights_names_the_field(
+    tiny_model_dir, tmp_path, edit, expected
+):
+    assert expected in load_error(edited_copy(tiny_model_dir, tmp_path / "model", edit))
+
+
+def test_a_config_json_that_is_not_an_object_is_refused(tiny_model_dir, tmp_path):
+    model = edited_copy(tiny_model_dir, tmp_path / "model")
+    (model / "config.json").write_text("[1, 2]")
+    assert "config.json: expected a JSON object" in load_error(model)
+    settings = json.loads((tiny_model_dir / "config.json").read_text())
+    del settings["decoder"]["vocab_size"]
+    (model / "config.json").write_text(json.dumps(settings))
+    assert "config.json: decoder.vocab_size is missing" in load_error(model)
+
+
+def test_a_tensor_of_the_wrong_shape_is_named_in_one_line(tiny_model_dir, tmp_path):
+    gate = load_file(tiny_model_dir / "model.safetensors")["decoder.context_gate.weight"]
+    model = edited_copy(tiny_model_dir, tmp_path / "swapped", None, {
+        "decoder.context_gate.weight": gate.T.contiguous()
+    })  # fmt: skip
+    assert load_error(model).endswith(
+        "model.safetensors: decoder.context_gate.weight has shape [128, 1], "
+        "but the decoder in config.json needs [1, 128]"
+    )
+    extra = edited_copy(tiny_model_dir, tmp_path / "extra", None, {"decoder.bonus": gate})
+    assert "decoder.bonus is not part of the decoder in config.json" in load_error(extra)
+    missing = edited_copy(tiny_model_dir, tmp_path / "missing", None, {"decoder.output.bias": None})
+    assert "no tensor decoder.output.bias" in load_error(missing)
+
+
+def test_a_fine_tuned_encoder_tensor_of_the_wrong_shape_is_named(
+    tiny_captioner, tiny_model_dir, tmp_path
+):
+    state = tiny_captioner.encoder.state_dict()
+    encoder = {f"encoder.{k}": v.contiguous() for k, v in state.items()}
+    name = "encoder.backbone._conv_head.weight"
+    encoder[name] = encoder[name][:-1].clone()
+    model = edited_copy(tiny_model_dir, tmp_path / "model", {"encoder": {"fine_tune_blocks": 1}},
+                        encoder)  # fmt: skip
+    assert f"{name} has shape [1279, 320, 1, 1], but the encoder in config.json needs " in (
+        load_error(model)
+    )
