@@ -192,6 +192,33 @@ def test_java_tokenizer_agrees_with_python_on_unicode_punctuation():
     assert warnings == []  # the Java tokenizer ran
 
 
+@pytest.mark.skipif(shutil.which("java") is None, reason="the PTB tokenizer needs Java")
+def test_java_tokenizer_prints_nothing_when_it_works(capfd):
+    result = coco_metrics(REFERENCES, RIGHT, meteor=False)
+    assert result.warnings == [] and result["CIDEr"] > 1.0
+    assert capfd.readouterr() == ("", "")  # no "PTBTokenizer tokenized 312 tokens at ..." line
+
+
+def test_java_tokenizer_failure_is_a_warning_with_its_stderr(monkeypatch):
+    script = "import sys; sys.stderr.write('Error: no jar\\n'); sys.exit(1)"
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/java")
+    monkeypatch.setattr(metrics, "_ptb_command", lambda: [sys.executable, "-c", script])
+    result = coco_metrics(REFERENCES, RIGHT, meteor=False)
+
+    assert result.warnings == [
+        "captions tokenized in Python: the Java PTB tokenizer failed (exit status 1: Error: no jar)"
+    ]
+    assert result["CIDEr"] > 1.0
+
+
+def test_empty_generated_captions_are_warned_about():
+    candidates = dict(RIGHT, horse="", pizza="  ")
+    result = coco_metrics(REFERENCES, candidates, meteor=False)
+    assert "2 of 5 generated captions are empty; they score 0" in result.warnings
+    assert result.per_image["horse"]["CIDEr"] == 0.0
+    assert not any("empty" in w for w in coco_metrics(REFERENCES, RIGHT, meteor=False).warnings)
+
+
 def test_mismatched_images_are_rejected():
     with pytest.raises(ValueError, match="1 without a candidate \\['b'\\], 1 without references"):
         coco_metrics({"a": ["x"], "b": ["y"]}, {"a": "x", "c": "z"}, meteor=False)

@@ -12,16 +12,19 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import subprocess
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 from nltk.tokenize import TreebankWordTokenizer
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
-from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS, PTBTokenizer
+from pycocoevalcap.tokenizer import ptbtokenizer
+from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
 
 from captioner.vocab import normalize_punctuation
 
@@ -86,6 +89,9 @@ def coco_metrics(
     tokens = _tokenize(texts, warnings)
     gts = {i: tokens[("reference", i)] for i in image_ids}
     res = {i: tokens[("candidate", i)] for i in image_ids}
+    empty = sum(1 for i in image_ids if not res[i][0])
+    if empty:
+        _warn(warnings, f"{empty} of {len(image_ids)} generated captions are empty; they score 0")
 
     bleu, bleu_per_image = Bleu(4).compute_score(gts, res, verbose=0)
     scores = {f"Bleu_{n}": float(bleu[n - 1]) for n in range(1, 5)}
@@ -151,13 +157,36 @@ def _tokenize(texts: dict[Hashable, list[str]], warnings: list[str]) -> dict[Has
     return {key: [_python_tokenize(text) for text in captions] for key, captions in texts.items()}
 
 
+def _ptb_command() -> list[str]:
+    return [
+        "java", "-cp", ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR,
+        "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase",
+    ]  # fmt: skip
+
+
 def _java_tokenize(texts: dict[Hashable, list[str]]) -> dict[Hashable, list[str]]:
-    tokenized = PTBTokenizer().tokenize(
-        {key: [{"caption": text} for text in captions] for key, captions in texts.items()}
+    """What pycocoevalcap's PTBTokenizer does, but with the Java process checked and its stderr
+    (a "PTBTokenizer tokenized N tokens" line on every call) shown only when it fails."""
+    keys = [key for key, captions in texts.items() for _ in captions]
+    lines = "".join(f"{text}\n" for captions in texts.values() for text in captions)
+    done = subprocess.run(
+        _ptb_command(),
+        input=lines.encode(),
+        capture_output=True,
+        cwd=Path(ptbtokenizer.__file__).parent,  # where the jar is
+        check=False,
     )
-    # PTBTokenizer never checks its Java process: a crash only shows as missing output lines.
-    if any(len(tokenized.get(key, ())) != len(captions) for key, captions in texts.items()):
+    if done.returncode != 0:
+        stderr = done.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"exit status {done.returncode}" + (f": {stderr[-1]}" if stderr else ""))
+    output = done.stdout.decode().split("\n")
+    if len(output) < len(keys):
         raise RuntimeError("it returned fewer lines than captions")
+    tokenized: dict[Hashable, list[str]] = {key: [] for key in texts}
+    for key, line in zip(keys, output, strict=False):  # a last empty string follows the last \n
+        tokenized[key].append(
+            " ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS)
+        )
     return tokenized
 
 
