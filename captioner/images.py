@@ -12,16 +12,27 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# The formats photos come in, and the only Pillow plugins a photo file is opened with. Pillow
+# reads many more, some through outside programs (EPS runs Ghostscript, a long record of
+# security holes), and a file's name says nothing about which plugin would read it.
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
+
 try:
     import pillow_heif
 except ImportError:  # optional extra: without it HEIC files get a hint instead of a decode
     pillow_heif = None
 else:
     pillow_heif.register_heif_opener()
+    ALLOWED_FORMATS += ("HEIF",)
 
 ImageSource = str | bytes | os.PathLike | Image.Image
 
 _WHITE = (255, 255, 255)
+# Formats an image opened with ALLOWED_FORMATS may report: Pillow's JPEG plugin opens
+# multi-picture JPEGs (MPO) from stereo and some phone cameras as their own format.
+_OPENED_AS_ALLOWED = (*ALLOWED_FORMATS, "MPO")
+# An SVG's <svg> tag may follow an XML prologue, comments and a DOCTYPE.
+_SNIFF_BYTES = 4096
 _HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 # Signatures of formats Pillow reads; a file that starts like one but fails to open is damaged.
 _SIGNATURES = {
@@ -75,6 +86,10 @@ def load_image(
         raise ValueError(f"min_size must be a positive number of pixels, got {min_size}")
     name = source_name(source)
     if isinstance(source, Image.Image):
+        # A caller's image opened from a file keeps its format, and loading it would run the
+        # plugin that would never have opened it here; images made in memory have none.
+        if source.format is not None and source.format not in _OPENED_AS_ALLOWED:
+            raise ImageError(name, f"format not supported: {source.format}")
         _check_pixel_count(name, source.size, max_pixels)
         image = _decode(name, source)
         return _normalise(name, image, min_size)
@@ -103,6 +118,19 @@ def load_image(
     return _normalise(name, decoded, min_size)
 
 
+def image_size(source: str | bytes | os.PathLike) -> tuple[int, int]:
+    """(width, height) of a photo file as its header states them (before EXIF orientation);
+    no pixel is decoded. Raises ImageError as load_image does."""
+    name = source_name(source)
+    path = os.fspath(source)
+    _check_is_readable_file(name, path)
+    try:
+        with open(path, "rb") as file, _open_header(name, file) as image:
+            return image.size
+    except OSError as error:
+        raise ImageError(name, f"cannot read the file ({error.strerror or error})") from None
+
+
 def _check_is_readable_file(name: str, path: str | bytes) -> None:
     try:
         mode = os.stat(path).st_mode
@@ -127,12 +155,12 @@ def _open_header(name: str, file) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns above its own fixed limit; we apply the caller's max_pixels instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(file)
+            return Image.open(file, formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as error:
         raise ImageError(name, f"image is too large to decode safely ({error})") from None
     except UnidentifiedImageError:
         file.seek(0)
-        raise ImageError(name, _unidentified_reason(file.read(32))) from None
+        raise ImageError(name, _unidentified_reason(file.read(_SNIFF_BYTES))) from None
     except Exception as error:  # Pillow plugins raise many types on malformed headers
         raise ImageError(
             name, f"image header is truncated or damaged ({_describe(error)})"
@@ -140,6 +168,7 @@ def _open_header(name: str, file) -> Image.Image:
 
 
 def _unidentified_reason(head: bytes) -> str:
+    """Why no allowed plugin took a file that starts with `head`; nothing here opens it."""
     if head[4:8] == b"ftyp" and head[8:12] in _HEIC_BRANDS:
         if pillow_heif is None:
             return "HEIC/HEIF photo: install the 'heic' extra (pillow-heif) to read it"
@@ -149,7 +178,19 @@ def _unidentified_reason(head: bytes) -> str:
     for signature, format_name in _SIGNATURES.items():
         if head.startswith(signature):
             return f"starts like a {format_name} image but its header is truncated or damaged"
+    if _looks_like_svg(head):
+        return "format not supported: SVG"
+    # Each plugin's accept function only compares the leading bytes: the plugin never runs.
+    Image.init()
+    for format_name, (_, accept) in Image.OPEN.items():
+        if format_name not in ALLOWED_FORMATS and accept is not None and accept(head):
+            return f"format not supported: {format_name}"
     return "not an image, or an image format that cannot be read"
+
+
+def _looks_like_svg(head: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")  # a UTF-8 byte order mark, blank lines
+    return text.startswith((b"<svg", b"<?xml", b"<!DOCTYPE svg", b"<!--")) and b"<svg" in head
 
 
 def _check_pixel_count(name: str, size: tuple[int, int], max_pixels: int) -> None:

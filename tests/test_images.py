@@ -118,6 +118,64 @@ def test_file_handles_are_closed(tmp_path):
     assert open_descriptors() == before
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".gif", ".webp", ".tif", ".bmp"])
+def test_every_allowed_format_loads(tmp_path, suffix):
+    path = saved(Image.new("RGB", (6, 4), BLUE), tmp_path / f"photo{suffix}")
+    assert_close(pixel(load_image(path), (3, 2)), BLUE)  # JPEG and WebP are lossy
+    assert images.image_size(path) == (6, 4)
+
+
+@pytest.fixture
+def ghostscript_calls(monkeypatch):
+    """Every time Pillow's EPS plugin would start Ghostscript; it is not started."""
+    from PIL import EpsImagePlugin
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise OSError("Ghostscript was asked to render a PostScript file")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", refuse)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "drawing.eps"])
+def test_postscript_is_refused_without_starting_ghostscript(tmp_path, ghostscript_calls, name):
+    path = saved(Image.new("RGB", (4, 4), RED), tmp_path / name, format="EPS")
+    assert path.read_bytes().startswith(b"%!PS")
+    expect_failure(path, "format not supported: EPS")
+    with pytest.raises(ImageError, match="format not supported: EPS"):
+        images.image_size(path)
+    # Binary (DOS) EPS: a header pointing at the PostScript, as Adobe applications write it.
+    postscript = path.read_bytes()
+    header = struct.pack("<4sIIIIIIH", b"\xc5\xd0\xd3\xc6", 30, len(postscript), 0, 0, 0, 0, 0xFFFF)
+    path.write_bytes(header + postscript)
+    expect_failure(path, "format not supported: EPS")
+    with Image.open(path) as opened_by_the_caller:  # a caller's EPS image is not rendered either
+        expect_failure(opened_by_the_caller, "format not supported: EPS")
+    assert ghostscript_calls == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>',
+        '\ufeff<?xml version="1.0"?>\n<!-- drawn by hand -->\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+    ],
+)
+def test_svg_says_its_format_is_not_supported(tmp_path, text):
+    (tmp_path / "logo.jpg").write_text(text, encoding="utf-8")
+    expect_failure(tmp_path / "logo.jpg", "format not supported: SVG")
+
+
+@pytest.mark.parametrize("kind, suffix", [("PPM", ".ppm"), ("ICO", ".ico"), ("PCX", ".pcx")])
+def test_formats_pillow_reads_but_photos_do_not_use_are_refused(tmp_path, kind, suffix):
+    path = saved(Image.new("RGB", (16, 16), RED), tmp_path / f"picture{suffix}")
+    assert Image.open(path).format == kind
+    expect_failure(path, f"format not supported: {kind}")
+
+
 # --- colour modes -------------------------------------------------------------------------------
 
 
