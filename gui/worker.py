@@ -89,6 +89,14 @@ class _CaptionJob:
     want_display: bool
 
 
+@dataclass
+class _DisplayJob:
+    """Only the viewer's copy of a photo: there is no model to caption it with."""
+
+    path: str
+    generation: int
+
+
 class _FinishBatch:
     """Queue marker: the batch ran out of photos (or was cancelled); report and reset."""
 
@@ -131,13 +139,14 @@ class CaptionWorker(QObject):
     caption_started = Signal(str)  # path
     captioned = Signal(object)  # CaptionOutcome
     caption_failed = Signal(object)  # CaptionFailure
+    display_loaded = Signal(str, object)  # path, the viewer's copy (PIL image)
     batch_progress = Signal(int, int)  # done, total
     batch_finished = Signal(int, int, bool)  # done, total, cancelled
 
     def __init__(self) -> None:
         super().__init__()
         self._condition = threading.Condition()
-        self._jobs: deque[_LoadJob | _CaptionJob] = deque()
+        self._jobs: deque[_LoadJob | _CaptionJob | _DisplayJob] = deque()
         self._batch: deque[str] = deque()
         self._batch_options = DecodeOptions()
         self._batch_total = self._batch_done = 0
@@ -157,11 +166,19 @@ class CaptionWorker(QObject):
         self, path: str, options: DecodeOptions, generation: int, *, want_display: bool = True
     ) -> None:
         """Caption `path` next; a request still waiting for an earlier selection is dropped."""
+        self._put_selection(_CaptionJob(path, options, generation, want_display))
+
+    def request_display(self, path: str, generation: int) -> None:
+        """Load only the viewer's copy of `path` (no model to caption it); replaces a waiting
+        request for an earlier selection, as request_caption does."""
+        self._put_selection(_DisplayJob(path, generation))
+
+    def _put_selection(self, job: _CaptionJob | _DisplayJob) -> None:
         with self._condition:
-            stale = [job for job in self._jobs if isinstance(job, _CaptionJob)]
-            for job in stale:
-                self._jobs.remove(job)
-            self._jobs.append(_CaptionJob(path, options, generation, want_display))
+            stale = [old for old in self._jobs if isinstance(old, _CaptionJob | _DisplayJob)]
+            for old in stale:
+                self._jobs.remove(old)
+            self._jobs.append(job)
             self._condition.notify()
 
     def start_batch(self, paths: list[str], options: DecodeOptions) -> None:
@@ -203,6 +220,8 @@ class CaptionWorker(QObject):
                 self._load(job)
             elif isinstance(job, _CaptionJob):
                 self._caption(job)
+            elif isinstance(job, _DisplayJob):
+                self._display(job)
             elif isinstance(job, _FinishBatch):
                 self._finish_batch()
             else:
@@ -214,7 +233,7 @@ class CaptionWorker(QObject):
                     done, total = self._batch_done, self._batch_total
                 self.batch_progress.emit(done, total)
 
-    def _next_job(self) -> _LoadJob | _CaptionJob | _FinishBatch | str | None:
+    def _next_job(self) -> _LoadJob | _CaptionJob | _DisplayJob | _FinishBatch | str | None:
         with self._condition:
             while not self._stopping:
                 if self._jobs:
@@ -289,12 +308,23 @@ class CaptionWorker(QObject):
             CaptionOutcome(job.path, job.generation, job.options, result, display, encoded, seconds)
         )
 
+    def _display(self, job: _DisplayJob) -> None:
+        from captioner.images import ImageError
+
+        try:
+            display = load_display(job.path)
+        except ImageError as error:
+            failure = CaptionFailure(job.path, job.generation, error.reason, bad_image=True)
+            self.caption_failed.emit(failure)
+            return
+        except Exception as error:  # keep the worker alive whatever a file does
+            reason = f"could not show it ({type(error).__name__}: {error})"
+            self.caption_failed.emit(CaptionFailure(job.path, job.generation, reason, False))
+            return
+        self.display_loaded.emit(job.path, display)
+
     def _features_and_display(self, job: _CaptionJob):
         """(features (1, gh, gw, C), the viewer's copy or None, whether the encoder ran)."""
-        from PIL import Image
-
-        from captioner.images import load_image
-
         features = self._features.get(job.path)
         if features is not None and not job.want_display:
             return features, None, False
@@ -304,15 +334,26 @@ class CaptionWorker(QObject):
             self._features.put(job.path, features)
             return features, None, True
         image_size = self._captioner.encoder.config.image_size
-        display = load_image(job.path, min_size=max(DISPLAY_MIN_SIDE, image_size))
-        if max(display.size) > DISPLAY_MAX_SIDE:
-            display.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BICUBIC)
+        display = load_display(job.path, max(DISPLAY_MIN_SIDE, image_size))
         encoded = features is None
         if encoded:
             features = self._captioner.encode(display)
             self.encode_count += 1
             self._features.put(job.path, features)
         return features, display, encoded
+
+
+def load_display(path: str, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
+    """The viewer's copy of a photo, at least min_side (if the photo has it), at most
+    DISPLAY_MAX_SIDE. Raises captioner's ImageError for a file that cannot be read."""
+    from PIL import Image
+
+    from captioner.images import load_image
+
+    display = load_image(path, min_size=min_side)
+    if max(display.size) > DISPLAY_MAX_SIDE:
+        display.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BICUBIC)
+    return display
 
 
 def feature_grid(image_size: int, feature_stride: int, grid_size: int | None) -> int:
