@@ -36,7 +36,7 @@ from gui.settings import DecodeOptions, Settings
 from gui.thumbnails import Thumbnailer
 from gui.widgets.attention_grid import AttentionGridDialog
 from gui.widgets.banner import NO_MODEL, SCENES_MODEL, ModelBanner
-from gui.widgets.caption_panel import BeamList, CaptionPanel
+from gui.widgets.caption_panel import BeamList, CaptionPanel, format_score
 from gui.widgets.image_list import ImageListView
 from gui.widgets.lstm_panel import LstmPanel
 from gui.widgets.settings_panel import SettingsPanel
@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
         self._results: _LruCache = _LruCache(RESULT_CACHE_SIZE)  # path -> CaptionOutcome
         self._displays: _LruCache = _LruCache(DISPLAY_CACHE_SIZE)  # path -> (PIL, QImage)
         self._current_path: str | None = None
+        self._photo_error = ""  # the status bar's last message about the shown photo
         self._beams: list = []  # CaptionResult per beam of the shown photo
         self._timing = ""  # how long the shown caption took
         self._current = None  # the CaptionResult shown (one of _beams)
@@ -293,6 +294,7 @@ class MainWindow(QMainWindow):
         self.worker.caption_started.connect(self._on_caption_started)
         self.worker.captioned.connect(self._on_captioned)
         self.worker.caption_failed.connect(self._on_caption_failed)
+        self.worker.display_loaded.connect(self._on_display_loaded)
         self.worker.batch_progress.connect(self._on_batch_progress)
         self.worker.batch_finished.connect(self._on_batch_finished)
         self.worker_thread.start()
@@ -437,6 +439,8 @@ class MainWindow(QMainWindow):
         """Show a photo with its caption; ask the worker for whatever is not cached."""
         self._stop_play()
         self._current_path = path
+        if self.statusBar().currentMessage() == self._photo_error:
+            self.statusBar().clearMessage()  # it was about the photo shown before
         self.setWindowTitle(f"{os.path.basename(path)} — Captioner")
         item = self.image_model.item(self.image_model.row_of(path))
         display = self._displays.fetch(path)
@@ -454,7 +458,9 @@ class MainWindow(QMainWindow):
         else:
             self._show_no_caption(item)
         if self._model_info is None and self._model_error:
-            return  # nothing can be captioned until a model loads
+            if display is None:  # nothing can be captioned, but the photo can be shown
+                self.worker.request_display(path, self._generation)
+            return
         self.worker.request_caption(
             path, self._options, self._generation, want_display=display is None
         )
@@ -530,13 +536,12 @@ class MainWindow(QMainWindow):
             self._show_result(outcome)
 
     def _on_caption_failed(self, failure: CaptionFailure) -> None:
-        name = os.path.basename(failure.path)
         if failure.bad_image:
             self.image_model.set_status(failure.path, Status.FAILED, error=failure.reason)
         else:
             self.image_model.set_status(failure.path, Status.PENDING)
         if failure.generation == self._generation or failure.bad_image:
-            self.statusBar().showMessage(f"{name}: {failure.reason}", 10000)
+            self._show_photo_error(failure.path, failure.reason)
         if failure.path == self._current_path:
             self.viewer.set_busy(False)
             row = self.image_model.row_of(failure.path)
@@ -550,9 +555,20 @@ class MainWindow(QMainWindow):
 
     def _on_thumbnail_failed(self, path: str, reason: str) -> None:
         self.image_model.set_status(path, Status.FAILED, error=reason)
-        self.statusBar().showMessage(f"{os.path.basename(path)}: {reason}", 10000)
+        self._show_photo_error(path, reason)
         if path == self._current_path and self._current is None:
             self._show_no_caption(self.image_model.item(self.image_model.row_of(path)))
+
+    def _show_photo_error(self, path: str, reason: str) -> None:
+        # Only the shown photo's: the list marks the others, and "Caption all" counts them.
+        if path == self._current_path:
+            self._photo_error = f"{os.path.basename(path)}: {reason}"
+            self.statusBar().showMessage(self._photo_error, 10000)
+
+    def _on_display_loaded(self, path: str, display: Image.Image) -> None:
+        self._displays.put(path, (display, pil_to_qimage(display)))
+        if path == self._current_path:
+            self.viewer.set_image(self._displays[path][1])
 
     def _show_result(self, outcome: CaptionOutcome) -> None:
         result = outcome.result
@@ -575,7 +591,7 @@ class MainWindow(QMainWindow):
         self.words.set_words(beam.tokens, "(an empty caption)")
         words = len(beam.tokens)
         self.caption_panel.summary.setText(
-            f"Beam {index + 1} of {len(self._beams)} · score {beam.score:.2f} · "
+            f"Beam {index + 1} of {len(self._beams)} · score {format_score(beam.score)} · "
             f"{words} word{'s' * (words != 1)} · {self._timing}"
         )
         cell = self._model_info.cell if self._model_info is not None else "lstm"
@@ -839,13 +855,18 @@ class MainWindow(QMainWindow):
         if generation != self._generation:
             return
         self._model_error = message
-        self.settings_panel.show_model(None, message)
-        self.banner.show_message(f"<b>{NO_MODEL}</b><br>{_escape(message)}", warning=True)
+        # Only the first line: torch's errors run to hundreds of lines, and a tall label
+        # would squeeze the docks beside it for the rest of the session.
+        reason = message.partition("\n")[0]
+        self.settings_panel.show_model(None, reason)
+        self.banner.show_message(f"No model loaded: {reason}", warning=True, details=message)
         self.statusBar().showMessage(NO_MODEL, 10000)
         self.viewer.set_busy(False)
         if self._current_path is not None:
             row = self.image_model.row_of(self._current_path)
             self._show_no_caption(self.image_model.item(row))
+            if self._current_path not in self._displays:
+                self.worker.request_display(self._current_path, self._generation)
         self.model_ready.emit(False)
 
     def _on_options_changed(self, options: DecodeOptions) -> None:
@@ -903,7 +924,3 @@ class MainWindow(QMainWindow):
             self.toggle_play()
         else:
             super().keyPressEvent(event)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -10,6 +10,23 @@ from importlib.metadata import version
 import pytest
 
 pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from conftest import PHOTO_CAPTIONS  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+
+from captioner import Captioner  # noqa: E402
+from gui.main_window import MainWindow  # noqa: E402
+from gui.settings import Settings  # noqa: E402
+from gui.widgets.banner import ModelBanner  # noqa: E402
+
+WAIT_MS = 90_000  # two busy cores: a model load or a caption can take seconds
+# What a torch failure looks like: a first line, then one line per tensor, hundreds of them.
+TORCH_ERROR = "Error(s) in loading state_dict for Decoder:\n" + "".join(
+    f"\tsize mismatch for layer{i}.weight: copying a param with shape torch.Size([9000, 512]) "
+    f"from checkpoint, the shape in current model is torch.Size([40, 512]).\n"
+    for i in range(40)
+)
 
 
 def _without_display() -> dict[str, str]:
@@ -33,3 +50,106 @@ def test_help_and_version_print_and_exit_without_a_display(option, expected):
     )
     assert done.returncode == 0, done.stderr
     assert expected in done.stdout
+
+
+def settle_layouts() -> None:
+    """Run the layout requests a change posted, and those they post in turn (docks, then
+    their contents): that is when a window or a panel would change size."""
+    for _ in range(5):
+        QApplication.processEvents()
+
+
+@pytest.fixture
+def open_window(qtbot, tmp_path, tiny_model_dir):
+    def open_window(paths=()) -> MainWindow:
+        window = MainWindow(
+            Settings.from_file(str(tmp_path / "settings.ini")),
+            paths=[str(p) for p in paths],
+            model_dir=str(tiny_model_dir),
+            data_dir=str(tmp_path / "app-data"),
+        )
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(lambda: window._model_info is not None, timeout=WAIT_MS)
+        return window
+
+    return open_window
+
+
+def test_a_failed_model_shows_one_line_with_details_and_leaves_the_layout_alone(
+    qtbot, open_window, tiny_model_dir, tmp_path, monkeypatch
+):
+    broken = str(tmp_path / "broken-model")
+    load = Captioner.load
+
+    def fail_to_load_broken(path, **kwargs):
+        if path == broken:
+            raise RuntimeError(TORCH_ERROR)
+        return load(path, **kwargs)
+
+    monkeypatch.setattr(Captioner, "load", fail_to_load_broken)
+    window = open_window()
+    settle_layouts()
+    alternatives = window.docks["beams"].height()
+    width = window.width()
+
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS) as ready:
+        window.set_model_dir(broken)
+    assert ready.args == [False]
+    settle_layouts()
+    banner = window.banner
+    assert banner.isVisible()
+    line = banner.text.displayed_text()
+    assert "\n" not in line and line.startswith("No model loaded")
+    assert "Error(s) in loading state_dict" in banner.text.text()
+    assert banner.text.height() < 2 * banner.text.fontMetrics().lineSpacing()
+    assert banner.details == TORCH_ERROR
+    assert banner.details_button.isVisible()
+    assert window.docks["beams"].height() == alternatives
+    assert window.width() == width
+
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS) as ready:
+        window.set_model_dir(str(tiny_model_dir))
+    assert ready.args == [True]
+    settle_layouts()
+    assert not banner.isVisible()
+    assert window.docks["beams"].height() == alternatives
+
+
+def test_details_open_the_whole_error_text(qtbot, monkeypatch):
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: shown.append(box.detailedText()))
+    banner = ModelBanner()
+    qtbot.addWidget(banner)
+    banner.show_message("No model loaded: Error(s) in loading", warning=True, details=TORCH_ERROR)
+    banner.details_button.click()
+    assert shown == [TORCH_ERROR]
+
+    banner.show_message("A plain note", warning=False)
+    assert banner.details_button.isHidden()
+
+
+def test_long_texts_never_resize_the_window(qtbot, open_window, photos, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = folder / ("a-photo-with-a-very-long-file-name-" * 6 + "chelsea.png")
+    photos["chelsea"].save(photo)
+    window = open_window([photo])
+    qtbot.waitUntil(
+        lambda: window.words.words == PHOTO_CAPTIONS["chelsea"].split(), timeout=WAIT_MS
+    )
+    window.resize(1342, 840)  # the width the issue saw grow to 1560 px
+    settle_layouts()
+    assert window.width() == 1342
+    minimum = window.minimumSizeHint().width()
+
+    long_text = "captioned in 1234 ms (decoder only, features cached) " * 12
+    window.words.set_words(["pneumonoultramicroscopicsilicovolcanoconiosis"] * 30)
+    window.caption_panel.summary.setText(long_text)
+    window.statusBar().showMessage(long_text)
+    window.banner.show_message("x" * 500, warning=True)
+    window.setWindowTitle(f"{photo.name} — Captioner")
+    settle_layouts()
+
+    assert window.width() == 1342
+    assert window.minimumSizeHint().width() <= minimum

@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.widgets.elided_label import ElidedLabel
+
 WORD_GAP_X, WORD_GAP_Y, WORD_PAD_X, WORD_PAD_Y = 6, 4, 7, 3
 
 
@@ -217,7 +219,7 @@ class CaptionPanel(QWidget):
     def __init__(self, play_action: QAction, grid_action: QAction, parent=None) -> None:
         super().__init__(parent)
         self.words = CaptionWords()
-        self.summary = QLabel()
+        self.summary = ElidedLabel()  # a long timing line must not widen the window
         self.summary.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
@@ -272,7 +274,7 @@ class BeamList(QTreeWidget):
         self.blockSignals(True)
         self.clear()
         for rank, (text, score) in enumerate(beams, 1):
-            item = QTreeWidgetItem([str(rank), text, f"{score:.2f}"])
+            item = QTreeWidgetItem([str(rank), text, format_score(score)])
             item.setToolTip(1, text)
             item.setTextAlignment(2, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.addTopLevelItem(item)
@@ -283,3 +285,9 @@ class BeamList(QTreeWidget):
     def _on_current_changed(self, current: QTreeWidgetItem | None, _previous) -> None:
         if current is not None:
             self.beam_chosen.emit(self.indexOfTopLevelItem(current))
+
+
+def format_score(score: float) -> str:
+    """A beam's score, readable at any size: a length penalty divides log-probabilities
+    towards 0, where two decimals would show every beam as -0.00."""
+    return f"{score:.2f}" if abs(score) >= 1 else f"{score:.3g}"
