@@ -98,7 +98,7 @@ def write_caption_metadata(
         )
     try:
         updated = _write(kind, original, caption)
-    except (_MalformedError, struct.error, zlib.error, IndexError) as error:
+    except (ValueError, struct.error, zlib.error, IndexError) as error:  # all parse failures
         raise ValueError(f"{path}: cannot {failure} ({error or 'damaged metadata'})") from None
     # Our edit must read back as written, else the photo keeps its old bytes.
     written = _descriptions(path, updated, failure)
@@ -215,7 +215,7 @@ def _describe_format(data: bytes) -> str:
 # the two blocks we change into the file ourselves and let Exiv2 edit only the XMP packet.
 
 
-class _MalformedError(Exception):
+class _MalformedError(ValueError):
     """The file's container or EXIF structure cannot be followed."""
 
 
@@ -457,14 +457,37 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
-def _png_xmp(payload: bytes) -> tuple[bytes, bytes]:
-    """An XMP iTXt chunk's header up to the text (written back uncompressed) and its packet."""
-    compressed = payload[len(_PNG_XMP_KEYWORD)]
-    language_end = payload.index(b"\x00", len(_PNG_XMP_KEYWORD) + 2)
+def _png_itxt(payload: bytes) -> tuple[bytes, bytes]:
+    """An iTXt chunk's header up to its text (rewritten as uncompressed), and the text."""
+    keyword_end = payload.index(b"\x00")
+    compressed = payload[keyword_end + 1]
+    language_end = payload.index(b"\x00", keyword_end + 3)
     text_start = payload.index(b"\x00", language_end + 1) + 1
+    header = payload[: keyword_end + 1] + b"\x00\x00" + payload[keyword_end + 3 : text_start]
     text = payload[text_start:]
-    header = _PNG_XMP_KEYWORD + b"\x00\x00" + payload[len(_PNG_XMP_KEYWORD) + 2 : text_start]
     return header, zlib.decompress(text) if compressed else text
+
+
+# Before eXIf existed, ImageMagick stored EXIF as hex text under these keywords; Exiv2 and
+# exiftool still read it there, so that is where we edit it.
+_PNG_RAW_EXIF_KEYWORDS = (b"Raw profile type exif\x00", b"Raw profile type APP1\x00")
+
+
+def _png_raw_exif_with_description(kind: bytes, payload: bytes, description: bytes) -> bytes:
+    """A tEXt, zTXt or iTXt chunk's "Raw profile type exif" payload, with the caption."""
+    keyword_end = payload.index(b"\x00") + 1
+    if kind == b"iTXt":
+        header, text = _png_itxt(payload)
+    elif kind == b"zTXt":
+        header, text = payload[: keyword_end + 1], zlib.decompress(payload[keyword_end + 1 :])
+    else:
+        header, text = payload[:keyword_end], payload[keyword_end:]
+    _, name, _, digits = text.split(b"\n", 3)  # "\n" name "\n" length "\n" hex lines
+    profile = _exif_with_description(bytes.fromhex(digits.decode("ascii")), description)
+    digits = profile.hex().encode()
+    lines = [digits[start : start + 72] for start in range(0, len(digits), 72)]
+    text = b"\n" + name + b"\n%8d\n" % len(profile) + b"\n".join(lines) + b"\n"
+    return header + (zlib.compress(text) if kind == b"zTXt" else text)
 
 
 def _write_png(data: bytes, description: bytes, caption: str) -> bytes:
@@ -477,7 +500,19 @@ def _write_png(data: bytes, description: bytes, caption: str) -> bytes:
     exif = kinds.index(b"eXIf") if b"eXIf" in kinds else None
     old_exif = chunks[exif][2] if exif is not None else None
     new_exif = _png_chunk(b"eXIf", _exif_with_description(old_exif, description))
-    if exif is None:  # PNG readers look for eXIf before the image data
+    legacy = next(
+        (
+            index
+            for index, (kind, _, payload) in enumerate(chunks)
+            if kind in (b"tEXt", b"zTXt", b"iTXt") and payload.startswith(_PNG_RAW_EXIF_KEYWORDS)
+        ),
+        None,
+    )
+    if exif is None and legacy is not None:
+        kind, _, payload = chunks[legacy]
+        raw[legacy] = _png_chunk(kind, _png_raw_exif_with_description(kind, payload, description))
+        exif = legacy
+    elif exif is None:  # PNG readers look for eXIf before the image data
         exif = kinds.index(b"IDAT")
         raw.insert(exif, new_exif)
         chunks.insert(exif, (b"eXIf", new_exif, b""))
@@ -492,7 +527,7 @@ def _write_png(data: bytes, description: bytes, caption: str) -> bytes:
         ),
         None,
     )
-    header, packet = _png_xmp(chunks[xmp][2]) if xmp is not None else (None, None)
+    header, packet = _png_itxt(chunks[xmp][2]) if xmp is not None else (None, None)
     header = header or _PNG_XMP_KEYWORD + b"\x00\x00\x00\x00"  # uncompressed, no language
     new_xmp = _png_chunk(b"iTXt", header + _xmp(packet, caption))
     if xmp is None:

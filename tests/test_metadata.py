@@ -615,3 +615,22 @@ def test_caption_beside_latin1_text_from_an_old_camera(tmp_path):
     assert read_caption_metadata(photo) == {"xmp": NON_ASCII_CAPTION, "exif": NON_ASCII_CAPTION}
     with Image.open(photo) as image:
         assert image.getexif()[0x013B] == "Jos\xe9"
+
+
+@pytest.mark.parametrize("chunk", ["zTXt", "tEXt"])
+def test_png_with_exif_as_imagemagick_text_gets_the_caption_there(tmp_path, chunk):
+    """Before eXIf, EXIF went into a hex text chunk; a second EXIF block would split the tags."""
+    info = PngImagePlugin.PngInfo()
+    profile = png_raw_profile("exif", big_endian_exif())
+    info.add_text("Raw profile type exif", profile, zip=chunk == "zTXt")
+    photo = saved(Image.fromarray(data.coffee()), tmp_path / "magick.png", pnginfo=info)
+    tags = exiv2_tags(photo)
+    assert tags["Exif.Photo.ISOSpeedRatings"] == ("Short", "200")
+
+    write_caption_metadata(photo, FIDELITY_CAPTION)
+
+    assert_only_the_description_changed(tags, exiv2_tags(photo), FIDELITY_CAPTION)
+    encoded = photo.read_bytes()
+    assert png_chunks(encoded, b"eXIf") == [] and len(png_chunks(encoded, chunk.encode())) == 1
+    with Image.open(photo) as image:
+        assert image.info["Raw profile type exif"] != profile
