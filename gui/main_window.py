@@ -9,6 +9,7 @@ changed beam size re-runs only the decoder on the worker's cached encoder featur
 from __future__ import annotations
 
 import os
+import textwrap
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -746,10 +747,23 @@ class MainWindow(QMainWindow):
     def write_metadata(self) -> bool:
         if self._current is None:
             return False
-        from captioner.metadata import write_caption_metadata
+        from captioner.metadata import existing_description, write_caption_metadata
 
+        path, caption = self._current_path, self._current.text
         try:
-            write_caption_metadata(self._current_path, self._current.text)
+            try:
+                write_caption_metadata(path, caption)
+            except FileExistsError:
+                # A description already there was most likely typed by a person.
+                existing = textwrap.shorten(existing_description(path) or "", 300)
+                answer = QMessageBox.question(
+                    self, "Replace description?",
+                    f"{os.path.basename(path)} already has a description:\n\n{existing}\n\n"
+                    "Replace it with the caption?",
+                )  # fmt: skip
+                if answer != QMessageBox.StandardButton.Yes:
+                    return False
+                write_caption_metadata(path, caption, overwrite=True)
         except (ValueError, OSError) as error:
             self.statusBar().showMessage(str(error), 10000)
             return False

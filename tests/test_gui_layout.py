@@ -16,9 +16,11 @@ from conftest import PHOTO_CAPTIONS  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from captioner import Captioner  # noqa: E402
+from captioner.metadata import read_caption_metadata, write_caption_metadata  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from gui.settings import Settings  # noqa: E402
 from gui.widgets.banner import ModelBanner  # noqa: E402
+from gui.widgets.elided_label import ElidedLabel  # noqa: E402
 
 WAIT_MS = 90_000  # two busy cores: a model load or a caption can take seconds
 # What a torch failure looks like: a first line, then one line per tensor, hundreds of them.
@@ -153,3 +155,50 @@ def test_long_texts_never_resize_the_window(qtbot, open_window, photos, tmp_path
 
     assert window.width() == 1342
     assert window.minimumSizeHint().width() <= minimum
+
+
+def test_ctrl_e_asks_before_replacing_a_description_a_person_wrote(
+    qtbot, open_window, photos, tmp_path, monkeypatch
+):
+    photo = tmp_path / "astronaut.png"
+    photos["astronaut"].save(photo)
+    written_by_hand = "Eileen Collins, NASA portrait, 1992"
+    write_caption_metadata(photo, written_by_hand)  # as exiftool -Description=... would
+    window = open_window([photo])
+    qtbot.waitUntil(
+        lambda: window.words.words == PHOTO_CAPTIONS["astronaut"].split(), timeout=WAIT_MS
+    )
+    questions = []
+
+    def answer(button):
+        def question(parent, title, text, *args, **kwargs):
+            questions.append(text)
+            return button
+
+        return question
+
+    before = photo.read_bytes()
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.No))
+    window.metadata_action.trigger()
+    assert len(questions) == 1 and written_by_hand in questions[0]
+    assert photo.read_bytes() == before
+
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Yes))
+    window.metadata_action.trigger()
+    assert len(questions) == 2
+    assert read_caption_metadata(photo)["xmp"] == PHOTO_CAPTIONS["astronaut"]
+
+
+def test_an_elided_label_keeps_its_whole_text_and_offers_it_as_a_tooltip(qtbot):
+    label = ElidedLabel("a short one")
+    qtbot.addWidget(label)
+    label.resize(400, label.sizeHint().height())
+    assert label.displayed_text() == "a short one" and label.toolTip() == ""
+
+    long_text = "a cat looking at the camera " * 20
+    label.setText(long_text)
+    assert label.text() == long_text
+    assert label.displayed_text().endswith("…")
+    assert label.fontMetrics().horizontalAdvance(label.displayed_text()) <= 400
+    assert label.toolTip() == long_text
+    assert label.minimumSizeHint().width() < 100  # whatever the text, it never asks for more
