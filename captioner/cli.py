@@ -3,18 +3,25 @@
 Inputs stream in (captioner.inputs), are read by background workers and captioned in batches
 (captioner.pipeline), and each batch's rows are written and flushed at once (captioner.writers),
 so a killed run keeps what it finished and `--resume` carries on. A photo that cannot be read
-becomes an error row and a line on stderr; the run goes on. Exit status: 0 every photo
-captioned, 1 some failed, 2 usage error.
+becomes an error row and a line on stderr; the run goes on.
+
+Every photo found is counted once in the summary: captioned, failed (no caption in the output)
+or already done (in the output before a --resume). An extra output that was not written (a
+sidecar or description kept, an attention grid that could not be saved) is counted apart, as
+its photo still has its caption. Exit status: 0 every photo captioned or already done and every
+extra output written, 1 anything failed or was kept, 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -23,6 +30,7 @@ from tqdm import tqdm
 from captioner.api import Captioner, CaptionResult
 from captioner.atomic import save_atomically
 from captioner.checkpoint import CheckpointError
+from captioner.device import resolve_device
 from captioner.heatmap import attention_grid
 from captioner.images import ImageError, load_image, source_name
 from captioner.inputs import Photo, expand, read_path_list, shard, unique
@@ -39,7 +47,12 @@ examples:
   captioner 'scans/*.tif' --sidecar                  # scans/a.tif -> scans/a.txt
   find /data -name '*.jpg' | captioner - --format csv -o captions.csv
   torchrun --nproc-per-node 8 -m captioner.cli -r /data -o out.jsonl  # out.0-of-8.jsonl ...
+
+exit status: 0 every photo captioned (or already done) and every extra output written;
+1 some photo failed or an extra output was not written (a kept sidecar or description too);
+2 usage error.
 """
+MAX_LENGTH_PENALTY = 10.0  # GNMT uses 0.6 to 1; far beyond, ((5 + length) / 6) ** alpha overflows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace existing sidecar files, and --output when not resuming",
+        help="replace existing sidecar files and descriptions already in photos "
+        "(--write-metadata), and --output when not resuming",
     )
     output.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing on stderr but errors"
@@ -122,16 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_decoding_arguments(group) -> None:
     """The options every captioning command shares (this one and `captioner-evaluate`)."""
-    group.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps")
+    group.add_argument(
+        "--device", type=device_name, default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps"
+    )
     group.add_argument("--beam-size", type=positive_int, default=5, help="default: %(default)s")
     group.add_argument(
         "--max-length", type=positive_int, default=20, help="most words (default: %(default)s)"
     )
     group.add_argument(
         "--length-penalty",
-        type=float,
+        type=_length_penalty,
         default=0.0,
-        help="GNMT alpha; above 0 favours longer captions (default: %(default)s)",
+        help=f"GNMT alpha, -{MAX_LENGTH_PENALTY:g} to {MAX_LENGTH_PENALTY:g}; above 0 favours "
+        "longer captions (default: %(default)s)",
     )
     group.add_argument(
         "--consensus-samples",
@@ -154,17 +171,45 @@ def decoding_options(args: argparse.Namespace) -> dict:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
 
 
 def _non_negative(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _length_penalty(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not -MAX_LENGTH_PENALTY <= value <= MAX_LENGTH_PENALTY:  # NaN fails it too
+        raise argparse.ArgumentTypeError(
+            f"must be a number from -{MAX_LENGTH_PENALTY:g} to {MAX_LENGTH_PENALTY:g}, got {text!r}"
+        )
+    return value
+
+
+def device_name(text: str) -> str:
+    """--device, checked while parsing: a device this machine lacks is a usage error."""
+    try:
+        resolve_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _shard_argument(text: str) -> tuple[int, int]:
@@ -229,7 +274,7 @@ def run(args: argparse.Namespace, captioner: Captioner) -> int:
     reporter = _Reporter(args, total=_count_photos(args, writer_class, done))
     decode_options = decoding_options(args)
     inputs = _Counted(_all_photos(args))
-    photos = _still_to_do(inputs, args, writer_class, done)
+    photos = _still_to_do(inputs, args, writer_class, done, reporter.skip_done)
     batches = photo_batches(captioner, photos, batch_size=args.batch_size, workers=args.workers)
     try:
         for results in caption_batches(captioner, batches, **decode_options):
@@ -253,8 +298,8 @@ def run(args: argparse.Namespace, captioner: Captioner) -> int:
     if inputs.count == 0:
         reporter.error("no photos found in the given paths")
         return 1
-    reporter.summary(len(done))
-    return 1 if reporter.failures else 0
+    reporter.summary()
+    return 0 if reporter.all_written else 1
 
 
 def _open_output(
@@ -310,12 +355,40 @@ def _all_photos(args: argparse.Namespace) -> Iterator[Photo]:
 
 
 def _still_to_do(
-    photos: Iterable[Photo], args: argparse.Namespace, writer_class: type[CaptionWriter], done: set
+    photos: Iterable[Photo],
+    args: argparse.Namespace,
+    writer_class: type[CaptionWriter],
+    done: set,
+    skip_done: Callable[[], object],
 ) -> Iterator[Photo]:
-    """This run's share of the photos (--shard, torchrun), less those already in the output."""
+    """This run's share of the photos (--shard, torchrun), less those already in the output.
+
+    A photo already in the output calls `skip_done` instead of coming through. A photo whose
+    row would have the key of an earlier photo's (COCO: two names ending in the same number)
+    comes through with that as its problem, so it is reported and counted as failed. The
+    earlier photo is the one kept, in every shard and every resumed run: repeats are found in
+    the whole input, before sharding, and the input is expanded in the same order every time.
+    """
+    keyed = _with_first_of_key(photos, writer_class)
     if args.shard is not None:
-        photos = shard(photos, *args.shard)
-    return (photo for photo in photos if writer_class.photo_key(photo.path) not in done)
+        keyed = shard(keyed, *args.shard)
+    for photo, key, first in keyed:
+        if first != photo.path:
+            yield photo._replace(problem=writer_class.repeated_key(photo.path, first))
+        elif key in done:
+            skip_done()
+        else:
+            yield photo
+
+
+def _with_first_of_key(
+    photos: Iterable[Photo], writer_class: type[CaptionWriter]
+) -> Iterator[tuple[Photo, Hashable, str]]:
+    """Each photo with its photo_key and the path of the first photo that had that key."""
+    first_with_key: dict[Hashable, str] = {}
+    for photo in photos:
+        key = writer_class.photo_key(photo.path)
+        yield photo, key, first_with_key.setdefault(key, photo.path)
 
 
 class _Counted:
@@ -338,7 +411,8 @@ def _count_photos(args: argparse.Namespace, writer_class, done: set) -> int | No
     """
     if not _shows_progress(args) or "-" in (*args.paths, args.files_from):
         return None
-    return sum(1 for _ in _still_to_do(_all_photos(args), args, writer_class, done))
+    photos = _still_to_do(_all_photos(args), args, writer_class, done, skip_done=lambda: None)
+    return sum(1 for _ in photos)
 
 
 def _handle(
@@ -346,12 +420,10 @@ def _handle(
 ) -> None:
     """Write the row, then the per-photo outputs; every problem is reported, none is fatal."""
     name = source_name(result.source)
-    try:
-        writer.write(result)
-    except ValueError as error:
-        reporter.failure(f"{name}: {error}")
+    result = _with_finite_scores(result)
+    writer.write(result)
     if result.error is not None:
-        reporter.failure(f"{name}: {result.error}")
+        reporter.photo_failed(f"{name}: {result.error}")
         return
     reporter.captioned += 1
     if args.sidecar:
@@ -359,19 +431,42 @@ def _handle(
             write_sidecar(result.source, result.text, overwrite=args.overwrite)
         except FileExistsError:
             sidecar = source_name(sidecar_path(result.source))
-            reporter.failure(f"{name}: {sidecar} already exists; kept it (--overwrite replaces)")
+            reporter.output_failed(
+                f"{name}: {sidecar} already exists; kept it (--overwrite replaces)"
+            )
         except OSError as error:
-            reporter.failure(f"{name}: cannot write its caption file ({_reason(error)})")
+            reporter.output_failed(f"{name}: cannot write its caption file ({_reason(error)})")
     if args.write_metadata:
         try:
-            write_caption_metadata(result.source, result.text)
+            write_caption_metadata(result.source, result.text, overwrite=args.overwrite)
+        except FileExistsError:
+            reporter.output_failed(
+                f"{name}: already has a description; kept it (--overwrite replaces)"
+            )
         except (ValueError, OSError) as error:  # both name the file and the reason
-            reporter.failure(f"{name}: cannot store the caption in it ({_reason(error)})")
+            reporter.output_failed(f"{name}: cannot store the caption in it ({_reason(error)})")
     if args.save_attention:
         try:
             _save_attention(result, args.save_attention)
         except (ImageError, OSError, ValueError) as error:
-            reporter.failure(f"{name}: cannot save its attention grid ({_reason(error)})")
+            reporter.output_failed(f"{name}: cannot save its attention grid ({_reason(error)})")
+
+
+def _with_finite_scores(result: CaptionResult) -> CaptionResult:
+    """The result less alternatives scored NaN or infinite; an error if its caption is.
+
+    Such scores come from a damaged model (NaN weights) and rank nothing; NaN is not JSON either.
+    """
+    if result.error is not None:
+        return result
+    if not math.isfinite(result.score):
+        return CaptionResult.failed(
+            result.source,
+            f"the model scored its caption {result.score}, not a finite number; "
+            "the model may be damaged",
+        )
+    beams = [beam for beam in result.beams if math.isfinite(beam.score)]
+    return result if len(beams) == len(result.beams) else dataclasses.replace(result, beams=beams)
 
 
 def attention_grid_path(directory: str | os.PathLike, photo_path: str) -> Path:
@@ -419,8 +514,10 @@ class _Reporter:
 
     def __init__(self, args: argparse.Namespace, total: int | None) -> None:
         self.quiet = args.quiet
-        self.captioned = 0
-        self.failures = 0
+        self.captioned = 0  # photos: each is captioned, failed or already done, once
+        self.failed = 0
+        self.already_done = 0
+        self.failed_outputs = 0  # sidecars, descriptions, attention grids not written
         self.start = time.perf_counter()
         self.bar = tqdm(
             total=total,
@@ -438,9 +535,20 @@ class _Reporter:
         else:
             self.bar.write(line, file=sys.stderr)
 
-    def failure(self, message: str) -> None:
-        self.failures += 1
+    def photo_failed(self, message: str) -> None:
+        self.failed += 1
         self.error(message)
+
+    def output_failed(self, message: str) -> None:
+        self.failed_outputs += 1
+        self.error(message)
+
+    def skip_done(self) -> None:
+        self.already_done += 1
+
+    @property
+    def all_written(self) -> bool:
+        return not self.failed and not self.failed_outputs
 
     def advance(self, photos: int) -> None:
         self.bar.update(photos)
@@ -448,17 +556,26 @@ class _Reporter:
     def close(self) -> None:
         self.bar.close()
 
-    def summary(self, already_done: int) -> None:
+    def summary(self) -> None:
+        """`400 photos: 300 captioned, 52 failed, 48 already done; 3 extra outputs not written`."""
         if self.quiet:
             return
         seconds = time.perf_counter() - self.start
         rate = self.captioned / seconds if seconds > 0 else 0.0
-        skipped = f", {already_done} already done" if already_done else ""
+        photos = self.captioned + self.failed + self.already_done
+        line = f"{_counted(photos, 'photo')}: {self.captioned} captioned, {self.failed} failed"
+        if self.already_done:
+            line += f", {self.already_done} already done"
+        if self.failed_outputs:
+            line += f"; {_counted(self.failed_outputs, 'extra output')} not written"
         print(
-            f"{PROGRAM}: {self.captioned} captioned, {self.failures} failed{skipped} "
-            f"in {seconds:.1f} s ({rate:.1f} photos/s)",
+            f"{PROGRAM}: {line} in {seconds:.1f} s ({rate:.1f} photos/s)",
             file=sys.stderr,
         )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 if __name__ == "__main__":  # `torchrun -m captioner.cli ...` and `python -m captioner.cli`

@@ -11,8 +11,9 @@ import glob
 import itertools
 import os
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, TypeVar
 
+T = TypeVar("T")
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 )
@@ -99,8 +100,8 @@ def unique(photos: Iterable[Photo]) -> Iterator[Photo]:
             yield photo
 
 
-def shard(photos: Iterable[Photo], index: int, count: int) -> Iterator[Photo]:
-    """Every `count`-th photo starting at `index`: shards 0..count-1 partition the stream."""
+def shard(photos: Iterable[T], index: int, count: int) -> Iterator[T]:
+    """Every `count`-th photo (or anything) starting at `index`: shards 0..count-1 partition it."""
     if not 0 <= index < count:
         raise ValueError(f"shard index must be in 0..{count - 1}, got {index}")
     return itertools.islice(photos, index, None, count)

@@ -67,8 +67,18 @@ class CaptionWriter:
 
     @staticmethod
     def photo_key(path: str) -> Hashable:
-        """How rows and inputs are matched on resume: the path, made absolute."""
+        """How rows and inputs are matched on resume: the path, made absolute.
+
+        Two photos with the same key cannot both have a row: the reader could not tell them apart.
+        """
         return os.path.abspath(source_name(path))
+
+    @classmethod
+    def repeated_key(cls, path: str, first: str) -> str:
+        """Why the photo at `path` gets no row when `first` has its photo_key."""
+        return (
+            f"its row would show the same path as {source_name(first)}'s, and so be mistaken for it"
+        )
 
     @classmethod
     def scan(cls, data: bytes, *, beams: int = 1) -> Scan:
@@ -92,7 +102,8 @@ class JsonlWriter(CaptionWriter):
                     {"caption": beam.text, "score": round(beam.score, 4)}
                     for beam in result.beams[: self.beams]
                 ]
-        return (json.dumps(row, ensure_ascii=False) + "\n").encode()
+        # allow_nan=False: NaN is not JSON; the caller turns such scores into errors first.
+        return (json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
     @classmethod
     def scan(cls, data: bytes, *, beams: int = 1) -> Scan:
@@ -171,14 +182,14 @@ class TxtWriter(CaptionWriter):
 class CocoWriter(CaptionWriter):
     """The COCO results file, [{"image_id", "caption"}, ...], written as a stream.
 
-    image_id is the number a COCO file name ends with (COCO_val2014_000000391895.jpg ->
-    391895), else the path. A killed run leaves the array without its closing bracket; `scan`
-    accepts that. Failed photos are only reported on stderr; the format has no place for them.
+    image_id is the number a file name ends with (COCO_val2014_000000391895.jpg -> 391895),
+    else the path: one rule for every file, which training.scenes follows when it numbers its
+    images (000007.png is image 7), so results for COCO and for generated scenes score against
+    their annotations as they are. Two photos whose names end in the same number share an
+    image_id; the caller writes only the first (see `repeated_key`). A killed run leaves the
+    array without its closing bracket; `scan` accepts that. Failed photos are only reported on
+    stderr; the format has no place for them.
     """
-
-    def __init__(self, stream: BinaryIO, *, beams: int = 1, existing_rows: int | None = None):
-        super().__init__(stream, beams=beams, existing_rows=existing_rows)
-        self.image_ids: set = set()
 
     def header(self) -> bytes:
         return b"["
@@ -189,19 +200,20 @@ class CocoWriter(CaptionWriter):
     def encode(self, result: CaptionResult) -> bytes | None:
         if result.error is not None:
             return None
-        image_id = coco_image_id(result.source)
-        if image_id in self.image_ids:
-            raise ValueError(
-                f"image_id {image_id} is already used by another photo in this run; "
-                "COCO results need one id per photo"
-            )
-        self.image_ids.add(image_id)
+        row = {"image_id": coco_image_id(result.source), "caption": result.text}
         separator = ",\n" if self.rows else "\n"
-        return (separator + json.dumps({"image_id": image_id, "caption": result.text})).encode()
+        return (separator + json.dumps(row)).encode()
 
     @staticmethod
     def photo_key(path: str) -> Hashable:
         return _coco_key(coco_image_id(path))
+
+    @classmethod
+    def repeated_key(cls, path: str, first: str) -> str:
+        return (
+            f"its image_id {coco_image_id(path)} is also {source_name(first)}'s, and COCO "
+            "results hold one caption per image_id; rename one of them to caption both"
+        )
 
     @classmethod
     def scan(cls, data: bytes, *, beams: int = 1) -> Scan:

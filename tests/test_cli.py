@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
+import math
 import os
 import pathlib
 import resource
@@ -16,11 +18,17 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
+from conftest import PHOTO_CAPTIONS
 from PIL import Image
+from pycocotools.coco import COCO
 
-from captioner import cli, images
+from captioner import Captioner, cli, images
 from captioner.cli import attention_grid_path, main
+from captioner.device import resolve_device
 from captioner.metadata import read_caption_metadata
+from training import evaluate
+from training.scenes import generate_split
 
 IMAGE_DESCRIPTION = 0x010E
 RUNNING_AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -45,6 +53,11 @@ def caption_rows(model_dir, output: pathlib.Path, *arguments, **options) -> tupl
 
 def read_jsonl(path: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def summary(stderr: str) -> str:
+    """The last line, less its timing: "5 photos: 4 captioned, 1 failed"."""
+    return stderr.splitlines()[-1].removeprefix("captioner: ").split(" in ")[0]
 
 
 def usage_error(model_dir, *arguments) -> str:
@@ -356,6 +369,61 @@ def test_coco_results_use_numeric_ids_from_coco_file_names(tmp_path, photos, tin
     ]
 
 
+def test_coco_results_for_a_generated_split_score_every_image_once(tmp_path, tiny_model_dir):
+    annotations = generate_split(tmp_path, "test", 5, seed=0, size=64, workers=1)
+    output = tmp_path / "results.json"
+    status, _ = caption(tiny_model_dir, tmp_path / "test", "--format", "coco", "-o", output)
+    assert status == 0
+    references = COCO(str(annotations))
+    scored = references.loadRes(str(output))  # refuses ids the annotations do not have
+    image_ids = [row["image_id"] for row in json.loads(output.read_text())]
+    assert sorted(image_ids) == sorted(references.getImgIds())  # each once
+    assert sorted(scored.getImgIds()) == sorted(references.getImgIds())
+
+
+@pytest.fixture()
+def same_ids(tmp_path, photos) -> list[pathlib.Path]:
+    """Four photos, two pairs sharing a COCO image_id (the number their names end with)."""
+    return [
+        saved(photos["astronaut"], tmp_path / "a" / "img_1.jpg"),
+        saved(photos["chelsea"], tmp_path / "b" / "img_1.jpg"),
+        saved(photos["coffee"], tmp_path / "a" / "img_2.jpg"),
+        saved(photos["rocket"], tmp_path / "b" / "img_2.jpg"),
+    ]
+
+
+def test_photos_repeating_an_image_id_are_failures_counted_once(tmp_path, same_ids, tiny_model_dir):
+    output = tmp_path / "results.json"
+    status, stderr = caption(tiny_model_dir, *same_ids, "--format", "coco", "-o", output)
+    assert status == 1
+    assert [row["image_id"] for row in json.loads(output.read_text())] == [1, 2]
+    assert summary(stderr) == "4 photos: 2 captioned, 2 failed"
+    assert f"captioner: {same_ids[1]}: its image_id 1 is also {same_ids[0]}'s" in stderr
+
+    # Resumed, the photos with a row are done; the others are still failures, and say so.
+    status, stderr = caption(
+        tiny_model_dir, *same_ids, "--format", "coco", "-o", output, "--resume"
+    )
+    assert status == 1
+    assert summary(stderr) == "4 photos: 0 captioned, 2 failed, 2 already done"
+    assert f"captioner: {same_ids[3]}: its image_id 2 is also {same_ids[2]}'s" in stderr
+    assert [row["image_id"] for row in json.loads(output.read_text())] == [1, 2]
+
+
+def test_a_repeated_image_id_is_found_across_shards(tmp_path, same_ids, tiny_model_dir):
+    output = tmp_path / "results.json"
+    ids = []
+    for index in range(2):
+        caption(
+            tiny_model_dir, *same_ids, "--format", "coco", "--shard", f"{index}/2", "-o", output
+        )
+        ids += [
+            row["image_id"]
+            for row in json.loads(tmp_path.joinpath(f"results.{index}-of-2.json").read_text())
+        ]
+    assert sorted(ids) == [1, 2]
+
+
 def test_txt_is_path_tab_caption(tmp_path, album, tiny_model_dir, capsys):
     status = main([str(album), "--format", "txt", "--model", str(tiny_model_dir), "-q"])
     out = capsys.readouterr().out
@@ -511,6 +579,48 @@ def test_sidecar_never_overwrites_without_the_flag(tmp_path, photos, tiny_model_
     assert (tmp_path / "cup.txt").read_text() == "a cup of coffee on a saucer\n"
 
 
+def test_kept_sidecars_are_failed_outputs_not_failed_photos(tmp_path, photos, tiny_model_dir):
+    cat = saved(photos["chelsea"], tmp_path / "cat.jpg")
+    cup = saved(photos["coffee"], tmp_path / "cup.jpg")
+    (tmp_path / "cat.txt").write_text("mine\n")
+    (tmp_path / "cup.txt").write_text("mine too\n")
+    status, rows, stderr = caption_rows(tiny_model_dir, tmp_path / "o.jsonl", cat, cup, "--sidecar")
+    assert status == 1
+    assert [row["caption"] for row in rows] == [PHOTO_CAPTIONS["chelsea"], PHOTO_CAPTIONS["coffee"]]
+    assert summary(stderr) == "2 photos: 2 captioned, 0 failed; 2 extra outputs not written"
+
+
+def test_an_unwritable_attention_folder_is_a_failed_output(tmp_path, album, tiny_model_dir):
+    not_a_folder = tmp_path / "grids"
+    not_a_folder.write_text("a file where the folder should go")
+    status, rows, stderr = caption_rows(
+        tiny_model_dir,
+        tmp_path / "o.jsonl",
+        *album_paths(album)[:2],
+        "--save-attention",
+        not_a_folder,
+    )
+    assert status == 1 and all(row["caption"] for row in rows)
+    assert stderr.count("cannot save its attention grid") == 2
+    assert summary(stderr) == "2 photos: 2 captioned, 0 failed; 2 extra outputs not written"
+
+
+def test_write_metadata_keeps_a_description_a_person_wrote(tmp_path, photos, tiny_model_dir):
+    exif = Image.Exif()
+    exif[IMAGE_DESCRIPTION] = "Grandma's cat, summer 1998"
+    cat = saved(photos["chelsea"], tmp_path / "cat.jpg", exif=exif.tobytes())
+    output = tmp_path / "o.jsonl"
+    status, rows, stderr = caption_rows(tiny_model_dir, output, cat, "--write-metadata")
+    assert status == 1 and rows[0]["caption"] == PHOTO_CAPTIONS["chelsea"]
+    assert f"captioner: {cat}: already has a description; kept it (--overwrite replaces)" in stderr
+    assert summary(stderr) == "1 photo: 1 captioned, 0 failed; 1 extra output not written"
+    assert read_caption_metadata(cat)["exif"] == "Grandma's cat, summer 1998"
+
+    status, _, _ = caption_rows(tiny_model_dir, output, cat, "--write-metadata", "--overwrite")
+    assert status == 0
+    assert read_caption_metadata(cat)["exif"] == PHOTO_CAPTIONS["chelsea"]
+
+
 def test_write_metadata_keeps_the_pixels_and_another_reader_sees_it(
     tmp_path, photos, tiny_model_dir
 ):
@@ -609,10 +719,97 @@ def test_torchrun_ranks_shard_like_shard(tmp_path, album, tiny_model_dir, monkey
         (["x.jpg", "--batch-size", "0"], "must be 1 or more"),
         (["x.jpg", "--files-from", "/no/such/list.txt"], "no such file"),
         (["x.jpg", "--format", "xml"], "invalid choice"),
+        (["x.jpg", "--device", "banana"], "argument --device: unknown device 'banana'"),
+        (["x.jpg", "--device", "cuda:x"], "argument --device: unknown device 'cuda:x'"),
+        (["x.jpg", "--beam-size", "-3"], "argument --beam-size: must be 1 or more, got -3"),
+        (["x.jpg", "--max-length", "many"], "argument --max-length: expected a whole number"),
+        (["x.jpg", "--length-penalty", "nan"], "argument --length-penalty: must be a number"),
+        (["x.jpg", "--length-penalty", "inf"], "argument --length-penalty: must be a number"),
+        (["x.jpg", "--length-penalty=-inf"], "argument --length-penalty: must be a number"),
+        (["x.jpg", "--length-penalty", "1e6"], "argument --length-penalty: must be a number"),
+        (["x.jpg", "--length-penalty", "much"], "argument --length-penalty: must be a number"),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(tiny_model_dir, arguments, message):
     assert message in usage_error(tiny_model_dir, *arguments)
+
+
+def test_an_unavailable_device_is_one_line_not_a_traceback(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for device in ("cuda", "cuda:1", "mps"):
+        stderr = usage_error(tiny_model_dir, "x.jpg", "--device", device)
+        assert stderr.splitlines()[-1] == (
+            f"captioner: error: argument --device: {device!r} requested, but this machine "
+            f"has no {'MPS' if device == 'mps' else 'CUDA'} device"
+        )
+        assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    "arguments", [["--device", "banana"], ["--length-penalty", "nan"], ["--beam-size", "0"]]
+)
+def test_captioner_evaluate_refuses_the_same_options_while_parsing(tmp_path, arguments, capsys):
+    required = ["--model", "m", "--annotations", "a.json", "--images", "i", "--out", "o.json"]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([*required, *arguments])
+    assert exit_info.value.code == 2
+    assert f"captioner-evaluate: error: argument {arguments[0]}:" in capsys.readouterr().err
+
+
+def test_resolve_device_names_what_is_wrong(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="'cuda:2' requested, but this machine has 2 CUDA devices"):
+        resolve_device("cuda:2")
+    with pytest.raises(ValueError, match="unknown device 'gpu': expected auto, cpu, cuda, cuda:N"):
+        resolve_device("gpu")
+
+
+def test_a_score_that_is_not_a_number_becomes_an_error_row(
+    tmp_path, album, tiny_model_dir, monkeypatch
+):
+    decode = Captioner.decode
+
+    def broken_model(self, *args, **options):  # as a model with a NaN in its weights scores
+        return [dataclasses.replace(r, score=math.nan) for r in decode(self, *args, **options)]
+
+    monkeypatch.setattr(Captioner, "decode", broken_model)
+    photo = album_paths(album)[0]
+    output = tmp_path / "o.jsonl"
+    status, stderr = caption(tiny_model_dir, photo, "-o", output)
+    assert status == 1
+    [row] = [  # NaN is not JSON
+        json.loads(line, parse_constant=pytest.fail) for line in output.read_text().splitlines()
+    ]
+    assert set(row) == {"path", "error"} and "not a finite number" in row["error"]
+    assert f"captioner: {photo}: {row['error']}" in stderr
+    assert summary(stderr) == "1 photo: 0 captioned, 1 failed"
+
+
+def test_alternatives_scored_minus_infinity_are_left_out(
+    tmp_path, album, tiny_model_dir, monkeypatch
+):
+    decode = Captioner.decode
+
+    def unscored_second_beam(self, *args, **options):
+        results = decode(self, *args, **options)
+        for result in results:
+            result.beams[1] = dataclasses.replace(result.beams[1], score=-math.inf)
+        return results
+
+    monkeypatch.setattr(Captioner, "decode", unscored_second_beam)
+    output = tmp_path / "o.jsonl"
+    status, _ = caption(
+        tiny_model_dir, album_paths(album)[0], "--beams", "2", "--beam-size", "2", "-o", output
+    )
+    assert status == 0
+    [row] = [
+        json.loads(line, parse_constant=pytest.fail) for line in output.read_text().splitlines()
+    ]
+    assert [beam["caption"] for beam in row["beams"]] == [row["caption"]]
 
 
 def test_unknown_model_directory_is_a_usage_error(tmp_path):

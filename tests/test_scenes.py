@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from captioner.writers import coco_image_id
 from training.scenes import (
     COLORS,
     SHAPE_PLURALS,
@@ -124,6 +125,21 @@ def test_split_is_valid_coco_captions_with_five_captions_per_image(tmp_path):
             assert loaded.mode == "RGB"
         assert 1 <= len(image["objects"]) <= 3
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob(".*"))
+
+
+def test_an_images_id_is_the_number_its_file_name_ends_with(tmp_path):
+    # The rule the batch command's COCO results use too (captioner.writers.coco_image_id), so
+    # its results for a generated split score against the split's own annotations.
+    coco = json.loads(generate_split(tmp_path, "test", 3, seed=0, size=64, workers=1).read_text())
+    assert [(image["id"], image["file_name"]) for image in coco["images"]] == [
+        (0, "000000.png"),
+        (1, "000001.png"),
+        (2, "000002.png"),
+    ]
+    assert [image["id"] for image in coco["images"]] == [
+        coco_image_id(image["file_name"]) for image in coco["images"]
+    ]
+    assert {annotation["image_id"] for annotation in coco["annotations"]} == {0, 1, 2}
 
 
 def test_bboxes_are_inside_the_image_and_tight_around_the_objects_colour(scenes):

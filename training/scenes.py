@@ -3,7 +3,10 @@
 Each image holds 1 to 3 objects (shape, colour, size) and gets five reference captions from a small
 grammar covering attributes, counts and spatial relations. The output is in the COCO captions
 format (images on disk + one annotations JSON per split), so the same readers and tools work on
-it. Extra keys, which COCO tools ignore, carry the ground truth for grounding metrics:
+it. An image's id is the number its file name ends with (``000007.png`` is id 7), the rule the
+batch command's COCO results (``captioner --format coco``) apply to every file name, so its
+results for a split score against the split's annotations as they are. Extra keys, which COCO
+tools ignore, carry the ground truth for grounding metrics:
 
 - ``images[i]["objects"]``: ``[{"shape", "color", "size", "bbox": [x, y, w, h]}, ...]``, the bbox in
   pixels (COCO convention), tight around the pixels that are at least half covered by the object.
@@ -554,7 +557,8 @@ def generate_split(
             chunks = pool.map(_render_chunk, jobs)
     images, annotations = [], []
     records = (record for records in chunks for record in records)
-    for image_id, (file_name, objects, captions) in enumerate(records, start=1):
+    # The id is the number the file name ends with, as the module docstring explains.
+    for image_id, (file_name, objects, captions) in enumerate(records):
         images.append(
             {
                 "id": image_id,
