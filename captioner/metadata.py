@@ -92,8 +92,9 @@ def write_caption_metadata(
     existing = _descriptions(path, original, failure)  # also rejects files Exiv2 cannot parse
     if existing and not overwrite:
         field, text = next(iter(existing.items()))
+        quoted = repr(text if len(text) <= 60 else text[:59] + "…")  # may be a whole paragraph
         raise FileExistsError(
-            f"{path}: the photo already has a description in {field} ({text!r}); "
+            f"{path}: the photo already has a description in {field} ({quoted}); "
             "pass overwrite=True to replace it"
         )
     try:
@@ -128,7 +129,7 @@ def existing_description(image_path: str | bytes | os.PathLike) -> str | None:
     """The description the photo already holds (XMP, else EXIF, else IPTC), or None.
 
     This is what write_caption_metadata refuses to replace without overwrite=True; the GUI
-    shows it when asking whether to replace it.
+    shows it when asking whether to replace it. Raises ValueError like read_caption_metadata.
     """
     path = pathlib.Path(os.fsdecode(image_path))
     return next(iter(_descriptions(path, path.read_bytes()).values()), None)
@@ -153,17 +154,19 @@ def _descriptions(path: pathlib.Path, data: bytes, action: str = "read metadata"
         except RuntimeError as error:
             raise ValueError(f"{path}: cannot {action} ({error})") from None
 
-    description = xmp.get(_XMP_DESCRIPTION)
+    description = xmp.get(_XMP_DESCRIPTION, "")
     if isinstance(description, dict):  # a language alternative: {'lang="x-default"': text, ...}
         description = description.get(_DEFAULT_LANGUAGE) or next(
             (text for text in description.values() if _text(text)), ""
         )
+    elif isinstance(description, list):  # written as a bag or sequence by a confused tool
+        description = next((text for text in description if _text(text)), "")
     # IPTC datasets may repeat; pyexiv2 gives a list then.
     caption = iptc.get(_IPTC_DESCRIPTION, "")
     if isinstance(caption, list):
         caption = next((text for text in caption if _text(text)), "")
     found = {
-        _XMP_FIELD: _text(description or ""),
+        _XMP_FIELD: _text(description),
         _EXIF_FIELD: _text(_utf8_or_latin1(exif.get(_EXIF_DESCRIPTION, ""))),
         _IPTC_FIELD: _text(_utf8_or_latin1(caption)),
     }

@@ -634,3 +634,13 @@ def test_png_with_exif_as_imagemagick_text_gets_the_caption_there(tmp_path, chun
     assert png_chunks(encoded, b"eXIf") == [] and len(png_chunks(encoded, chunk.encode())) == 1
     with Image.open(photo) as image:
         assert image.info["Raw profile type exif"] != profile
+
+
+def test_a_long_description_is_shortened_in_the_message(jpeg):
+    with pyexiv2.ImageData(jpeg.read_bytes()) as image:
+        image.modify_exif({"Exif.Image.ImageDescription": "word " * 100 + "end"})
+        jpeg.write_bytes(image.get_bytes())
+    with pytest.raises(FileExistsError) as caught:
+        write_caption_metadata(jpeg, "a caption")
+    assert "word word" in str(caught.value) and "end" not in str(caught.value)
+    assert existing_description(jpeg) == "word " * 100 + "end"
