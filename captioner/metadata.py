@@ -159,8 +159,6 @@ def _descriptions(path: pathlib.Path, data: bytes, action: str = "read metadata"
         description = description.get(_DEFAULT_LANGUAGE) or next(
             (text for text in description.values() if _text(text)), ""
         )
-    elif isinstance(description, list):  # written as a bag or sequence by a confused tool
-        description = next((text for text in description if _text(text)), "")
     # IPTC datasets may repeat; pyexiv2 gives a list then.
     caption = iptc.get(_IPTC_DESCRIPTION, "")
     if isinstance(caption, list):
