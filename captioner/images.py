@@ -83,7 +83,9 @@ def load_image(
     the final resize to the model's input size is left to the encoder.
     max_pixels: files whose header claims more pixels are refused before any pixel is decoded.
 
-    A caller's PIL image is never modified. Raises ImageError for anything that cannot be read.
+    Files are opened only as one of ALLOWED_FORMATS, and a caller's PIL image read from a file
+    must be one of them too; anything else is "format not supported: <format>". A caller's PIL
+    image is never modified. Raises ImageError for anything that cannot be read.
     """
     if min_size is not None and min_size < 1:
         raise ValueError(f"min_size must be a positive number of pixels, got {min_size}")
