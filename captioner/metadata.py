@@ -159,16 +159,21 @@ def _descriptions(path: pathlib.Path, data: bytes, action: str = "read metadata"
         description = description.get(_DEFAULT_LANGUAGE) or next(
             (text for text in description.values() if _text(text)), ""
         )
-    # IPTC datasets may repeat; pyexiv2 gives a list then.
-    caption = iptc.get(_IPTC_DESCRIPTION, "")
-    if isinstance(caption, list):
-        caption = next((text for text in caption if _text(text)), "")
+    candidates = {
+        _XMP_FIELD: [description],
+        _EXIF_FIELD: _legacy_texts(exif.get(_EXIF_DESCRIPTION)),
+        _IPTC_FIELD: _legacy_texts(iptc.get(_IPTC_DESCRIPTION)),
+    }
     found = {
-        _XMP_FIELD: _text(description),
-        _EXIF_FIELD: _text(_utf8_or_latin1(exif.get(_EXIF_DESCRIPTION, ""))),
-        _IPTC_FIELD: _text(_utf8_or_latin1(caption)),
+        field: next(filter(None, map(_text, texts)), "") for field, texts in candidates.items()
     }
     return {field: text for field, text in found.items() if text}
+
+
+def _legacy_texts(value: str | list[str] | None) -> list[str]:
+    """EXIF or IPTC text read as Latin-1, decoded; pyexiv2 gives a list when a tag repeats."""
+    values = [] if value is None else value if isinstance(value, list) else [value]
+    return [_utf8_or_latin1(text) for text in values]
 
 
 def _utf8_or_latin1(latin1: str) -> str:
@@ -287,8 +292,8 @@ def _with_ifd0_tags(tiff: bytes, tags: dict[int, tuple[int, bytes]]) -> bytes:
 
     A replaced value is written over the old one when it fits, else appended; the old value
     is zeroed so replaced text does not linger. Adding a tag needs a longer IFD0, so the new
-    one goes at the end and the header points to it: nothing else moves, so every offset in
-    the file (sub-IFDs, strips, thumbnails, maker notes) stays valid.
+    one goes at the end and the header points to it (the old one is zeroed): nothing else
+    moves, so every offset in the file (sub-IFDs, strips, thumbnails, maker notes) stays valid.
     """
     order, offset, entries = _ifd0_entries(tiff)
     out = bytearray(tiff)
@@ -300,37 +305,34 @@ def _with_ifd0_tags(tiff: bytes, tags: dict[int, tuple[int, bytes]]) -> bytes:
 
     table = list(entries)
     for tag, (kind, value) in tags.items():
-        index = next((i for i, entry in enumerate(table) if entry[0] == tag), None)
         field = None
-        if index is not None:
-            _, old_kind, old_count, old_field = table[index]
+        for _, old_kind, old_count, old_field in (entry for entry in table if entry[0] == tag):
             span = _value_span(order, old_kind, old_count, old_field)
-            if span is not None and span[0] + span[1] <= len(tiff):
-                start, size = span
-                out[start : start + size] = bytes(size)
-                if 4 < len(value) <= size:
-                    out[start : start + len(value)] = value
-                    field = old_field
+            if span is None or span[0] + span[1] > len(tiff):
+                continue
+            start, size = span
+            out[start : start + size] = bytes(size)
+            if field is None and 4 < len(value) <= size:
+                out[start : start + len(value)] = value
+                field = old_field
         if field is None and len(value) <= 4:
             field = value.ljust(4, b"\x00")
         elif field is None:
             field = struct.pack(f"{order}I", append(value))
-        entry = (tag, kind, len(value) // _TYPE_SIZES.get(kind, 1), field)
-        if index is None:  # TIFF keeps IFD entries sorted by tag
-            index = next((i for i, old in enumerate(table) if old[0] > tag), len(table))
-            table.insert(index, entry)
-        else:
-            table[index] = entry
+        # The new entry takes the tag's (sorted) place; repeats of the tag, which a few
+        # writers leave, go, so no older description survives beside it.
+        index = next((i for i, entry in enumerate(table) if entry[0] >= tag), len(table))
+        table = [entry for entry in table if entry[0] != tag]
+        table.insert(index, (tag, kind, len(value) // _TYPE_SIZES.get(kind, 1), field))
 
+    old_end = offset + 6 + 12 * len(entries)  # count, entries, next-IFD offset
     packed = b"".join(struct.pack(f"{order}HHI", *entry[:3]) + entry[3] for entry in table)
-    old_end = offset + 2 + 12 * len(entries)
-    if len(table) == len(entries):  # same tags: rewrite the entries where they are
-        out[offset + 2 : old_end] = packed
+    ifd = struct.pack(f"{order}H", len(table)) + packed + tiff[old_end - 4 : old_end]
+    if len(ifd) <= old_end - offset:
+        out[offset:old_end] = ifd.ljust(old_end - offset, b"\x00")
         return bytes(out)
-    next_ifd = tiff[old_end : old_end + 4]
-    new_offset = append(struct.pack(f"{order}H", len(table)) + packed + next_ifd)
-    out[offset : old_end + 4] = bytes(old_end + 4 - offset)
-    out[4:8] = struct.pack(f"{order}I", new_offset)
+    out[offset:old_end] = bytes(old_end - offset)
+    out[4:8] = struct.pack(f"{order}I", append(ifd))
     return bytes(out)
 
 

@@ -644,3 +644,22 @@ def test_a_long_description_is_shortened_in_the_message(jpeg):
         write_caption_metadata(jpeg, "a caption")
     assert "word word" in str(caught.value) and "end" not in str(caught.value)
     assert existing_description(jpeg) == "word " * 100 + "end"
+
+
+def test_a_repeated_image_description_is_found_and_replaced(tmp_path):
+    """pyexiv2 gives a list when a tag repeats; a blank first one must not hide the second."""
+
+    def ascii_entry(value: bytes) -> bytes:
+        return struct.pack(">HHI", IMAGE_DESCRIPTION, 2, len(value)) + value.ljust(4, b"\x00")
+
+    ifd0 = struct.pack(">H", 2) + ascii_entry(b" \x00") + ascii_entry(b"Dad\x00") + bytes(4)
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + ifd0
+    photo = saved(Image.fromarray(data.coffee()), tmp_path / "repeated.jpg")
+    photo.write_bytes(with_jpeg_segment(photo.read_bytes(), 0xE1, b"Exif\x00\x00" + tiff))
+    assert existing_description(photo) == "Dad"
+    with pytest.raises(FileExistsError, match="EXIF ImageDescription"):
+        write_caption_metadata(photo, "a caption")
+
+    write_caption_metadata(photo, "a caption", overwrite=True)
+    assert exiv2_tags(photo)["Exif.Image.ImageDescription"] == ("Ascii", "a caption")
+    assert b"Dad" not in photo.read_bytes()
