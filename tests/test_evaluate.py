@@ -9,6 +9,7 @@ import torch
 from conftest import PHOTO_CAPTIONS
 from pycocotools.coco import COCO
 
+import training.evaluate
 from captioner import Captioner
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.encoder import Encoder, EncoderConfig
@@ -295,3 +296,41 @@ def test_scenes_get_grounding_scores(object_word_model_dir, tmp_path):
         for word in record["ungrounded_words"]:
             attribute, value = OBJECT_WORDS[word]
             assert all(obj[attribute] != value for obj in image_objects)
+
+
+def test_a_data_error_is_not_blamed_on_the_device(tiny_model_dir, photo_dir, tmp_path, capsys):
+    annotations = tmp_path / "captions.json"
+    annotations.write_text("[" * 100_000 + "]" * 100_000)  # too deep for Python's json
+    assert run(tiny_model_dir, annotations, photo_dir, tmp_path, "--no-meteor") == 1
+    err = capsys.readouterr().err
+    assert "captions.json" in err
+    assert "--device" not in err
+
+
+def test_format_errors_name_the_format_option(tiny_model_dir, photo_dir, tmp_path, capsys):
+    annotations = tmp_path / "captions.txt"
+    annotations.write_text("neither COCO nor Flickr\n")
+    assert run(tiny_model_dir, annotations, photo_dir, tmp_path, "--no-meteor") == 1
+    err = capsys.readouterr().err
+    assert "--format" in err
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: auto" in text.rsplit("--device DEVICE", 1)[1].split(" --", 1)[0]
+    assert "default: None" not in text and "default: False" not in text
+
+
+def test_an_error_while_reading_is_not_reported_as_a_device_error(
+    tiny_model_dir, photo_dir, photo_annotations, tmp_path, monkeypatch
+):
+    """RecursionError is a RuntimeError: the device check used to catch the readers' too."""
+
+    def too_deep(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(training.evaluate, "read_samples", too_deep)
+    with pytest.raises(RecursionError):
+        run(tiny_model_dir, photo_annotations, photo_dir, tmp_path, "--no-meteor")

@@ -1,16 +1,21 @@
 """captioner-train end to end on generated scenes: it learns, resumes exactly, and DDP matches."""
 
+import errno
 import json
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import training.features
 import training.train
 from captioner import Captioner
+from captioner.vocab import Vocabulary
+from training.features import human_size
 from training.scenes import generate_split
 from training.train import main as train_main
 
@@ -177,3 +182,198 @@ def _env():
     import os
 
     return dict(os.environ)
+
+
+# --- an existing run is never replaced by accident ---------------------------------------------
+
+
+@pytest.mark.parametrize("left_over", ["best", "last", "log.jsonl", "curves.png"])
+def test_an_existing_run_is_refused_without_resume_or_overwrite(tmp_path, capsys, left_over):
+    run = tmp_path / "run"
+    run.mkdir()
+    if "." in left_over:
+        (run / left_over).write_text("from the first run\n")
+    else:
+        (run / left_over).mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data", "x.json", "--images", "x", "--out", str(run)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{run} already holds a training run" in err
+    assert "--resume" in err and "--overwrite" in err
+    assert sorted(p.name for p in run.iterdir()) == [left_over]  # nothing touched
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data", "x.json", "--images", "x", "--out", str(tmp_path), "--resume",
+                    "--overwrite"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_overwrite_starts_the_run_again(scenes, tmp_path):
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "best" / "old.txt").write_text("the old run's model")
+    (run / "log.jsonl").write_text("".join(json.dumps({"epoch": e}) + "\n" for e in (1, 2, 3)))
+    args = train_args(scenes, run, "--epochs", "1", "--val-max-images", "2", "--overwrite")
+    assert train_main(args) == 0
+    assert [row["epoch"] for row in read_log(run)] == [1]
+    assert not (run / "best" / "old.txt").exists()
+    assert Captioner.load(run / "best", device="cpu").decoder.config.decoder_dim == 64
+
+
+def fake_checkpoint(run, **decoder):
+    """A last/ as a run writes it, as far as the option check reads it (no training needed)."""
+    from dataclasses import asdict
+
+    from captioner.decoder import DecoderConfig
+    from captioner.encoder import EncoderConfig
+
+    config = DecoderConfig(20, 320, embed_dim=32, decoder_dim=64, attention_dim=32, **decoder)
+    (run / "last").mkdir(parents=True)
+    (run / "last" / "config.json").write_text(
+        json.dumps({"name": "run", "encoder": asdict(EncoderConfig()), "decoder": asdict(config)})
+    )
+    (run / "last" / "training_state.json").write_text("{}")
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        (["--decoder-dim", "128"], "--decoder-dim 128 differs from the run's 64"),
+        (["--decoder-dim=128"], "--decoder-dim 128 differs from the run's 64"),
+        (["--cell", "gru"], "--cell gru differs from the run's lstm"),
+        (["--coordinates"], "--coordinates differs from the run's"),
+        (["--dropout", "0.1"], "--dropout 0.1 differs from the run's 0.5"),
+        (["--image-size", "160"], "--image-size 160 differs from the run's 224"),
+    ],
+)
+def test_resume_with_changed_model_options_is_refused(tmp_path, capsys, given, named):
+    run = tmp_path / "run"
+    fake_checkpoint(run)
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data", "x.json", "--images", "x", "--out", str(run), "--resume",
+                    *SMALL_MODEL, *given])  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err
+    assert "drop it to resume, or start a new --out" in err
+
+
+def test_resume_without_a_checkpoint_in_an_existing_run_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data", "x.json", "--images", "x", "--out", str(run), "--resume"])
+    assert exit_info.value.code == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (run / "log.jsonl").read_text() == json.dumps({"epoch": 1}) + "\n"
+
+
+# --- messages and figures -------------------------------------------------------------------------
+
+
+def test_data_errors_name_the_command_options(scenes, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    args = ["--images", str(images), "--out", str(tmp_path / "run"), "--no-progress"]
+    assert train_main(["--data", str(scenes / "captions_train.json"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "--skip-missing" in err
+    unknown = tmp_path / "captions.txt"
+    unknown.write_text("neither COCO nor Flickr\n")
+    assert train_main(["--data", str(unknown), *args]) == 2
+    err = capsys.readouterr().err
+    assert "--format" in err
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [("--decoder-dim DECODER_DIM", "512"), ("--lr LR", "0.0004"),
+                            ("--cell {lstm,gru,rnn}", "lstm"), ("--epochs EPOCHS", "20"),
+                            ("--device DEVICE", "auto")]:  # fmt: skip
+        after = text.rsplit(option, 1)[1].split(" --", 1)[0]  # the help, not the usage
+        assert f"default: {default}" in after, option
+    assert "default: None" not in text and "default: False" not in text
+
+
+def test_tokens_per_second_after_resume_counts_only_the_resumed_batches(
+    scenes, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    common = ("--epochs", "1", "--val-max-images", "2")
+    real_loss, calls = training.train.caption_loss, []
+
+    def interrupt_on_third_batch(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real_loss(*args)
+
+    monkeypatch.setattr(training.train, "caption_loss", interrupt_on_third_batch)
+    assert train_main(train_args(scenes, run, *common)) == 130
+
+    # A clock that moves one second per batch: tokens/s is then tokens per batch run here.
+    clock, tokens = [0.0], []
+
+    def count_and_tick(logits, alphas, captions, attention_lambda):
+        if torch.is_grad_enabled():  # a training batch, not validation
+            clock[0] += 1.0
+            tokens.append(int((captions[:, 1:] != Vocabulary.pad_id).sum()))
+        return real_loss(logits, alphas, captions, attention_lambda)
+
+    monkeypatch.setattr(training.train, "caption_loss", count_and_tick)
+    monkeypatch.setattr(training.train, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    assert train_main(train_args(scenes, run, *common, "--resume")) == 0
+    assert len(tokens) > 0
+    assert read_log(run)[0]["train_tokens_per_s"] == round(sum(tokens) / len(tokens), 1)
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+
+
+def test_a_full_disk_while_caching_says_how_much_more_is_needed(scenes, tmp_path, capsys,
+                                                               monkeypatch):  # fmt: skip
+    cache = tmp_path / "cache"
+    real_write, written = training.features.write_atomically, []
+
+    def fill_after_two(path, data, **kwargs):
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        written.append(len(data))
+        return real_write(path, data, **kwargs)
+
+    monkeypatch.setattr(training.features, "write_atomically", fill_after_two)
+    args = train_args(scenes, tmp_path / "run", "--epochs", "1", "--cache-dir", str(cache))
+    assert train_main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    images = 48 + 12
+    size = written[0]
+    assert (
+        f"the disk holding {cache} filled while caching features (wrote "
+        f"{human_size(2 * size)} of about {human_size(images * size)}; free "
+        f"{human_size((images - 2) * size)} more and run again: the cache resumes)"
+    ) in err
+    assert len(list(cache.rglob("*.npy"))) == 2  # kept for the next run
+    assert not list(cache.rglob("*.tmp"))
+
+
+def test_a_bad_device_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data", "x.json", "--images", "x", "--out", str(tmp_path / "run"),
+                    "--device", "nonsense"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "--device 'nonsense'" in capsys.readouterr().err
+
+
+def test_a_missing_data_file_is_a_usage_error(tmp_path, capsys):
+    assert train_main(["--data", str(tmp_path / "gone.json"), "--images", str(tmp_path),
+                       "--out", str(tmp_path / "run")]) == 2  # fmt: skip
+    assert "gone.json" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

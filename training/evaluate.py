@@ -23,6 +23,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -33,6 +34,7 @@ from captioner.device import resolve_device
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
 from training.metrics import coco_metrics
 from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
+from training.train import HelpWithDefaults
 
 logger = logging.getLogger(__name__)
 
@@ -186,15 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="captioner-evaluate: %(message)s")
 
     try:
-        resolve_device(args.device)
-        captioner = Captioner.load(args.model, device=args.device)
+        device = resolve_device(args.device)
+        # A device torch can name but not use (cuda:3 on a one-GPU machine) fails here, not
+        # later where its error could not be told from the model's or the data's.
+        torch.empty(0, device=device)
+    except (RuntimeError, ValueError) as error:  # torch's errors for a device are RuntimeErrors
+        return _fail(f"--device {args.device!r}: {error}")
+    try:
+        captioner = Captioner.load(args.model, device=device)
         read = read_samples(
             args.annotations, args.images, format=args.format, split=args.split, skip_missing=True
         )
     except (CheckpointError, DatasetFormatError, FileNotFoundError, ValueError) as error:
         return _fail(error)
-    except RuntimeError as error:  # torch's message for a device string it cannot parse
-        return _fail(f"--device {args.device!r}: {error}")
     samples = read.samples[: args.limit] if args.limit is not None else read.samples
     skipped = [SkippedImage(str(path), "file not found") for path in read.missing_images]
     for item in skipped:
@@ -258,6 +264,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="captioner-evaluate",
         description="Caption a dataset split with a trained model and score it with the COCO "
         "caption metrics (and attention grounding on generated scenes).",
+        formatter_class=HelpWithDefaults,
     )
     parser.add_argument("--model", type=Path, required=True, help="model directory")
     parser.add_argument("--annotations", type=Path, required=True, help="caption annotations file")

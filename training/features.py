@@ -8,7 +8,9 @@ the key covers the photo's path, size and modification time, so an edited photo 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -19,13 +21,36 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from captioner.atomic import save_atomically
+from captioner.atomic import write_atomically
 from captioner.encoder import Encoder
 from captioner.images import ImageError, load_image
 
 
 def default_cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "captioner" / "features"
+
+
+def human_size(size: float) -> str:
+    """Bytes in decimal units, as disk tools report them: 950 bytes, 31.5 kB, 1.2 GB."""
+    if size < 1000:
+        return f"{size:.0f} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000 or unit == "TB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+class CacheDiskFullError(Exception):
+    """The disk (or quota) holding the cache ran out while caching; the message says how much
+    more the remaining photos need. The files written so far stay: the next run resumes."""
+
+    def __init__(self, root: Path, written: int, needed: int) -> None:
+        super().__init__(
+            f"the disk holding {root} filled while caching features (wrote {human_size(written)} "
+            f"of about {human_size(needed)}; free {human_size(needed - written)} more and run "
+            "again: the cache resumes)"
+        )
 
 
 def encoder_fingerprint(encoder: Encoder) -> str:
@@ -56,14 +81,22 @@ def _collate(items):
 
 class FeatureCache:
     def __init__(self, root: str | os.PathLike, encoder: Encoder) -> None:
-        self.encoder = encoder
-        self.directory = Path(root) / encoder_fingerprint(encoder)
+        self.encoder, self.root = encoder, Path(root)
+        self.directory = self.root / encoder_fingerprint(encoder)
+        self._paths: dict[Path, Path] = {}
 
     def path_for(self, image_path: Path) -> Path:
-        stat = image_path.stat()
-        identity = f"{image_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        key = hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()
-        return self.directory / key[:2] / f"{key}.npy"
+        """Where the photo's features go. Worked out once per photo for this object (the cache
+        is checked, then read for every caption of every epoch), so a run sees each photo as
+        it was when the run started."""
+        path = self._paths.get(image_path)
+        if path is None:
+            stat = image_path.stat()
+            # realpath is what Path.resolve() returns, without the stat that resolve() adds
+            identity = f"{os.path.realpath(image_path)}|{stat.st_size}|{stat.st_mtime_ns}"
+            key = hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()
+            path = self._paths[image_path] = self.directory / key[:2] / f"{key}.npy"
+        return path
 
     def load(self, image_path: Path) -> torch.Tensor:
         """(grid_h, grid_w, encoder_dim) float32 features of a cached photo."""
@@ -81,7 +114,10 @@ class FeatureCache:
         device: torch.device | str = "cpu",
         progress: bool = True,
     ) -> dict[Path, str]:
-        """Encode every photo not cached yet; returns {path: error} for photos that failed."""
+        """Encode every photo not cached yet; returns {path: error} for photos that failed.
+
+        Raises CacheDiskFullError when the disk fills; what was cached until then is kept.
+        """
         missing = sorted({p for p in image_paths if not self.path_for(p).is_file()})
         failures: dict[Path, str] = {}
         if not missing:
@@ -94,6 +130,7 @@ class FeatureCache:
             collate_fn=_collate,
             generator=torch.Generator(),  # leaves the global RNG alone: see training/train.py
         )
+        written = 0  # bytes cached by this call
         with tqdm(
             total=len(missing), desc="encoding photos", unit="img", disable=not progress
         ) as bar:
@@ -105,7 +142,18 @@ class FeatureCache:
                     features = self.encoder(batch).half().cpu().numpy()  # (batch, gh, gw, dim)
                     for (i, _), array in zip(good, features, strict=True):
                         path = self.path_for(missing[i])
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        save_atomically(path, lambda f, a=array: np.save(f, a, allow_pickle=False))
+                        buffer = io.BytesIO()
+                        np.save(buffer, array, allow_pickle=False)
+                        data = buffer.getvalue()
+                        try:
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                            write_atomically(path, data)
+                        except OSError as error:
+                            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                                raise
+                            # Every file has this size: the photos share one feature grid.
+                            needed = len(missing) * len(data)
+                            raise CacheDiskFullError(self.root, written, needed) from error
+                        written += len(data)
                 bar.update(len(items))
         return failures

@@ -7,7 +7,8 @@
 
 A run directory holds `best/` and `last/` (model directories `Captioner.load` reads; `last/`
 also holds the optimizer and RNG state for `--resume`), `log.jsonl` (one line per epoch) and
-`curves.png`.
+`curves.png`. A directory holding a run is continued with `--resume` or started again with
+`--overwrite`, never either by default.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -40,15 +42,56 @@ from captioner.encoder import Encoder, EncoderConfig
 from captioner.images import load_image
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
-from training.features import FeatureCache, default_cache_root
+from training.features import CacheDiskFullError, FeatureCache, default_cache_root
 from training.metrics import coco_metrics
 from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
 
 STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
+RUN_FILES = ("best", "last", "log.jsonl", "curves.png")  # what a run writes in its directory
+# Options the model is built from, and where a run's config.json records each. Resuming
+# rebuilds the model from config.json, so a different value on the command line is refused.
+MODEL_OPTIONS = {
+    "encoder": ("encoder", "name"),
+    "encoder_weights": ("encoder", "weights"),
+    "image_size": ("encoder", "image_size"),
+    "feature_stride": ("encoder", "feature_stride"),
+    "grid_size": ("encoder", "grid_size"),
+    "fine_tune_blocks": ("encoder", "fine_tune_blocks"),
+    "cell": ("decoder", "cell"),
+    "start_state": ("decoder", "start_state"),
+    "coordinates": ("decoder", "coordinates"),
+    "word_attention": ("decoder", "word_attention"),
+    "normalize_features": ("decoder", "normalize_features"),
+    "embed_dim": ("decoder", "embed_dim"),
+    "decoder_dim": ("decoder", "decoder_dim"),
+    "attention_dim": ("decoder", "attention_dim"),
+    "dropout": ("decoder", "dropout"),
+}
+
+
+class HelpWithDefaults(argparse.HelpFormatter):
+    """--help adds each option's default, unless there is none to show (None, an unset flag)
+    or its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+            or "default" in text
+        ):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="captioner-train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="captioner-train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpWithDefaults,
+    )
     data = p.add_argument_group("data")
     data.add_argument(
         "--data",
@@ -77,18 +120,30 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--val-max-images", type=int, default=1000, help="images captioned for val metrics"
     )
-    data.add_argument("--cache-dir", type=Path, default=None, help="encoder feature cache")
-    data.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    data.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="encoder feature cache (default: captioner/features in $XDG_CACHE_HOME or ~/.cache)",
+    )
+    data.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="processes loading photos (default: the CPU count, at most 4)",
+    )
 
     model = p.add_argument_group("model")
-    model.add_argument("--name", default=None, help="model name stored in config.json")
+    model.add_argument(
+        "--name", default=None, help="model name stored in config.json (default: OUT's name)"
+    )
     model.add_argument(
         "--encoder", default="efficientnet-lite0", help="efficientnet-lite0 or a torchvision ResNet"
     )
     model.add_argument(
         "--encoder-weights", default=None, help="local weights file (torchvision backbones)"
     )
-    model.add_argument("--image-size", type=int, default=224)
+    model.add_argument("--image-size", type=int, default=224, help="photos are resized to N x N")
     model.add_argument(
         "--feature-stride",
         type=int,
@@ -96,11 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[16, 32],
         help="32: the backbone's last features; 16: an earlier, finer stage",
     )
-    model.add_argument("--grid-size", type=int, default=None, help="pool the feature map to N x N")
+    model.add_argument(
+        "--grid-size",
+        type=int,
+        default=None,
+        help="pool the feature map to N x N (default: image size / feature stride)",
+    )
     model.add_argument(
         "--fine-tune-blocks", type=int, default=0, help="train the encoder's last N blocks"
     )
-    model.add_argument("--cell", choices=list(GATE_BLOCKS), default="lstm")
+    model.add_argument("--cell", choices=list(GATE_BLOCKS), default="lstm", help="decoder cell")
     model.add_argument(
         "--start-state",
         choices=START_STATES,
@@ -122,20 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="layer-normalise each grid cell's features (for mid-network, unnormalised stages)",
     )
-    model.add_argument("--embed-dim", type=int, default=256)
-    model.add_argument("--decoder-dim", type=int, default=512)
-    model.add_argument("--attention-dim", type=int, default=512)
-    model.add_argument("--dropout", type=float, default=0.5)
+    model.add_argument("--embed-dim", type=int, default=256, help="word embedding size")
+    model.add_argument("--decoder-dim", type=int, default=512, help="decoder state size")
+    model.add_argument("--attention-dim", type=int, default=512, help="attention layer size")
+    model.add_argument("--dropout", type=float, default=0.5, help="before the word classifier")
 
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--out", required=True, type=Path, help="run directory")
-    opt.add_argument("--epochs", type=int, default=20)
+    opt.add_argument(
+        "--epochs", type=int, default=20, help="epochs in all, counting those a resumed run did"
+    )
     opt.add_argument("--batch-size", type=int, default=64, help="global batch size (all processes)")
     opt.add_argument("--lr", type=float, default=4e-4, help="decoder learning rate")
     opt.add_argument(
         "--encoder-lr", type=float, default=1e-4, help="learning rate of fine-tuned blocks"
     )
-    opt.add_argument("--grad-clip", type=float, default=5.0)
+    opt.add_argument("--grad-clip", type=float, default=5.0, help="gradient norm limit")
     opt.add_argument(
         "--attention-lambda", type=float, default=1.0, help="doubly stochastic attention weight"
     )
@@ -148,14 +210,76 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument(
         "--lr-patience", type=int, default=2, help="halve the learning rate after N flat epochs"
     )
-    opt.add_argument("--val-beam-size", type=int, default=3)
-    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument(
+        "--val-beam-size", type=int, default=3, help="beam size of the validation captions"
+    )
+    opt.add_argument("--seed", type=int, default=0, help="weights, dropout and batch order")
     opt.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
     )
-    opt.add_argument("--resume", action="store_true", help="continue from OUT/last")
-    opt.add_argument("--no-progress", action="store_true")
+    again = opt.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in OUT from last/")
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an OUT holding a run: its best/, last/ and log are replaced",
+    )
+    opt.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> tuple[argparse.Namespace, set[str]]:
+    """The arguments, and which model options the command line gave (a default is not given).
+
+    argparse leaves an attribute the namespace already has unless the option is given, so a
+    marker left in place means the option's default applies.
+    """
+    unset = object()
+    args = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(MODEL_OPTIONS, unset)))
+    given = {dest for dest in MODEL_OPTIONS if getattr(args, dest) is not unset}
+    for dest in MODEL_OPTIONS.keys() - given:
+        setattr(args, dest, parser.get_default(dest))
+    return args, given
+
+
+def check_run_dir(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[str]
+) -> bool:
+    """Exit with a usage error where the command would replace a run or ignore an option.
+
+    Returns whether the run in OUT is resumed from its last/ checkpoint.
+    """
+    last = args.out / "last"
+    holds_run = any((args.out / name).exists() for name in RUN_FILES)
+    if not args.resume:
+        if holds_run and not args.overwrite:
+            parser.error(
+                f"{args.out} already holds a training run: pass --resume to continue it, or "
+                "--overwrite to start again (its best/ model is replaced)"
+            )
+        return False
+    if not (last / STATE_JSON).is_file():
+        if holds_run:
+            parser.error(
+                f"{args.out} holds a training run but no checkpoint to resume in {last}: "
+                "pass --overwrite to start again (its best/ model is replaced)"
+            )
+        return False
+    saved = json.loads((last / "config.json").read_text())
+    for dest in sorted(given, key=list(MODEL_OPTIONS).index):
+        section, key = MODEL_OPTIONS[dest]
+        ours, theirs = getattr(args, dest), saved[section].get(key)
+        if ours != theirs:
+            option = "--" + dest.replace("_", "-")
+            stated = option if isinstance(ours, bool) else f"{option} {ours}"
+            was = {False: "model (made without it)", None: "default"}.get(theirs, theirs)
+            parser.error(
+                f"{stated} differs from the run's {was} in {last}; drop it to resume, "
+                "or start a new --out"
+            )
+    return True
 
 
 @dataclass
@@ -245,8 +369,13 @@ def caption_loss(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    device = resolve_device(args.device)
+    parser = build_parser()
+    args, given = parse_args(parser, argv)
+    resuming = check_run_dir(parser, args, given)
+    try:
+        device = resolve_device(args.device)
+    except (RuntimeError, ValueError) as error:  # torch's message for a name it cannot parse
+        parser.error(f"--device {args.device!r}: {error}")
     world = Distributed.from_environment(device)
     if device.type == "cuda" and world.world_size > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -257,11 +386,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         train_samples, val_samples = read_data(args, log)
-    except DatasetFormatError as err:
+    except (DatasetFormatError, FileNotFoundError) as err:
         print(f"captioner-train: {err}", file=sys.stderr)
         return 2
 
-    resuming = args.resume and (args.out / "last" / STATE_JSON).is_file()
     if args.resume and not resuming:
         log(f"no checkpoint in {args.out / 'last'}; starting a new run")
     if resuming:
@@ -270,9 +398,6 @@ def main(argv: list[str] | None = None) -> int:
         encoder_config = EncoderConfig.from_dict(saved["encoder"])
         decoder_config = DecoderConfig.from_dict(saved["decoder"])
     else:
-        vocab = Vocabulary.build(
-            (c for s in train_samples for c in s.captions), args.min_word_count
-        )
         encoder_config = EncoderConfig(
             name=args.encoder,
             image_size=args.image_size,
@@ -283,6 +408,37 @@ def main(argv: list[str] | None = None) -> int:
         )
         decoder_config = None
     encoder = Encoder(encoder_config)
+
+    if encoder.trainable:
+        load = _pixel_loader(encoder)
+    else:
+        cache = FeatureCache(args.cache_dir or default_cache_root(), encoder)
+        if world.main:
+            paths = [s.image_path for s in train_samples + val_samples]
+            try:
+                failed = cache.build(
+                    paths, workers=args.workers, device=device, progress=not args.no_progress
+                )
+            except CacheDiskFullError as err:
+                print(f"captioner-train: error: {err}", file=sys.stderr)
+                return 1
+            for error in list(failed.values())[:5]:
+                print(f"captioner-train: skipped {error}", file=sys.stderr)
+            if failed:
+                log(f"{len(failed)} unreadable photos skipped")
+        world.barrier()
+        train_samples, val_samples = (
+            [s for s in samples if cache.path_for(s.image_path).is_file()]
+            for samples in (train_samples, val_samples)
+        )
+        load = cache.load
+
+    log(f"{len(train_samples)} training images, {len(val_samples)} validation images")
+    if not resuming:
+        # From the photos that remain: an unreadable photo's captions bring no words
+        vocab = Vocabulary.from_tokens(
+            (tokens for s in train_samples for tokens in s.tokens), args.min_word_count
+        )
     decoder_config = decoder_config or DecoderConfig(
         len(vocab), encoder.encoder_dim, args.embed_dim, args.decoder_dim, args.attention_dim,
         args.dropout, args.cell, args.start_state, args.coordinates,
@@ -294,26 +450,6 @@ def main(argv: list[str] | None = None) -> int:
         f"vocabulary: {len(vocab)} words (min count {args.min_word_count}); "
         f"{decoder_config.cell} decoder, {sum(p.numel() for p in decoder.parameters()):,} weights"
     )
-
-    if encoder.trainable:
-        load = _pixel_loader(encoder)
-    else:
-        cache = FeatureCache(args.cache_dir or default_cache_root(), encoder)
-        if world.main:
-            paths = [s.image_path for s in train_samples + val_samples]
-            failed = cache.build(
-                paths, workers=args.workers, device=device, progress=not args.no_progress
-            )
-            for error in list(failed.values())[:5]:
-                print(f"captioner-train: skipped {error}", file=sys.stderr)
-            if failed:
-                log(f"{len(failed)} unreadable photos skipped")
-        world.barrier()
-        train_samples, val_samples = (
-            [s for s in samples if cache.path_for(s.image_path).is_file()]
-            for samples in (train_samples, val_samples)
-        )
-        load = cache.load
 
     train_pairs = CaptionPairs(train_samples, vocab, load, args.max_caption_length)
     if train_pairs.clipped:
@@ -373,11 +509,15 @@ def main(argv: list[str] | None = None) -> int:
         write_dir_atomically(args.out / where, write)
         model.train()
 
+    if world.main and not resuming:
+        # Only now, with the data read and cached: a failure before leaves the old run whole.
+        clear_run(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     for epoch in range(progress["epoch"], args.epochs):
         sampler.set_epoch(epoch, skip_batches=progress["batch"])
         model.train()
-        started = time.perf_counter()
+        # A resumed epoch's rate counts only the batches run since this process started it.
+        started, tokens_before = time.perf_counter(), progress["tokens"]
         bar = tqdm(
             total=len(sampler),
             initial=progress["batch"],
@@ -410,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(
                     loss=f"{progress['loss_sum'] / progress['tokens']:.3f}",
-                    tok_s=f"{progress['tokens'] / max(elapsed, 1e-9):,.0f}",
+                    tok_s=f"{(progress['tokens'] - tokens_before) / max(elapsed, 1e-9):,.0f}",
                 )
                 bar.update(1)
                 interrupted = world.sum(float(stop.requested)) > 0  # all processes agree
@@ -424,10 +564,11 @@ def main(argv: list[str] | None = None) -> int:
             return 130
 
         train_loss = progress["loss_sum"] / max(progress["tokens"], 1)
+        tokens_per_s = (progress["tokens"] - tokens_before) / (time.perf_counter() - started)
         row = {
             "epoch": epoch + 1,
             "train_loss": round(train_loss, 6),
-            "train_tokens_per_s": round(progress["tokens"] / (time.perf_counter() - started), 1),
+            "train_tokens_per_s": round(tokens_per_s, 1),
         }
         if world.main:
             row.update(validate(model, vocab, val_pairs, val_samples, args, device))
@@ -486,7 +627,6 @@ def read_data(args, log) -> tuple[list[Sample], list[Sample]]:
         val = [s for s in result.samples if s.split == "val"]
     if not val:
         log("no validation data (--val-data or a val split): best/ is chosen by training loss")
-    log(f"{len(train)} training images, {len(val)} validation images")
     return train, val
 
 
@@ -575,6 +715,16 @@ def load_training_state(directory: Path, model, optimizer, scheduler) -> dict:
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states)
     return meta["progress"]
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove what a run wrote (--overwrite), so that none of it mixes with the new run."""
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def truncate_log(path: Path, epochs_done: int) -> None:
