@@ -105,6 +105,7 @@ def test_ctrl_c_mid_epoch_finishes_the_batch_saves_and_resumes_exactly(
     assert train_main(train_args(scenes, interrupted, *common)) == 130
     state = json.loads((interrupted / "last" / "training_state.json").read_text())
     assert state["progress"]["batch"] == 4 and state["progress"]["epoch"] == 0
+    assert state["options"]["batch_size"] == 24 and state["options"]["min_word_count"] == 1
     monkeypatch.setattr(training.train, "caption_loss", real_loss)
     assert train_main(train_args(scenes, interrupted, *common, "--resume")) == 0
     assert read_log(interrupted)[0]["train_loss"] == read_log(straight)[0]["train_loss"]
@@ -224,6 +225,10 @@ def test_overwrite_starts_the_run_again(scenes, tmp_path):
     assert Captioner.load(run / "best", device="cpu").decoder.config.decoder_dim == 64
 
 
+RUN_OPTIONS = {"min_word_count": 1, "batch_size": 24, "seed": 3, "lr": 0.001,
+               "encoder_lr": 0.0001, "metric": "Bleu_4", "lr_patience": 2}  # fmt: skip
+
+
 def fake_checkpoint(run, **decoder):
     """A last/ as a run writes it, as far as the option check reads it (no training needed)."""
     from dataclasses import asdict
@@ -236,7 +241,7 @@ def fake_checkpoint(run, **decoder):
     (run / "last" / "config.json").write_text(
         json.dumps({"name": "run", "encoder": asdict(EncoderConfig()), "decoder": asdict(config)})
     )
-    (run / "last" / "training_state.json").write_text("{}")
+    (run / "last" / "training_state.json").write_text(json.dumps({"options": RUN_OPTIONS}))
 
 
 @pytest.mark.parametrize(
@@ -248,6 +253,12 @@ def fake_checkpoint(run, **decoder):
         (["--coordinates"], "--coordinates differs from the run's"),
         (["--dropout", "0.1"], "--dropout 0.1 differs from the run's 0.5"),
         (["--image-size", "160"], "--image-size 160 differs from the run's 224"),
+        (["--batch-size", "64"], "--batch-size 64 differs from the run's 24"),
+        (["--lr", "0.002"], "--lr 0.002 differs from the run's 0.001"),
+        (["--metric", "CIDEr"], "--metric CIDEr differs from the run's Bleu_4"),
+        (["--min-word-count", "5"], "--min-word-count 5 differs from the run's 1"),
+        (["--fine-tune-blocks", "2"], "--fine-tune-blocks 2 differs from the run's 0"),
+        (["--grid-size", "4"], "--grid-size 4 differs from the run's default"),
     ],
 )
 def test_resume_with_changed_model_options_is_refused(tmp_path, capsys, given, named):
@@ -260,6 +271,18 @@ def test_resume_with_changed_model_options_is_refused(tmp_path, capsys, given, n
     err = capsys.readouterr().err
     assert named in err
     assert "drop it to resume, or start a new --out" in err
+
+
+def test_resume_takes_the_options_it_keeps_from_the_run(tmp_path):
+    """Not repeating --batch-size or --seed must not change the batches of the resumed run."""
+    run = tmp_path / "run"
+    fake_checkpoint(run)
+    parser = training.train.build_parser()
+    args, given = training.train.parse_args(
+        parser, ["--data", "x.json", "--images", "x", "--out", str(run), "--resume", "--seed", "3"]
+    )
+    assert training.train.check_run_dir(parser, args, given)
+    assert {name: getattr(args, name) for name in RUN_OPTIONS} == RUN_OPTIONS
 
 
 def test_resume_without_a_checkpoint_in_an_existing_run_is_refused(tmp_path, capsys):

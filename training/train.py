@@ -67,6 +67,10 @@ MODEL_OPTIONS = {
     "attention_dim": ("decoder", "attention_dim"),
     "dropout": ("decoder", "dropout"),
 }
+# Options a resumed run keeps from its checkpoint, which saves them: the vocabulary, the
+# optimizer and scheduler states and the batch order were made with them. Not given, they
+# take the run's values; given, they must equal them.
+KEPT_OPTIONS = ("min_word_count", "batch_size", "seed", "lr", "encoder_lr", "metric", "lr_patience")
 
 
 class HelpWithDefaults(argparse.HelpFormatter):
@@ -231,15 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(
     parser: argparse.ArgumentParser, argv: list[str] | None
 ) -> tuple[argparse.Namespace, set[str]]:
-    """The arguments, and which model options the command line gave (a default is not given).
+    """The arguments, and which of the options a run records the command line gave.
 
     argparse leaves an attribute the namespace already has unless the option is given, so a
     marker left in place means the option's default applies.
     """
     unset = object()
-    args = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(MODEL_OPTIONS, unset)))
-    given = {dest for dest in MODEL_OPTIONS if getattr(args, dest) is not unset}
-    for dest in MODEL_OPTIONS.keys() - given:
+    recorded = [*MODEL_OPTIONS, *KEPT_OPTIONS]
+    args = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(recorded, unset)))
+    given = {dest for dest in recorded if getattr(args, dest) is not unset}
+    for dest in set(recorded) - given:
         setattr(args, dest, parser.get_default(dest))
     return args, given
 
@@ -249,7 +254,8 @@ def check_run_dir(
 ) -> bool:
     """Exit with a usage error where the command would replace a run or ignore an option.
 
-    Returns whether the run in OUT is resumed from its last/ checkpoint.
+    Returns whether the run in OUT is resumed from its last/ checkpoint; if so, the kept
+    options the command line did not give are set to the run's.
     """
     last = args.out / "last"
     holds_run = any((args.out / name).exists() for name in RUN_FILES)
@@ -267,14 +273,26 @@ def check_run_dir(
                 "pass --overwrite to start again (its best/ model is replaced)"
             )
         return False
-    saved = json.loads((last / "config.json").read_text())
-    for dest in sorted(given, key=list(MODEL_OPTIONS).index):
-        section, key = MODEL_OPTIONS[dest]
-        ours, theirs = getattr(args, dest), saved[section].get(key)
+    config = json.loads((last / "config.json").read_text())
+    run_values = {dest: config[section].get(key) for dest, (section, key) in MODEL_OPTIONS.items()}
+    # Checkpoints from before the options were saved have none: those options go unchecked.
+    kept = json.loads((last / STATE_JSON).read_text()).get("options", {})
+    for dest in KEPT_OPTIONS:
+        if dest in kept:
+            run_values[dest] = kept[dest]
+            if dest not in given:
+                setattr(args, dest, kept[dest])
+    for dest in [dest for dest in run_values if dest in given]:
+        ours, theirs = getattr(args, dest), run_values[dest]
         if ours != theirs:
             option = "--" + dest.replace("_", "-")
             stated = option if isinstance(ours, bool) else f"{option} {ours}"
-            was = {False: "model (made without it)", None: "default"}.get(theirs, theirs)
+            if theirs is False:
+                was = "model (made without it)"
+            elif theirs is None:
+                was = "default"
+            else:
+                was = theirs
             parser.error(
                 f"{stated} differs from the run's {was} in {last}; drop it to resume, "
                 "or start a new --out"
@@ -504,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         def write(directory: Path) -> None:
             write_model_files(directory, *files)
             if where == "last":
-                save_training_state(directory, optimizer, scheduler, progress)
+                options = {dest: getattr(args, dest) for dest in KEPT_OPTIONS}
+                save_training_state(directory, optimizer, scheduler, progress, options)
 
         write_dir_atomically(args.out / where, write)
         model.train()
@@ -679,7 +698,9 @@ def validate(model: CaptionModel, vocab, val_pairs, val_samples, args, device) -
     }
 
 
-def save_training_state(directory: Path, optimizer, scheduler, progress: dict) -> None:
+def save_training_state(
+    directory: Path, optimizer, scheduler, progress: dict, options: dict
+) -> None:
     """Optimizer moments and RNG states as tensors (safetensors), the rest as JSON: no pickle."""
     optimizer_state = optimizer.state_dict()
     tensors = {"rng.torch": torch.get_rng_state()}
@@ -690,7 +711,7 @@ def save_training_state(directory: Path, optimizer, scheduler, progress: dict) -
             tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().reshape(value.shape)
     save_file(tensors, directory / STATE_TENSORS)
     meta = {"progress": progress, "optimizer_param_groups": optimizer_state["param_groups"],
-            "scheduler": scheduler.state_dict()}  # fmt: skip
+            "scheduler": scheduler.state_dict(), "options": options}  # fmt: skip
     (directory / STATE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
 
 
