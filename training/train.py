@@ -36,6 +36,7 @@ from tqdm import tqdm
 from captioner import Captioner
 from captioner.atomic import save_atomically, write_atomically
 from captioner.checkpoint import WEIGHTS_FILE, write_dir_atomically, write_model_files
+from captioner.cli import device_name
 from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
@@ -219,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument("--seed", type=int, default=0, help="weights, dropout and batch order")
     opt.add_argument(
-        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
+        "--device",
+        type=device_name,
+        default="auto",
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps",
     )
     again = opt.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run in OUT from last/")
@@ -390,10 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, given = parse_args(parser, argv)
     resuming = check_run_dir(parser, args, given)
-    try:
-        device = resolve_device(args.device)
-    except (RuntimeError, ValueError) as error:  # torch's message for a name it cannot parse
-        parser.error(f"--device {args.device!r}: {error}")
+    device = resolve_device(args.device)
     world = Distributed.from_environment(device)
     if device.type == "cuda" and world.world_size > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
