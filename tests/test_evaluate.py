@@ -334,3 +334,17 @@ def test_an_error_while_reading_is_not_reported_as_a_device_error(
     monkeypatch.setattr(training.evaluate, "read_samples", too_deep)
     with pytest.raises(RecursionError):
         run(tiny_model_dir, photo_annotations, photo_dir, tmp_path, "--no-meteor")
+
+
+def test_a_device_torch_names_but_cannot_use_is_named(
+    tiny_model_dir, photo_dir, photo_annotations, tmp_path, capsys, monkeypatch
+):
+    """cuda:3 on a one-GPU machine passes the parse-time check and fails on first use."""
+
+    def no_such_device(*args, **kwargs):
+        raise RuntimeError("CUDA error: invalid device ordinal")
+
+    monkeypatch.setattr(training.evaluate.torch, "empty", no_such_device)
+    assert run(tiny_model_dir, photo_annotations, photo_dir, tmp_path, "--no-meteor") == 1
+    assert "--device 'cpu': CUDA error: invalid device ordinal" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.json").exists()
