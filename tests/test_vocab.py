@@ -1,6 +1,8 @@
+import random
+
 import pytest
 
-from captioner.vocab import SPECIAL_TOKENS, Vocabulary, tokenize
+from captioner.vocab import SPECIAL_TOKENS, Vocabulary, _treebank_tokens, tokenize
 
 
 def test_tokenize_lowercases_and_drops_punctuation():
@@ -57,3 +59,16 @@ def test_vocabulary_collects_no_punctuation_glued_to_words():
         "s",
         "two",
     ]
+
+
+def test_plain_captions_tokenize_as_treebank_does():
+    # tokenize() skips the Treebank tokenizer on plain captions; the result must not change
+    words = ["a", "dog", "2", "3rd", "cannot", "gonna", "wanna", "wannabe", "gimme", "lemme"]
+    words += ["gotta", "cannotx", "can", "not", "x1"]
+    rng = random.Random(0)
+    captions = [".", "", "a", "a.", "a dog.", "a  dog .", "wanna.", "a dog. ", "a dog.."]
+    for _ in range(2000):
+        text = " ".join(rng.choices(words, k=rng.randint(1, 6))) + rng.choice(["", ".", " ."])
+        captions.append(text.capitalize() if rng.random() < 0.5 else text)
+    for caption in captions:
+        assert tokenize(caption) == _treebank_tokens(caption.lower()), caption

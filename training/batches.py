@@ -30,8 +30,8 @@ class CaptionPairs(Dataset):
         self.pairs: list[tuple[Path, list[int]]] = []
         self.clipped = 0
         for sample in samples:
-            for caption in sample.captions:
-                ids = vocab.encode(caption)  # <start> words <end>
+            for tokens in sample.tokens:  # tokenized once, also for the vocabulary
+                ids = vocab.encode_tokens(tokens)  # <start> words <end>
                 if len(ids) - 2 > max_length:
                     ids = ids[: max_length + 1] + [vocab.end_id]
                     self.clipped += 1

@@ -17,12 +17,15 @@ without split lists is all "train". Images keep the order of the file.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from captioner.vocab import tokenize
 
 FORMATS = ("coco", "karpathy", "flickr", "csv", "jsonl")
 
@@ -64,6 +67,12 @@ class Sample:
     # Format-specific keys kept as-is. COCO: extra["annotations"], Karpathy: extra["sentences"]
     # hold the per-caption dicts, aligned with `captions`.
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @functools.cached_property
+    def tokens(self) -> tuple[tuple[str, ...], ...]:
+        """Each caption tokenized (captioner.vocab.tokenize), worked out once: the vocabulary
+        and the training pairs both read it. Interned: a large dataset repeats few words."""
+        return tuple(tuple(sys.intern(t) for t in tokenize(c)) for c in self.captions)
 
 
 @dataclass
