@@ -21,6 +21,7 @@ class Hypothesis:
     alphas: np.ndarray  # (len(token_ids), num_pixels)
     context_gate: np.ndarray  # (len(token_ids),)
     gates: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (len, decoder_dim)
+    copy_gate: np.ndarray | None = None  # (len(token_ids),) copy models only
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -161,6 +162,7 @@ def _backtrack(history, pool_score, pool_logp, pool_step, pool_beam, num_return,
     images = torch.arange(batch, device=pool_score.device).unsqueeze(1)
     beam = pool_beam.clone()  # (batch, k): the beam each caption is on at the current step
     words, alphas, betas, gates = [], [], [], {name: [] for name in history[0][0].gates}
+    copy_gates = [] if history[0][0].copy_gate is not None else None
     for t in range(len(history) - 1, -1, -1):
         out, parent, next_word = history[t]
         has_word = pool_step > t  # captions that ended after step t have a word from step t
@@ -172,12 +174,16 @@ def _backtrack(history, pool_score, pool_logp, pool_step, pool_beam, num_return,
         betas.append(out.beta.index_select(0, rows).view(batch, k))
         for name, value in out.gates.items():
             gates[name].append(value.index_select(0, rows).view(batch, k, -1))
+        if copy_gates is not None:
+            copy_gates.append(out.copy_gate.index_select(0, rows).view(batch, k))
 
     # Steps were collected last to first; index by step after reversing.
     words = torch.stack(words[::-1], 2).cpu().numpy()  # (batch, k, steps)
     alphas = torch.stack(alphas[::-1], 2).float().cpu().numpy()  # (batch, k, steps, P)
     betas = torch.stack(betas[::-1], 2).float().cpu().numpy()  # (batch, k, steps)
     gates = {n: torch.stack(v[::-1], 2).float().cpu().numpy() for n, v in gates.items()}
+    if copy_gates is not None:
+        copy_gates = torch.stack(copy_gates[::-1], 2).float().cpu().numpy()  # (batch, k, steps)
     scores, logps, steps = (
         pool_score.cpu().tolist(),
         pool_logp.cpu().tolist(),
@@ -199,6 +205,7 @@ def _backtrack(history, pool_score, pool_logp, pool_step, pool_beam, num_return,
                     alphas=alphas[b, j, :length],
                     context_gate=betas[b, j, :length],
                     gates={n: v[b, j, :length] for n, v in gates.items()},
+                    copy_gate=copy_gates[b, j, :length] if copy_gates is not None else None,
                 )
             )
         results.append(hypotheses)

@@ -3,11 +3,24 @@
 At every word the decoder scores each cell of the image's feature grid against its hidden state
 (additive attention), averages the features with those weights, scales the average by a learned
 scalar gate, and feeds [word embedding, gated context] to its recurrent cell.
+
+With `copy_nouns` it can also copy a noun from the image (as the pointer-generator of See et al.
+2017 copies from its source, and LSTM-P and Neural Baby Talk name novel objects): the encoder's
+ImageNet classifier runs on every grid cell, a fixed class -> noun matrix turns each cell's
+class probabilities into noun probabilities, and at each word a learned gate g mixes the
+vocabulary's distribution with the noun distribution of the cells the decoder attends to:
+
+    p(w) = (1 - g) p_vocab(w) + g p_copy(w)
+
+The table's nouns (and their plurals) are masked out of p_vocab, so they are said only by copying
+("forced copy"): a vocabulary path learned from a few training images does not transfer to
+photos, the ImageNet head does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -18,6 +31,11 @@ from torch import nn
 # Pre-activation blocks per cell: LSTM (input, forget, cell, output), GRU (reset, update, new).
 GATE_BLOCKS = {"lstm": 4, "gru": 3, "rnn": 1}
 START_STATES = ("mean", "learned")
+# Share of each cell's noun distribution spread evenly over all nouns. Without it a noun that
+# the ImageNet head gives no probability anywhere (float32 rounds e^-120 to 0) would have a
+# log-probability of -inf, an infinite training loss; with it every noun keeps at least
+# COPY_SMOOTHING / copy_nouns of the copy path.
+COPY_SMOOTHING = 1e-4
 
 
 @dataclass
@@ -45,6 +63,11 @@ class DecoderConfig:
     # "a large" the colour is read off wherever the decoder looked before it knew "large" had
     # been chosen over "small".
     word_attention: bool = False
+    # Copy mechanism: the number of nouns the decoder can copy from the image (0: none), and
+    # the number of classes of the ImageNet classifier it reads them from. The classifier, the
+    # class -> noun matrix and the nouns' word ids are buffers set by `attach_noun_head`.
+    copy_nouns: int = 0
+    copy_classes: int = 1000
 
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
@@ -77,6 +100,15 @@ class ImageMemory(NamedTuple):
     # into a weighted sum of projected rows. That pays when features are wide (1280-d Lite0,
     # 2048-d ResNet); narrow ones (the default model's 112-d) are cheaper to average first.
     projected_features: torch.Tensor | None  # (batch, num_pixels, gate_blocks * decoder_dim)
+    # Copy models only: each cell's distribution over the copyable nouns (renormalised over the
+    # classes the noun table names, and smoothed), and the share of the cell's class
+    # probability that those classes held before renormalising: low on background.
+    noun_probs: torch.Tensor | None = None  # (batch, num_pixels, copy_nouns), rows sum to 1
+    noun_mass: torch.Tensor | None = None  # (batch, num_pixels)
+    # The distinct word ids the copy path says, and which of them each noun's singular and
+    # plural is: a noun whose plural is its singular ("sheep") names one word twice.
+    copy_words: torch.Tensor | None = None  # (distinct words,)
+    copy_slots: torch.Tensor | None = None  # (2 * copy_nouns,) indices into copy_words
 
 
 class StepOutput(NamedTuple):
@@ -85,6 +117,7 @@ class StepOutput(NamedTuple):
     alpha: torch.Tensor  # (rows, num_pixels) attention weights, each row sums to 1
     beta: torch.Tensor  # (rows,) the context gate
     gates: dict[str, torch.Tensor]  # name -> (rows, decoder_dim) activations, e.g. LSTM "input"
+    copy_gate: torch.Tensor | None = None  # (rows,) g, the copy path's share; copy models only
 
 
 class Decoder(nn.Module):
@@ -120,9 +153,69 @@ class Decoder(nn.Module):
         self.hidden_proj = nn.Linear(c.decoder_dim, gate_dim)
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.decoder_dim, c.vocab_size)
+        if c.copy_nouns < 0 or c.copy_classes < 1:
+            raise ValueError("copy_nouns must be at least 0 and copy_classes at least 1")
+        if c.copy_nouns:
+            # The gate reads the state and how much of the attended cells the table names.
+            self.copy_gate = nn.Linear(c.decoder_dim + 1, 1)
+            self.plural_switch = nn.Linear(c.decoder_dim, 1)
+            # Frozen, and saved with the weights so a model directory is self-contained.
+            self.register_buffer("noun_head_weight", torch.zeros(c.copy_classes, c.encoder_dim))
+            self.register_buffer("noun_head_bias", torch.zeros(c.copy_classes))
+            self.register_buffer("class_to_noun", torch.zeros(c.copy_classes, c.copy_nouns))
+            self.register_buffer("noun_singular_ids", torch.zeros(c.copy_nouns, dtype=torch.long))
+            self.register_buffer("noun_plural_ids", torch.zeros(c.copy_nouns, dtype=torch.long))
+
+    @torch.no_grad()
+    def attach_noun_head(
+        self,
+        head_weight: torch.Tensor,
+        head_bias: torch.Tensor,
+        class_to_noun: torch.Tensor,
+        singular_ids: torch.Tensor,
+        plural_ids: torch.Tensor,
+    ) -> None:
+        """Set what the copy path reads: the encoder's ImageNet classifier (head_weight
+        (copy_classes, encoder_dim), head_bias (copy_classes,)), the non-negative class -> noun
+        matrix (copy_classes, copy_nouns), and each noun's singular and plural word ids
+        (copy_nouns,) each; a noun whose plural is its singular ("sheep") may repeat its id."""
+        c = self.config
+        if not c.copy_nouns:
+            raise ValueError("this decoder has no copy mechanism (copy_nouns is 0)")
+        if head_weight.ndim == 2 and head_weight.shape[1] != c.encoder_dim:
+            raise ValueError(
+                f"the ImageNet classifier reads {head_weight.shape[1]} features per cell, but "
+                f"the decoder's encoder_dim is {c.encoder_dim}: the copy mechanism needs the "
+                "features the classifier was trained on (Lite0: feature_stride 32, 1280 features)"
+            )
+        expected = {
+            "head_weight": (head_weight, (c.copy_classes, c.encoder_dim)),
+            "head_bias": (head_bias, (c.copy_classes,)),
+            "class_to_noun": (class_to_noun, (c.copy_classes, c.copy_nouns)),
+            "singular_ids": (singular_ids, (c.copy_nouns,)),
+            "plural_ids": (plural_ids, (c.copy_nouns,)),
+        }
+        for name, (tensor, shape) in expected.items():
+            if tuple(tensor.shape) != shape:
+                raise ValueError(
+                    f"{name} has shape {list(tensor.shape)}; copy_classes {c.copy_classes}, "
+                    f"copy_nouns {c.copy_nouns} and encoder_dim {c.encoder_dim} need {list(shape)}"
+                )
+        if not (torch.isfinite(class_to_noun).all() and (class_to_noun >= 0).all()):
+            raise ValueError("class_to_noun must hold finite, non-negative weights")
+        for name in ("singular_ids", "plural_ids"):
+            ids = expected[name][0]
+            if ids.is_floating_point() or not ((ids >= 0) & (ids < c.vocab_size)).all():
+                raise ValueError(f"{name} must be word ids below vocab_size {c.vocab_size}")
+        self.noun_head_weight.copy_(head_weight)
+        self.noun_head_bias.copy_(head_bias)
+        self.class_to_noun.copy_(class_to_noun)
+        self.noun_singular_ids.copy_(singular_ids)
+        self.noun_plural_ids.copy_(plural_ids)
 
     def prepare(self, features: torch.Tensor) -> ImageMemory:
         """(batch, grid_h, grid_w, encoder_dim) -> the per-image memory `step` reads."""
+        copy_memory = self._copy_memory(features)
         features = self._grid_cells(features)  # (batch, num_pixels, feature_dim)
         context_weight = self._context_weight()  # (gates, feature_dim)
         gates, feature_dim = context_weight.shape
@@ -133,6 +226,7 @@ class Decoder(nn.Module):
             features=features,
             attention_keys=self.encoder_att(features),
             projected_features=features @ context_weight.T if project else None,
+            **copy_memory,
         )
 
     def initial_state(self, memory: ImageMemory) -> DecoderState:
@@ -176,8 +270,9 @@ class Decoder(nn.Module):
         word_weight = self.input_proj.weight[:, : self.config.embed_dim]
         cell_in = F.linear(embedded_words, word_weight, self.input_proj.bias) + context_in
         new_state, gates = self._cell(cell_in, state)
-        logits = self.output(self.dropout(new_state.h))
-        return StepOutput(logits, new_state, alpha, beta, gates)
+        hidden = self.dropout(new_state.h)
+        logits, copy_gate = self._word_scores(hidden, alpha, memory)
+        return StepOutput(logits, new_state, alpha, beta, gates, copy_gate)
 
     def forward(
         self, features: torch.Tensor, captions: torch.Tensor
@@ -188,10 +283,11 @@ class Decoder(nn.Module):
         with <start>, padded after <end>. Returns logits (batch, length - 1, vocab_size) and
         attention weights (batch, length - 1, num_pixels). This is the direct form of `step`
         (context projected after averaging), which is cheaper when captions are shorter than
-        the grid has cells.
+        the grid has cells. A copy model's logits are the log-probabilities of its mixture.
         """
+        copy_memory = self._copy_memory(features)
         features = self._grid_cells(features)  # (batch, num_pixels, feature_dim)
-        memory = ImageMemory(features, self.encoder_att(features), None)
+        memory = ImageMemory(features, self.encoder_att(features), None, **copy_memory)
         state = self.initial_state(memory)
         embeddings = self.embedding(captions)  # (batch, length, embed_dim)
         all_logits, all_alphas = [], []
@@ -200,9 +296,67 @@ class Decoder(nn.Module):
             context = torch.bmm(alpha.unsqueeze(1), memory.features).squeeze(1)  # (batch, enc)
             cell_in = self.input_proj(torch.cat([embeddings[:, t], beta.unsqueeze(1) * context], 1))
             state, _ = self._cell(cell_in, state)
-            all_logits.append(self.output(self.dropout(state.h)))
+            logits, _ = self._word_scores(self.dropout(state.h), alpha, memory)
+            all_logits.append(logits)
             all_alphas.append(alpha)
         return torch.stack(all_logits, 1), torch.stack(all_alphas, 1)
+
+    def _copy_memory(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The ImageMemory fields of the copy path, from (batch, grid_h, grid_w, encoder_dim)
+        raw encoder features; none without a copy mechanism. The classifier reads the features
+        it was trained on: before layer normalisation and coordinates."""
+        if not self.config.copy_nouns:
+            return {}
+        with _full_precision(features):
+            cells = features.flatten(1, 2).float()  # (batch, num_pixels, encoder_dim)
+            classes = F.linear(cells, self.noun_head_weight, self.noun_head_bias).softmax(-1)
+            nouns = classes @ self.class_to_noun  # (batch, num_pixels, copy_nouns)
+            # Classes the table leaves out (no noun, or one too vague) make a cell's nouns sum
+            # to less than 1: p_copy stays a distribution, and the gate learns from the mass
+            # how noun-like the cells it looks at are.
+            mass = nouns.sum(-1)  # (batch, num_pixels)
+            nouns = nouns / mass.clamp_min(torch.finfo(nouns.dtype).tiny).unsqueeze(-1)
+            smoothed = nouns * (1.0 - COPY_SMOOTHING) + COPY_SMOOTHING / nouns.shape[-1]
+        ids = torch.cat([self.noun_singular_ids, self.noun_plural_ids])  # (2 * copy_nouns,)
+        words, slots = torch.unique(ids, return_inverse=True)
+        return {"noun_probs": smoothed, "noun_mass": mass, "copy_words": words, "copy_slots": slots}
+
+    def _word_scores(
+        self, hidden: torch.Tensor, alpha: torch.Tensor, memory: ImageMemory
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (rows, vocab_size) from the (dropped-out) new state, and the copy gate (rows,)
+        or None. A copy model's logits are log p(w) of the mixture: normalised, so a softmax,
+        a cross-entropy or Gumbel-max sampling reads them exactly as it reads plain logits."""
+        logits = self.output(hidden)
+        if not self.config.copy_nouns:
+            return logits, None
+        batch, num_pixels, _ = memory.noun_probs.shape
+        with _full_precision(hidden):
+            alpha = alpha.float().view(batch, -1, num_pixels)  # (batch, beams, num_pixels)
+            copy = torch.bmm(alpha, memory.noun_probs).flatten(0, 1)  # (rows, copy_nouns)
+            mass = torch.bmm(alpha, memory.noun_mass.unsqueeze(-1)).flatten(0, 1)  # (rows, 1)
+            hidden = hidden.float()
+            gate = self.copy_gate(torch.cat([hidden, mass], 1))  # (rows, 1) pre-sigmoid
+            plural = self.plural_switch(hidden)  # (rows, 1) pre-sigmoid
+            log_copy = copy.log() + F.logsigmoid(gate)
+            # (rows, 2 * copy_nouns): every singular, then every plural, as in copy_slots.
+            copied = torch.cat(
+                [log_copy + F.logsigmoid(-plural), log_copy + F.logsigmoid(plural)], 1
+            )
+            # Forced copy: the vocabulary path cannot say a table noun, so the two supports are
+            # disjoint and each word's log-probability is one path's.
+            generated = logits.float().index_fill(1, memory.copy_words, -math.inf)
+            generated = generated.log_softmax(-1) + F.logsigmoid(-gate)  # (rows, vocab_size)
+            # A word reached twice (a plural that is its singular: "sheep") gets both shares,
+            # summed stably as log-sum-exp around the largest.
+            rows, words = copied.shape[0], memory.copy_words.shape[0]
+            slots = memory.copy_slots.expand(rows, -1)  # (rows, 2 * copy_nouns)
+            peak = copied.new_full((rows, words), -math.inf)
+            peak = peak.scatter_reduce(1, slots, copied, "amax").detach()  # (rows, words)
+            shares = (copied - peak.gather(1, slots)).exp()
+            total = copied.new_zeros((rows, words)).scatter_add(1, slots, shares).log() + peak
+            mixed = generated.scatter(1, memory.copy_words.expand(rows, -1), total)
+            return mixed, torch.sigmoid(gate).squeeze(-1)
 
     def _grid_cells(self, features: torch.Tensor) -> torch.Tensor:
         """(batch, grid_h, grid_w, encoder_dim) -> (batch, num_pixels, feature_dim)."""
@@ -238,3 +392,8 @@ class Decoder(nn.Module):
             h = (1 - z) * n + z * state.h
             return DecoderState(h, None), {"reset": r, "update": z}
         return DecoderState(torch.tanh(cell_in + hidden_in), None), {}
+
+
+def _full_precision(tensor: torch.Tensor) -> torch.autocast:
+    """Autocast off: the copy path takes logs of probabilities that float16 rounds to 0."""
+    return torch.autocast(tensor.device.type, enabled=False)

@@ -60,13 +60,36 @@ def test_result_invariants(tiny_captioner):
             assert ((beam.context_gate > 0) & (beam.context_gate < 1)).all()
 
 
-def tiny_random_decoder(seed: int) -> tuple[Decoder, torch.Tensor]:
-    """Vocabulary of two real words: every caption up to length 3 can be enumerated."""
+def attach_random_noun_head(decoder: Decoder, singular: list[int], plural: list[int]) -> None:
+    """A random classifier and class -> noun table (some classes name no noun) for the nouns
+    whose word ids are given; a plural equal to its singular is a noun like "sheep"."""
+    config = decoder.config
+    class_to_noun = torch.rand(config.copy_classes, config.copy_nouns)
+    class_to_noun[::3] = 0.0
+    decoder.attach_noun_head(
+        3.0 * torch.randn(config.copy_classes, config.encoder_dim),
+        torch.randn(config.copy_classes),
+        class_to_noun,
+        torch.tensor(singular),
+        torch.tensor(plural),
+    )
+
+
+def tiny_random_decoder(seed: int, copy: bool = False) -> tuple[Decoder, torch.Tensor]:
+    """Vocabulary of two real words (with copy, also a noun and its plural, said only by
+    copying them): every caption up to length 3 can be enumerated."""
     torch.manual_seed(seed)
-    config = DecoderConfig(6, 8, embed_dim=4, decoder_dim=8, attention_dim=4, dropout=0.0)
+    config = DecoderConfig(
+        8 if copy else 6, 8, embed_dim=4, decoder_dim=8, attention_dim=4, dropout=0.0,
+        copy_nouns=1 if copy else 0, copy_classes=3,
+    )  # fmt: skip
     decoder = Decoder(config).eval()
     with torch.no_grad():
         decoder.output.weight.mul_(6.0)  # peakier distributions make rankings differ more
+        if copy:
+            attach_random_noun_head(decoder, [6], [7])
+            decoder.copy_gate.weight.mul_(6.0)
+            decoder.plural_switch.weight.mul_(6.0)
     return decoder, torch.randn(1, 2, 2, 8)
 
 
@@ -74,7 +97,7 @@ def exhaustive_best(decoder, features, max_length: int, alpha: float) -> tuple[l
     """Score every caption of 1..max_length words (plus <end>) by teacher forcing."""
     best = ([], -math.inf)
     for length in range(1, max_length + 1):
-        for words in itertools.product([4, 5], repeat=length):
+        for words in itertools.product(range(4, decoder.config.vocab_size), repeat=length):
             ids = torch.tensor([[START, *words, END]])
             with torch.no_grad():
                 logits, _ = decoder(features, ids)
@@ -85,10 +108,11 @@ def exhaustive_best(decoder, features, max_length: int, alpha: float) -> tuple[l
     return best
 
 
-def test_wide_beam_finds_the_exhaustive_optimum_and_length_penalty_reranks():
+@pytest.mark.parametrize("copy", [False, True])
+def test_wide_beam_finds_the_exhaustive_optimum_and_length_penalty_reranks(copy):
     rankings_differ = False
     for seed in range(8):
-        decoder, features = tiny_random_decoder(seed)
+        decoder, features = tiny_random_decoder(seed, copy)
         bests = {}
         for alpha in (0.0, 3.0):
             words, score = exhaustive_best(decoder, features, max_length=3, alpha=alpha)
@@ -114,10 +138,11 @@ def test_wide_beam_finds_the_exhaustive_optimum_and_length_penalty_reranks():
     assert rankings_differ, "length penalty should change the best caption for some model"
 
 
-def test_every_returned_beam_scores_as_its_caption_does_under_teacher_forcing():
+@pytest.mark.parametrize("copy", [False, True])
+def test_every_returned_beam_scores_as_its_caption_does_under_teacher_forcing(copy):
     """Beams are reordered every step; a state left unreordered would make a beam's score and
     maps those of another caption."""
-    decoder, features = tiny_random_decoder(2)
+    decoder, features = tiny_random_decoder(2, copy)
     features = torch.cat([features, torch.randn(3, 2, 2, 8)])
     found = beam_search(  # a length bonus keeps long captions, whose beams were reordered
         decoder, features, start_id=START, end_id=END, banned_ids=BANNED, beam_size=6,
@@ -135,6 +160,32 @@ def test_every_returned_beam_scores_as_its_caption_does_under_teacher_forcing():
             np.testing.assert_allclose(hypothesis.alphas, alphas[0, :words].numpy(), atol=1e-6)
             longest = max(longest, words)
     assert longest == 6
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"beam_size": 5},
+        {"beam_size": 1},
+        {"beam_size": 4, "length_alpha": 1.0, "no_repeat_ngram_size": 2},
+    ],
+)
+def test_a_copy_model_decodes_a_batch_as_one_image_at_a_time(options):
+    decoder, _ = tiny_random_decoder(4, copy=True)
+    features = torch.randn(6, 3, 3, 8)
+    search = {"start_id": START, "end_id": END, "banned_ids": BANNED, "max_length": 7}
+    batched = beam_search(decoder, features, **search, **options)
+    copied = 0
+    for i, hypotheses in enumerate(batched):
+        alone = beam_search(decoder, features[i : i + 1], **search, **options)[0]
+        assert [h.token_ids for h in hypotheses] == [h.token_ids for h in alone]
+        for ours, theirs in zip(hypotheses, alone, strict=True):
+            assert ours.score == pytest.approx(theirs.score, abs=1e-5)
+            np.testing.assert_allclose(ours.alphas, theirs.alphas, atol=1e-6)
+            np.testing.assert_allclose(ours.copy_gate, theirs.copy_gate, atol=1e-6)
+            assert ours.copy_gate.shape == (len(ours.token_ids),)
+            copied += sum(word in (6, 7) for word in ours.token_ids)
+    assert copied > 0  # the search did say copied nouns
 
 
 @pytest.mark.parametrize("beam_size", [1, 4])
@@ -196,17 +247,21 @@ def test_max_length_is_respected_even_when_end_is_unlikely():
 @pytest.mark.parametrize("start_state", ["mean", "learned"])
 @pytest.mark.parametrize("coordinates", [False, True])
 @pytest.mark.parametrize("normalize_features, word_attention", [(False, False), (True, True)])
+@pytest.mark.parametrize("copy", [False, True])
 def test_decoding_steps_equal_the_teacher_forced_direct_form(
-    cell, encoder_dim, projected, start_state, coordinates, normalize_features, word_attention
-):
+    cell, encoder_dim, projected, start_state, coordinates, normalize_features, word_attention,
+    copy,
+):  # fmt: skip
     """step() projects wide features once per image (prepare) and sums the projections, and
     averages narrow ones first; forward() always averages first. Same logits and maps."""
     torch.manual_seed(0)
     config = DecoderConfig(
         30, encoder_dim, 16, 32, 24, 0.0, cell, start_state, coordinates, normalize_features,
-        word_attention,
+        word_attention, copy_nouns=5 if copy else 0, copy_classes=12,
     )  # fmt: skip
     decoder = Decoder(config).eval()
+    if copy:  # the last noun is like "sheep": its plural is its singular
+        attach_random_noun_head(decoder, [20, 21, 22, 23, 24], [25, 26, 27, 28, 24])
     if start_state == "learned":
         torch.nn.init.normal_(decoder.start_h)
     features = torch.randn(3, 4, 4, encoder_dim)
@@ -224,3 +279,4 @@ def test_decoding_steps_equal_the_teacher_forced_direct_form(
             state = out.state
             torch.testing.assert_close(out.logits, logits[:, t], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(out.alpha, alphas[:, t], atol=1e-6, rtol=1e-5)
+            assert (out.copy_gate is not None) == copy
