@@ -34,6 +34,7 @@ import re
 import sys
 import time
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +151,29 @@ class _Unit:
     size_required: bool  # the group was split by size, so only the size word tells them apart
 
 
+def vowel_article(phrase: str) -> str:
+    """The article before phrase by its first letter: right for every phrase of the shapes."""
+    return "an" if phrase[:1] in ("a", "e", "i", "o", "u") else "a"
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """What the caption grammar needs to know about the nouns it names.
+
+    The grammar reads objects as {"shape", "color", "size", "bbox"}: "shape" is the noun, "color"
+    a colour word or "" when the object has none. Other generators (training/composites.py) give
+    it such views of their objects with their own nouns.
+    """
+
+    plurals: Mapping[str, str]
+    article: Callable[[str], str] = vowel_article  # "a" or "an" before a phrase
+    # Chance that a mention says an object's colour; below 1, captions vary by naming it or not.
+    color_probability: float = 1.0
+
+
+SHAPES_LEXICON = Lexicon(SHAPE_PLURALS)
+
+
 def _box_of(points: np.ndarray) -> tuple[float, float, float, float]:
     return points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()
 
@@ -197,13 +221,16 @@ def _sample_specs(rng: np.random.Generator, size: int) -> list[_Spec]:
     return specs
 
 
-def _place(specs: list[_Spec], rng: np.random.Generator, size: int) -> list[np.ndarray] | None:
-    """Polygons moved to random positions with disjoint boxes, or None when they did not fit."""
+def place(
+    polygons: list[np.ndarray], rng: np.random.Generator, size: int
+) -> list[np.ndarray] | None:
+    """Polygons (K, 2) around the origin moved to random positions with disjoint boxes kept off
+    the edges, or None when they did not fit or (several objects) no pair has a clear relation."""
     margin, gap = EDGE_MARGIN * size, OBJECT_GAP * size
     placed: list[np.ndarray] = []
     boxes: list[tuple[float, float, float, float]] = []
-    for spec in specs:
-        x0, y0, x1, y1 = _box_of(spec.polygon)
+    for polygon in polygons:
+        x0, y0, x1, y1 = _box_of(polygon)
         for _ in range(30):
             cx = rng.uniform(margin - x0, size - margin - x1)
             cy = rng.uniform(margin - y0, size - margin - y1)
@@ -215,7 +242,7 @@ def _place(specs: list[_Spec], rng: np.random.Generator, size: int) -> list[np.n
                 or b[3] + gap <= box[1]
                 for b in boxes
             ):
-                placed.append(spec.polygon + [cx, cy])
+                placed.append(polygon + [cx, cy])
                 boxes.append(box)
                 break
         else:
@@ -314,7 +341,7 @@ def _units(objects: list[dict]) -> list[list[_Unit]]:
 
 
 def _mention(
-    unit: _Unit, objects: list[dict], rng: np.random.Generator
+    unit: _Unit, objects: list[dict], rng: np.random.Generator, lexicon: Lexicon
 ) -> tuple[list[str], list[list[int]]]:
     """A noun phrase naming exactly the unit's objects: tokens and, per token, the objects named."""
     members = list(unit.members)
@@ -331,16 +358,19 @@ def _mention(
         choices = SIZE_WORDS[first["size"]]
         words.append(choices[0] if rng.random() < 0.7 else choices[-1])
         refs.append(members)
-    words += [
-        first["color"],
-        first["shape"] if len(members) == 1 else SHAPE_PLURALS[first["shape"]],
-    ]
-    refs += [members, members]
+    # No draw when the colour is always said, so shapes scenes keep their random streams.
+    if first["color"] and (
+        lexicon.color_probability >= 1 or rng.random() < lexicon.color_probability
+    ):
+        words.append(first["color"])
+        refs.append(members)
+    words.append(first["shape"] if len(members) == 1 else lexicon.plurals[first["shape"]])
+    refs.append(members)
     if len(sizes) > 1 and rng.random() < 0.3:
         words += ["of", "different", "sizes"]
         refs += [[], [], []]
-    if words[0] == "a" and words[1][0] in "aeiou":
-        words[0] = "an"
+    if words[0] == "a":
+        words[0] = lexicon.article(" ".join(words[1:]))
     return words, refs
 
 
@@ -353,7 +383,7 @@ def _there(first_unit: _Unit) -> list[str]:
 
 
 def _list_caption(
-    partitions: list[list[_Unit]], objects: list[dict], rng: np.random.Generator
+    partitions: list[list[_Unit]], objects: list[dict], rng: np.random.Generator, lexicon: Lexicon
 ) -> tuple[list[str], list[list[int]]]:
     """Every object: "a red circle", "there is a blue square and two small green stars", ...
 
@@ -376,7 +406,7 @@ def _list_caption(
         if position > 0:
             words.append(joiners[position - 1])
             refs.append([])
-        unit_words, unit_refs = _mention(unit, objects, rng)
+        unit_words, unit_refs = _mention(unit, objects, rng, lexicon)
         words += unit_words
         refs += unit_refs
     return words, refs
@@ -403,7 +433,7 @@ def _relation_options(partitions: list[list[_Unit]], objects: list[dict], size: 
 
 
 def _relation_caption(
-    option: tuple, objects: list[dict], size: int, rng: np.random.Generator
+    option: tuple, objects: list[dict], size: int, rng: np.random.Generator, lexicon: Lexicon
 ) -> tuple[list[str], list[list[int]]]:
     """A spatial caption: "a small red circle to the left of a blue square", "two green stars
     side by side", ..."""
@@ -413,7 +443,7 @@ def _relation_caption(
     if rng.random() < 0.3:
         words += _there(subject)
         refs += [[], []]
-    subject_words, subject_refs = _mention(subject, objects, rng)
+    subject_words, subject_refs = _mention(subject, objects, rng, lexicon)
     words += subject_words
     refs += subject_refs
     if target is None:
@@ -426,21 +456,24 @@ def _relation_caption(
     ):
         phrases = phrases + NEAR_PHRASES
     phrase = phrases[rng.integers(len(phrases))]
-    target_words, target_refs = _mention(target, objects, rng)
+    target_words, target_refs = _mention(target, objects, rng, lexicon)
     return words + list(phrase) + target_words, refs + [[] for _ in phrase] + target_refs
 
 
-def _captions(objects: list[dict], size: int, rng: np.random.Generator) -> list[dict]:
+def captions_for(
+    objects: list[dict], size: int, rng: np.random.Generator, lexicon: Lexicon = SHAPES_LEXICON
+) -> list[dict]:
     """Five distinct true captions: spatial ones (3) when the scene has a clear relation, and ones
-    naming every object (2, or all 5 otherwise)."""
+    naming every object (2, or all 5 otherwise). objects as Lexicon describes; returns
+    [{"caption", "word_objects"}] (see the module docstring)."""
     partitions = _units(objects)
     options = _relation_options(partitions, objects, size)
     kinds = ["relation", "list"] * 2 + ["relation"] if options else ["list"] * CAPTIONS_PER_IMAGE
 
     def draw(kind: str) -> tuple[list[str], list[list[int]]]:
         if kind == "list":
-            return _list_caption(partitions, objects, rng)
-        return _relation_caption(options[rng.integers(len(options))], objects, size, rng)
+            return _list_caption(partitions, objects, rng, lexicon)
+        return _relation_caption(options[rng.integers(len(options))], objects, size, rng, lexicon)
 
     captions: dict[str, list[list[int]]] = {}
     for kind in kinds:
@@ -477,7 +510,7 @@ def make_scene(
     while polygons is None:
         specs = _sample_specs(rng, size)
         for _ in range(20):  # then new objects: these may be too big to fit together
-            polygons = _place(specs, rng, size)
+            polygons = place([spec.polygon for spec in specs], rng, size)
             if polygons is not None:
                 break
     canvas = _background(rng, size)  # (size, size, 3) float32
@@ -492,7 +525,7 @@ def make_scene(
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
     noise = rng.standard_normal((size, size, 3), dtype=np.float32) * rng.uniform(2, 6)
     pixels = np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).round().astype(np.uint8)
-    return Image.fromarray(pixels), objects, _captions(objects, size, rng)
+    return Image.fromarray(pixels), objects, captions_for(objects, size, rng)
 
 
 def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -500,12 +533,17 @@ def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(split.encode()), index]))
 
 
-def _render_chunk(job: tuple[str, int, int, str, str, int, int]) -> list[tuple[str, list, list]]:
+SceneMaker = Callable[[np.random.Generator, int], tuple[Image.Image, list[dict], list[dict]]]
+
+
+def _render_chunk(
+    job: tuple[SceneMaker, str, int, int, str, str, int, int],
+) -> list[tuple[str, list, list]]:
     """Writes images start..stop-1 of a split; returns (file_name, objects, captions) for each."""
-    split, seed, size, image_format, image_dir, start, stop = job
+    make, split, seed, size, image_format, image_dir, start, stop = job
     records = []
     for index in range(start, stop):
-        image, objects, captions = make_scene(_image_rng(seed, split, index), size)
+        image, objects, captions = make(_image_rng(seed, split, index), size)
         file_name = f"{index:06d}.{image_format}"
         buffer = io.BytesIO()
         if image_format == "png":
@@ -525,10 +563,14 @@ def generate_split(
     size: int = 256,
     image_format: str = "png",
     workers: int | None = None,
+    make: SceneMaker = make_scene,
+    description: str = "captioner generated scenes",
 ) -> Path:
     """Writes count scenes to out_dir/split/ and out_dir/captions_{split}.json; returns the latter.
 
-    The output depends only on (seed, split, index, size, image_format), never on workers.
+    make(rng, size) draws one scene as make_scene does (another kind of scene: a picklable
+    callable, since workers are separate processes). The output depends only on (make, seed,
+    split, index, size, image_format), never on workers.
     """
     if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
         raise ValueError(f"split name must be letters, digits, '_' or '-', got {split!r}")
@@ -546,7 +588,7 @@ def generate_split(
     image_dir.mkdir(parents=True, exist_ok=True)
     chunk = max(1, min(CHUNK_SIZE, math.ceil(count / workers)))
     jobs = [
-        (split, seed, size, image_format, str(image_dir), start, min(start + chunk, count))
+        (make, split, seed, size, image_format, str(image_dir), start, min(start + chunk, count))
         for start in range(0, count, chunk)
     ]
     if workers == 1 or len(jobs) == 1:
@@ -572,7 +614,7 @@ def generate_split(
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **caption})
     coco = {
         "info": {
-            "description": "captioner generated scenes",
+            "description": description,
             "version": "1",
             "split": split,
             "seed": seed,
