@@ -41,6 +41,9 @@ class CaptionResult:
     alphas: np.ndarray  # (len(tokens), grid_h, grid_w); each map sums to 1
     context_gate: np.ndarray  # (len(tokens),) the attention gate beta
     gates: dict[str, np.ndarray] = field(default_factory=dict)  # LSTM: input/forget/output/cell
+    # (len(tokens),) the copy gate: each word's probability of being copied from the image
+    # (its noun read where alphas look), for models that copy nouns; None for others.
+    copy_gate: np.ndarray | None = None
     beams: list[CaptionResult] = field(default_factory=list)  # all hypotheses, best first
     source: str | None = None  # the path, or a description of an in-memory image
     error: str | None = None  # set instead of a caption when the image could not be used
@@ -261,6 +264,7 @@ class Captioner:
             alphas=hypothesis.alphas.reshape(len(tokens), *grid_shape),
             context_gate=hypothesis.context_gate,
             gates=hypothesis.gates,
+            copy_gate=hypothesis.copy_gate,
         )
 
 

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder, DecoderConfig
-from captioner.vocab import Vocabulary
+from captioner.vocab import SPECIAL_TOKENS, Vocabulary
 
 CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "model.safetensors"
 FORMAT_VERSION = 1
@@ -31,6 +31,8 @@ _INTEGER_RANGES = {
         "embed_dim": _DIMENSION,
         "decoder_dim": _DIMENSION,
         "attention_dim": _DIMENSION,
+        "copy_nouns": (0, 100_000),
+        "copy_classes": (1, 100_000),
     },
     "encoder": {
         "image_size": (32, 4096),  # at least one grid cell at stride 32
@@ -49,6 +51,8 @@ _SIZE_CARRIERS = {
     "embed_dim": ("embedding.weight", 1),
     "attention_dim": ("encoder_att.weight", 0),
     "encoder_dim": ("encoder_att.weight", 1),
+    "copy_nouns": ("class_to_noun", 1),
+    "copy_classes": ("class_to_noun", 0),
 }
 
 
@@ -141,6 +145,7 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, Vocabulary, dict[str,
         shapes = weight_shapes(path / WEIGHTS_FILE)
         check_weights_fit_config(config, len(vocab), shapes, where, path / WEIGHTS_FILE)
         tensors = load_file(path / WEIGHTS_FILE)
+        check_noun_ids(tensors, len(vocab), path / WEIGHTS_FILE)
     except CheckpointError:
         raise
     except (
@@ -237,6 +242,27 @@ def check_weights_fit_config(
     with torch.device("meta"):
         expected = Decoder(decoder_config).state_dict()
     check_shapes(weights, "decoder", {k: tuple(v.shape) for k, v in expected.items()}, shapes)
+
+
+def check_noun_ids(
+    tensors: Mapping[str, torch.Tensor], vocab_size: int, weights: Path | str = WEIGHTS_FILE
+) -> None:
+    """Raise CheckpointError unless a copy model's nouns are words of its vocabulary (not
+    special tokens) and its class -> noun weights are finite and non-negative."""
+    for name in ("decoder.noun_singular_ids", "decoder.noun_plural_ids"):
+        ids = tensors.get(name)
+        if ids is None:
+            continue
+        if ids.is_floating_point() or not ((ids >= len(SPECIAL_TOKENS)) & (ids < vocab_size)).all():
+            raise CheckpointError(
+                f"{weights}: {name} holds ids that are not words of {VOCAB_FILE} "
+                f"({len(SPECIAL_TOKENS)}..{vocab_size - 1})"
+            )
+    class_to_noun = tensors.get("decoder.class_to_noun")
+    if class_to_noun is not None and not (
+        torch.isfinite(class_to_noun).all() and (class_to_noun >= 0).all()
+    ):
+        raise CheckpointError(f"{weights}: decoder.class_to_noun must be finite and non-negative")
 
 
 def check_shapes(

@@ -140,6 +140,23 @@ class Encoder(nn.Module):
     def trainable(self) -> bool:
         return self.config.fine_tune_blocks > 0
 
+    def imagenet_classifier(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone's ImageNet classifier, weight (1000, encoder_dim) and bias (1000,), for
+        a decoder that copies nouns from it (Decoder.attach_noun_head).
+
+        It was trained on the pooled output of the last stage, so it reads only the features of
+        an EfficientNet-Lite encoder at feature_stride 32; applied to one grid cell it gives
+        that cell's class scores.
+        """
+        if self.config.name not in EFFICIENTNET_LITE or self.config.feature_stride != 32:
+            raise ValueError(
+                f"the copy mechanism reads the ImageNet classifier of an EfficientNet-Lite "
+                f"encoder at feature_stride 32; this encoder is {self.config.name} at stride "
+                f"{self.config.feature_stride}"
+            )
+        head = self.backbone._fc
+        return head.weight.detach().clone(), head.bias.detach().clone()
+
     def train(self, mode: bool = True) -> Encoder:
         # Batch-norm statistics stay frozen even when fine-tuning: caption batches are too small
         # and too unlike ImageNet to re-estimate them.

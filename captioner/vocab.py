@@ -95,7 +95,12 @@ def _treebank_tokens(text: str) -> list[str]:
 
 
 class Vocabulary:
-    """Words <-> ids. Ids 0-3 are always `<pad> <start> <end> <unk>` in that order."""
+    """Words <-> ids. Ids 0-3 are always `<pad> <start> <end> <unk>` in that order.
+
+    A word may be a phrase of several tokens ("teddy bear"): a decoder that copies nouns says
+    a two-word noun as one word, with one attention map. tokenize never makes a token with a
+    space, so encoding joins a caption's tokens that spell a phrase of the vocabulary.
+    """
 
     def __init__(self, words: Iterable[str]) -> None:
         self.itos: list[str] = list(SPECIAL_TOKENS)
@@ -103,6 +108,13 @@ class Vocabulary:
         self.stoi: dict[str, int] = {word: i for i, word in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
             raise ValueError("vocabulary words must be unique")
+        self._phrases: dict[str, list[tuple[str, ...]]] = {}  # first token -> phrases
+        for word in self.itos:
+            if " " in word:
+                parts = tuple(word.split())
+                self._phrases.setdefault(parts[0], []).append(parts)
+        for phrases in self._phrases.values():
+            phrases.sort(key=len, reverse=True)  # the longest match wins
 
     pad_id, start_id, end_id, unk_id = range(4)
 
@@ -132,8 +144,25 @@ class Vocabulary:
 
     def encode_tokens(self, tokens: Iterable[str]) -> list[int]:
         """encode() of a caption already tokenized (with tokenize)."""
+        if self._phrases:
+            tokens = self.join_phrases(tokens)
         ids = [self.stoi.get(token, self.unk_id) for token in tokens]
         return [self.start_id, *ids, self.end_id]
+
+    def join_phrases(self, tokens: Iterable[str]) -> list[str]:
+        """Tokens with each run that spells a phrase of the vocabulary joined into it:
+        ["a", "teddy", "bear"] -> ["a", "teddy bear"] when "teddy bear" is a word."""
+        tokens, joined, i = list(tokens), [], 0
+        while i < len(tokens):
+            for parts in self._phrases.get(tokens[i], ()):
+                if tuple(tokens[i : i + len(parts)]) == parts:
+                    joined.append(" ".join(parts))
+                    i += len(parts)
+                    break
+            else:
+                joined.append(tokens[i])
+                i += 1
+        return joined
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         """Word tokens up to the first `<end>`, without special tokens."""

@@ -4,6 +4,7 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -11,6 +12,8 @@ from safetensors.torch import load_file, save_file
 import captioner.api
 import captioner.checkpoint
 from captioner import Captioner, CheckpointError
+from captioner.decoder import Decoder, DecoderConfig
+from captioner.vocab import Vocabulary
 
 
 def test_round_trip_gives_identical_captions(tiny_captioner, tiny_model_dir, photos):
@@ -202,3 +205,80 @@ def test_a_fine_tuned_encoder_tensor_of_the_wrong_shape_is_named(
     assert f"{name} has shape [1279, 320, 1, 1], but the encoder in config.json needs " in (
         load_error(model)
     )
+
+
+@pytest.fixture(scope="module")
+def copy_model_dir(tiny_captioner, tmp_path_factory):
+    """A model that copies "cat" and "coffee cup" from Lite0's ImageNet classifier."""
+    torch.manual_seed(0)
+    nouns, plurals = ["cat", "coffee cup"], ["cats", "coffee cups"]
+    words = tiny_captioner.vocab.itos[4:]
+    vocab = Vocabulary(words + [w for w in nouns + plurals if w not in words])
+    config = DecoderConfig(len(vocab), 1280, 32, 64, 32, dropout=0.0, copy_nouns=2)
+    decoder = Decoder(config)
+    class_to_noun = torch.zeros(1000, 2)
+    class_to_noun[281:286, 0] = 1.0  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    class_to_noun[[504, 967, 968], 1] = 1.0  # coffee mug, espresso, cup
+    decoder.attach_noun_head(
+        *tiny_captioner.encoder.imagenet_classifier(),
+        class_to_noun,
+        torch.tensor([vocab.stoi[w] for w in nouns]),
+        torch.tensor([vocab.stoi[w] for w in plurals]),
+    )
+    with torch.no_grad():
+        decoder.copy_gate.bias.fill_(4.0)  # copy often, so captions exercise the copy path
+    model = Captioner(tiny_captioner.encoder, decoder, vocab, name="copy-test")
+    return model, model.save(tmp_path_factory.mktemp("models") / "copy")
+
+
+def test_a_copy_model_round_trips_with_its_classifier_and_noun_table(copy_model_dir, photos):
+    model, path = copy_model_dir
+    loaded = Captioner.load(path, device="cpu")
+    assert loaded.decoder.config == model.decoder.config
+    for name in ("noun_head_weight", "noun_head_bias", "class_to_noun", "noun_singular_ids",
+                 "noun_plural_ids"):  # fmt: skip
+        assert torch.equal(getattr(loaded.decoder, name), getattr(model.decoder, name))
+    images = [photos["chelsea"], photos["coffee"]]
+    before, after = model.caption(images, beam_size=3), loaded.caption(images, beam_size=3)
+    assert [r.text for r in after] == [r.text for r in before]
+    for ours, theirs in zip(after, before, strict=True):
+        assert ours.score == pytest.approx(theirs.score, abs=1e-6)
+        assert ours.copy_gate.shape == (len(ours.tokens),)
+        np.testing.assert_allclose(ours.copy_gate, theirs.copy_gate, atol=1e-6)
+    # Each photo's noun is read off its own classifier's cells.
+    assert "cat" in after[0].tokens or "cats" in after[0].tokens
+    assert "coffee cup" in after[1].tokens or "coffee cups" in after[1].tokens
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        ({"copy_nouns": 3}, "decoder.copy_nouns 3 does not match the weights "
+         "(decoder.class_to_noun [1000, 2]: 2)"),
+        ({"copy_nouns": 0}, "decoder.copy_nouns 0 does not match the weights"),
+        ({"copy_classes": 1001}, "decoder.copy_classes 1001 does not match the weights "
+         "(decoder.class_to_noun [1000, 2]: 1000)"),
+        ({"copy_nouns": -1}, "decoder.copy_nouns -1 is out of range (0..100000)"),
+        ({"copy_classes": "1000"}, "decoder.copy_classes must be an integer, not '1000'"),
+    ],
+)  # fmt: skip
+def test_copy_fields_that_do_not_fit_the_weights_are_refused(copy_model_dir, tmp_path, edit,
+                                                             expected):  # fmt: skip
+    model = edited_copy(copy_model_dir[1], tmp_path / "model", {"decoder": edit})
+    assert expected in load_error(model)
+
+
+def test_copied_nouns_must_be_words_of_the_vocabulary(copy_model_dir, tmp_path):
+    ids = torch.tensor([5, 10**6])
+    model = edited_copy(copy_model_dir[1], tmp_path / "model", None,
+                        {"decoder.noun_plural_ids": ids})  # fmt: skip
+    assert "decoder.noun_plural_ids holds ids that are not words of vocab.json" in load_error(model)
+    end = torch.tensor([2, 5])  # <end>
+    model = edited_copy(copy_model_dir[1], tmp_path / "end", None,
+                        {"decoder.noun_singular_ids": end})  # fmt: skip
+    assert "decoder.noun_singular_ids holds ids that are not words" in load_error(model)
+
+
+def test_a_plain_model_asked_to_copy_is_refused(tiny_model_dir, tmp_path):
+    model = edited_copy(tiny_model_dir, tmp_path / "model", {"decoder": {"copy_nouns": 5}})
+    assert "which the decoder in config.json needs" in load_error(model)

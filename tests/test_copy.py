@@ -183,3 +183,30 @@ def test_training_with_autocast_keeps_the_copy_path_in_float32():
     assert logits.dtype == torch.float32
     assert torch.isfinite(logits.gather(2, captions[:, 1:, None])).all()
     assert not math.isnan(F.cross_entropy(logits.transpose(1, 2), captions[:, 1:]).item())
+
+
+def test_lite0_classifier_reads_the_encoder_grid_and_only_at_stride_32(photos):
+    from captioner.encoder import Encoder, EncoderConfig
+
+    encoder = Encoder(EncoderConfig())
+    weight, bias = encoder.imagenet_classifier()
+    assert weight.shape == (1000, encoder.encoder_dim) and bias.shape == (1000,)
+    pixels = encoder.preprocess(photos["chelsea"]).unsqueeze(0)
+    with torch.no_grad():
+        grid = encoder(pixels)  # (1, 7, 7, 1280)
+        # Linear, so the classifier on the mean cell is the backbone's own ImageNet logits.
+        torch.testing.assert_close(
+            F.linear(grid.mean((1, 2)), weight, bias), encoder.backbone(pixels), atol=1e-3, rtol=0
+        )
+        decoder = Decoder(DecoderConfig(10, 1280, copy_nouns=2))
+        class_to_noun = torch.zeros(1000, 2)
+        class_to_noun[281:286, 0] = 1.0  # the cat classes
+        class_to_noun[[504, 967, 968], 1] = 1.0  # cups
+        decoder.attach_noun_head(weight, bias, class_to_noun, torch.tensor([4, 5]),
+                                 torch.tensor([6, 7]))  # fmt: skip
+        memory = decoder.prepare(grid)
+    # Weighted by how much of each cell the table names, the cells say "cat", not "cup".
+    nouns = (memory.noun_mass.unsqueeze(-1) * memory.noun_probs).sum(1)[0]
+    assert nouns[0] > 10 * nouns[1]
+    with pytest.raises(ValueError, match="feature_stride 32; this encoder is .* at stride 16"):
+        Encoder(EncoderConfig(feature_stride=16), pretrained=False).imagenet_classifier()

@@ -72,3 +72,17 @@ def test_plain_captions_tokenize_as_treebank_does():
         captions.append(text.capitalize() if rng.random() < 0.5 else text)
     for caption in captions:
         assert tokenize(caption) == _treebank_tokens(caption.lower()), caption
+
+
+def test_a_phrase_is_one_word_and_captions_that_spell_it_are_joined(tmp_path):
+    """A copy model says "teddy bear" as one word; training captions must read it as one."""
+    vocab = Vocabulary(["a", "bear", "dog", "hot dog", "teddy bear", "teddy bears", "on"])
+    ids = vocab.encode("A teddy bear on a hot dog, a bear, a teddy")
+    words = ["a", "teddy bear", "on", "a", "hot dog", "a", "bear", "a", "<unk>"]
+    assert ids == [vocab.start_id, *(vocab.stoi[w] for w in words), vocab.end_id]
+    assert vocab.decode(ids[1:]) == [w for w in words if w != "<unk>"]
+    assert vocab.encode("two teddy bears") == [1, 3, vocab.stoi["teddy bears"], 2]
+    vocab.save(tmp_path / "vocab.json")
+    assert Vocabulary.load(tmp_path / "vocab.json").encode("a teddy bear") == vocab.encode(
+        "a teddy bear"
+    )
