@@ -102,7 +102,7 @@ class ImageMemory(NamedTuple):
     projected_features: torch.Tensor | None  # (batch, num_pixels, gate_blocks * decoder_dim)
     # Copy models only: each cell's distribution over the copyable nouns (renormalised over the
     # classes the noun table names, and smoothed), and the share of the cell's class
-    # probability that those classes held before renormalising: low on background.
+    # probability that those classes hold: low on background.
     noun_probs: torch.Tensor | None = None  # (batch, num_pixels, copy_nouns), rows sum to 1
     noun_mass: torch.Tensor | None = None  # (batch, num_pixels)
     # The distinct word ids the copy path says, and which of them each noun's singular and
@@ -311,11 +311,14 @@ class Decoder(nn.Module):
             cells = features.flatten(1, 2).float()  # (batch, num_pixels, encoder_dim)
             classes = F.linear(cells, self.noun_head_weight, self.noun_head_bias).softmax(-1)
             nouns = classes @ self.class_to_noun  # (batch, num_pixels, copy_nouns)
-            # Classes the table leaves out (no noun, or one too vague) make a cell's nouns sum
-            # to less than 1: p_copy stays a distribution, and the gate learns from the mass
-            # how noun-like the cells it looks at are.
-            mass = nouns.sum(-1)  # (batch, num_pixels)
-            nouns = nouns / mass.clamp_min(torch.finfo(nouns.dtype).tiny).unsqueeze(-1)
+            # p_copy is renormalised over the classes the table names, so it stays a
+            # distribution; the share those classes hold (low where the head sees background,
+            # or a class the table leaves out as too vague) tells the gate how noun-like the
+            # cells it looks at are, whatever the matrix's weighting.
+            named = (self.class_to_noun.sum(1) > 0).to(classes.dtype)  # (copy_classes,)
+            mass = classes @ named  # (batch, num_pixels)
+            total = nouns.sum(-1, keepdim=True)
+            nouns = nouns / total.clamp_min(torch.finfo(nouns.dtype).tiny)
             smoothed = nouns * (1.0 - COPY_SMOOTHING) + COPY_SMOOTHING / nouns.shape[-1]
         ids = torch.cat([self.noun_singular_ids, self.noun_plural_ids])  # (2 * copy_nouns,)
         words, slots = torch.unique(ids, return_inverse=True)

@@ -210,3 +210,40 @@ def test_lite0_classifier_reads_the_encoder_grid_and_only_at_stride_32(photos):
     assert nouns[0] > 10 * nouns[1]
     with pytest.raises(ValueError, match="feature_stride 32; this encoder is .* at stride 16"):
         Encoder(EncoderConfig(feature_stride=16), pretrained=False).imagenet_classifier()
+
+
+def test_captioner_train_copy_nouns_attaches_the_classifier_and_every_noun(tmp_path):
+    from test_train import read_log, train_args
+
+    from captioner import Captioner
+    from captioner.nouns import NounTable
+    from training.scenes import generate_split
+    from training.train import main as train_main
+
+    scenes = tmp_path / "scenes"
+    generate_split(scenes, "train", 24, seed=11, size=128, workers=1)
+    generate_split(scenes, "val", 4, seed=11, size=128, workers=1)
+    run = tmp_path / "run"
+    options = ("--epochs", "3", "--lr", "3e-3", "--dropout", "0.1", "--copy-nouns")
+    assert train_main(train_args(scenes, run, *options)) == 0
+    log = read_log(run)
+    assert log[-1]["train_loss"] < 0.8 * log[0]["train_loss"]
+    model = Captioner.load(run / "last", device="cpu")
+    table = NounTable.load()
+    assert model.decoder.config.copy_nouns == len(table.nouns)
+    assert set(table.nouns) | set(table.plurals) <= set(model.vocab.itos)  # "teddy bear" too
+    assert torch.equal(model.decoder.noun_head_weight, model.encoder.imagenet_classifier()[0])
+    singular = [model.vocab.itos[i] for i in model.decoder.noun_singular_ids.tolist()]
+    assert singular == list(table.nouns)
+    result = model.caption(scenes / "val" / "000001.png", beam_size=2)
+    assert result.copy_gate.shape == (len(result.tokens),)
+
+
+def test_captioner_train_copy_nouns_needs_the_classifier_features(tmp_path, capsys):
+    from training.train import main as train_main
+
+    with pytest.raises(SystemExit) as stopped:
+        train_main(["--data", "x.json", "--images", ".", "--out", str(tmp_path / "run"),
+                    "--copy-nouns", "--feature-stride", "16"])  # fmt: skip
+    assert stopped.value.code == 2
+    assert "--copy-nouns reads the ImageNet classifier" in capsys.readouterr().err

@@ -39,8 +39,9 @@ from captioner.checkpoint import WEIGHTS_FILE, write_dir_atomically, write_model
 from captioner.cli import device_name
 from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder, DecoderConfig
 from captioner.device import resolve_device
-from captioner.encoder import Encoder, EncoderConfig
+from captioner.encoder import EFFICIENTNET_LITE, Encoder, EncoderConfig
 from captioner.images import load_image
+from captioner.nouns import DEFAULT_WEIGHTING, NounTable
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
 from training.features import CacheDiskFullError, FeatureCache, default_cache_root
@@ -67,6 +68,7 @@ MODEL_OPTIONS = {
     "decoder_dim": ("decoder", "decoder_dim"),
     "attention_dim": ("decoder", "attention_dim"),
     "dropout": ("decoder", "dropout"),
+    "copy_nouns": ("decoder", "copy_nouns"),  # a flag here, the number of nouns in config.json
 }
 # Options a resumed run keeps from its checkpoint, which saves them: the vocabulary, the
 # optimizer and scheduler states and the batch order were made with them. Not given, they
@@ -191,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--decoder-dim", type=int, default=512, help="decoder state size")
     model.add_argument("--attention-dim", type=int, default=512, help="attention layer size")
     model.add_argument("--dropout", type=float, default=0.5, help="before the word classifier")
+    model.add_argument(
+        "--copy-nouns",
+        action="store_true",
+        help="name objects by copying nouns from the encoder's ImageNet classifier (issue #12): "
+        "the noun table's nouns and plurals join the vocabulary and are said only by copying; "
+        "needs an efficientnet-lite encoder at --feature-stride 32",
+    )
 
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--out", required=True, type=Path, help="run directory")
@@ -279,6 +288,7 @@ def check_run_dir(
         return False
     config = json.loads((last / "config.json").read_text())
     run_values = {dest: config[section].get(key) for dest, (section, key) in MODEL_OPTIONS.items()}
+    run_values["copy_nouns"] = bool(run_values["copy_nouns"])
     # Checkpoints from before the options were saved have none: those options go unchecked.
     kept = json.loads((last / STATE_JSON).read_text()).get("options", {})
     for dest in KEPT_OPTIONS:
@@ -394,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, given = parse_args(parser, argv)
     resuming = check_run_dir(parser, args, given)
+    if args.copy_nouns and (args.encoder not in EFFICIENTNET_LITE or args.feature_stride != 32):
+        parser.error(
+            "--copy-nouns reads the ImageNet classifier of an efficientnet-lite encoder, which "
+            "was trained on the last stage's features: use --feature-stride 32"
+        )
     device = resolve_device(args.device)
     world = Distributed.from_environment(device)
     if device.type == "cuda" and world.world_size > 1:
@@ -458,12 +473,24 @@ def main(argv: list[str] | None = None) -> int:
         vocab = Vocabulary.from_tokens(
             (tokens for s in train_samples for tokens in s.tokens), args.min_word_count
         )
+        if args.copy_nouns:
+            # Every noun can be copied, whether or not a training caption says it.
+            table = NounTable.load()
+            vocab = Vocabulary(dict.fromkeys([*vocab.itos[4:], *table.nouns, *table.plurals]))
     decoder_config = decoder_config or DecoderConfig(
         len(vocab), encoder.encoder_dim, args.embed_dim, args.decoder_dim, args.attention_dim,
         args.dropout, args.cell, args.start_state, args.coordinates,
         args.normalize_features, args.word_attention,
+        copy_nouns=len(table.nouns) if args.copy_nouns else 0,
     )  # fmt: skip
     decoder = Decoder(decoder_config)
+    if args.copy_nouns and not resuming:  # a resumed run's checkpoint holds them
+        decoder.attach_noun_head(
+            *encoder.imagenet_classifier(),
+            table.class_to_noun_matrix(DEFAULT_WEIGHTING),
+            torch.tensor([vocab.stoi[noun] for noun in table.nouns]),
+            torch.tensor([vocab.stoi[plural] for plural in table.plurals]),
+        )
     model = CaptionModel(encoder, decoder).to(device)
     log(
         f"vocabulary: {len(vocab)} words (min count {args.min_word_count}); "
