@@ -25,7 +25,7 @@ from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.images import ImageError, ImageSource, load_image, source_name
-from captioner.vocab import Vocabulary
+from captioner.vocab import Vocabulary, fix_articles
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 
@@ -255,7 +255,7 @@ class Captioner:
         return results
 
     def _to_result(self, hypothesis: Hypothesis, grid_shape: tuple[int, int]) -> CaptionResult:
-        tokens = self.vocab.decode(hypothesis.token_ids)
+        tokens = fix_articles(self.vocab.decode(hypothesis.token_ids))
         return CaptionResult(
             text=" ".join(tokens),
             tokens=tokens,

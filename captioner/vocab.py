@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from captioner.nouns import indefinite_article
+
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIAL_TOKENS = (PAD, START, END, UNK)
 
@@ -92,6 +94,17 @@ def tokenize(text: str) -> list[str]:
 def _treebank_tokens(text: str) -> list[str]:
     tokens = (token.strip(string.punctuation) for token in _treebank().tokenize(text))
     return [token for token in tokens if token]
+
+
+def fix_articles(words: Sequence[str]) -> list[str]:
+    """The words with each "a" or "an" made the one the next word's sound takes: "a apple" ->
+    "an apple", "an dog" -> "a dog". A decoder writes the article before it chooses the noun,
+    and a copy model's noun may be one it never saw after an article."""
+    fixed = list(words)
+    for i in range(len(fixed) - 1):
+        if fixed[i] in ("a", "an"):
+            fixed[i] = indefinite_article(fixed[i + 1])
+    return fixed
 
 
 class Vocabulary:

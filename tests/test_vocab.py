@@ -1,8 +1,11 @@
+import copy
 import random
 
+import numpy as np
 import pytest
 
-from captioner.vocab import SPECIAL_TOKENS, Vocabulary, _treebank_tokens, tokenize
+from captioner.beam import Hypothesis
+from captioner.vocab import SPECIAL_TOKENS, Vocabulary, _treebank_tokens, fix_articles, tokenize
 
 
 def test_tokenize_lowercases_and_drops_punctuation():
@@ -86,3 +89,28 @@ def test_a_phrase_is_one_word_and_captions_that_spell_it_are_joined(tmp_path):
     assert Vocabulary.load(tmp_path / "vocab.json").encode("a teddy bear") == vocab.encode(
         "a teddy bear"
     )
+
+
+@pytest.mark.parametrize(
+    ("words", "fixed"),
+    [
+        ("a apple on a table", "an apple on a table"),
+        ("an dog and an umbrella", "a dog and an umbrella"),
+        ("a hour with a unicorn", "an hour with a unicorn"),
+        ("a european car and an", "a european car and an"),  # nothing follows the last
+    ],
+)
+def test_articles_agree_with_the_next_word(words, fixed):
+    assert fix_articles(words.split()) == fixed.split()
+    assert fix_articles(["an", "teddy bear"]) == ["a", "teddy bear"]  # a phrase's first word
+
+
+def test_captions_get_the_article_their_copied_noun_takes(tiny_captioner):
+    captioner = copy.copy(tiny_captioner)
+    captioner.vocab = Vocabulary([*tiny_captioner.vocab.itos[4:-1], "apple"])  # the last word
+    apple = captioner.vocab.stoi["apple"]
+    hypothesis = Hypothesis([captioner.vocab.stoi["a"], apple], -1.0, -1.0, np.zeros((2, 49)),
+                            np.zeros(2))  # fmt: skip
+    result = captioner._to_result(hypothesis, (7, 7))
+    assert result.text == "an apple"
+    assert result.tokens == ["an", "apple"]
