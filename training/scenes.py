@@ -260,6 +260,19 @@ def _texture(name: str) -> np.ndarray:
     return getattr(skimage.data, name)().astype(np.float32)  # (512, 512) grey
 
 
+def texture_crop(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random square of one of the TEXTURES (they ship in scikit-image's wheel), turned by a
+    multiple of 90 degrees and resized; (size, size) float32 grey."""
+    source = _texture(TEXTURES[rng.integers(len(TEXTURES))])
+    side = int(rng.integers(source.shape[0] // 3, source.shape[0] + 1))
+    top = int(rng.integers(0, source.shape[0] - side + 1))
+    left = int(rng.integers(0, source.shape[1] - side + 1))
+    crop = np.ascontiguousarray(
+        np.rot90(source[top : top + side, left : left + side], rng.integers(4))
+    )
+    return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR))
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A light, low-contrast, near-grey background; (size, size, 3) float32 in 0..255."""
     tint = rng.uniform(-6, 6, size=3)
@@ -273,14 +286,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         ramp = np.arange(size, dtype=np.float32) / size - 0.5
         grey = level + amplitude * (np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None])
     else:
-        texture = _texture(TEXTURES[rng.integers(len(TEXTURES))])
-        side = int(rng.integers(texture.shape[0] // 3, texture.shape[0] + 1))
-        top = int(rng.integers(0, texture.shape[0] - side + 1))
-        left = int(rng.integers(0, texture.shape[1] - side + 1))
-        crop = np.ascontiguousarray(
-            np.rot90(texture[top : top + side, left : left + side], rng.integers(4))
-        )
-        resized = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR))
+        resized = texture_crop(rng, size)
         # Lighten and flatten the texture so the saturated objects stay clearly visible.
         contrast, level = rng.uniform(10, 24), rng.uniform(140, 210)
         grey = (resized - resized.mean()) / (resized.std() + 1e-6) * contrast + level
@@ -364,8 +370,11 @@ def _mention(
     ):
         words.append(first["color"])
         refs.append(members)
-    words.append(first["shape"] if len(members) == 1 else lexicon.plurals[first["shape"]])
-    refs.append(members)
+    noun = first["shape"] if len(members) == 1 else lexicon.plurals[first["shape"]]
+    # A two-word noun ("teddy bear") is two tokens, both naming the unit's objects.
+    for word in noun.split(" "):
+        words.append(word)
+        refs.append(members)
     if len(sizes) > 1 and rng.random() < 0.3:
         words += ["of", "different", "sizes"]
         refs += [[], [], []]
@@ -650,7 +659,8 @@ def _count(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="captioner-scenes",
-        description="Generate a captioned shapes dataset in COCO captions format.",
+        description="Generate a captioned dataset of shapes scenes or of composites of "
+        "photographed objects, in COCO captions format.",
     )
     parser.add_argument(
         "out_dir", type=Path, help="writes OUT_DIR/<split>/ and OUT_DIR/captions_<split>.json"
@@ -664,6 +674,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     parser.add_argument("--format", choices=IMAGE_FORMATS, default="png", dest="image_format")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    parser.add_argument(
+        "--kind",
+        choices=("shapes", "composites"),
+        default="shapes",
+        help="shapes: coloured shapes (default); composites: photographed objects (Tux Paint "
+        "stamps) pasted on backgrounds, see training/composites.py",
+    )
+    group = parser.add_argument_group("composites")
+    group.add_argument(
+        "--stamps",
+        type=Path,
+        metavar="DIR",
+        help="Tux Paint stamps folder (default /usr/share/tuxpaint/stamps, from the Debian "
+        "package tuxpaint-stamps-default: scripts/install_stamps.sh)",
+    )
+    group.add_argument(
+        "--stamp-list",
+        type=Path,
+        metavar="FILE",
+        help="stamps to use, with nouns (default training/data/stamps.tsv)",
+    )
+    group.add_argument(
+        "--photos",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="background photos: files or folders of them (default: the landscapes of "
+        "lomiri-wallpapers-16.04 when installed)",
+    )
+    group.add_argument(
+        "--backgrounds",
+        type=lambda text: tuple(text.split(",")),
+        metavar="KIND,...",
+        help="some of photo,texture,plain,gradient,noise (default: all; no photo when no "
+        "photos are found)",
+    )
+    group.add_argument(
+        "--max-objects", type=int, metavar="N", help="stamps per composite, 1 to N (default 3)"
+    )
     args = parser.parse_args(argv)
     if args.size < MIN_IMAGE_SIZE:
         parser.error(f"--size must be at least {MIN_IMAGE_SIZE}, got {args.size}")
@@ -672,12 +721,44 @@ def main(argv: list[str] | None = None) -> int:
     counts = {"train": args.train, "val": args.val, "test": args.test}
     if not any(counts.values()):
         parser.error("every split count is zero: nothing to generate")
+    composite_options = {
+        "stamps_dir": args.stamps,
+        "stamp_list": args.stamp_list,
+        "photos": args.photos,
+        "backgrounds": args.backgrounds,
+        "max_objects": args.max_objects,
+    }
+    given = {name: value for name, value in composite_options.items() if value is not None}
+    make, description = make_scene, "captioner generated scenes"
+    if args.kind == "composites":
+        from training import composites  # here, not at the top: composites imports this module
+
+        try:
+            config, notes = composites.load_config(**given)
+        except (FileNotFoundError, ValueError) as error:
+            parser.error(str(error))
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        make, description = composites.scene_maker(config), composites.DESCRIPTION
+    elif given:
+        parser.error(
+            "--stamps, --stamp-list, --photos, --backgrounds and --max-objects need "
+            "--kind composites"
+        )
     for split, count in counts.items():
         if count == 0:
             continue
         started = time.perf_counter()
         path = generate_split(
-            args.out_dir, split, count, args.seed, args.size, args.image_format, args.workers
+            args.out_dir,
+            split,
+            count,
+            args.seed,
+            args.size,
+            args.image_format,
+            args.workers,
+            make,
+            description,
         )
         print(
             f"{split}: {count} images in {time.perf_counter() - started:.1f} s -> {path}",
