@@ -42,6 +42,63 @@ _VOWEL_SOUND_CONSONANTS = ("hour", "honest", "honor", "honour", "heir")
 _CONSONANT_SOUND_VOWELS = ("uni", "use", "usu", "uti", "ute", "eu", "ewe", "one", "once", "uk")
 
 
+# Plurals the suffix rules get wrong (and mass or plural-only nouns that keep their form).
+IRREGULAR_PLURALS = {
+    "person": "people",
+    "man": "men",
+    "woman": "women",
+    "child": "children",
+    "mouse": "mice",
+    "goose": "geese",
+    "sheep": "sheep",
+    "bison": "bison",
+    "moose": "moose",
+    "deer": "deer",
+    "buffalo": "buffaloes",
+    "potato": "potatoes",
+    "tomato": "tomatoes",
+    "volcano": "volcanoes",
+    "wolf": "wolves",
+    "knife": "knives",
+    "leaf": "leaves",
+    "shelf": "shelves",
+    "broccoli": "broccoli",
+    "corn": "corn",
+    "hay": "hay",
+    "dough": "dough",
+    "yarn": "yarn",
+    "armor": "armor",
+    "bread": "bread",
+    "guacamole": "guacamole",
+    "pasta": "pasta",
+    "paper": "paper",
+    "meatloaf": "meatloaves",
+    "binoculars": "binoculars",
+    "sunglasses": "sunglasses",
+    "scissors": "scissors",
+}
+
+
+def pluralize(noun: str) -> str:
+    """English plural of a noun or noun phrase (its last word): "teddy bear" -> "teddy bears".
+
+    Suffix rules plus IRREGULAR_PLURALS; scripts/build_noun_table.py writes the table's plurals
+    with it, so NounTable.plural_of gives the same answer for the table's nouns.
+    """
+    *head, last = noun.split(" ")
+    if last in IRREGULAR_PLURALS:
+        last = IRREGULAR_PLURALS[last]
+    elif last.endswith("fish"):
+        pass
+    elif last.endswith(("s", "x", "z", "ch", "sh")):
+        last += "es"
+    elif last.endswith("y") and last[-2:-1] not in ("a", "e", "i", "o", "u"):
+        last = last[:-1] + "ies"
+    else:
+        last += "s"
+    return " ".join([*head, last])
+
+
 def indefinite_article(phrase: str) -> str:
     """ "a" or "an" for a phrase, by the sound of its first word: "an apple", "a unicorn",
     "an hour", "a one-way street", "an umbrella"."""

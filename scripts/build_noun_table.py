@@ -25,6 +25,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from captioner.nouns import pluralize
+
 WORDNET_DIR = Path("/usr/share/wordnet")
 DARKNET_DATA = Path("/usr/share/darknet/data")
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "captioner" / "data" / "imagenet_nouns.tsv"
@@ -558,7 +560,7 @@ CLASS_NOUNS: dict[str, str | None] = {
     "pickelhaube": "helmet",
     "picket fence": "fence",
     "pickup": "truck",
-    "pier": "pier",
+    "pier": "bridge",  # WordNet pier.n.03: a support for two adjacent bridge spans
     "piggy bank": "piggy bank",
     "pill bottle": "bottle",
     "pillow": "pillow",
@@ -834,48 +836,6 @@ CLASS_NOUNS: dict[str, str | None] = {
     "toilet tissue": "toilet paper",
 }
 
-# Plurals the suffix rules get wrong; a phrase's last word is pluralised.
-IRREGULAR_PLURALS = {
-    "person": "people",
-    "mouse": "mice",
-    "goose": "geese",
-    "sheep": "sheep",
-    "bison": "bison",
-    "buffalo": "buffaloes",
-    "potato": "potatoes",
-    "volcano": "volcanoes",
-    "wolf": "wolves",
-    "knife": "knives",
-    "broccoli": "broccoli",
-    "corn": "corn",
-    "hay": "hay",
-    "dough": "dough",
-    "yarn": "yarn",
-    "armor": "armor",
-    "bread": "bread",
-    "guacamole": "guacamole",
-    "pasta": "pasta",
-    "paper": "paper",
-    "meatloaf": "meatloaves",
-    "binoculars": "binoculars",
-    "sunglasses": "sunglasses",
-}
-
-
-def plural(noun: str) -> str:
-    *head, last = noun.split(" ")
-    if last in IRREGULAR_PLURALS:
-        last = IRREGULAR_PLURALS[last]
-    elif last.endswith("fish"):
-        pass
-    elif last.endswith(("s", "x", "z", "ch", "sh")):
-        last += "es"
-    elif last.endswith("y") and last[-2] not in "aeiou":
-        last = last[:-1] + "ies"
-    else:
-        last += "s"
-    return " ".join([*head, last])
-
 
 def open_wordnet(workdir: Path):
     """nltk's WordNet reader over a copy of Debian's WordNet 3.0 files."""
@@ -949,7 +909,7 @@ def build_rows(wordnet) -> list[tuple[int, str, str, str, str]]:
             noun = nearest_rule(wordnet.synset_from_pos_and_offset("n", int(wnid[1:])))
             if noun is None:
                 undecided.append(name)
-        rows.append((index, wnid, name, noun or "-", plural(noun) if noun else "-"))
+        rows.append((index, wnid, name, noun or "-", pluralize(noun) if noun else "-"))
     if undecided:
         raise SystemExit(f"no rule or entry for {len(undecided)} classes: {undecided}")
     return rows

@@ -4,7 +4,13 @@ import pytest
 import torch
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-from captioner.nouns import NOUN_TABLE_PATH, WEIGHTINGS, NounTable, indefinite_article
+from captioner.nouns import (
+    NOUN_TABLE_PATH,
+    WEIGHTINGS,
+    NounTable,
+    indefinite_article,
+    pluralize,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +76,25 @@ def test_plurals(table):
     assert table.plural_of("teddy bear") == "teddy bears"
     with pytest.raises(ValueError):
         table.plural_of("category")
+    # the table's plurals are pluralize's, so nouns outside the table plural the same way
+    assert all(table.plural_of(n) == pluralize(n) for n in table.nouns)
+
+
+@pytest.mark.parametrize(
+    ("noun", "plural"),
+    [
+        ("woman", "women"),
+        ("box", "boxes"),
+        ("monkey", "monkeys"),
+        ("strawberry", "strawberries"),
+        ("knife", "knives"),
+        ("starfish", "starfish"),
+        ("traffic light", "traffic lights"),
+        ("sunglasses", "sunglasses"),
+    ],
+)
+def test_pluralize(noun, plural):
+    assert pluralize(noun) == plural
 
 
 @pytest.mark.parametrize("weighting", WEIGHTINGS)
