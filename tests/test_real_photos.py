@@ -9,6 +9,7 @@ import torch
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.nouns import NounTable
 from training import real_photos
+from training.composites import LANDSCAPE_PHOTOS
 from training.real_photos import (
     DEV_SET_PATH,
     RealPhoto,
@@ -69,7 +70,9 @@ def test_shipped_dev_set_lists_paths_and_honest_nouns():
     entries = json.loads(DEV_SET_PATH.read_text(encoding="utf-8"))
     assert len(entries) >= 40
     assert not {e["package"] for e in entries} & RESERVED
+    # nor any photo the composites are made of (training data)
     assert not any("tuxpaint" in e["package"] or "tuxpaint" in e["file"] for e in entries)
+    assert not {Path(e["file"]).name for e in entries} & set(LANDSCAPE_PHOTOS)
     assert {"skimage", "sklearn", "matplotlib"} <= {e["package"] for e in entries}
     ids = [f"{e['package']}:{Path(e.get('resource') or e['file']).stem}" for e in entries]
     assert len(set(ids)) == len(ids)
