@@ -348,8 +348,12 @@ class Decoder(nn.Module):
             )
             # Forced copy: the vocabulary path cannot say a table noun, so the two supports are
             # disjoint and each word's log-probability is one path's.
-            generated = logits.float().index_fill(1, memory.copy_words, -math.inf)
-            generated = generated.log_softmax(-1) + F.logsigmoid(-gate)  # (rows, vocab_size)
+            # In place and fused, as the vocabulary is the step's largest tensor: the output
+            # layer's result is not needed for its backward, and log_softmax(z) + log(1 - g)
+            # is z - (logsumexp(z) - log(1 - g)).
+            generated = logits.float().index_fill_(1, memory.copy_words, -math.inf)
+            shift = generated.logsumexp(-1, keepdim=True) - F.logsigmoid(-gate)  # (rows, 1)
+            generated = generated - shift  # (rows, vocab_size)
             # A word reached twice (a plural that is its singular: "sheep") gets both shares,
             # summed stably as log-sum-exp around the largest.
             rows, words = copied.shape[0], memory.copy_words.shape[0]
@@ -358,7 +362,7 @@ class Decoder(nn.Module):
             peak = peak.scatter_reduce(1, slots, copied, "amax").detach()  # (rows, words)
             shares = (copied - peak.gather(1, slots)).exp()
             total = copied.new_zeros((rows, words)).scatter_add(1, slots, shares).log() + peak
-            mixed = generated.scatter(1, memory.copy_words.expand(rows, -1), total)
+            mixed = generated.scatter_(1, memory.copy_words.expand(rows, -1), total)
             return mixed, torch.sigmoid(gate).squeeze(-1)
 
     def _grid_cells(self, features: torch.Tensor) -> torch.Tensor:
