@@ -156,6 +156,7 @@ NOUN_OVERRIDES: dict[str, str | None] = {
     "hobbies/music/percussion/drumkit.png": None,  # several drums and cymbals
     "household/arttools/highlighter.png": "pen",
     "household/arttools/pen_dryerase.png": "pen",
+    "household/dishes/glass.png": None,  # see-through: its half-opaque pixels are only the rim
     "household/garbagecan.png": "trash can",
     "household/rubberduck.png": None,  # a toy, which "a duck" would misname
     "household/wheelie_bin.png": "trash can",

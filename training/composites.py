@@ -317,20 +317,18 @@ def _transform(
     return rgb.crop(alpha.getbbox())
 
 
-def _paste(canvas: np.ndarray, image: Image.Image, left: int, top: int) -> list[int]:
-    """Blends image into canvas at (left, top); the bbox [x, y, w, h] of its half-opaque pixels."""
+def _visible_box(image: Image.Image, left: int, top: int) -> list[int]:
+    """[x, y, w, h] of the image's half-opaque pixels once pasted at (left, top)."""
+    x0, y0, x1, y1 = image.getchannel("A").point(lambda a: 255 if a >= 128 else 0).getbbox()
+    return [left + x0, top + y0, x1 - x0, y1 - y0]
+
+
+def _paste(canvas: np.ndarray, image: Image.Image, left: int, top: int) -> None:
+    """Blends the RGBA image into canvas (float32 RGB) with its top left corner at (left, top)."""
     pixels = np.asarray(image, dtype=np.float32)
     alpha = pixels[..., 3:] / 255
     region = canvas[top : top + image.height, left : left + image.width]
     region += alpha * (pixels[..., :3] - region)
-    visible = alpha[..., 0] >= 0.5
-    rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
-    return [
-        left + int(cols[0]),
-        top + int(rows[0]),
-        int(cols[-1] - cols[0] + 1),
-        int(rows[-1] - rows[0] + 1),
-    ]
 
 
 @functools.cache
@@ -346,8 +344,7 @@ def make_composite(
     docstring). Pure function of rng's state and config."""
     if size < scenes.MIN_IMAGE_SIZE:
         raise ValueError(f"image size must be at least {scenes.MIN_IMAGE_SIZE} px, got {size}")
-    placed = None
-    while placed is None:
+    while True:
         stamps = _draw_stamps(rng, config)
         size_classes = ["small" if rng.random() < 0.5 else "large" for _ in stamps]
         images = [
@@ -363,13 +360,26 @@ def make_composite(
             placed = scenes.place(corners, rng, size)
             if placed is not None:
                 break
+        if placed is None:
+            continue
+        offsets = [
+            (int(np.floor(box[:, 0].min())), int(np.floor(box[:, 1].min()))) for box in placed
+        ]
+        bboxes = [
+            _visible_box(image, *offset) for image, offset in zip(images, offsets, strict=True)
+        ]
+        # place() saw the whole images; the captions see the half-opaque boxes, which can differ
+        # enough (a lobster's faint antennae) to lose the relation the captions need.
+        if scenes.has_clear_relation(bboxes, size):
+            break
     canvas = _background(
         config.backgrounds[rng.integers(len(config.backgrounds))], rng, size, config
     )
     objects = []
-    for stamp, size_class, image, box in zip(stamps, size_classes, images, placed, strict=True):
-        left, top = int(np.floor(box[:, 0].min())), int(np.floor(box[:, 1].min()))
-        bbox = _paste(canvas, image, left, top)
+    for stamp, size_class, image, offset, bbox in zip(
+        stamps, size_classes, images, offsets, bboxes, strict=True
+    ):
+        _paste(canvas, image, *offset)
         objects.append(
             {
                 "noun": stamp.noun,

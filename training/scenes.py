@@ -194,6 +194,17 @@ def _relation(box_a: list[int], box_b: list[int], size: int) -> str | None:
     return None
 
 
+def has_clear_relation(boxes: list[list], size: int) -> bool:
+    """Whether one box [x, y, w, h] alone, or some pair has a clear relation (_relation).
+
+    Several objects with no clear relation between any two could leave too few distinct true
+    captions (two same-sized red circles: only "two red circles", "there are two ...", ...).
+    """
+    if len(boxes) == 1:
+        return True
+    return any(_relation(a, b, size) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
 def _is_near(box_a: list[int], box_b: list[int], size: int) -> bool:
     gap = max(box_a[0], box_b[0]) - min(box_a[0] + box_a[2], box_b[0] + box_b[2])
     return gap <= NEAR_GAP * size
@@ -247,12 +258,8 @@ def place(
                 break
         else:
             return None
-    if len(boxes) > 1:
-        # Multi-object scenes need at least one clear relation for the spatial captions.
-        xywh = [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in boxes]
-        if not any(_relation(a, b, size) for i, a in enumerate(xywh) for b in xywh[i + 1 :]):
-            return None
-    return placed
+    xywh = [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in boxes]
+    return placed if has_clear_relation(xywh, size) else None
 
 
 @functools.cache
