@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from captioner.beam import beam_search
+from captioner.consensus import sample_captions
 from captioner.decoder import Decoder, DecoderConfig
 
 START, END, A, TWO = 1, 2, 4, 5
@@ -113,6 +114,18 @@ def test_count_words_get_plurals(trained):
     two = captions[:, 1] == TWO
     assert (said[two] == captions[two, 2]).float().mean() >= 0.9  # plurals
     assert (said[~two] == captions[~two, 2]).float().mean() >= 0.9  # singulars
+
+
+def test_samples_drawn_from_the_mixture_copy_the_noun_too(trained):
+    """Consensus reranking samples with Gumbel-max on the logits: the log-mixture works as is."""
+    features, captions, _ = scenes(50, [0, 1, UNSEEN], torch.Generator().manual_seed(6))
+    drawn = sample_captions(
+        trained, features, num_samples=4, start_id=START, end_id=END, banned_ids=(0, 1, 3),
+        max_length=5,
+    )  # fmt: skip
+    samples = [(sample, captions[i, 1:3].tolist()) for i, image in enumerate(drawn)
+               for sample in image]  # fmt: skip
+    assert sum(sample == expected for sample, expected in samples) >= 0.9 * len(samples)
 
 
 def test_the_mixture_is_a_distribution_whose_nouns_come_only_from_the_copy_path():
