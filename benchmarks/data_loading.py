@@ -52,7 +52,8 @@ def generate(root: Path, images: int, captions: int) -> tuple[Path, Path]:
         entries, annotations = [], []
         for image_id in range(images):
             name = f"{image_id:012d}.jpg"
-            (photos / name).touch()
+            if not (photos / name).exists():  # a new mtime would be a new cache key
+                (photos / name).touch()
             entries.append({"id": image_id, "file_name": name, "width": 640, "height": 480})
             for _ in range(captions):
                 words = rng.choices(WORDS, k=rng.randint(8, 14))
@@ -89,17 +90,21 @@ def counting_stats(counts: Counter):
         os.stat, os.lstat = stat, lstat
 
 
-def fill_cache(cache: FeatureCache, photos: Path) -> None:
-    """One tiny feature file per photo, so that the run below finds every photo cached."""
-    marker = cache.directory / "filled"
-    if marker.is_file():
-        return
-    buffer = np.zeros((1, 1, 4), np.float16)
+def feature_cache(root: Path) -> FeatureCache:
+    # The cache only needs an encoder for its fingerprint: no backbone is loaded
+    return FeatureCache(root / "cache", SimpleNamespace(config=EncoderConfig()))
+
+
+def fill_cache(root: Path, photos: Path) -> None:
+    """One tiny feature file per photo, so that the run below finds every photo cached. Its own
+    FeatureCache object: the timed one must start with nothing remembered."""
+    cache = feature_cache(root)
+    features = np.zeros((1, 1, 4), np.float16)
     for photo in sorted(photos.iterdir()):
         path = cache.path_for(photo)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, buffer, allow_pickle=False)
-    marker.touch()
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, features, allow_pickle=False)
 
 
 def main() -> None:
@@ -112,9 +117,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = args.dir or Path(scratch)
         annotations, photos = generate(root, args.images, args.captions)
-        # The cache only needs an encoder for its fingerprint: no backbone is loaded
-        cache = FeatureCache(root / "cache", SimpleNamespace(config=EncoderConfig()))
-        fill_cache(cache, photos)
+        fill_cache(root, photos)
+        cache = feature_cache(root)
 
         times: dict[str, tuple[float, float]] = {}  # stage -> (wall, CPU) seconds
         counts: Counter = Counter()
