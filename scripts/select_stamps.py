@@ -152,7 +152,7 @@ NOUN_OVERRIDES: dict[str, str | None] = {
     "animals/mammals/bovines/gnu-baby-stand.png": "antelope",  # "The baby of a gnu."
     "animals/mammals/bovines/gnu-baby.png": "antelope",
     "animals/mammals/wildboar.png": None,  # a boar and a piglet: one noun phrase, two animals
-    "hobbies/binoculars.png": "binoculars",
+    "hobbies/binoculars.png": None,  # plural-only: the grammar would say "a binoculars"
     "hobbies/music/percussion/drumkit.png": None,  # several drums and cymbals
     "household/arttools/highlighter.png": "pen",
     "household/arttools/pen_dryerase.png": "pen",

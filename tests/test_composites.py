@@ -319,6 +319,8 @@ def test_committed_stamp_list_names_table_nouns_with_table_plurals():
     for stamp in stamps:
         assert stamp.noun in table.nouns, stamp
         assert stamp.plural == table.plural_of(stamp.noun), stamp
+        # A plural-only noun would get "a binoculars" from the grammar.
+        assert not (stamp.plural == stamp.noun and stamp.noun.endswith("s")), stamp
         assert stamp.color is None or stamp.color in COLOUR_WORDS, stamp
         assert stamp.path.endswith(".png") and not stamp.path.startswith("/")
 
