@@ -20,6 +20,7 @@ from training import composites
 from training.composites import (
     DESCRIPTION,
     STAMP_LIST,
+    describe,
     load_config,
     make_composite,
     read_stamp_list,
@@ -102,7 +103,7 @@ def test_make_composite_is_a_pure_function_of_the_rng(config):
 def test_same_seed_gives_identical_files_whatever_the_worker_count(tmp_path, config):
     make = scene_maker(config)
     runs = {
-        name: generate_split(tmp_path / name, "val", 5, seed, 96, "png", workers, make, DESCRIPTION)
+        name: generate_split(tmp_path / name, "val", 5, seed, 96, "png", workers, make)
         for name, seed, workers in (("one", 3, 1), ("two", 3, 2), ("other", 4, 1))
     }
     assert runs["one"].read_bytes() == runs["two"].read_bytes()
@@ -114,10 +115,12 @@ def test_same_seed_gives_identical_files_whatever_the_worker_count(tmp_path, con
 
 
 def test_split_is_valid_coco_captions_with_ids_from_file_names(tmp_path, config):
-    path = generate_split(tmp_path, "train", 12, 0, 128, "jpg", 1, scene_maker(config), DESCRIPTION)
+    make, info = scene_maker(config), describe(config)
+    path = generate_split(tmp_path, "train", 12, 0, 128, "jpg", 1, make, info)
     coco = COCO(str(path))
     raw = json.loads(path.read_text())
-    assert raw["info"]["description"] == DESCRIPTION
+    assert raw["info"]["description"] == DESCRIPTION and raw["info"]["split"] == "train"
+    assert raw["info"]["backgrounds"] == list(SYNTHETIC) and raw["info"]["nouns"] == 3
     assert sorted(coco.getImgIds()) == list(range(12))
     for image in coco.loadImgs(coco.getImgIds()):
         assert image["id"] == coco_image_id(image["file_name"])
@@ -261,6 +264,18 @@ def test_reserved_evaluation_photos_are_refused(stamps):
             load_config(stamps[0], stamps[1], photos=[Path(reserved)])
 
 
+def test_a_link_to_a_reserved_photo_is_refused(tmp_path, stamps, monkeypatch):
+    reserved = tmp_path / "reserved"
+    reserved.mkdir()
+    Image.new("RGB", (64, 64)).save(reserved / "evaluation.jpg")
+    monkeypatch.setattr(composites, "RESERVED_PHOTO_DIRS", (reserved,))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "landscape.jpg").symlink_to(reserved / "evaluation.jpg")
+    with pytest.raises(ValueError, match="landscape.jpg is reserved"):
+        load_config(stamps[0], stamps[1], photos=[mine])
+
+
 def test_without_photos_backgrounds_are_synthetic_and_a_note_says_why(
     tmp_path, stamps, monkeypatch
 ):
@@ -297,6 +312,7 @@ def test_cli_writes_composites(tmp_path, stamps):
     assert main(argv) == 0
     coco = json.loads((out / "captions_train.json").read_text())
     assert coco["info"]["description"] == DESCRIPTION
+    assert coco["info"]["backgrounds"] == ["plain", "gradient"]
     assert [image["file_name"] for image in coco["images"]] == [
         "000000.png",
         "000001.png",

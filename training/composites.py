@@ -56,6 +56,7 @@ RESERVED_PHOTO_DIRS = (
     Path("/usr/share/wallpapers"),  # plasma-workspace-wallpapers
 )
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP")  # what Pillow may open them as, never EPS and the like
 BACKGROUND_KINDS = ("photo", "texture", "plain", "gradient", "noise")
 DESCRIPTION = "captioner composites of photographed objects"
 INSTALL_HINT = "install tuxpaint-stamps-default (scripts/install_stamps.sh) or pass --stamps DIR"
@@ -116,9 +117,14 @@ def read_stamp_list(path: Path = STAMP_LIST) -> list[Stamp]:
     ]
 
 
-def _is_reserved(path: Path) -> bool:
+def _refuse_reserved(path: Path) -> None:
+    """ValueError when path, links resolved, lies in one of the RESERVED_PHOTO_DIRS."""
     resolved = path.resolve()
-    return any(resolved.is_relative_to(reserved) for reserved in RESERVED_PHOTO_DIRS)
+    if any(resolved.is_relative_to(reserved) for reserved in RESERVED_PHOTO_DIRS):
+        raise ValueError(
+            f"{path} is reserved for the independent evaluation; its photos are never used "
+            "as backgrounds"
+        )
 
 
 def _find_photos(paths: list[Path] | None) -> list[Path]:
@@ -131,11 +137,7 @@ def _find_photos(paths: list[Path] | None) -> list[Path]:
         ]
     found: list[Path] = []
     for path in paths:
-        if _is_reserved(path):
-            raise ValueError(
-                f"{path} holds photos reserved for the independent evaluation; "
-                "they are never used as backgrounds"
-            )
+        _refuse_reserved(path)
         if path.is_dir():
             found += sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
         elif path.is_file():
@@ -144,6 +146,8 @@ def _find_photos(paths: list[Path] | None) -> list[Path]:
             raise FileNotFoundError(f"background photos not found: {path}")
     if not found:
         raise FileNotFoundError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {paths}")
+    for path in found:  # a link in a folder of one's own must not bring a reserved photo in
+        _refuse_reserved(path)
     return found
 
 
@@ -164,6 +168,8 @@ def load_config(
     if not stamps_dir.is_dir():
         raise FileNotFoundError(f"stamps folder not found: {stamps_dir}; {INSTALL_HINT}")
     stamps = read_stamp_list(stamp_list)
+    if not stamps:
+        raise ValueError(f"no stamps listed in {stamp_list}")
     missing = [stamp.path for stamp in stamps if not (stamps_dir / stamp.path).is_file()]
     if missing:
         raise FileNotFoundError(
@@ -203,7 +209,7 @@ def load_config(
 @functools.cache
 def _stamp_pixels(stamps_dir: str, path: str) -> Image.Image:
     """A stamp as RGBA, cropped to its visible pixels; loaded once per worker."""
-    with Image.open(Path(stamps_dir) / path) as image:
+    with Image.open(Path(stamps_dir) / path, formats=("PNG",)) as image:
         rgba = image.convert("RGBA")
     return rgba.crop(rgba.getchannel("A").getbbox())
 
@@ -211,7 +217,7 @@ def _stamp_pixels(stamps_dir: str, path: str) -> Image.Image:
 @functools.cache
 def _photo_pixels(path: str) -> np.ndarray:
     """A background photo as (H, W, 3) uint8, decoded at about PHOTO_SIDE on its shorter side."""
-    with Image.open(path) as image:
+    with Image.open(path, formats=PHOTO_FORMATS) as image:
         image.draft("RGB", (PHOTO_SIDE, PHOTO_SIDE))  # JPEG: decode at a reduced scale
         rgb = image.convert("RGB")
     scale = PHOTO_SIDE / min(rgb.size)
@@ -399,6 +405,18 @@ def make_composite(
         for o in objects
     ]
     return Image.fromarray(pixels), objects, scenes.captions_for(views, size, rng, _lexicon(config))
+
+
+def describe(config: CompositeConfig) -> dict[str, object]:
+    """Entries for the COCO file's "info": what the composites were made of."""
+    return {
+        "description": DESCRIPTION,
+        "stamps": len(config.stamps),
+        "nouns": len({stamp.noun for stamp in config.stamps}),
+        "backgrounds": list(config.backgrounds),
+        "photos": [Path(photo).name for photo in config.photos],
+        "max_objects": config.max_objects,
+    }
 
 
 def scene_maker(config: CompositeConfig) -> scenes.SceneMaker:

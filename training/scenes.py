@@ -580,13 +580,14 @@ def generate_split(
     image_format: str = "png",
     workers: int | None = None,
     make: SceneMaker = make_scene,
-    description: str = "captioner generated scenes",
+    info: Mapping[str, object] | None = None,
 ) -> Path:
     """Writes count scenes to out_dir/split/ and out_dir/captions_{split}.json; returns the latter.
 
     make(rng, size) draws one scene as make_scene does (another kind of scene: a picklable
-    callable, since workers are separate processes). The output depends only on (make, seed,
-    split, index, size, image_format), never on workers.
+    callable, since workers are separate processes); info replaces or adds entries of the JSON's
+    "info" (description, ...). The output depends only on (make, seed, split, index, size,
+    image_format), never on workers.
     """
     if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
         raise ValueError(f"split name must be letters, digits, '_' or '-', got {split!r}")
@@ -630,8 +631,9 @@ def generate_split(
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **caption})
     coco = {
         "info": {
-            "description": description,
+            "description": "captioner generated scenes",
             "version": "1",
+            **(info or {}),
             "split": split,
             "seed": seed,
             "size": size,
@@ -736,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_objects": args.max_objects,
     }
     given = {name: value for name, value in composite_options.items() if value is not None}
-    make, description = make_scene, "captioner generated scenes"
+    make, info = make_scene, None
     if args.kind == "composites":
         from training import composites  # here, not at the top: composites imports this module
 
@@ -746,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(error))
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
-        make, description = composites.scene_maker(config), composites.DESCRIPTION
+        make, info = composites.scene_maker(config), composites.describe(config)
     elif given:
         parser.error(
             "--stamps, --stamp-list, --photos, --backgrounds and --max-objects need "
@@ -765,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
             args.image_format,
             args.workers,
             make,
-            description,
+            info,
         )
         print(
             f"{split}: {count} images in {time.perf_counter() - started:.1f} s -> {path}",
