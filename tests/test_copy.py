@@ -260,3 +260,25 @@ def test_captioner_train_copy_nouns_needs_the_classifier_features(tmp_path, caps
                     "--copy-nouns", "--feature-stride", "16"])  # fmt: skip
     assert stopped.value.code == 2
     assert "--copy-nouns reads the ImageNet classifier" in capsys.readouterr().err
+
+
+def test_resume_checks_copy_nouns_like_other_model_options(tmp_path, capsys):
+    from test_train import fake_checkpoint
+
+    import training.train
+
+    plain, copying = tmp_path / "plain", tmp_path / "copying"
+    fake_checkpoint(plain)
+    fake_checkpoint(copying, copy_nouns=504)
+    parser = training.train.build_parser()
+    for run in (plain, copying):
+        argv = ["--data", "x.json", "--images", "x", "--out", str(run), "--resume", "--copy-nouns"]
+        args, given = training.train.parse_args(parser, argv)
+        if run == copying:
+            assert training.train.check_run_dir(parser, args, given)
+            continue
+        with pytest.raises(SystemExit):
+            training.train.check_run_dir(parser, args, given)
+        assert "--copy-nouns differs from the run's model (made without it)" in (
+            capsys.readouterr().err
+        )
