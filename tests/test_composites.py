@@ -45,9 +45,15 @@ COLOUR_WORDS = {"red", "orange", "yellow", "green", "blue", "purple", "pink", "b
 
 
 def write_stamp(path: Path, channel: int, size: tuple[int, int]) -> None:
-    """A disc of one pure primary with anti-aliased edges, on transparent pixels."""
+    """One pure primary on transparent pixels, anti-aliased: a disc, or for teddy bears an arrow
+    pointing right, whose pixels lie mostly left of its box's centre (so a flip shows)."""
     big = Image.new("L", (size[0] * 4, size[1] * 4), 0)
-    ImageDraw.Draw(big).ellipse([8, 8, size[0] * 4 - 9, size[1] * 4 - 9], fill=255)
+    w, h = big.size
+    if "teddy" in path.name:
+        arrow = [(8, 8), (0.3 * w, 8), (w - 9, h / 2), (0.3 * w, h - 9), (8, h - 9)]
+        ImageDraw.Draw(big).polygon(arrow, fill=255)
+    else:
+        ImageDraw.Draw(big).ellipse([8, 8, w - 9, h - 9], fill=255)
     rgba = np.zeros((size[1], size[0], 4), dtype=np.uint8)
     rgba[..., channel] = 255
     rgba[..., 3] = np.asarray(big.resize(size, Image.Resampling.BOX))
@@ -144,7 +150,7 @@ def test_boxes_are_inside_the_image_and_tight_around_each_stamps_visible_pixels(
             channel = NOUN_CHANNEL[obj["noun"]]
             others = np.delete(pixels, channel, axis=2).max(axis=2)
             mine = pixels[..., channel] - others > 128  # muted backgrounds never reach this
-            assert mine[y : y + h, x : x + w].mean() > 0.5, obj  # a disc fills ~79 % of its box
+            assert mine[y : y + h, x : x + w].mean() > 0.5, obj  # discs and arrows fill 65-79 %
             # The stamp's own pixels, seen in a window around the box, end where the box ends.
             x0, y0 = max(x - 3, 0), max(y - 3, 0)
             window = mine[y0 : y + h + 3, x0 : x + w + 3]
@@ -153,6 +159,21 @@ def test_boxes_are_inside_the_image_and_tight_around_each_stamps_visible_pixels(
             assert np.abs(np.array(found) - [x, y, x + w, y + h]).max() <= 2, (found, obj)
             checked += 1
     assert checked > 90
+
+
+def test_only_stamps_that_may_be_mirrored_are_flipped(samples):
+    """The arrow stamps point right; toys/teddy.png is listed with mirror "no"."""
+    directions: dict[str, set[str]] = {"toys/teddy.png": set(), "toys/teddy_2.png": set()}
+    for image, objects, _ in samples:
+        blue = np.asarray(image, dtype=np.float32) @ np.array([-1, -1, 2]) / 2 > 128
+        for obj in objects:
+            if obj["stamp"] in directions:
+                x, y, w, h = obj["bbox"]
+                columns = np.flatnonzero(blue[y : y + h, x : x + w]) % w
+                offset = (columns.mean() + 0.5 - w / 2) / w  # arrow right: about -0.14
+                assert abs(offset) > 0.08, obj
+                directions[obj["stamp"]].add("right" if offset < 0 else "left")
+    assert directions == {"toys/teddy.png": {"right"}, "toys/teddy_2.png": {"right", "left"}}
 
 
 def test_boxes_never_overlap(samples):
