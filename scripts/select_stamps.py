@@ -1,18 +1,21 @@
 """Chooses the photographic Tux Paint stamps that training/composites.py pastes onto backgrounds.
 
-    python scripts/select_stamps.py [--stamps /usr/share/tuxpaint/stamps] [--out FILE]
+    .venv/bin/python scripts/select_stamps.py [--stamps /usr/share/tuxpaint/stamps] [--out FILE]
 
-Writes training/data/stamps.tsv: one row per photograph kept, with the noun it is captioned with
-and a colour word where the object clearly has one. The stamps themselves (GPL-2, Debian package
+Writes training/data/stamps.tsv: one row per photograph kept, with the noun it is captioned with,
+the noun's plural (both from the noun table), a colour word where the object clearly has one
+("-" otherwise) and whether it may be mirrored. The stamps themselves (GPL-2, Debian package
 tuxpaint-stamps-default) are never committed; only this list of paths is.
 
 A stamp is a photograph unless a rule says clipart: a "cartoon" folder, an .svg original next to
 the PNG, a symbols/ folder other than money, or colour statistics typical of drawings (a large
 share of perfectly flat pixels and little fine texture). The rules were checked against every
 stamp by eye; PHOTO_OVERRIDES holds the stamps they get wrong. The noun is proposed from the
-stamp's .txt caption ("A Sumatran tiger." -> "tiger") and corrected by NOUN_OVERRIDES; a stamp
-whose noun is not a noun of captioner's ImageNet noun table (captioner/nouns.py) is left out,
-because the copy mechanism can only name table nouns.
+stamp's .txt caption ("A Sumatran tiger." -> "tiger"), raised by SYNONYMS to the table noun
+above it (hen -> chicken) and corrected by NOUN_OVERRIDES; a stamp whose noun is not a noun of
+captioner's ImageNet noun table (captioner/nouns.py) is left out, because the copy mechanism
+can only name table nouns. Colour words come from the caption ("A red apple.") and
+COLOUR_OVERRIDES.
 """
 
 import argparse
@@ -24,13 +27,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from captioner.nouns import NounTable  # noqa: E402
-
-DEFAULT_STAMPS = Path("/usr/share/tuxpaint/stamps")
-DEFAULT_OUT = ROOT / "training" / "data" / "stamps.tsv"
+from captioner.nouns import NounTable
+from training.composites import DEFAULT_STAMPS_DIR, STAMP_LIST
 
 # Drawings have large areas of one exact colour; photographs, even ones reduced to a 256-colour
 # palette, have fine texture almost everywhere.
@@ -222,7 +220,8 @@ def is_clipart_by_rule(png: Path, relative: str) -> bool:
         return True
     if parts[0] == "symbols" and parts[1] != "money":
         return True
-    rgba = np.asarray(Image.open(png).convert("RGBA"), dtype=np.float32)
+    with Image.open(png, formats=("PNG",)) as image:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
     opaque = rgba[..., 3] > 250
     if opaque.sum() < 50:  # a glow or a ghost: nothing is fully opaque
         opaque = rgba[..., 3] > 0
@@ -297,8 +296,8 @@ def select(stamps: Path, table: NounTable) -> tuple[list[tuple[str, ...]], dict]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stamps", type=Path, default=DEFAULT_STAMPS, help="Tux Paint stamps")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--stamps", type=Path, default=DEFAULT_STAMPS_DIR, help="Tux Paint stamps")
+    parser.add_argument("--out", type=Path, default=STAMP_LIST)
     args = parser.parse_args(argv)
     if not args.stamps.is_dir():
         parser.error(

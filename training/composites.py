@@ -8,10 +8,10 @@ them, flipped, scaled, slightly turned and with brightness, contrast and saturat
 keeps them recognisable, on a background: a photo from a Debian wallpaper package, a
 scikit-image texture in random colours, a plain colour, a gradient or blurred noise.
 
-Images are drawn exactly as training/scenes.py draws shapes scenes: same placement (disjoint
-boxes, a clear relation between some pair when there are several objects), same caption grammar
-(counts, small/large, colours, left/right/above relations, five distinct captions) and the same
-COCO output through scenes.generate_split, so everything that reads generated scenes reads these.
+Composites reuse the shapes scenes' machinery (training/scenes.py): placement (disjoint boxes
+off the edges, a clear relation between some pair when there are several objects), the caption
+grammar (counts, small/large, colours, left/right/above relations, five distinct captions) and
+the COCO output of scenes.generate_split, so whatever reads generated scenes reads these.
 Objects are {"noun", "color" (a word or null), "size", "bbox", "stamp"}; the bbox is tight around
 the stamp's pixels that are at least half opaque, and boxes never overlap, so what a box holds is
 that stamp. Nouns are drawn uniformly, then one of the noun's stamps, so a noun with fifteen
