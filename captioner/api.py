@@ -27,7 +27,8 @@ from captioner.encoder import Encoder, EncoderConfig
 from captioner.images import ImageError, ImageSource, load_image, source_name
 from captioner.vocab import Vocabulary, fix_articles
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+MODELS_DIR = Path(__file__).parent / "models"  # the models shipped in the package, by name
+DEFAULT_MODEL_DIR = MODELS_DIR / "default"
 
 
 @dataclass
@@ -85,16 +86,12 @@ class Captioner:
         self.name = name
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, *, device: str = "auto") -> Captioner:
-        """A model directory, or with no argument the default model shipped in the package."""
-        if path is None:
-            path = DEFAULT_MODEL_DIR
-            if not (path / "config.json").is_file():
-                raise CheckpointError(
-                    "no default model is installed in this copy of captioner. Pass a model "
-                    "directory, e.g. Captioner.load('runs/scenes/best') or `--model DIR`: one "
-                    "written by captioner-train, holding config.json, vocab.json, model.safetensors"
-                )
+    def load(cls, model: str | os.PathLike | None = None, *, device: str = "auto") -> Captioner:
+        """A model directory, or the name of a model shipped in the package ("default",
+        "shapes"; see `shipped_models()`); None is "default". A path that exists is always
+        read as a directory, so a folder named "shapes" in the current directory is never
+        taken for the shipped model; `shipped_model("shapes")` names the shipped one."""
+        path = resolve_model(model)
         # load_model_dir checks config.json against the weights before they are read, so the
         # decoder built here is the size of the weights file, never what a typo asks for.
         config, vocab, tensors = load_model_dir(path)
@@ -266,6 +263,41 @@ class Captioner:
             gates=hypothesis.gates,
             copy_gate=hypothesis.copy_gate,
         )
+
+
+def shipped_models() -> list[str]:
+    """The names of the models shipped in the package, sorted ("default", "shapes")."""
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def shipped_model(name: str) -> Path:
+    """The directory of the shipped model `name`; CheckpointError if there is none."""
+    directory = DEFAULT_MODEL_DIR if name == "default" else MODELS_DIR / name
+    if Path(name).name == name and (directory / CONFIG_FILE).is_file():
+        return directory
+    if name == "default":
+        raise CheckpointError(
+            "no default model is installed in this copy of captioner. Pass a model "
+            "directory, e.g. Captioner.load('runs/scenes/best') or `--model DIR`: one "
+            "written by captioner-train, holding config.json, vocab.json, model.safetensors"
+        )
+    raise CheckpointError(
+        f"{name}: no such model directory, nor a model shipped with captioner "
+        f"(those are: {', '.join(shipped_models()) or 'none'})"
+    )
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """The directory `Captioner.load(model)` reads: a path that exists; else, for a bare name
+    ("shapes", no slash), the shipped model of that name; else the path, which load reports
+    missing. None is the shipped "default"."""
+    if model is None:
+        return shipped_model("default")
+    text = os.fspath(model)
+    path = Path(text)
+    if text == path.name and not path.exists():
+        return shipped_model(text)
+    return path
 
 
 def _is_single(images) -> bool:

@@ -84,7 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     model = parser.add_argument_group("model and decoding")
-    model.add_argument("--model", metavar="DIR", help="model directory (default: the built-in)")
+    model.add_argument(
+        "--model",
+        metavar="DIR|NAME",
+        help="a model directory, or a model shipped with captioner: default (names everyday "
+        "things), shapes (generated shapes scenes); an existing path wins over a name "
+        "(default: default)",
+    )
     add_decoding_arguments(model)
     model.add_argument(
         "--workers",

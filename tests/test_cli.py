@@ -854,3 +854,13 @@ def test_console_script_exit_codes_and_stdout(tmp_path, album, tiny_model_dir):
     assert reader.wait() == 1
     assert b"Traceback" not in reader.stderr.read()
     reader.stderr.close()
+
+
+def test_model_by_name_uses_the_shipped_shapes_model(tmp_path, capsys):
+    generate_split(tmp_path, "test", 2, seed=5, size=224, image_format="jpg")
+    scenes = sorted((tmp_path / "test").glob("*.jpg"))
+    assert main([*map(str, scenes), "--model", "shapes", "--format", "txt", "-q"]) == 0
+    captions = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
+    shapes = Captioner.load("shapes", device="cpu")
+    assert shapes.name == "scenes-default"
+    assert captions == [result.text for result in shapes.caption(scenes)]

@@ -1,30 +1,30 @@
-"""The model shipped inside the package works on scenes it has never seen."""
+"""The shapes model shipped inside the package works on scenes it has never seen."""
 
 import json
 
 import pytest
 
 from captioner import Captioner
-from captioner.api import DEFAULT_MODEL_DIR
+from captioner.api import shipped_model
 from training.evaluate import main as evaluate_main
 from training.scenes import generate_split
 
-UNSEEN_SEED = 424242  # the default model was trained on seed 0; the samples use 20261121
+UNSEEN_SEED = 424242  # the shapes model was trained on seed 0
 
 
-def test_load_without_arguments_gives_the_scenes_model():
-    model = Captioner.load(device="cpu")
+def test_the_shapes_model_loads_by_name_and_is_small():
+    model = Captioner.load("shapes", device="cpu")
     assert model.name == "scenes-default"
-    assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size < 20e6
+    assert (shipped_model("shapes") / "model.safetensors").stat().st_size < 20e6
 
 
 @pytest.mark.slow
-def test_default_model_scores_on_fresh_scenes(tmp_path):
+def test_shapes_model_scores_on_fresh_scenes(tmp_path):
     annotations = generate_split(
         tmp_path, "test", 200, seed=UNSEEN_SEED, size=224, image_format="jpg"
     )
     out = tmp_path / "metrics.json"
-    args = ["--model", str(DEFAULT_MODEL_DIR), "--annotations", str(annotations),
+    args = ["--model", "shapes", "--annotations", str(annotations),
             "--images", str(tmp_path / "test"), "--no-meteor", "--device", "cpu",
             "--out", str(out)]  # fmt: skip
     assert evaluate_main(args) == 0
