@@ -1,4 +1,4 @@
-"""`captioner-gui [--model DIR] [PATH...]`: the QApplication, its arguments and main()."""
+"""`captioner-gui [--model DIR|NAME] [PATH...]`: the QApplication, its arguments and main()."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from gui.main_window import MainWindow
-from gui.settings import APPLICATION, ORGANIZATION, Settings
+from gui.settings import APPLICATION, ORGANIZATION, Settings, is_model_name
 
 SETTINGS_ENV = "CAPTIONER_GUI_SETTINGS"
 
@@ -32,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="photos or folders to open")
     parser.add_argument(
-        "--model", metavar="DIR", help="a trained model directory, for this session only"
+        "--model",
+        metavar="DIR|NAME",
+        help="a trained model directory, or a shipped model (default, shapes), for this "
+        "session only; an existing path wins over a name, as for `captioner --model`",
     )
     parser.add_argument(
         "--settings",
@@ -51,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     return _parser().parse_args(argv)
+
+
+def model_argument(model: str) -> str:
+    """--model as the window takes it: an existing path, or anything but a bare name, as an
+    absolute directory; a bare name ("shapes") that is no path here, as a shipped model's."""
+    if is_model_name(model) and not os.path.exists(model):
+        return model
+    return os.path.abspath(model)
 
 
 class _FirstPaint(QObject):
@@ -89,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         app = create_application([sys.argv[0]])
     settings = Settings.from_file(args.settings) if args.settings else Settings()
-    window = MainWindow(settings, paths=args.paths, model_dir=args.model)
+    model = model_argument(args.model) if args.model is not None else None
+    window = MainWindow(settings, paths=args.paths, model_dir=model)
     probe = _FirstPaint(window)
     if args.quit_after_show:
         window.installEventFilter(probe)

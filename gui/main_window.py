@@ -33,10 +33,11 @@ from gui.export import save_png
 from gui.files import OPEN_FILTER, collect_images, sample_images_dir
 from gui.garbage import UiThreadGarbageCollector
 from gui.models.image_list import ImageListModel, PathRole, Status
-from gui.settings import DecodeOptions, Settings
+from gui.settings import SHIPPED_MODELS, DecodeOptions, Settings
 from gui.thumbnails import Thumbnailer
+from gui.widgets.about_model import AboutModelDialog
 from gui.widgets.attention_grid import AttentionGridDialog
-from gui.widgets.banner import NO_MODEL, SCENES_MODEL, ModelBanner
+from gui.widgets.banner import NO_MODEL, ModelBanner
 from gui.widgets.caption_panel import BeamList, CaptionPanel, format_score
 from gui.widgets.image_list import ImageListView
 from gui.widgets.lstm_panel import LstmPanel
@@ -82,8 +83,8 @@ class MainWindow(QMainWindow):
         data_dir: str | None = None,
     ) -> None:
         """paths: photos or folders to open, else the samples on first start; model_dir: a
-        model for this run only (else the one in Settings, else the default); data_dir: where
-        pasted images are stored."""
+        model for this run only, a shipped model's name or an absolute directory (else the one
+        in Settings); data_dir: where pasted images are stored."""
         super().__init__()
         self.settings = settings
         self.setWindowTitle("Captioner")
@@ -96,7 +97,7 @@ class MainWindow(QMainWindow):
         self._generation = 0
         self._model_info: ModelInfo | None = None
         self._model_error = ""
-        self._model_path: str | None = None  # None: the default model
+        self._model = settings.model  # a shipped model's name or a directory
         self._results: _LruCache = _LruCache(RESULT_CACHE_SIZE)  # path -> CaptionOutcome
         self._displays: _LruCache = _LruCache(DISPLAY_CACHE_SIZE)  # path -> (PIL, QImage)
         self._current_path: str | None = None
@@ -110,6 +111,7 @@ class MainWindow(QMainWindow):
         self._overlays: dict[int, QImage] = {}  # word -> heatmap at _heat_base's size
         self._batch_running = False
         self._grid_dialog: AttentionGridDialog | None = None
+        self._about_model_dialog: AboutModelDialog | None = None
         self._garbage_collector = UiThreadGarbageCollector(self)  # before any worker thread
 
         self._create_actions()
@@ -118,7 +120,7 @@ class MainWindow(QMainWindow):
         self._start_worker()
         self._restore_window()
 
-        self._load_model(model_dir if model_dir is not None else (settings.model_dir or None))
+        self._load_model(model_dir if model_dir is not None else settings.model)
         if paths:
             self.open_paths(paths)
         elif settings.first_run:
@@ -172,9 +174,16 @@ class MainWindow(QMainWindow):
         self.cancel_action = self._action("&Cancel", self.cancel_caption_all, "Esc")
         self.cancel_action.setEnabled(False)
         self.model_dir_action = self._action("&Model Directory…", self.choose_model_dir)
-        self.default_model_action = self._action(
-            "Use &Default Model", lambda: self.set_model_dir("")
-        )
+        self.shipped_model_actions = [
+            self._action(
+                f"Use the {name.capitalize()} Model",
+                lambda _=False, shipped=name: self.set_model(shipped),
+                tip=label,
+            )
+            for name, label in SHIPPED_MODELS.items()
+        ]
+        self.about_model_action = self._action("About This &Model…", self.show_model_about)
+        self.about_model_action.setEnabled(False)
         self.about_action = self._action("&About Captioner", self.show_about)
 
     def _create_widgets(self) -> None:
@@ -186,6 +195,7 @@ class MainWindow(QMainWindow):
 
         self.banner = ModelBanner()
         self.banner.choose_model.connect(self.choose_model_dir)
+        self.banner.about_model.connect(self.show_model_about)
         self.viewer = ImageViewer()
         self.caption_panel = CaptionPanel(self.play_action, self.grid_action)
         self.words = self.caption_panel.words
@@ -206,12 +216,10 @@ class MainWindow(QMainWindow):
         self.beam_list.beam_chosen.connect(self._show_beam)
         self.lstm_panel = LstmPanel()
         self.lstm_panel.word_clicked.connect(self.words.select)
-        self.settings_panel = SettingsPanel(
-            self._options, self.settings.device, self.settings.model_dir
-        )
+        self.settings_panel = SettingsPanel(self._options, self.settings.device, self._model)
         self.settings_panel.options_changed.connect(self._on_options_changed)
         self.settings_panel.device_changed.connect(self._on_device_changed)
-        self.settings_panel.model_dir_chosen.connect(self.set_model_dir)
+        self.settings_panel.model_chosen.connect(self.set_model)
 
         self.docks = {}
         for name, title, widget, area in (
@@ -278,11 +286,11 @@ class MainWindow(QMainWindow):
         caption_menu = bar.addMenu("&Caption")
         caption_menu.addActions([self.caption_all_action, self.cancel_action])
         settings_menu = bar.addMenu("&Settings")
-        settings_menu.addActions([self.model_dir_action, self.default_model_action])
+        settings_menu.addActions([*self.shipped_model_actions, self.model_dir_action])
         show_settings = settings_menu.addAction("Decoding &Options…")
         show_settings.triggered.connect(self._show_settings_dock)
         help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self.about_action)
+        help_menu.addActions([self.about_model_action, self.about_action])
 
     def _start_worker(self) -> None:
         self.worker = CaptionWorker()
@@ -319,6 +327,8 @@ class MainWindow(QMainWindow):
         self._garbage_collector.stop()
         if self._grid_dialog is not None:
             self._grid_dialog.close()
+        if self._about_model_dialog is not None:
+            self._about_model_dialog.close()
         super().closeEvent(event)
 
     # Opening photos.
@@ -596,7 +606,9 @@ class MainWindow(QMainWindow):
             f"{words} word{'s' * (words != 1)} · {self._timing}"
         )
         cell = self._model_info.cell if self._model_info is not None else "lstm"
-        self.lstm_panel.set_caption(beam.tokens, beam.gates, beam.context_gate, cell)
+        self.lstm_panel.set_caption(
+            beam.tokens, beam.gates, beam.context_gate, cell, copy_gate=beam.copy_gate
+        )
         self._update_actions()
 
     # Heatmaps.
@@ -825,20 +837,22 @@ class MainWindow(QMainWindow):
         self._show_settings_dock()
         self.settings_panel.choose_model_dir()
 
-    def set_model_dir(self, path: str) -> None:
-        """Use the model in `path` ("" for the default model) now and in later sessions."""
-        self.settings.model_dir = path
-        self.settings_panel.model_path.setText(path)
-        self._load_model(path or None)
+    def set_model(self, model: str) -> None:
+        """Use `model` (a shipped model's name or an absolute directory) now and in later
+        sessions."""
+        self.settings.model = model
+        self.settings_panel.set_model(model)
+        self._load_model(model)
 
     def _on_device_changed(self, device: str) -> None:
         self.settings.device = device
-        self._load_model(self._model_path)
+        self._load_model(self._model)
 
-    def _load_model(self, path: str | None) -> None:
-        self._model_path = path
+    def _load_model(self, model: str) -> None:
+        self._model = model
         self._generation += 1
         self._model_info, self._model_error = None, ""
+        self.about_model_action.setEnabled(False)
         self._results.clear()
         self.image_model.mark_all_pending()
         if self._batch_running:
@@ -846,7 +860,7 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self.settings_panel.show_model_loading()
         self.statusBar().showMessage("Loading the model…")
-        self.worker.load_model(path, self.settings.device, self._generation)
+        self.worker.load_model(model, self.settings.device, self._generation)
         if self._current_path is not None:
             self.show_photo(self._current_path)
 
@@ -856,10 +870,10 @@ class MainWindow(QMainWindow):
         self._model_info = info
         self.settings_panel.show_model(info)
         self.docks["lstm"].setWindowTitle(f"Inside the {info.cell.upper()}")
-        if info.is_scenes:
-            self.banner.show_message(SCENES_MODEL, warning=False)
-        else:
-            self.banner.hide()
+        self.banner.show_model(info)
+        self.about_model_action.setEnabled(True)
+        if self._about_model_dialog is not None:
+            self._about_model_dialog.set_model(info)
         self.statusBar().showMessage(
             f"Loaded the model {info.name} ({info.vocab_size:,} words) on {info.device}", 5000
         )
@@ -897,6 +911,15 @@ class MainWindow(QMainWindow):
         self.docks["settings"].show()
         self.docks["settings"].raise_()
         self.settings_panel.beam_size.setFocus()
+
+    def show_model_about(self) -> None:
+        if self._model_info is None:
+            return
+        if self._about_model_dialog is None:
+            self._about_model_dialog = AboutModelDialog(self)
+        self._about_model_dialog.set_model(self._model_info)
+        self._about_model_dialog.show()
+        self._about_model_dialog.raise_()
 
     def show_about(self) -> None:
         QMessageBox.about(

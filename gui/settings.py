@@ -6,6 +6,7 @@ passes an INI file path for tests and benchmarks, so they never touch the user's
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -13,6 +14,11 @@ from PySide6.QtCore import QByteArray, QSettings
 ORGANIZATION, APPLICATION = "captioner", "captioner-gui"
 MAX_RECENT = 10
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# The models shipped with captioner, by the names Captioner.load knows, as Settings offers them.
+SHIPPED_MODELS = {
+    "default": "Default (names everyday things)",
+    "shapes": "Shapes (generated scenes)",
+}
 
 
 @dataclass(frozen=True)
@@ -72,13 +78,14 @@ class Settings:
         self.store.setValue("decode/consensus_samples", options.consensus_samples)
 
     @property
-    def model_dir(self) -> str:
-        """A trained model directory; "" means the default model shipped with captioner."""
-        return str(self.store.value("model/directory", "") or "")
+    def model(self) -> str:
+        """A shipped model's name (SHIPPED_MODELS) or a model directory, kept absolute so that
+        is_model_name tells them apart; settings from before shipped names hold "" for default."""
+        return str(self.store.value("model/directory", "") or "") or "default"
 
-    @model_dir.setter
-    def model_dir(self, path: str) -> None:
-        self.store.setValue("model/directory", path)
+    @model.setter
+    def model(self, name_or_directory: str) -> None:
+        self.store.setValue("model/directory", name_or_directory)
 
     @property
     def device(self) -> str:
@@ -135,3 +142,9 @@ class Settings:
 
     def sync(self) -> None:
         self.store.sync()
+
+
+def is_model_name(model: str) -> bool:
+    """Whether a model setting is a shipped model's name ("shapes") rather than a directory:
+    a name has no slash, and the app keeps directories as absolute paths."""
+    return model == os.path.basename(model) and model not in ("", ".", "..")

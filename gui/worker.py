@@ -19,11 +19,12 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from gui.settings import DecodeOptions
+from gui.settings import DecodeOptions, is_model_name
 
 if TYPE_CHECKING:
     import torch
@@ -42,17 +43,23 @@ FEATURE_CACHE_BYTES = 256 * 2**20
 class ModelInfo:
     generation: int
     name: str
-    path: str
-    is_default: bool
+    model: str  # what was asked for: a shipped model's name ("default", "shapes") or a directory
+    path: str  # the model directory read
     vocab_size: int
     encoder: str  # e.g. "efficientnet-lite0, 224 px, 14 x 14 grid"
     cell: str  # "lstm", "gru" or "rnn"
     device: str
+    nouns: tuple[str, ...] = ()  # the singular nouns a copy model can copy, sorted; else none
+    card: str = ""  # the model card (README.md in the model directory), if it has one
 
     @property
     def is_scenes(self) -> bool:
         """Trained on generated shapes scenes: it knows circles and squares, not photos."""
         return self.name.lower().startswith("scenes")
+
+    @property
+    def copies_nouns(self) -> bool:
+        return bool(self.nouns)
 
 
 @dataclass
@@ -76,7 +83,7 @@ class CaptionFailure:
 
 @dataclass
 class _LoadJob:
-    path: str | None
+    model: str  # a shipped model's name or a model directory (gui.settings.is_model_name)
     device: str
     generation: int
 
@@ -159,8 +166,9 @@ class CaptionWorker(QObject):
 
     # Called from the UI thread. They only touch the queue, under the lock.
 
-    def load_model(self, path: str | None, device: str, generation: int) -> None:
-        self._put(_LoadJob(path, device, generation))
+    def load_model(self, model: str, device: str, generation: int) -> None:
+        """model: a shipped model's name ("default", "shapes") or a model directory."""
+        self._put(_LoadJob(model, device, generation))
 
     def request_caption(
         self, path: str, options: DecodeOptions, generation: int, *, want_display: bool = True
@@ -258,8 +266,14 @@ class CaptionWorker(QObject):
         self._generation = job.generation
         try:
             from captioner import Captioner
+            from captioner.api import shipped_model
 
-            captioner = Captioner.load(job.path, device=job.device)
+            # A name is looked up among the shipped models only: a folder of that name in the
+            # app's working directory is never loaded instead (directories come absolute).
+            path = shipped_model(job.model) if is_model_name(job.model) else Path(job.model)
+            captioner = Captioner.load(path, device=job.device)
+            card = path / "README.md"
+            card_text = card.read_text("utf-8", errors="replace") if card.is_file() else ""
         except Exception as error:  # CheckpointError, a bad device name, damaged weights, ...
             self.model_failed.emit(job.generation, str(error) or type(error).__name__)
             return
@@ -270,12 +284,14 @@ class CaptionWorker(QObject):
             ModelInfo(
                 generation=job.generation,
                 name=captioner.name,
-                path=job.path or _default_model_dir(),
-                is_default=job.path is None,
+                model=job.model,
+                path=os.fspath(path),
                 vocab_size=len(captioner.vocab),
                 encoder=f"{encoder.name}, {encoder.image_size} px, {grid} x {grid} grid",
                 cell=captioner.decoder.config.cell,
                 device=str(captioner.device),
+                nouns=copyable_nouns(captioner),
+                card=card_text,
             )
         )
 
@@ -365,7 +381,9 @@ def feature_grid(image_size: int, feature_stride: int, grid_size: int | None) ->
     return grid_size or math.ceil(image_size / feature_stride)
 
 
-def _default_model_dir() -> str:
-    from captioner.api import DEFAULT_MODEL_DIR
-
-    return os.fspath(DEFAULT_MODEL_DIR)
+def copyable_nouns(captioner) -> tuple[str, ...]:
+    """The singular nouns a copy model can copy from the photo, sorted; () for other models."""
+    if not captioner.decoder.config.copy_nouns:
+        return ()
+    ids = captioner.decoder.noun_singular_ids.tolist()
+    return tuple(sorted({captioner.vocab.itos[i] for i in ids}))

@@ -85,7 +85,7 @@ def test_a_failed_model_shows_one_line_with_details_and_leaves_the_layout_alone(
     load = Captioner.load
 
     def fail_to_load_broken(path, **kwargs):
-        if path == broken:
+        if str(path) == broken:
             raise RuntimeError(TORCH_ERROR)
         return load(path, **kwargs)
 
@@ -96,7 +96,7 @@ def test_a_failed_model_shows_one_line_with_details_and_leaves_the_layout_alone(
     width = window.width()
 
     with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS) as ready:
-        window.set_model_dir(broken)
+        window.set_model(broken)
     assert ready.args == [False]
     settle_layouts()
     banner = window.banner
@@ -111,7 +111,7 @@ def test_a_failed_model_shows_one_line_with_details_and_leaves_the_layout_alone(
     assert window.width() == width
 
     with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS) as ready:
-        window.set_model_dir(str(tiny_model_dir))
+        window.set_model(str(tiny_model_dir))
     assert ready.args == [True]
     settle_layouts()
     assert not banner.isVisible()

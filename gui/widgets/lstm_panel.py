@@ -3,7 +3,9 @@
 Per word the chart shows each gate's mean activation over the decoder's units with a whisker
 of one standard deviation, the cell state's size (its RMS, relative to the largest in the
 caption) and the attention gate beta, which scales how much of the photo enters the cell.
-A low forget gate is where the cell lets go of what it held: a reset.
+A low forget gate is where the cell lets go of what it held: a reset. For a model that copies
+nouns, the copy gate is the share of the word's probability that goes to nouns read off the
+photo where the attention looks (so a copied noun's heatmap is where it was read).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ SERIES_COLOURS = {
     "update": QColor(59, 130, 246),
     "cell": QColor(168, 85, 247),
     "attention gate": QColor(219, 39, 119),
+    "copy gate": QColor(13, 148, 136),
 }
 GATE_NAMES = {"lstm": ("input", "forget", "output"), "gru": ("reset", "update"), "rnn": ()}
 LABEL_ANGLE = -45.0  # degrees: word labels turn diagonal when they do not fit level
@@ -271,8 +274,10 @@ class LstmPanel(QWidget):
         gates: dict[str, np.ndarray],
         context_gate: np.ndarray,
         cell_type: str,
+        copy_gate: np.ndarray | None = None,
     ) -> None:
-        """gates: name -> (len(tokens), decoder_dim) activations; context_gate: (len(tokens),)."""
+        """gates: name -> (len(tokens), decoder_dim) activations; context_gate and copy_gate
+        (copy models only): (len(tokens),)."""
         self._cell = cell_type
         stats: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         for name in GATE_NAMES.get(cell_type, ()):
@@ -284,6 +289,8 @@ class LstmPanel(QWidget):
             peak = self._cell_rms.max()
             stats["cell"] = (self._cell_rms / peak if peak > 0 else self._cell_rms, None)
         stats["attention gate"] = (np.asarray(context_gate, dtype=np.float64), None)
+        if copy_gate is not None:
+            stats["copy gate"] = (np.asarray(copy_gate, dtype=np.float64), None)
         self._stats = stats
         self.chart.set_data(list(tokens), stats)
         self.set_selected(-1)
@@ -340,6 +347,15 @@ class LstmPanel(QWidget):
         beta = self._stats["attention gate"][0][index]
         source = "the photo" if beta >= 0.5 else "the words so far"
         sentences.append(f"It leans on {source} (attention gate {beta:.2f}).")
+        if "copy gate" in self._stats:
+            copy = self._stats["copy gate"][0][index]
+            if copy > 0.5:
+                sentences.append(
+                    f"The <b>copy path</b> leads (copy gate {copy:.2f}): most of the word's "
+                    "probability is on nouns read off the photo where it looks."
+                )
+            else:
+                sentences.append(f"Its own vocabulary leads (copy gate {copy:.2f}).")
         return " ".join(sentences)
 
 

@@ -1,35 +1,40 @@
-"""Settings: decoding options (applied at once, only decode re-runs), device and model."""
+"""Settings: decoding options (applied at once, only decode re-runs), device and model.
+
+The model is a shipped one (Default, Shapes) or a directory, chosen from one list; its last
+entry opens a directory dialog.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Signal
+import os
+
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from gui.settings import DEVICES, DecodeOptions
+from gui.settings import DEVICES, SHIPPED_MODELS, DecodeOptions, is_model_name
 from gui.worker import ModelInfo
 
 APPLY_DELAY_MS = 250  # let a user spin through values before decoding again
+BROWSE = "<browse>"  # the model list's last entry: choose a directory
 
 
 class SettingsPanel(QWidget):
     options_changed = Signal(object)  # DecodeOptions
     device_changed = Signal(str)
-    model_dir_chosen = Signal(str)  # "" for the default model
+    model_chosen = Signal(str)  # a shipped model's name or a model directory
 
-    def __init__(self, options: DecodeOptions, device: str, model_dir: str, parent=None) -> None:
+    def __init__(self, options: DecodeOptions, device: str, model: str, parent=None) -> None:
         super().__init__(parent)
         self.beam_size = QSpinBox()
         self.beam_size.setRange(1, 20)
@@ -55,15 +60,17 @@ class SettingsPanel(QWidget):
         self.device.addItems(DEVICES)
         self.device.setCurrentText(device)
 
-        self.model_path = QLineEdit(model_dir)
+        self.model_choice = QComboBox()
+        self.model_choice.setAccessibleName("Model")
+        for name, label in SHIPPED_MODELS.items():
+            self.model_choice.addItem(label, name)
+        self.model_choice.addItem("Model directory…", BROWSE)
+        self.model_choice.activated.connect(self._on_model_activated)
+        self._model = ""
+        self.set_model(model)
+        self.model_path = QLineEdit()
         self.model_path.setReadOnly(True)
-        self.model_path.setPlaceholderText("default model")
         self.model_path.setAccessibleName("Model directory")
-        browse = QPushButton("&Browse…")
-        browse.clicked.connect(self.choose_model_dir)
-        use_default = QPushButton("De&fault")
-        use_default.setToolTip("Use the default model shipped with captioner")
-        use_default.clicked.connect(lambda: self._set_model_dir(""))
         self.model_name = QLabel("–")
         self.model_vocab = QLabel("–")
         self.model_encoder = QLabel("–")
@@ -80,14 +87,10 @@ class SettingsPanel(QWidget):
         form.addRow("&Consensus samples", self.consensus_samples)
         form.addRow("&Device", self.device)
 
-        model = QGroupBox("Model")
-        model_form = QFormLayout(model)
-        buttons = QHBoxLayout()
-        buttons.addWidget(browse)
-        buttons.addWidget(use_default)
-        buttons.addStretch(1)
+        model_box = QGroupBox("Model")
+        model_form = QFormLayout(model_box)
+        model_form.addRow("M&odel", self.model_choice)
         model_form.addRow("Directory", self.model_path)
-        model_form.addRow("", buttons)
         model_form.addRow("Name", self.model_name)
         model_form.addRow("Vocabulary", self.model_vocab)
         model_form.addRow("Encoder", self.model_encoder)
@@ -97,7 +100,7 @@ class SettingsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.addWidget(decoding)
-        layout.addWidget(model)
+        layout.addWidget(model_box)
         layout.addStretch(1)
 
         self.set_options(options)
@@ -121,16 +124,38 @@ class SettingsPanel(QWidget):
         self.length_penalty.setValue(options.length_penalty)
         self.consensus_samples.setValue(options.consensus_samples)
 
-    def choose_model_dir(self) -> None:
-        path = QFileDialog.getExistingDirectory(
-            self, "Choose a trained model directory", self.model_path.text()
-        )
-        if path:
-            self._set_model_dir(path)
+    def set_model(self, model: str) -> None:
+        """Show `model` (a shipped name or a directory) as chosen, without announcing it."""
+        self._model = model
+        index = self.model_choice.findData(model)
+        if index < 0:  # a directory: one entry for it, just above "Model directory…"
+            directory = self.model_choice.count() - 1
+            if self.model_choice.itemData(directory - 1) not in SHIPPED_MODELS:
+                self.model_choice.removeItem(directory - 1)
+                directory -= 1
+            self.model_choice.insertItem(directory, os.path.basename(model) or model, model)
+            self.model_choice.setItemData(directory, model, Qt.ItemDataRole.ToolTipRole)
+            index = directory
+        self.model_choice.setCurrentIndex(index)
 
-    def _set_model_dir(self, path: str) -> None:
-        self.model_path.setText(path)
-        self.model_dir_chosen.emit(path)
+    def choose_model_dir(self) -> None:
+        start = "" if is_model_name(self._model) else self._model
+        path = QFileDialog.getExistingDirectory(self, "Choose a trained model directory", start)
+        if path:
+            self._choose(path)
+        else:
+            self.set_model(self._model)  # leave "Model directory…" for what is in use
+
+    def _on_model_activated(self, index: int) -> None:
+        chosen = self.model_choice.itemData(index)
+        if chosen == BROWSE:
+            self.choose_model_dir()
+        elif chosen != self._model:
+            self._choose(chosen)
+
+    def _choose(self, model: str) -> None:
+        self.set_model(model)
+        self.model_chosen.emit(model)
 
     def show_model_loading(self) -> None:
         for label in (self.model_name, self.model_vocab, self.model_encoder, self.model_decoder):
@@ -153,5 +178,6 @@ class SettingsPanel(QWidget):
         self.model_encoder.setText(info.encoder)
         self.model_decoder.setText(f"{info.cell.upper()} with soft attention, on {info.device}")
         self.model_status.setText("")
-        self.model_path.setText("" if info.is_default else info.path)
+        self.set_model(info.model)
+        self.model_path.setText(info.path)
         self.model_path.setToolTip(info.path)

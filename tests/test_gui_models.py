@@ -1,0 +1,171 @@
+"""The app and the model it runs: shipped models by name, what the banner and Help → About this
+model say about a model, and the copy gate beside the other gates."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtWidgets import QFileDialog  # noqa: E402
+
+from captioner import Captioner  # noqa: E402
+from captioner.decoder import Decoder, DecoderConfig  # noqa: E402
+from captioner.vocab import Vocabulary  # noqa: E402
+from gui.app import model_argument  # noqa: E402
+from gui.main_window import MainWindow  # noqa: E402
+from gui.settings import Settings  # noqa: E402
+from gui.widgets.banner import SCENES_MODEL, copy_model_text  # noqa: E402
+from gui.widgets.settings_panel import BROWSE  # noqa: E402
+
+WAIT_MS = 90_000  # two busy cores: a model load or a caption can take seconds
+COPY_CARD = "# copy-test\n\n## Data\n\nThree photos of a cat and a cup.\n"
+
+
+@pytest.fixture(scope="module")
+def copy_model_dir(tiny_captioner, tmp_path_factory):
+    """A model that copies "cat" and "coffee cup" off Lite0's ImageNet classifier, with a card."""
+    torch.manual_seed(0)
+    nouns, plurals = ["coffee cup", "cat"], ["coffee cups", "cats"]
+    words = tiny_captioner.vocab.itos[4:]
+    vocab = Vocabulary(words + [w for w in nouns + plurals if w not in words])
+    decoder = Decoder(DecoderConfig(len(vocab), 1280, 32, 64, 32, dropout=0.0, copy_nouns=2))
+    class_to_noun = torch.zeros(1000, 2)
+    class_to_noun[[504, 967, 968], 0] = 1.0  # coffee mug, espresso, cup
+    class_to_noun[281:286, 1] = 1.0  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    decoder.attach_noun_head(
+        *tiny_captioner.encoder.imagenet_classifier(),
+        class_to_noun,
+        torch.tensor([vocab.stoi[w] for w in nouns]),
+        torch.tensor([vocab.stoi[w] for w in plurals]),
+    )
+    with torch.no_grad():
+        decoder.copy_gate.bias.fill_(4.0)  # copy often, so captions exercise the copy path
+    model = Captioner(tiny_captioner.encoder, decoder, vocab, name="copy-test")
+    path = model.save(tmp_path_factory.mktemp("models") / "copy")
+    (path / "README.md").write_text(COPY_CARD, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path):
+    settings = Settings.from_file(str(tmp_path / "settings.ini"))
+    settings.mark_started()  # no samples: the list holds what a test opens
+    return settings
+
+
+@pytest.fixture
+def open_window(qtbot, settings, tmp_path):
+    def open_window(model: str, paths=()) -> MainWindow:
+        window = MainWindow(
+            settings,
+            paths=[str(p) for p in paths],
+            model_dir=model,
+            data_dir=str(tmp_path / "app-data"),
+        )
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(lambda: bool(window._model_info or window._model_error), timeout=WAIT_MS)
+        return window
+
+    return open_window
+
+
+def switch_model(qtbot, window: MainWindow, choose) -> None:
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS) as ready:
+        choose()
+    assert ready.args == [True], window._model_error
+
+
+def test_a_copy_model_says_how_many_things_it_names_and_about_lists_them(
+    qtbot, open_window, copy_model_dir
+):
+    window = open_window(str(copy_model_dir))
+    banner = window.banner
+    assert banner.isVisible()
+    assert banner.text.text() == copy_model_text(2)
+    assert banner.text.text().startswith("Names about 2 kinds of things (nouns learned from")
+    assert banner.about_button.isVisible() and banner.button.isHidden()
+
+    banner.about_button.click()
+    dialog = window._about_model_dialog
+    assert dialog.isVisible()
+    assert "copy-test" in dialog.title.text()
+    assert "Three photos of a cat and a cup." in dialog.card.toPlainText()
+    assert dialog.nouns.toPlainText().splitlines() == ["cat", "coffee cup"]  # sorted, singular
+    assert "2 kinds of things" in dialog.nouns_label.text()
+
+
+def test_a_plain_model_has_no_banner_and_about_says_it_copies_nothing(
+    qtbot, open_window, tiny_model_dir
+):
+    window = open_window(str(tiny_model_dir))
+    assert window.banner.isHidden()
+    window.about_model_action.trigger()
+    dialog = window._about_model_dialog
+    assert "no model card" in dialog.card.toPlainText()
+    assert "copies no nouns" in dialog.nouns_label.text()
+    assert dialog.nouns.isHidden() and dialog.nouns.toPlainText() == ""
+
+
+def test_the_gates_panel_shows_the_copy_gate_of_a_copy_model_only(
+    qtbot, open_window, copy_model_dir, tiny_model_dir, photos, tmp_path
+):
+    photo = tmp_path / "chelsea.png"
+    photos["chelsea"].save(photo)
+    window = open_window(str(copy_model_dir), [photo])
+    qtbot.waitUntil(lambda: window._current is not None, timeout=WAIT_MS)
+    chart = window.lstm_panel.chart
+    shown, _ = chart.series["copy gate"]
+    np.testing.assert_allclose(shown, window._current.copy_gate)
+    assert len(shown) == len(window._current.tokens)
+    window.words.select(0)
+    assert f"copy gate {window._current.copy_gate[0]:.2f}" in window.lstm_panel.details.text()
+
+    switch_model(qtbot, window, lambda: window.set_model(str(tiny_model_dir)))
+    qtbot.waitUntil(lambda: window._current is not None, timeout=WAIT_MS)
+    assert window._current.copy_gate is None
+    assert "copy gate" not in chart.series and "attention gate" in chart.series
+
+
+def test_settings_choose_a_shipped_model_or_a_directory_and_keep_it(
+    qtbot, open_window, settings, tiny_model_dir, tmp_path, monkeypatch
+):
+    # A folder named like a shipped model, where the app runs, is not what "Shapes" loads.
+    shutil.copytree(tiny_model_dir, tmp_path / "shapes")
+    monkeypatch.chdir(tmp_path)
+    window = open_window(str(tiny_model_dir))
+    choice = window.settings_panel.model_choice
+    assert choice.currentData() == str(tiny_model_dir)
+
+    switch_model(qtbot, window, lambda: choice.activated.emit(choice.findData("shapes")))
+    assert window._model_info.name == "scenes-default"
+    assert window.banner.text.text() == SCENES_MODEL
+    assert settings.model == "shapes"
+    assert choice.currentData() == "shapes"
+    assert Settings.from_file(settings.store.fileName()).model == "shapes"
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: "")
+    choice.activated.emit(choice.findData(BROWSE))  # cancelled: nothing changes
+    assert choice.currentData() == "shapes" and settings.model == "shapes"
+
+    picked = str(tmp_path / "shapes")
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: picked)
+    switch_model(qtbot, window, lambda: choice.activated.emit(choice.findData(BROWSE)))
+    assert window._model_info.name == "tiny-test-model"
+    assert settings.model == picked and choice.currentData() == picked
+    assert choice.currentText() == "shapes"  # the directory's name, beside Shapes (…)
+    assert window.banner.isHidden()
+
+
+def test_gui_model_argument_follows_the_cli_rule(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert model_argument("shapes") == "shapes"
+    assert model_argument("runs/best") == str(tmp_path / "runs" / "best")
+    (tmp_path / "shapes").mkdir()
+    assert model_argument("shapes") == str(tmp_path / "shapes")  # an existing path wins
