@@ -5,9 +5,11 @@
 
 Scores are the COCO caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, see training/metrics.py),
 written under their COCO names. When the annotations list each image's objects (the generated
-scenes, training/scenes.py), the attention maps are also scored against the object boxes
-(training/grounding.py). Images that cannot be read are reported and skipped, never fatal.
-Every output file is written atomically, so an interrupted run never leaves half a file.
+shapes scenes, training/scenes.py, and composites, training/composites.py), the attention maps
+are also scored against the object boxes (training/grounding.py); for a model that copies nouns,
+pointing accuracy is reported for its copied nouns too (pointing_nouns). Images that cannot be
+read are reported and skipped, never fatal. Every output file is written atomically, so an
+interrupted run never leaves half a file.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ from training.train import HelpWithDefaults
 logger = logging.getLogger(__name__)
 
 COCO_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+GROUNDING_METRICS = (
+    "pointing_accuracy",
+    "attention_in_box",
+    "pointing_chance",
+    "pointing_nouns",
+    "pointing_chance_nouns",
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,9 @@ def evaluate_samples(
 
     Unreadable images are skipped and listed. Grounding scores (pointing_accuracy,
     attention_in_box, pointing_chance, grounded_words, ungrounded_words) are added when any
-    sample carries "objects" in its extra. Raises ValueError when no image could be captioned.
+    sample carries "objects" in its extra, and for a copy model (its results carry a copy gate)
+    the copied nouns' pointing_nouns, pointing_chance_nouns and grounded_nouns.
+    Raises ValueError when no image could be captioned.
     """
     for sample in samples:
         if "objects" in sample.extra:
@@ -132,10 +143,12 @@ def evaluate_samples(
         images.append(EvaluatedImage(sample, result.text, metrics.per_image[k], grounding))
     groundings = [image.grounding for image in images if image.grounding is not None]
     if groundings:
-        scores |= grounding_scores(groundings)
+        # A copy model's table nouns are masked out of its vocabulary: it says them by copying.
+        copy_model = captioned[0][1].copy_gate is not None
+        scores |= grounding_scores(groundings, copied_nouns=copy_model)
         if scores["grounded_words"] == 0:
             message = (
-                "no generated word names a shape or colour present in its image: "
+                "no generated word names a shape, noun or colour present in its image: "
                 "pointing_accuracy, attention_in_box and pointing_chance are null"
             )
             warnings.append(message)
@@ -152,15 +165,18 @@ def _check_objects(sample: Sample) -> None:
     for index, obj in enumerate(objects):
         ok = (
             isinstance(obj, dict)
-            and isinstance(obj.get("shape"), str)
-            and isinstance(obj.get("color"), str)
+            # shapes scenes name objects by shape; composites by noun, some without a colour
+            and (isinstance(obj.get("shape"), str) or isinstance(obj.get("noun"), str))
+            and "color" in obj
+            and (obj["color"] is None or isinstance(obj["color"], str))
             and isinstance(obj.get("bbox"), list)
             and len(obj["bbox"]) == 4
             and all(_is_number(value) for value in obj["bbox"])
         )
         if not ok:
             raise DatasetFormatError(
-                f"{where}: objects[{index}] needs 'shape', 'color' and 'bbox' [x, y, w, h]"
+                f"{where}: objects[{index}] needs 'shape' or 'noun', 'color' (a word or null) "
+                "and 'bbox' [x, y, w, h]"
             )
     for key in ("width", "height"):
         if key in sample.extra and not (_is_number(sample.extra[key]) and sample.extra[key] > 0):
@@ -317,6 +333,7 @@ def _per_image_record(image: EvaluatedImage) -> dict[str, Any]:
                 "pointing_hit": word.pointing_hit,
                 "attention_in_box": word.attention_in_box,
                 "chance": word.chance,
+                "noun": word.noun,
             }
             for word in image.grounding.grounded
         ]
@@ -326,12 +343,12 @@ def _per_image_record(image: EvaluatedImage) -> dict[str, Any]:
 
 def _print_summary(report: dict[str, Any], outputs: list[Path]) -> None:
     print(f"{report['num_images']} images, {report['skipped_images']} skipped")
-    for key in (*COCO_METRICS, "pointing_accuracy", "attention_in_box", "pointing_chance"):
+    for key in (*COCO_METRICS, *GROUNDING_METRICS):
         if report.get(key) is not None:
-            print(f"{key:<18} {report[key]:.4f}")
-    if "grounded_words" in report:
-        print(f"{'grounded_words':<18} {report['grounded_words']}")
-        print(f"{'ungrounded_words':<18} {report['ungrounded_words']}")
+            print(f"{key:<21} {report[key]:.4f}")
+    for key in ("grounded_words", "ungrounded_words", "grounded_nouns"):
+        if key in report:
+            print(f"{key:<21} {report[key]}")
     for path in outputs:
         print(f"wrote {path}")
 
