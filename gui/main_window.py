@@ -599,7 +599,10 @@ class MainWindow(QMainWindow):
         self._current = beam
         self._pinned_word = self._hovered_word = -1
         self._reset_overlays()
-        self.words.set_words(beam.tokens, "(an empty caption)")
+        # Copy models keep their nouns out of the vocabulary path: a noun said was copied.
+        copy_words = self._model_info.copy_words if self._model_info is not None else ()
+        copied = [token in copy_words for token in beam.tokens]
+        self.words.set_words(beam.tokens, "(an empty caption)", copied)
         words = len(beam.tokens)
         self.caption_panel.summary.setText(
             f"Beam {index + 1} of {len(self._beams)} · score {format_score(beam.score)} · "

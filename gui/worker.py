@@ -50,6 +50,7 @@ class ModelInfo:
     cell: str  # "lstm", "gru" or "rnn"
     device: str
     nouns: tuple[str, ...] = ()  # the singular nouns a copy model can copy, sorted; else none
+    copy_words: frozenset[str] = frozenset()  # every word the copy path says: nouns, plurals
     card: str = ""  # the model card (README.md in the model directory), if it has one
 
     @property
@@ -290,7 +291,10 @@ class CaptionWorker(QObject):
                 encoder=f"{encoder.name}, {encoder.image_size} px, {grid} x {grid} grid",
                 cell=captioner.decoder.config.cell,
                 device=str(captioner.device),
-                nouns=copyable_nouns(captioner),
+                nouns=tuple(sorted(_words(captioner, "noun_singular_ids"))),
+                copy_words=frozenset(
+                    _words(captioner, "noun_singular_ids") | _words(captioner, "noun_plural_ids")
+                ),
                 card=card_text,
             )
         )
@@ -381,9 +385,9 @@ def feature_grid(image_size: int, feature_stride: int, grid_size: int | None) ->
     return grid_size or math.ceil(image_size / feature_stride)
 
 
-def copyable_nouns(captioner) -> tuple[str, ...]:
-    """The singular nouns a copy model can copy from the photo, sorted; () for other models."""
+def _words(captioner, ids_buffer: str) -> set[str]:
+    """The words a copy model's decoder names in `ids_buffer` (noun_singular_ids or
+    noun_plural_ids); none for a model that does not copy."""
     if not captioner.decoder.config.copy_nouns:
-        return ()
-    ids = captioner.decoder.noun_singular_ids.tolist()
-    return tuple(sorted({captioner.vocab.itos[i] for i in ids}))
+        return set()
+    return {captioner.vocab.itos[i] for i in getattr(captioner.decoder, ids_buffer).tolist()}

@@ -1,5 +1,5 @@
 """The app and the model it runs: shipped models by name, what the banner and Help → About this
-model say about a model, and the copy gate beside the other gates."""
+model say about a model, the copy gate beside the other gates and copied nouns underlined."""
 
 from __future__ import annotations
 
@@ -126,11 +126,16 @@ def test_the_gates_panel_shows_the_copy_gate_of_a_copy_model_only(
     assert len(shown) == len(window._current.tokens)
     window.words.select(0)
     assert f"copy gate {window._current.copy_gate[0]:.2f}" in window.lstm_panel.details.text()
+    # The nouns it said were copied (the vocabulary path cannot say them): underlined.
+    copy_words = {"cat", "cats", "coffee cup", "coffee cups"}
+    assert window.words.copied == [token in copy_words for token in window._current.tokens]
+    assert any(window.words.copied)
 
     switch_model(qtbot, window, lambda: window.set_model(str(tiny_model_dir)))
     qtbot.waitUntil(lambda: window._current is not None, timeout=WAIT_MS)
     assert window._current.copy_gate is None
     assert "copy gate" not in chart.series and "attention gate" in chart.series
+    assert not any(window.words.copied)
 
 
 def test_settings_choose_a_shipped_model_or_a_directory_and_keep_it(

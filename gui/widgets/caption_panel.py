@@ -1,13 +1,14 @@
 """The caption: its words in large text, each one clickable, and the other beams with scores.
 
 Hovering a word previews its attention heatmap, clicking pins it (clicking it again unpins),
-Left/Right or Tab walk through the words from the keyboard.
+Left/Right or Tab walk through the words from the keyboard. Nouns a copy model read off the
+photo are underlined, so their heatmaps can be told apart: they show where the noun was read.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QFont, QPainter, QPalette
+from PySide6.QtGui import QAction, QColor, QFont, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 from gui.widgets.elided_label import ElidedLabel
 
 WORD_GAP_X, WORD_GAP_Y, WORD_PAD_X, WORD_PAD_Y = 6, 4, 7, 3
+COPIED_COLOUR = QColor(13, 148, 136)  # the copy gate's colour in the gates panel
 
 
 class CaptionWords(QWidget):
@@ -36,6 +38,7 @@ class CaptionWords(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._words: list[str] = []
+        self._copied: list[bool] = []
         self._rects: list[QRect] = []
         self._selected = -1
         self._hovered = -1
@@ -59,11 +62,21 @@ class CaptionWords(QWidget):
     def selected(self) -> int:
         return self._selected
 
-    def set_words(self, words: list[str], placeholder: str = "") -> None:
+    @property
+    def copied(self) -> list[bool]:
+        """Per word: whether it is a noun copied from the photo (underlined)."""
+        return list(self._copied)
+
+    def set_words(
+        self, words: list[str], placeholder: str = "", copied: list[bool] | None = None
+    ) -> None:
         self._words = list(words)
+        self._copied = list(copied) if copied is not None else [False] * len(words)
         self._selected = self._hovered = -1
         self._placeholder = placeholder
-        self.setAccessibleDescription(" ".join(words) or placeholder)
+        nouns = [word for word, copy in zip(words, self._copied, strict=True) if copy]
+        described = " ".join(words) + (f" (read off the photo: {', '.join(nouns)})" * bool(nouns))
+        self.setAccessibleDescription(described or placeholder)
         self._layout_words()
         self.updateGeometry()
         self.update()
@@ -141,6 +154,13 @@ class CaptionWords(QWidget):
                 painter.drawRoundedRect(QRectF(rect).adjusted(0.5, 0.5, -0.5, -0.5), 6, 6)
             painter.setPen(palette.color(text_role))
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, word)
+            if self._copied[i]:
+                painter.setPen(QPen(COPIED_COLOUR, 2))
+                baseline = rect.bottom() - WORD_PAD_Y / 2
+                painter.drawLine(
+                    QPointF(rect.left() + WORD_PAD_X, baseline),
+                    QPointF(rect.right() - WORD_PAD_X, baseline),
+                )
         if self.hasFocus() and self._selected < 0:
             # Show keyboard users where they are before a word is chosen.
             painter.setPen(palette.color(QPalette.ColorRole.Highlight))
