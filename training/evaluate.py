@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from captioner import Captioner, CaptionResult, CheckpointError
 from captioner.atomic import write_atomically
 from captioner.cli import add_decoding_arguments, decoding_options, positive_int
 from captioner.device import resolve_device
+from captioner.images import image_size
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
 from training.metrics import coco_metrics
 from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
@@ -191,8 +191,7 @@ def _image_size(sample: Sample) -> tuple[int, int]:
     """(width, height) the boxes refer to: the annotation's, else the image file's."""
     if "width" in sample.extra and "height" in sample.extra:
         return sample.extra["width"], sample.extra["height"]
-    with Image.open(sample.image_path) as image:  # header only; the file was just captioned
-        return image.size
+    return image_size(sample.image_path)  # the header only: the photo was just captioned
 
 
 def main(argv: list[str] | None = None) -> int:
