@@ -260,6 +260,22 @@ def test_max_objects_one_pastes_a_single_stamp(stamps):
         assert len(objects) == 1
 
 
+def test_close_ups_fill_most_of_the_frame_and_are_called_large(stamps):
+    plain = dict(backgrounds=("plain",), max_objects=1)
+    close = load_config(stamps[0], stamps[1], **plain, close_ups=1.0)[0]
+    usual = load_config(stamps[0], stamps[1], **plain)[0]
+    for i in range(10):
+        _, objects, captions = make_composite(np.random.default_rng(i), 96, close)
+        (box,) = [o["bbox"] for o in objects]
+        assert max(box[2], box[3]) >= 0.5 * 96 * 0.8  # long side 0.55-0.8, less a faint fringe
+        assert objects[0]["size"] == "large"
+        assert not any("small" in c["caption"].split() for c in captions)
+        _, objects, _ = make_composite(np.random.default_rng(i), 96, usual)
+        assert max(objects[0]["bbox"][2:]) <= 0.48 * 96 + 2
+    with pytest.raises(ValueError, match="close-ups"):
+        load_config(stamps[0], stamps[1], close_ups=1.5)
+
+
 def test_missing_stamps_folder_says_what_to_install(tmp_path, stamps, capsys):
     with pytest.raises(FileNotFoundError, match="stamps folder not found.*tuxpaint-stamps-default"):
         load_config(tmp_path / "nowhere", stamps[1])

@@ -66,7 +66,10 @@ OBJECT_COUNT_WEIGHTS = (0.35, 0.4, 0.25)  # composites with 1, 2, 3 stamps
 REPEAT_PROBABILITY = 0.2
 MAX_SAME_NOUN = 2  # the grammar counts up to two
 # The stamp's longer side as a fraction of the image; the gap keeps "small" and "large" apart.
-LONG_SIDES = {"small": (0.2, 0.27), "large": (0.36, 0.48)}
+LONG_SIDES = {"small": (0.2, 0.27), "large": (0.36, 0.48), "close-up": (0.55, 0.8)}
+# A close-up is a lone stamp that fills most of the frame, as the subject of a real photo does;
+# its captions call it large.
+CLOSE_UP_SIZE_WORD = "large"
 MAX_ROTATION_DEGREES = 8.0
 # Brightness, contrast and saturation factors: enough to vary lighting, not to change a colour
 # word ("a red apple" stays red).
@@ -99,6 +102,7 @@ class CompositeConfig:
     photos: tuple[str, ...]
     backgrounds: tuple[str, ...]
     max_objects: int = 3
+    close_ups: float = 0.0  # share of single-stamp composites drawn as close-ups
 
 
 def read_stamp_list(path: Path = STAMP_LIST) -> list[Stamp]:
@@ -157,6 +161,7 @@ def load_config(
     photos: list[Path] | None = None,
     backgrounds: tuple[str, ...] | None = None,
     max_objects: int = 3,
+    close_ups: float = 0.0,
 ) -> tuple[CompositeConfig, list[str]]:
     """The checked configuration, and notes on what is missing but not needed.
 
@@ -178,6 +183,8 @@ def load_config(
         )
     if not 1 <= max_objects <= len(OBJECT_COUNT_WEIGHTS):
         raise ValueError(f"max objects must be 1 to {len(OBJECT_COUNT_WEIGHTS)}, got {max_objects}")
+    if not 0 <= close_ups <= 1:
+        raise ValueError(f"close-ups must be a share from 0 to 1, got {close_ups}")
     notes = []
     photo_paths = _find_photos(photos)
     if backgrounds is None:
@@ -202,6 +209,7 @@ def load_config(
         tuple(str(p) for p in photo_paths) if "photo" in backgrounds else (),
         tuple(backgrounds),
         max_objects,
+        close_ups,
     )
     return config, notes
 
@@ -353,6 +361,9 @@ def make_composite(
     while True:
         stamps = _draw_stamps(rng, config)
         size_classes = ["small" if rng.random() < 0.5 else "large" for _ in stamps]
+        # Drawn only when asked for, so composites made without close-ups stay as they were.
+        if len(stamps) == 1 and config.close_ups and rng.random() < config.close_ups:
+            size_classes = ["close-up"]
         images = [
             _transform(stamp, size_class, rng, config, size)
             for stamp, size_class in zip(stamps, size_classes, strict=True)
@@ -390,7 +401,7 @@ def make_composite(
             {
                 "noun": stamp.noun,
                 "color": stamp.color,
-                "size": size_class,
+                "size": CLOSE_UP_SIZE_WORD if size_class == "close-up" else size_class,
                 "bbox": bbox,
                 "stamp": stamp.path,
             }
@@ -416,6 +427,7 @@ def describe(config: CompositeConfig) -> dict[str, object]:
         "backgrounds": list(config.backgrounds),
         "photos": [Path(photo).name for photo in config.photos],
         "max_objects": config.max_objects,
+        "close_ups": config.close_ups,
     }
 
 

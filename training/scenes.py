@@ -722,6 +722,13 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument(
         "--max-objects", type=int, metavar="N", help="stamps per composite, 1 to N (default 3)"
     )
+    group.add_argument(
+        "--close-ups",
+        type=float,
+        metavar="SHARE",
+        help="share of single-stamp composites whose stamp fills most of the frame, as the "
+        "subject of a photo does (default 0)",
+    )
     args = parser.parse_args(argv)
     if args.size < MIN_IMAGE_SIZE:
         parser.error(f"--size must be at least {MIN_IMAGE_SIZE}, got {args.size}")
@@ -736,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         "photos": args.photos,
         "backgrounds": args.backgrounds,
         "max_objects": args.max_objects,
+        "close_ups": args.close_ups,
     }
     given = {name: value for name, value in composite_options.items() if value is not None}
     make, info = make_scene, None
@@ -751,8 +759,8 @@ def main(argv: list[str] | None = None) -> int:
         make, info = composites.scene_maker(config), composites.describe(config)
     elif given:
         parser.error(
-            "--stamps, --stamp-list, --photos, --backgrounds and --max-objects need "
-            "--kind composites"
+            "--stamps, --stamp-list, --photos, --backgrounds, --max-objects and --close-ups "
+            "need --kind composites"
         )
     for split, count in counts.items():
         if count == 0:
