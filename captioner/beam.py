@@ -52,7 +52,8 @@ def beam_search(
     Each image keeps `beam_size` live beams; finished captions go to a per-image pool of the
     same size. An image stops once no live beam can beat the worst caption in its pool, and is
     then frozen, so its result does not depend on the other images in the batch. Greedy
-    decoding is beam_size=1. No caption ends before its first word.
+    decoding is beam_size=1. No caption ends before its first word, and a copy model's caption
+    names something: it ends only after a copied noun, and never copies two nouns in a row.
     """
     if beam_size < 1 or max_length < 1:
         raise ValueError("beam_size and max_length must be at least 1")
@@ -71,6 +72,17 @@ def beam_search(
     only_end = torch.ones_like(never)
     only_end[end_id] = False
     neg_inf = torch.tensor(-math.inf, device=features.device)
+    # Every caption a copy model learned from names an object, and none puts two nouns side by
+    # side (a two-word noun is one word). On photos unlike its training images, its sentence
+    # can drift into "one above the other" or "bridges bridges bridges"; like the first-word
+    # rule, these masks keep the search among captions of the form it was taught (a mild
+    # version of constrained beam search, Anderson et al. 2017).
+    is_noun = torch.zeros(vocab_size, dtype=torch.bool, device=features.device)
+    if decoder.config.copy_nouns:
+        is_noun[decoder.noun_singular_ids] = True
+        is_noun[decoder.noun_plural_ids] = True
+    named = torch.zeros(batch * k, dtype=torch.bool, device=features.device)
+    after_noun = torch.zeros(batch * k, dtype=torch.bool, device=features.device)
 
     alive = torch.full((batch, k), -math.inf, device=features.device)  # log-probs of live beams
     alive[:, 0] = 0.0  # at the start all beams are the same, so only one may expand
@@ -88,6 +100,12 @@ def beam_search(
         # Masked after the softmax, so scores stay the model's own log-probabilities.
         banned = only_end if t == max_length else not_yet if t == 0 else never
         log_probs = log_probs.masked_fill(banned, -math.inf)
+        if decoder.config.copy_nouns and t < max_length:
+            rules = (~named).unsqueeze(1) & (
+                torch.arange(vocab_size, device=named.device) == end_id
+            )
+            rules |= after_noun.unsqueeze(1) & is_noun  # (batch * beams, vocab)
+            log_probs = log_probs.masked_fill(rules, -math.inf)
         if no_repeat_ngram_size > 0:
             log_probs = _block_repeated_ngrams(log_probs, sequences, no_repeat_ngram_size, end_id)
         candidates = (alive.unsqueeze(-1) + log_probs.view(batch, k, vocab_size)).view(batch, -1)
@@ -117,6 +135,8 @@ def beam_search(
         rows = (parent + torch.arange(batch, device=parent.device).unsqueeze(1) * k).view(-1)
         state = out.state.select_rows(rows)
         words = next_word.view(-1)
+        after_noun = is_noun[words]
+        named = named.index_select(0, rows) | after_noun
         if no_repeat_ngram_size > 0:
             sequences = torch.cat([sequences.index_select(0, rows), words.unsqueeze(1)], 1)
 

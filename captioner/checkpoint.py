@@ -42,7 +42,7 @@ _INTEGER_RANGES = {
     },
 }
 _CHOICES = {"cell": tuple(GATE_BLOCKS), "start_state": START_STATES}
-_FLAGS = ("coordinates", "normalize_features", "word_attention")
+_FLAGS = ("coordinates", "normalize_features", "word_attention", "semantic_features")
 _REQUIRED = {"decoder": ("vocab_size", "encoder_dim"), "encoder": ()}
 # The decoder tensor that carries each size in config.json: (tensor, axis).
 _SIZE_CARRIERS = {
@@ -226,13 +226,16 @@ def check_weights_fit_config(
             f"{VOCAB_FILE} ({vocab_size} words)"
         )
     decoder_config = DecoderConfig.from_dict(fields)
-    for key, (tensor, axis) in _SIZE_CARRIERS.items():
+    carriers = dict(_SIZE_CARRIERS)
+    if decoder_config.semantic_features:  # the attention reads class log-probabilities then
+        carriers["encoder_dim"] = ("noun_head_weight", 1)
+    for key, (tensor, axis) in carriers.items():
         shape = shapes.get(f"decoder.{tensor}")
         if shape is None or len(shape) <= axis:
             continue  # reported below, with the expected shape
         value = getattr(decoder_config, key)
         field = f"decoder.{key} {value}"
-        if key == "encoder_dim" and decoder_config.coordinates:
+        if key == "encoder_dim" and tensor == "encoder_att.weight" and decoder_config.coordinates:
             value, field = value + 2, f"{field} (+ 2 coordinates)"  # each cell's (x, y)
         if shape[axis] != value:
             raise CheckpointError(

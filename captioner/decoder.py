@@ -68,6 +68,12 @@ class DecoderConfig:
     # class -> noun matrix and the nouns' word ids are buffers set by `attach_noun_head`.
     copy_nouns: int = 0
     copy_classes: int = 1000
+    # A copy model only: the decoder reads each cell as the ImageNet classifier sees it (its
+    # class log-probabilities) instead of the raw features. Raw features also carry what a
+    # photo looks like (texture, lighting, style), which differs between the composites a
+    # model learns its sentences from and the photos it captions; what a cell looks like as
+    # ImageNet classes is the same kind of thing in both.
+    semantic_features: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
@@ -130,9 +136,12 @@ class Decoder(nn.Module):
         self.config = config
         c = config
         gate_dim = GATE_BLOCKS[c.cell] * c.decoder_dim
-        feature_dim = c.encoder_dim + (2 if c.coordinates else 0)
+        if c.semantic_features and not c.copy_nouns:
+            raise ValueError("semantic_features needs a copy model (copy_nouns above 0)")
+        cell_dim = c.copy_classes if c.semantic_features else c.encoder_dim
+        feature_dim = cell_dim + (2 if c.coordinates else 0)
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
-        self.feature_norm = nn.LayerNorm(c.encoder_dim) if c.normalize_features else nn.Identity()
+        self.feature_norm = nn.LayerNorm(cell_dim) if c.normalize_features else nn.Identity()
         self.encoder_att = nn.Linear(feature_dim, c.attention_dim)
         self.decoder_att = nn.Linear(c.decoder_dim, c.attention_dim)
         self.word_att = nn.Linear(c.embed_dim, c.attention_dim) if c.word_attention else None
@@ -367,6 +376,10 @@ class Decoder(nn.Module):
 
     def _grid_cells(self, features: torch.Tensor) -> torch.Tensor:
         """(batch, grid_h, grid_w, encoder_dim) -> (batch, num_pixels, feature_dim)."""
+        if self.config.semantic_features:
+            with _full_precision(features):
+                classes = F.linear(features.float(), self.noun_head_weight, self.noun_head_bias)
+                features = classes.log_softmax(-1)  # (batch, grid_h, grid_w, copy_classes)
         features = self.feature_norm(features)
         if self.config.coordinates:
             batch, grid_h, grid_w, _ = features.shape

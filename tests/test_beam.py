@@ -75,13 +75,15 @@ def attach_random_noun_head(decoder: Decoder, singular: list[int], plural: list[
     )
 
 
-def tiny_random_decoder(seed: int, copy: bool = False) -> tuple[Decoder, torch.Tensor]:
+def tiny_random_decoder(
+    seed: int, copy: bool = False, semantic: bool = False
+) -> tuple[Decoder, torch.Tensor]:
     """Vocabulary of two real words (with copy, also a noun and its plural, said only by
     copying them): every caption up to length 3 can be enumerated."""
     torch.manual_seed(seed)
     config = DecoderConfig(
         8 if copy else 6, 8, embed_dim=4, decoder_dim=8, attention_dim=4, dropout=0.0,
-        copy_nouns=1 if copy else 0, copy_classes=3,
+        copy_nouns=1 if copy else 0, copy_classes=3, semantic_features=semantic,
     )  # fmt: skip
     decoder = Decoder(config).eval()
     with torch.no_grad():
@@ -138,11 +140,11 @@ def test_wide_beam_finds_the_exhaustive_optimum_and_length_penalty_reranks(copy)
     assert rankings_differ, "length penalty should change the best caption for some model"
 
 
-@pytest.mark.parametrize("copy", [False, True])
-def test_every_returned_beam_scores_as_its_caption_does_under_teacher_forcing(copy):
+@pytest.mark.parametrize("copy, semantic", [(False, False), (True, False), (True, True)])
+def test_every_returned_beam_scores_as_its_caption_does_under_teacher_forcing(copy, semantic):
     """Beams are reordered every step; a state left unreordered would make a beam's score and
     maps those of another caption."""
-    decoder, features = tiny_random_decoder(2, copy)
+    decoder, features = tiny_random_decoder(2, copy, semantic)
     features = torch.cat([features, torch.randn(3, 2, 2, 8)])
     found = beam_search(  # a length bonus keeps long captions, whose beams were reordered
         decoder, features, start_id=START, end_id=END, banned_ids=BANNED, beam_size=6,
@@ -280,3 +282,54 @@ def test_decoding_steps_equal_the_teacher_forced_direct_form(
             torch.testing.assert_close(out.logits, logits[:, t], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(out.alpha, alphas[:, t], atol=1e-6, rtol=1e-5)
             assert (out.copy_gate is not None) == copy
+
+
+@pytest.mark.parametrize("coordinates", [False, True])
+def test_semantic_features_decode_as_teacher_forcing_from_the_classifiers_view(coordinates):
+    """With semantic_features the decoder's cells are the classifier's log-probabilities; the
+    steps still equal teacher forcing, and the raw features reach it only through them."""
+    torch.manual_seed(0)
+    config = DecoderConfig(
+        30, 64, 16, 32, 24, 0.0, "gru", "learned", coordinates, True, True,
+        copy_nouns=5, copy_classes=12, semantic_features=True,
+    )  # fmt: skip
+    decoder = Decoder(config).eval()
+    attach_random_noun_head(decoder, [20, 21, 22, 23, 24], [25, 26, 27, 28, 29])
+    features = torch.randn(3, 4, 4, 64)
+    captions = torch.randint(4, 30, (3, 7))
+    captions[:, 0] = START
+    with torch.no_grad():
+        logits, alphas = decoder(features, captions)
+        memory = decoder.prepare(features)
+        assert memory.features.shape == (3, 16, 12 + (2 if coordinates else 0))
+        state = decoder.initial_state(memory)
+        for t in range(captions.shape[1] - 1):
+            out = decoder.step(captions[:, t], state, memory)
+            state = out.state
+            torch.testing.assert_close(out.logits, logits[:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.alpha, alphas[:, t], atol=1e-6, rtol=1e-5)
+        # Features the classifier cannot tell apart are the same image to the decoder.
+        shift = torch.randn(64)
+        shift -= torch.linalg.pinv(decoder.noun_head_weight) @ (decoder.noun_head_weight @ shift)
+        moved, _ = decoder(features + shift, captions)
+        torch.testing.assert_close(moved, logits, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="copy model"):
+        Decoder(DecoderConfig(30, 64, semantic_features=True))
+
+
+def test_a_copy_models_caption_names_something_and_never_two_nouns_in_a_row():
+    """A model that would rather end at once, or say its noun twice, still gives captions of
+    the form it learned: a copied noun before <end>, never two nouns side by side."""
+    decoder, features = tiny_random_decoder(3, copy=True)
+    nouns = {6, 7}
+    with torch.no_grad():
+        decoder.output.bias[END] = 8.0  # <end> as soon as it is allowed
+        decoder.copy_gate.bias.fill_(6.0)  # and nouns, nouns, nouns
+    for beam_size in (1, 3):
+        hypotheses = beam_search(
+            decoder, features, start_id=START, end_id=END, beam_size=beam_size, max_length=6
+        )[0]
+        for hypothesis in hypotheses:
+            ids = hypothesis.token_ids
+            assert nouns & set(ids), ids
+            assert not any(a in nouns and b in nouns for a, b in itertools.pairwise(ids)), ids

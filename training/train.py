@@ -69,6 +69,7 @@ MODEL_OPTIONS = {
     "attention_dim": ("decoder", "attention_dim"),
     "dropout": ("decoder", "dropout"),
     "copy_nouns": ("decoder", "copy_nouns"),  # a flag here, the number of nouns in config.json
+    "semantic_features": ("decoder", "semantic_features"),
 }
 # Options a resumed run keeps from its checkpoint, which saves them: the vocabulary, the
 # optimizer and scheduler states and the batch order were made with them. Not given, they
@@ -199,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="name objects by copying nouns from the encoder's ImageNet classifier (issue #12): "
         "the noun table's nouns and plurals join the vocabulary and are said only by copying; "
         "needs an efficientnet-lite encoder at --feature-stride 32",
+    )
+    model.add_argument(
+        "--semantic-features",
+        action="store_true",
+        help="with --copy-nouns: the decoder reads each grid cell as the ImageNet classifier "
+        "sees it (class log-probabilities), not its raw features, so sentences learned from "
+        "composites carry over to photos",
     )
 
     opt = p.add_argument_group("optimisation")
@@ -409,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             "--copy-nouns reads the ImageNet classifier of an efficientnet-lite encoder, which "
             "was trained on the last stage's features: use --feature-stride 32"
         )
+    if args.semantic_features and not args.copy_nouns:
+        parser.error("--semantic-features reads the ImageNet classifier: it needs --copy-nouns")
     device = resolve_device(args.device)
     world = Distributed.from_environment(device)
     if device.type == "cuda" and world.world_size > 1:
@@ -482,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         args.dropout, args.cell, args.start_state, args.coordinates,
         args.normalize_features, args.word_attention,
         copy_nouns=len(table.nouns) if args.copy_nouns else 0,
+        semantic_features=args.semantic_features,
     )  # fmt: skip
     decoder = Decoder(decoder_config)
     if args.copy_nouns and not resuming:  # a resumed run's checkpoint holds them
