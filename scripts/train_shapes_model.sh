@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the model shipped in captioner/models/default (about an hour on 2 CPU cores).
-# Usage: scripts/train_default_model.sh [DATA_DIR] [RUN_DIR] [captioner-train options...]
+# Reproduces the shapes model shipped in captioner/models/shapes (about an hour on 2 CPU cores).
+# Usage: scripts/train_shapes_model.sh [DATA_DIR] [RUN_DIR] [captioner-train options...]
 # Extra options override the defaults below (the README's full-data trials: --cell lstm, ...).
 set -euo pipefail
 data=${1:-data/scenes} run=${2:-runs/scenes-default}
