@@ -95,11 +95,25 @@ def tiny_random_decoder(
     return decoder, torch.randn(1, 2, 2, 8)
 
 
+def follows_copy_rules(decoder, words: tuple[int, ...], max_length: int) -> bool:
+    """A copy model's caption ends only after a copied noun (unless max_length ends it) and
+    never copies two nouns in a row; any caption of another model does."""
+    if not decoder.config.copy_nouns:
+        return True
+    nouns = set(decoder.noun_singular_ids.tolist()) | set(decoder.noun_plural_ids.tolist())
+    if any(a in nouns and b in nouns for a, b in itertools.pairwise(words)):
+        return False
+    return len(words) == max_length or bool(nouns & set(words))
+
+
 def exhaustive_best(decoder, features, max_length: int, alpha: float) -> tuple[list[int], float]:
-    """Score every caption of 1..max_length words (plus <end>) by teacher forcing."""
+    """Score every caption of 1..max_length words (plus <end>) that beam search may return by
+    teacher forcing."""
     best = ([], -math.inf)
     for length in range(1, max_length + 1):
         for words in itertools.product(range(4, decoder.config.vocab_size), repeat=length):
+            if not follows_copy_rules(decoder, words, max_length):
+                continue
             ids = torch.tensor([[START, *words, END]])
             with torch.no_grad():
                 logits, _ = decoder(features, ids)
