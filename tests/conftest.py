@@ -72,6 +72,35 @@ def tiny_captioner(photos) -> Captioner:
     return train_tiny_captioner(list(photos.values()), list(PHOTO_CAPTIONS.values()))
 
 
+# ImageNet classes of the two nouns copy-model tests copy (Lite0's classifier knows them).
+COPY_TEST_CLASSES = {
+    "cat": [281, 282, 283, 284, 285],  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    "coffee cup": [504, 967, 968],  # coffee mug, espresso, cup
+}
+
+
+def tiny_copy_captioner(tiny_captioner: Captioner, nouns: list[str]) -> Captioner:
+    """The tiny model's encoder with a fresh decoder that copies `nouns` (of COPY_TEST_CLASSES,
+    in this order) from Lite0's ImageNet classifier, its copy gate biased to copy often."""
+    torch.manual_seed(0)
+    plurals = [f"{noun}s" for noun in nouns]
+    words = tiny_captioner.vocab.itos[4:]
+    vocab = Vocabulary(words + [w for w in nouns + plurals if w not in words])
+    decoder = Decoder(DecoderConfig(len(vocab), 1280, 32, 64, 32, dropout=0.0, copy_nouns=2))
+    class_to_noun = torch.zeros(1000, len(nouns))
+    for column, noun in enumerate(nouns):
+        class_to_noun[COPY_TEST_CLASSES[noun], column] = 1.0
+    decoder.attach_noun_head(
+        *tiny_captioner.encoder.imagenet_classifier(),
+        class_to_noun,
+        torch.tensor([vocab.stoi[w] for w in nouns]),
+        torch.tensor([vocab.stoi[w] for w in plurals]),
+    )
+    with torch.no_grad():
+        decoder.copy_gate.bias.fill_(4.0)  # copy often, so captions exercise the copy path
+    return Captioner(tiny_captioner.encoder, decoder, vocab, name="copy-test")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_captioner, tmp_path_factory):
     """A saved model directory, for code that loads models from disk (CLI, GUI)."""

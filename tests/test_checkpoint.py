@@ -7,13 +7,12 @@ import stat
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_copy_captioner
 from safetensors.torch import load_file, save_file
 
 import captioner.api
 import captioner.checkpoint
 from captioner import Captioner, CheckpointError
-from captioner.decoder import Decoder, DecoderConfig
-from captioner.vocab import Vocabulary
 
 
 def test_round_trip_gives_identical_captions(tiny_captioner, tiny_model_dir, photos):
@@ -210,24 +209,7 @@ def test_a_fine_tuned_encoder_tensor_of_the_wrong_shape_is_named(
 @pytest.fixture(scope="module")
 def copy_model_dir(tiny_captioner, tmp_path_factory):
     """A model that copies "cat" and "coffee cup" from Lite0's ImageNet classifier."""
-    torch.manual_seed(0)
-    nouns, plurals = ["cat", "coffee cup"], ["cats", "coffee cups"]
-    words = tiny_captioner.vocab.itos[4:]
-    vocab = Vocabulary(words + [w for w in nouns + plurals if w not in words])
-    config = DecoderConfig(len(vocab), 1280, 32, 64, 32, dropout=0.0, copy_nouns=2)
-    decoder = Decoder(config)
-    class_to_noun = torch.zeros(1000, 2)
-    class_to_noun[281:286, 0] = 1.0  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-    class_to_noun[[504, 967, 968], 1] = 1.0  # coffee mug, espresso, cup
-    decoder.attach_noun_head(
-        *tiny_captioner.encoder.imagenet_classifier(),
-        class_to_noun,
-        torch.tensor([vocab.stoi[w] for w in nouns]),
-        torch.tensor([vocab.stoi[w] for w in plurals]),
-    )
-    with torch.no_grad():
-        decoder.copy_gate.bias.fill_(4.0)  # copy often, so captions exercise the copy path
-    model = Captioner(tiny_captioner.encoder, decoder, vocab, name="copy-test")
+    model = tiny_copy_captioner(tiny_captioner, ["cat", "coffee cup"])
     return model, model.save(tmp_path_factory.mktemp("models") / "copy")
 
 

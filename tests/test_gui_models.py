@@ -7,16 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from conftest import tiny_copy_captioner  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from captioner import Captioner  # noqa: E402
-from captioner.decoder import Decoder, DecoderConfig  # noqa: E402
-from captioner.vocab import Vocabulary  # noqa: E402
 from gui.app import model_argument  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from gui.settings import Settings  # noqa: E402
@@ -30,23 +27,7 @@ COPY_CARD = "# copy-test\n\n## Data\n\nThree photos of a cat and a cup.\n"
 @pytest.fixture(scope="module")
 def copy_model_dir(tiny_captioner, tmp_path_factory):
     """A model that copies "cat" and "coffee cup" off Lite0's ImageNet classifier, with a card."""
-    torch.manual_seed(0)
-    nouns, plurals = ["coffee cup", "cat"], ["coffee cups", "cats"]
-    words = tiny_captioner.vocab.itos[4:]
-    vocab = Vocabulary(words + [w for w in nouns + plurals if w not in words])
-    decoder = Decoder(DecoderConfig(len(vocab), 1280, 32, 64, 32, dropout=0.0, copy_nouns=2))
-    class_to_noun = torch.zeros(1000, 2)
-    class_to_noun[[504, 967, 968], 0] = 1.0  # coffee mug, espresso, cup
-    class_to_noun[281:286, 1] = 1.0  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-    decoder.attach_noun_head(
-        *tiny_captioner.encoder.imagenet_classifier(),
-        class_to_noun,
-        torch.tensor([vocab.stoi[w] for w in nouns]),
-        torch.tensor([vocab.stoi[w] for w in plurals]),
-    )
-    with torch.no_grad():
-        decoder.copy_gate.bias.fill_(4.0)  # copy often, so captions exercise the copy path
-    model = Captioner(tiny_captioner.encoder, decoder, vocab, name="copy-test")
+    model = tiny_copy_captioner(tiny_captioner, ["coffee cup", "cat"])
     path = model.save(tmp_path_factory.mktemp("models") / "copy")
     (path / "README.md").write_text(COPY_CARD, encoding="utf-8")
     return path
