@@ -151,6 +151,8 @@ def test_long_texts_never_resize_the_window(qtbot, open_window, photos, tmp_path
     window.statusBar().showMessage(long_text)
     window.banner.show_message("x" * 500, warning=True)
     window.setWindowTitle(f"{photo.name} — Captioner")
+    window.settings_panel.model_name.setText("a-model-trained-for-a-long-while-" * 8)
+    window.settings_panel.model_status.setText("x" * 400)  # a line with nowhere to break
     settle_layouts()
 
     assert window.width() == 1342

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.settings import DEVICES, SHIPPED_MODELS, DecodeOptions, is_model_name
+from gui.widgets.elided_label import ElidedLabel
 from gui.worker import ModelInfo
 
 APPLY_DELAY_MS = 250  # let a user spin through values before decoding again
@@ -71,13 +72,14 @@ class SettingsPanel(QWidget):
         self.model_path = QLineEdit()
         self.model_path.setReadOnly(True)
         self.model_path.setAccessibleName("Model directory")
-        self.model_name = QLabel("–")
+        # A model's name and a load error are the user's text, of any length: cut to one line
+        # (whole in the tooltip), so they never widen the window.
+        self.model_name = ElidedLabel("–")
         self.model_vocab = QLabel("–")
         self.model_encoder = QLabel("–")
         self.model_encoder.setWordWrap(True)
         self.model_decoder = QLabel("–")
-        self.model_status = QLabel()
-        self.model_status.setWordWrap(True)
+        self.model_status = ElidedLabel()
 
         decoding = QGroupBox("Decoding")
         form = QFormLayout(decoding)
