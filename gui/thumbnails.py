@@ -47,8 +47,16 @@ class Thumbnailer(QObject):
         self.ready.emit(path, image)
 
 
+# What Qt calls the formats captioner opens (captioner.images.ALLOWED_FORMATS). Qt reads more
+# (SVG, ICO, PPM, TGA, ...): those go to load_image, which refuses them with the reason the
+# list then shows, instead of a thumbnail for a photo that cannot be captioned.
+QT_PHOTO_FORMATS = frozenset({"jpeg", "jpg", "png", "gif", "webp", "tiff", "tif", "bmp"})
+
+
 def _read_with_qt(path: str) -> QImage | None:
     reader = QImageReader(path)
+    if bytes(reader.format().data()).decode().lower() not in QT_PHOTO_FORMATS:
+        return None
     reader.setAutoTransform(True)  # EXIF orientation, as load_image applies it
     size = reader.size()
     if size.isValid() and max(size.width(), size.height()) > THUMBNAIL_SIZE:

@@ -20,7 +20,7 @@ from gui.files import collect_images  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from gui.models.image_list import ImageListModel, Status  # noqa: E402
 from gui.settings import Settings  # noqa: E402
-from gui.thumbnails import THUMBNAIL_SIZE  # noqa: E402
+from gui.thumbnails import THUMBNAIL_SIZE, Thumbnailer  # noqa: E402
 from gui.widgets.caption_panel import BeamList  # noqa: E402
 from gui.widgets.image_list import elided_lines  # noqa: E402
 from gui.widgets.lstm_panel import GateChart  # noqa: E402
@@ -182,3 +182,21 @@ def test_a_link_to_a_listed_photo_adds_no_second_row(photos, tmp_path):
     assert model.add_paths([str(photo)]) == [0]
     assert model.add_paths([str(link)]) == [0]  # opened later, on its own
     assert model.rowCount(QModelIndex()) == 1
+
+
+def test_thumbnails_refuse_what_captioning_refuses(qtbot, photos, tmp_path):
+    """Qt reads PPM, ICO, SVG...; the list shows such a file's reason, not a thumbnail."""
+    ppm, png = tmp_path / "odd.ppm", tmp_path / "photo.png"
+    photos["chelsea"].save(ppm)
+    photos["chelsea"].save(png)
+    thumbnailer = Thumbnailer()
+    try:
+        with qtbot.waitSignal(thumbnailer.failed, timeout=WAIT_MS) as failed:
+            thumbnailer.request(str(ppm))
+        assert failed.args == [str(ppm), "format not supported: PPM"]
+        with qtbot.waitSignal(thumbnailer.ready, timeout=WAIT_MS) as ready:
+            thumbnailer.request(str(png))
+        assert ready.args[0] == str(png)
+        assert max(ready.args[1].width(), ready.args[1].height()) == THUMBNAIL_SIZE
+    finally:
+        thumbnailer.shutdown()
