@@ -72,6 +72,26 @@ def tiny_captioner(photos) -> Captioner:
     return train_tiny_captioner(list(photos.values()), list(PHOTO_CAPTIONS.values()))
 
 
+GUI_WAIT_MS = 90_000  # two busy cores: a model load or a caption can take seconds
+
+
+def show_main_window(qtbot, settings, model_dir: str, data_dir: str, paths=(), wait=True):
+    """The app's main window on `paths`, shown; with `wait`, once its model has loaded or
+    failed to. Qt is imported here, so tests without the app do not load it."""
+    from gui.main_window import MainWindow
+
+    window = MainWindow(
+        settings, paths=[str(p) for p in paths], model_dir=model_dir, data_dir=data_dir
+    )
+    qtbot.addWidget(window)
+    window.show()
+    if wait:
+        qtbot.waitUntil(
+            lambda: bool(window._model_info or window._model_error), timeout=GUI_WAIT_MS
+        )
+    return window
+
+
 # ImageNet classes of the two nouns copy-model tests copy (Lite0's classifier knows them).
 COPY_TEST_CLASSES = {
     "cat": [281, 282, 283, 284, 285],  # tabby, tiger cat, Persian, Siamese, Egyptian cat

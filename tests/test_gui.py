@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from conftest import PHOTO_CAPTIONS  # noqa: E402
+from conftest import PHOTO_CAPTIONS, show_main_window  # noqa: E402
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
@@ -52,19 +52,9 @@ def settings(tmp_path):
 @pytest.fixture
 def open_window(qtbot, settings, tiny_model_dir, tmp_path):
     def open_window(paths=(), model_dir=None, wait_for_model=True) -> MainWindow:
-        window = MainWindow(
-            settings,
-            paths=[str(p) for p in paths],
-            model_dir=str(model_dir or tiny_model_dir),
-            data_dir=str(tmp_path / "app-data"),
-        )
-        qtbot.addWidget(window)
-        window.show()
-        if wait_for_model:
-            qtbot.waitUntil(
-                lambda: bool(window._model_info or window._model_error), timeout=WAIT_MS
-            )
-        return window
+        model = str(model_dir or tiny_model_dir)
+        data = str(tmp_path / "app-data")
+        return show_main_window(qtbot, settings, model, data, paths, wait_for_model)
 
     return open_window
 

@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from conftest import show_main_window  # noqa: E402
 from PySide6.QtCore import QModelIndex, Qt  # noqa: E402
 from PySide6.QtGui import QFont, QFontMetrics  # noqa: E402
 
@@ -37,16 +38,8 @@ def open_window(qtbot, tiny_model_dir, tmp_path):
     def open_window(paths=(), model_dir=None) -> MainWindow:
         settings = Settings.from_file(str(tmp_path / "settings.ini"))
         settings.mark_started()  # no samples: the list holds what a test opens
-        window = MainWindow(
-            settings,
-            paths=[str(p) for p in paths],
-            model_dir=str(model_dir or tiny_model_dir),
-            data_dir=str(tmp_path / "app-data"),
-        )
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitUntil(lambda: bool(window._model_info or window._model_error), timeout=WAIT_MS)
-        return window
+        model = str(model_dir or tiny_model_dir)
+        return show_main_window(qtbot, settings, model, str(tmp_path / "app-data"), paths)
 
     return open_window
 

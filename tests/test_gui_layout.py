@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from conftest import PHOTO_CAPTIONS  # noqa: E402
+from conftest import PHOTO_CAPTIONS, show_main_window  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from captioner import Captioner  # noqa: E402
@@ -64,15 +64,10 @@ def settle_layouts() -> None:
 @pytest.fixture
 def open_window(qtbot, tmp_path, tiny_model_dir):
     def open_window(paths=()) -> MainWindow:
-        window = MainWindow(
-            Settings.from_file(str(tmp_path / "settings.ini")),
-            paths=[str(p) for p in paths],
-            model_dir=str(tiny_model_dir),
-            data_dir=str(tmp_path / "app-data"),
-        )
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitUntil(lambda: window._model_info is not None, timeout=WAIT_MS)
+        settings = Settings.from_file(str(tmp_path / "settings.ini"))
+        data = str(tmp_path / "app-data")
+        window = show_main_window(qtbot, settings, str(tiny_model_dir), data, paths)
+        assert window._model_info is not None, window._model_error
         return window
 
     return open_window

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from conftest import tiny_copy_captioner  # noqa: E402
+from conftest import show_main_window, tiny_copy_captioner  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
 from gui.app import model_argument  # noqa: E402
@@ -43,16 +43,7 @@ def settings(tmp_path):
 @pytest.fixture
 def open_window(qtbot, settings, tmp_path):
     def open_window(model: str, paths=()) -> MainWindow:
-        window = MainWindow(
-            settings,
-            paths=[str(p) for p in paths],
-            model_dir=model,
-            data_dir=str(tmp_path / "app-data"),
-        )
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitUntil(lambda: bool(window._model_info or window._model_error), timeout=WAIT_MS)
-        return window
+        return show_main_window(qtbot, settings, model, str(tmp_path / "app-data"), paths)
 
     return open_window
 
