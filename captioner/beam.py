@@ -53,7 +53,8 @@ def beam_search(
     same size. An image stops once no live beam can beat the worst caption in its pool, and is
     then frozen, so its result does not depend on the other images in the batch. Greedy
     decoding is beam_size=1. No caption ends before its first word, and a copy model's caption
-    names something: it ends only after a copied noun, and never copies two nouns in a row.
+    names something: it ends only after a copied noun, never copies two nouns in a row, and
+    names each thing once (a count says "two dogs").
     """
     if beam_size < 1 or max_length < 1:
         raise ValueError("beam_size and max_length must be at least 1")
@@ -77,10 +78,15 @@ def beam_search(
     # can drift into "one above the other" or "bridges bridges bridges"; like the first-word
     # rule, these masks keep the search among captions of the form it was taught (a mild
     # version of constrained beam search, Anderson et al. 2017).
-    is_noun = torch.zeros(vocab_size, dtype=torch.bool, device=features.device)
+    # Its captions name each object once ("two dogs", never "a dog next to a dog"), so a noun
+    # said is not said again: on photos, a second noun would otherwise repeat the first.
+    noun_of_word = torch.full((vocab_size,), -1, dtype=torch.long, device=features.device)
     if decoder.config.copy_nouns:
-        is_noun[decoder.noun_singular_ids] = True
-        is_noun[decoder.noun_plural_ids] = True
+        noun_index = torch.arange(decoder.config.copy_nouns, device=features.device)
+        noun_of_word[decoder.noun_singular_ids] = noun_index
+        noun_of_word[decoder.noun_plural_ids] = noun_index
+    is_noun = noun_of_word >= 0
+    said = torch.zeros(batch * k, vocab_size, dtype=torch.bool, device=features.device)
     named = torch.zeros(batch * k, dtype=torch.bool, device=features.device)
     after_noun = torch.zeros(batch * k, dtype=torch.bool, device=features.device)
 
@@ -104,7 +110,7 @@ def beam_search(
             rules = (~named).unsqueeze(1) & (
                 torch.arange(vocab_size, device=named.device) == end_id
             )
-            rules |= after_noun.unsqueeze(1) & is_noun  # (batch * beams, vocab)
+            rules |= (after_noun.unsqueeze(1) & is_noun) | said  # (batch * beams, vocab)
             log_probs = log_probs.masked_fill(rules, -math.inf)
         if no_repeat_ngram_size > 0:
             log_probs = _block_repeated_ngrams(log_probs, sequences, no_repeat_ngram_size, end_id)
@@ -137,6 +143,9 @@ def beam_search(
         words = next_word.view(-1)
         after_noun = is_noun[words]
         named = named.index_select(0, rows) | after_noun
+        if decoder.config.copy_nouns:
+            same_noun = (noun_of_word == noun_of_word[words].unsqueeze(1)) & after_noun.unsqueeze(1)
+            said = said.index_select(0, rows) | same_noun
         if no_repeat_ngram_size > 0:
             sequences = torch.cat([sequences.index_select(0, rows), words.unsqueeze(1)], 1)
 

