@@ -9,10 +9,12 @@ Prints a table; the ratios come from the same run, so they hold on a noisy machi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 
 from benchmarks.common import best_time, load_model, sample_photos
+from captioner.options import DecodeOptions
 
 
 def main() -> None:
@@ -28,7 +30,7 @@ def main() -> None:
     model, description = load_model(args.model)
     photos = sample_photos(args.images)
     pixels = torch.stack([model.preprocess(p) for p in photos])
-    options = {"beam_size": args.beam_size, "max_length": args.max_length}
+    options = DecodeOptions(beam_size=args.beam_size, max_length=args.max_length)
     print(
         f"model: {description}; {args.images} images, beam {args.beam_size}, "
         f"{torch.get_num_threads()} threads"
@@ -45,22 +47,24 @@ def main() -> None:
         encoder_ms[batch] = 1000 * best_time(encode, args.repeats) / len(pixels)
 
     features = model.encode(pixels)
-    lengths = [len(r.tokens) for r in model.decode(features, **options)]
-    batched = best_time(lambda: model.decode(features, **options), args.repeats)
+    lengths = [len(r.tokens) for r in model.decode(features, options)]
+    batched = best_time(lambda: model.decode(features, options), args.repeats)
     projected = best_time(
-        lambda: _with_every_cell_projected(model, lambda: model.decode(features, **options)),
+        lambda: _with_every_cell_projected(model, lambda: model.decode(features, options)),
         args.repeats,
     )
     looped = best_time(
-        lambda: [model.decode(features[i : i + 1], **options) for i in range(len(features))],
+        lambda: [model.decode(features[i : i + 1], options) for i in range(len(features))],
         args.repeats,
     )
     consensus = best_time(
-        lambda: model.decode(features, **options, consensus_samples=args.consensus_samples),
+        lambda: model.decode(
+            features, dataclasses.replace(options, consensus_samples=args.consensus_samples)
+        ),
         args.repeats,
     )
     encode_s = best_time(lambda: model.encode(pixels), args.repeats)
-    caption_s = best_time(lambda: model.decode(model.encode(pixels), **options), args.repeats)
+    caption_s = best_time(lambda: model.decode(model.encode(pixels), options), args.repeats)
     n = len(pixels)
     print(f"mean caption length: {sum(lengths) / n:.1f} words")
     print("\n| encoder batch | ms / image |\n|---:|---:|")

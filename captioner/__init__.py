@@ -10,6 +10,7 @@ _PUBLIC = {
     "Captioner": "captioner.api",
     "CaptionResult": "captioner.api",
     "CheckpointError": "captioner.checkpoint",
+    "DecodeOptions": "captioner.options",
     "ImageError": "captioner.images",
 }
 __all__ = list(_PUBLIC)

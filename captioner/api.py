@@ -25,6 +25,7 @@ from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.images import ImageError, ImageSource, load_image, source_name
+from captioner.options import DecodeOptions
 from captioner.vocab import Vocabulary, fix_articles
 
 MODELS_DIR = Path(__file__).parent / "models"  # the models shipped in the package, by name
@@ -154,19 +155,12 @@ class Captioner:
 
     @torch.inference_mode()
     def decode(
-        self,
-        features: torch.Tensor,
-        *,
-        beam_size: int = 5,
-        max_length: int = 20,
-        length_penalty: float = 0.0,
-        no_repeat_ngram_size: int = 0,
-        consensus_samples: int = 0,
+        self, features: torch.Tensor, options: DecodeOptions = DecodeOptions()
     ) -> list[CaptionResult]:
         """Beam search from encoder features; one result per image with every beam in `beams`.
 
-        consensus_samples > 0 reorders each image's beams by their agreement with that many
-        captions sampled from the model (captioner/consensus.py), the best-agreeing first.
+        options.consensus_samples > 0 reorders each image's beams by their agreement with that
+        many captions sampled from the model (captioner/consensus.py), the best-agreeing first.
         """
         vocab = self.vocab
         features = features.to(self.device)
@@ -179,12 +173,12 @@ class Captioner:
             self.decoder,
             features,
             **special_ids,
-            beam_size=beam_size,
-            max_length=max_length,
-            length_alpha=length_penalty,
-            no_repeat_ngram_size=no_repeat_ngram_size,
+            beam_size=options.beam_size,
+            max_length=options.max_length,
+            length_alpha=options.length_penalty,
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
         )
-        if consensus_samples > 0:
+        if options.consensus_samples > 0:
             # Each step holds (images x samples x grid cells x attention_dim) energies; on a CPU
             # they stay in cache a few images at a time (30 samples: 12 ms a photo in fours,
             # 30 ms in 32s). Samples do not depend on the batch, so the split changes nothing.
@@ -196,8 +190,8 @@ class Captioner:
                     self.decoder,
                     part,
                     **special_ids,
-                    num_samples=consensus_samples,
-                    max_length=max_length,
+                    num_samples=options.consensus_samples,
+                    max_length=options.max_length,
                 )
             ]
             hypotheses = [
@@ -215,9 +209,9 @@ class Captioner:
     def caption(
         self,
         images: ImageSource | Sequence[ImageSource],
+        options: DecodeOptions = DecodeOptions(),
         *,
         batch_size: int = 16,
-        **decode_options,
     ) -> list[CaptionResult] | CaptionResult:
         """Caption photos given as paths or PIL images.
 
@@ -226,15 +220,17 @@ class Captioner:
         are still captioned.
         """
         if _is_single(images):
-            return self._caption_batch([images], raise_errors=True, **decode_options)[0]
+            return self._caption_batch([images], options, raise_errors=True)[0]
         images = list(images)
         results = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            results += self._caption_batch(chunk, raise_errors=False, **decode_options)
+            results += self._caption_batch(chunk, options, raise_errors=False)
         return results
 
-    def _caption_batch(self, sources: list, *, raise_errors: bool, **decode_options) -> list:
+    def _caption_batch(
+        self, sources: list, options: DecodeOptions, *, raise_errors: bool
+    ) -> list[CaptionResult]:
         results: list[CaptionResult | None] = [None] * len(sources)
         pixels, positions = [], []
         for i, source in enumerate(sources):
@@ -246,7 +242,7 @@ class Captioner:
                     raise
                 results[i] = CaptionResult.failed(err.path, err.reason)
         if pixels:
-            captions = self.decode(self.encode(torch.stack(pixels)), **decode_options)
+            captions = self.decode(self.encode(torch.stack(pixels)), options)
             for i, result in zip(positions, captions, strict=True):
                 results[i] = dataclasses.replace(result, source=source_name(sources[i]))
         return results

@@ -30,11 +30,12 @@ from tqdm import tqdm
 from captioner.api import Captioner, CaptionResult
 from captioner.atomic import save_atomically
 from captioner.checkpoint import CheckpointError
-from captioner.device import resolve_device
+from captioner.device import device_argument
 from captioner.heatmap import attention_grid
 from captioner.images import ImageError, load_image, source_name
 from captioner.inputs import Photo, expand, read_path_list, shard, unique
 from captioner.metadata import sidecar_path, write_caption_metadata, write_sidecar
+from captioner.options import DecodeOptions, number_argument, positive_int
 from captioner.pipeline import caption_batches, photo_batches
 from captioner.writers import WRITERS, CaptionWriter
 
@@ -52,7 +53,6 @@ exit status: 0 every photo captioned (or already done) and every extra output wr
 1 some photo failed or an extra output was not written (a kept sidecar or description too);
 2 usage error.
 """
-MAX_LENGTH_PENALTY = 10.0  # GNMT uses 0.6 to 1; far beyond, ((5 + length) / 6) ** alpha overflows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoding_arguments(model)
     model.add_argument(
         "--workers",
-        type=_non_negative,
+        type=number_argument(int, 0),
         default=min(4, os.cpu_count() or 1),
         help="processes that decode and resize photos (0: none; default: %(default)s)",
     )
@@ -143,79 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
 def add_decoding_arguments(group) -> None:
     """The options every captioning command shares (this one and `captioner-evaluate`)."""
     group.add_argument(
-        "--device", type=device_name, default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps"
+        "--device",
+        type=device_argument,
+        default="auto",
+        help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps",
     )
-    group.add_argument("--beam-size", type=positive_int, default=5, help="default: %(default)s")
-    group.add_argument(
-        "--max-length", type=positive_int, default=20, help="most words (default: %(default)s)"
-    )
-    group.add_argument(
-        "--length-penalty",
-        type=_length_penalty,
-        default=0.0,
-        help=f"GNMT alpha, -{MAX_LENGTH_PENALTY:g} to {MAX_LENGTH_PENALTY:g}; above 0 favours "
-        "longer captions (default: %(default)s)",
-    )
-    group.add_argument(
-        "--consensus-samples",
-        type=_non_negative,
-        default=0,
-        help="rank the beams by agreement with this many captions sampled from the model, "
-        "to prefer its usual description (30 is plenty; default: %(default)s, off)",
-    )
+    DecodeOptions.add_arguments(group)
     group.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
-
-
-def decoding_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments for Captioner.decode from add_decoding_arguments' options."""
-    return {
-        "beam_size": args.beam_size,
-        "max_length": args.max_length,
-        "length_penalty": args.length_penalty,
-        "consensus_samples": args.consensus_samples,
-    }
-
-
-def positive_int(text: str) -> int:
-    value = _whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = _whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def _length_penalty(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not -MAX_LENGTH_PENALTY <= value <= MAX_LENGTH_PENALTY:  # NaN fails it too
-        raise argparse.ArgumentTypeError(
-            f"must be a number from -{MAX_LENGTH_PENALTY:g} to {MAX_LENGTH_PENALTY:g}, got {text!r}"
-        )
-    return value
-
-
-def device_name(text: str) -> str:
-    """--device, checked while parsing: a device this machine lacks is a usage error."""
-    try:
-        resolve_device(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
 
 
 def _shard_argument(text: str) -> tuple[int, int]:
@@ -278,12 +212,11 @@ def run(args: argparse.Namespace, captioner: Captioner) -> int:
     writer_class = WRITERS[args.format]
     stream, writer, done = _open_output(args, writer_class)
     reporter = _Reporter(args, total=_count_photos(args, writer_class, done))
-    decode_options = decoding_options(args)
     inputs = _Counted(_all_photos(args))
     photos = _still_to_do(inputs, args, writer_class, done, reporter.skip_done)
     batches = photo_batches(captioner, photos, batch_size=args.batch_size, workers=args.workers)
     try:
-        for results in caption_batches(captioner, batches, **decode_options):
+        for results in caption_batches(captioner, batches, DecodeOptions.from_args(args)):
             for result in results:
                 _handle(result, writer, args, reporter)
             writer.flush()

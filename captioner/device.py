@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
 DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
@@ -39,3 +41,12 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{name!r} requested, but this machine has no MPS device")
     return device
+
+
+def device_argument(text: str) -> str:
+    """--device, checked while parsing: a device this machine lacks is a usage error."""
+    try:
+        resolve_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text

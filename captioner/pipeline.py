@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from captioner.api import Captioner, CaptionResult
 from captioner.images import ImageError
 from captioner.inputs import Photo
+from captioner.options import DecodeOptions
 
 
 @dataclass
@@ -92,12 +93,11 @@ def photo_batches(
 
 
 def caption_batches(
-    captioner: Captioner, batches: Iterable[PhotoBatch], **decode_options
+    captioner: Captioner, batches: Iterable[PhotoBatch], options: DecodeOptions = DecodeOptions()
 ) -> Iterator[list[CaptionResult]]:
     """One list of results per batch, in input order; `source` is the path as given.
 
     A photo that could not be read gets a result with `error` set; the others are captioned.
-    decode_options go to Captioner.decode (beam_size, max_length, length_penalty, ...).
 
     Beam search of one batch runs in a second thread while this one encodes the next batch:
     its many small steps leave the cores (or the GPU) idle between operations, and the
@@ -107,7 +107,7 @@ def caption_batches(
         previous = None
         for batch in batches:
             features = captioner.encode(batch.pixels) if batch.pixels is not None else None
-            current = beam_search.submit(_decode, captioner, batch, features, decode_options)
+            current = beam_search.submit(_decode, captioner, batch, features, options)
             if previous is not None:
                 yield previous.result()
             previous = current
@@ -116,9 +116,9 @@ def caption_batches(
 
 
 def _decode(
-    captioner: Captioner, batch: PhotoBatch, features: torch.Tensor | None, decode_options: dict
+    captioner: Captioner, batch: PhotoBatch, features: torch.Tensor | None, options: DecodeOptions
 ) -> list[CaptionResult]:
-    captions = iter(captioner.decode(features, **decode_options) if features is not None else ())
+    captions = iter(captioner.decode(features, options) if features is not None else ())
     return [
         CaptionResult.failed(path, error)
         if error is not None

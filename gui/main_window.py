@@ -28,12 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from captioner.options import DecodeOptions
 from gui.convert import pil_to_qimage
 from gui.export import save_png
 from gui.files import OPEN_FILTER, collect_images, sample_images_dir
 from gui.garbage import UiThreadGarbageCollector
 from gui.models.image_list import ImageListModel, PathRole, Status
-from gui.settings import SHIPPED_MODELS, DecodeOptions, Settings
+from gui.settings import SHIPPED_MODELS, Settings
 from gui.thumbnails import Thumbnailer
 from gui.widgets.about_model import AboutModelDialog
 from gui.widgets.attention_grid import AttentionGridDialog

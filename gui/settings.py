@@ -6,10 +6,12 @@ passes an INI file path for tests and benchmarks, so they never touch the user's
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from captioner.options import DecodeOptions
 
 ORGANIZATION, APPLICATION = "captioner", "captioner-gui"
 MAX_RECENT = 10
@@ -19,16 +21,6 @@ SHIPPED_MODELS = {
     "default": "Default (names everyday things)",
     "shapes": "Shapes (generated scenes)",
 }
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """What beam search needs besides the features; a changed value means re-decoding only."""
-
-    beam_size: int = 5
-    max_length: int = 20
-    length_penalty: float = 0.0
-    consensus_samples: int = 0
 
 
 class Settings:
@@ -58,24 +50,17 @@ class Settings:
 
     @property
     def decode_options(self) -> DecodeOptions:
-        defaults = DecodeOptions()
-        return DecodeOptions(
-            beam_size=min(max(self._int("decode/beam_size", defaults.beam_size), 1), 20),
-            max_length=min(max(self._int("decode/max_length", defaults.max_length), 1), 100),
-            length_penalty=min(
-                max(self._float("decode/length_penalty", defaults.length_penalty), 0.0), 5.0
-            ),
-            consensus_samples=min(
-                max(self._int("decode/consensus_samples", defaults.consensus_samples), 0), 100
-            ),
-        )
+        stored = {
+            field.name: self.store.value(f"decode/{field.name}")
+            for field in dataclasses.fields(DecodeOptions)
+            if self.store.contains(f"decode/{field.name}")
+        }
+        return DecodeOptions.clamped(**stored)
 
     @decode_options.setter
     def decode_options(self, options: DecodeOptions) -> None:
-        self.store.setValue("decode/beam_size", options.beam_size)
-        self.store.setValue("decode/max_length", options.max_length)
-        self.store.setValue("decode/length_penalty", options.length_penalty)
-        self.store.setValue("decode/consensus_samples", options.consensus_samples)
+        for name, value in dataclasses.asdict(options).items():
+            self.store.setValue(f"decode/{name}", value)
 
     @property
     def model(self) -> str:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from gui.settings import DecodeOptions, is_model_name
+from captioner.options import DecodeOptions
+from gui.settings import is_model_name
 
 if TYPE_CHECKING:
     import torch
@@ -312,7 +313,7 @@ class CaptionWorker(QObject):
         start = time.perf_counter()
         try:
             features, display, encoded = self._features_and_display(job)
-            result = self._captioner.decode(features, **dataclasses.asdict(job.options))[0]
+            result = self._captioner.decode(features, job.options)[0]
             result = dataclasses.replace(result, source=job.path)
         except ImageError as error:
             failure = CaptionFailure(job.path, job.generation, error.reason, bad_image=True)

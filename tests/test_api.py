@@ -10,12 +10,15 @@ from conftest import PHOTO_CAPTIONS
 from PIL import Image
 
 from captioner import CaptionResult, ImageError
+from captioner.options import DecodeOptions
 
 
 def test_accepts_str_path_and_pil_image(tiny_captioner, photos, tmp_path):
     file = tmp_path / "chelsea.png"
     photos["chelsea"].save(file)
-    results = tiny_captioner.caption([str(file), file, photos["chelsea"]], beam_size=3)
+    results = tiny_captioner.caption(
+        [str(file), file, photos["chelsea"]], DecodeOptions(beam_size=3)
+    )
     assert [r.text for r in results] == [PHOTO_CAPTIONS["chelsea"]] * 3
     assert results[0].source == str(file)
     assert results[1].source == str(file)
@@ -23,7 +26,7 @@ def test_accepts_str_path_and_pil_image(tiny_captioner, photos, tmp_path):
 
 
 def test_single_image_returns_one_result_and_bad_one_raises(tiny_captioner, photos, tmp_path):
-    result = tiny_captioner.caption(photos["rocket"], beam_size=3)
+    result = tiny_captioner.caption(photos["rocket"], DecodeOptions(beam_size=3))
     assert isinstance(result, CaptionResult)
     assert result.text == PHOTO_CAPTIONS["rocket"]
     bad = tmp_path / "notes.jpg"
@@ -52,15 +55,15 @@ def test_encode_then_decode_equals_caption(tiny_captioner, photos):
     images = list(photos.values())
     features = tiny_captioner.encode(images)
     assert tuple(features.shape) == (len(images), 7, 7, 1280)
-    decoded = tiny_captioner.decode(features, beam_size=4, max_length=10)
-    captioned = tiny_captioner.caption(images, beam_size=4, max_length=10)
+    decoded = tiny_captioner.decode(features, DecodeOptions(beam_size=4, max_length=10))
+    captioned = tiny_captioner.caption(images, DecodeOptions(beam_size=4, max_length=10))
     for a, b in zip(decoded, captioned, strict=True):
         assert [x.tokens for x in a.beams] == [x.tokens for x in b.beams]
         np.testing.assert_allclose(
             [x.score for x in a.beams], [x.score for x in b.beams], atol=1e-5
         )
     # Re-running the search with other settings needs no re-encoding, and can differ.
-    wider = tiny_captioner.decode(features, beam_size=2, max_length=3)
+    wider = tiny_captioner.decode(features, DecodeOptions(beam_size=2, max_length=3))
     assert all(len(r.beams) == 2 and len(r.tokens) <= 3 for r in wider)
 
 
@@ -68,7 +71,7 @@ def test_odd_modes_are_captioned(tiny_captioner, photos):
     rgba = photos["coffee"].convert("RGBA")
     cmyk = photos["coffee"].convert("CMYK")
     grey = photos["coffee"].convert("L")
-    results = tiny_captioner.caption([rgba, cmyk, grey], beam_size=3)
+    results = tiny_captioner.caption([rgba, cmyk, grey], DecodeOptions(beam_size=3))
     assert all(r.error is None and r.tokens for r in results)
     assert results[0].text == results[1].text == PHOTO_CAPTIONS["coffee"]
 
@@ -81,7 +84,9 @@ def test_exif_rotated_photo_is_captioned_upright(tiny_captioner, photos, tmp_pat
     exif[0x0112] = 6  # "rotate 90 clockwise to display"
     path = Path(tmp_path / "rotated.jpg")
     stored.save(path, exif=exif, quality=95)
-    assert tiny_captioner.caption(path, beam_size=3).text == PHOTO_CAPTIONS["astronaut"]
+    assert (
+        tiny_captioner.caption(path, DecodeOptions(beam_size=3)).text == PHOTO_CAPTIONS["astronaut"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -92,6 +97,6 @@ def test_a_model_that_would_rather_say_nothing_still_captions(tiny_captioner, op
     captioner = copy.deepcopy(tiny_captioner)
     with torch.no_grad():
         captioner.decoder.output.bias[captioner.vocab.end_id] += 100.0
-    result = captioner.caption(Image.new("RGB", (1, 1), (90, 30, 200)), **options)
+    result = captioner.caption(Image.new("RGB", (1, 1), (90, 30, 200)), DecodeOptions(**options))
     assert result.error is None
     assert all(len(beam.tokens) == 1 and beam.text for beam in result.beams)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from captioner.beam import beam_search, length_penalty
 from captioner.decoder import Decoder, DecoderConfig
+from captioner.options import DecodeOptions
 
 START, END = 1, 2
 BANNED = (0, 1, 3)
@@ -33,9 +34,11 @@ def noise_images(count: int, seed: int = 0) -> list[Image.Image]:
 def test_batched_equals_one_image_at_a_time(tiny_captioner, photos, options):
     images = noise_images(6) + list(photos.values())[:2]
     features = tiny_captioner.encode(images)
-    batched = tiny_captioner.decode(features, max_length=15, **options)
+    batched = tiny_captioner.decode(features, DecodeOptions(max_length=15, **options))
     for i, result in enumerate(batched):
-        alone = tiny_captioner.decode(features[i : i + 1], max_length=15, **options)[0]
+        alone = tiny_captioner.decode(features[i : i + 1], DecodeOptions(max_length=15, **options))[
+            0
+        ]
         assert [b.tokens for b in result.beams] == [b.tokens for b in alone.beams]
         np.testing.assert_allclose(
             [b.score for b in result.beams], [b.score for b in alone.beams], atol=1e-5
@@ -45,7 +48,7 @@ def test_batched_equals_one_image_at_a_time(tiny_captioner, photos, options):
 
 def test_result_invariants(tiny_captioner):
     results = tiny_captioner.decode(
-        tiny_captioner.encode(noise_images(4, seed=1)), beam_size=5, max_length=6
+        tiny_captioner.encode(noise_images(4, seed=1)), DecodeOptions(beam_size=5, max_length=6)
     )
     for result in results:
         assert result.beams[0].tokens == result.tokens

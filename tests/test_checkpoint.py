@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 import captioner.api
 import captioner.checkpoint
 from captioner import Captioner, CheckpointError
+from captioner.options import DecodeOptions
 
 
 def test_round_trip_gives_identical_captions(tiny_captioner, tiny_model_dir, photos):
@@ -21,8 +22,8 @@ def test_round_trip_gives_identical_captions(tiny_captioner, tiny_model_dir, pho
     ]  # fmt: skip
     loaded = Captioner.load(tiny_model_dir, device="cpu")
     images = list(photos.values())
-    before = tiny_captioner.caption(images, beam_size=3)
-    after = loaded.caption(images, beam_size=3)
+    before = tiny_captioner.caption(images, DecodeOptions(beam_size=3))
+    after = loaded.caption(images, DecodeOptions(beam_size=3))
     assert [r.text for r in after] == [r.text for r in before]
     assert [r.score for r in after] == pytest.approx([r.score for r in before], abs=1e-6)
     assert loaded.name == "tiny-test-model"
@@ -221,7 +222,10 @@ def test_a_copy_model_round_trips_with_its_classifier_and_noun_table(copy_model_
                  "noun_plural_ids"):  # fmt: skip
         assert torch.equal(getattr(loaded.decoder, name), getattr(model.decoder, name))
     images = [photos["chelsea"], photos["coffee"]]
-    before, after = model.caption(images, beam_size=3), loaded.caption(images, beam_size=3)
+    before, after = (
+        model.caption(images, DecodeOptions(beam_size=3)),
+        loaded.caption(images, DecodeOptions(beam_size=3)),
+    )
     assert [r.text for r in after] == [r.text for r in before]
     for ours, theirs in zip(after, before, strict=True):
         assert ours.score == pytest.approx(theirs.score, abs=1e-6)

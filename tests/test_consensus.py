@@ -9,6 +9,7 @@ from conftest import PHOTO_CAPTIONS, train_tiny_captioner
 from test_beam import BANNED, END, START, noise_images, tiny_random_decoder
 
 from captioner.consensus import consensus_ranking, sample_captions
+from captioner.options import DecodeOptions
 
 
 def exact_caption_probabilities(decoder, features, max_length: int) -> dict[tuple, float]:
@@ -101,8 +102,8 @@ def test_decode_with_consensus_puts_the_best_agreeing_beam_first(photos):
     # Half trained, so its beams are close calls that the samples can overturn.
     captioner = train_tiny_captioner(list(photos.values()), list(PHOTO_CAPTIONS.values()), 20)
     features = captioner.encode(list(photos.values()))
-    plain = captioner.decode(features, beam_size=4)
-    reranked = captioner.decode(features, beam_size=4, consensus_samples=10)
+    plain = captioner.decode(features, DecodeOptions(beam_size=4))
+    reranked = captioner.decode(features, DecodeOptions(beam_size=4, consensus_samples=10))
     moved = 0
     for before, after, drawn in zip(plain, reranked, draw(captioner, features, 10), strict=True):
         candidates = [captioner.vocab.encode(b.text)[1:-1] for b in before.beams]

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from captioner.beam import beam_search
 from captioner.consensus import sample_captions
 from captioner.decoder import Decoder, DecoderConfig
+from captioner.options import DecodeOptions
 
 START, END, A, TWO = 1, 2, 4, 5
 CLASSES, NOUNS = 8, 4  # classes 0-3 are nouns 0-3; classes 4-7 (background) name no noun
@@ -248,7 +249,7 @@ def test_captioner_train_copy_nouns_attaches_the_classifier_and_every_noun(tmp_p
     assert torch.equal(model.decoder.noun_head_weight, model.encoder.imagenet_classifier()[0])
     singular = [model.vocab.itos[i] for i in model.decoder.noun_singular_ids.tolist()]
     assert singular == list(table.nouns)
-    result = model.caption(scenes / "val" / "000001.png", beam_size=2)
+    result = model.caption(scenes / "val" / "000001.png", DecodeOptions(beam_size=2))
     assert result.copy_gate.shape == (len(result.tokens),)
 
 

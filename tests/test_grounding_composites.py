@@ -109,7 +109,7 @@ class ScriptedCaptioner:
         self.objects, self.size, self.copy = objects, size, copy
         self.tokens: dict[str, list[str]] = {}  # file name -> the words said, as the model's
 
-    def caption(self, paths, batch_size, **options) -> list[CaptionResult]:
+    def caption(self, paths, options, *, batch_size) -> list[CaptionResult]:
         return [self._caption(path.name) for path in paths]
 
     def _caption(self, file_name: str) -> CaptionResult:

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 import training.features
 import training.train
 from captioner import Captioner
+from captioner.options import DecodeOptions
 from captioner.vocab import Vocabulary
 from training.features import human_size
 from training.scenes import generate_split
@@ -60,7 +61,7 @@ def test_training_lowers_val_loss_and_raises_bleu(scenes, tmp_path):
     assert model.name == "run"
     shapes = {"circle", "square", "triangle", "star", "diamond", "cross"}
     shapes |= {shape + ("es" if shape == "cross" else "s") for shape in shapes}
-    captions = model.caption(sorted((scenes / "val").glob("*.png")), beam_size=3)
+    captions = model.caption(sorted((scenes / "val").glob("*.png")), DecodeOptions(beam_size=3))
     assert sum(bool(shapes & set(r.tokens)) for r in captions) >= 0.75 * len(captions)
 
 
@@ -141,9 +142,9 @@ def test_other_decoder_cells_train_and_load(scenes, tmp_path, cell):
     )
     model = Captioner.load(run / "best", device="cpu")
     assert model.decoder.config.cell == cell
-    assert model.caption(scenes / "val" / "000001.png", beam_size=2).gates.keys() == (
-        {"reset", "update"} if cell == "gru" else set()
-    )
+    assert model.caption(
+        scenes / "val" / "000001.png", DecodeOptions(beam_size=2)
+    ).gates.keys() == ({"reset", "update"} if cell == "gru" else set())
 
 
 def test_bad_data_file_is_a_usage_error(tmp_path, capsys):

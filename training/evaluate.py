@@ -15,6 +15,7 @@ interrupted run never leaves half a file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -30,9 +31,9 @@ from tqdm import tqdm
 
 from captioner import Captioner, CaptionResult, CheckpointError
 from captioner.atomic import write_atomically
-from captioner.cli import add_decoding_arguments, decoding_options, positive_int
-from captioner.device import resolve_device
+from captioner.device import device_argument, resolve_device
 from captioner.images import image_size
+from captioner.options import DecodeOptions, positive_int
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
 from training.metrics import coco_metrics
 from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
@@ -77,12 +78,9 @@ class Evaluation:
 def evaluate_samples(
     captioner: Captioner,
     samples: Sequence[Sample],
+    options: DecodeOptions = DecodeOptions(),
     *,
     batch_size: int = 16,
-    beam_size: int = 5,
-    max_length: int = 20,
-    length_penalty: float = 0.0,
-    consensus_samples: int = 0,
     meteor: bool = True,
     progress: bool = False,
 ) -> Evaluation:
@@ -97,13 +95,6 @@ def evaluate_samples(
     for sample in samples:
         if "objects" in sample.extra:
             _check_objects(sample)
-    decode_options = {
-        "beam_size": beam_size,
-        "max_length": max_length,
-        "length_penalty": length_penalty,
-        "consensus_samples": consensus_samples,
-    }
-
     captioned: list[tuple[Sample, CaptionResult]] = []
     skipped: list[SkippedImage] = []
     # disable=None: a progress bar only on a terminal, not in logs
@@ -114,7 +105,7 @@ def evaluate_samples(
         for start in range(0, len(samples), batch_size):
             batch = samples[start : start + batch_size]
             results = captioner.caption(
-                [sample.image_path for sample in batch], batch_size=batch_size, **decode_options
+                [sample.image_path for sample in batch], options, batch_size=batch_size
             )
             for sample, result in zip(batch, results, strict=True):
                 if result.error is None:
@@ -227,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = evaluate_samples(
             captioner,
             samples,
+            DecodeOptions.from_args(args),
             batch_size=args.batch_size,
-            **decoding_options(args),
             meteor=not args.no_meteor,
             progress=True,
         )
@@ -245,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_dir": str(args.model),
         "annotations": str(args.annotations),
         "split": args.split,
-        **decoding_options(args),
+        **dataclasses.asdict(DecodeOptions.from_args(args)),
         "warnings": evaluation.warnings,
     }
     try:
@@ -291,7 +282,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="split to evaluate (default test); a COCO file is taken to hold this split",
     )
     parser.add_argument("--format", choices=FORMATS, help="annotation format (default: detect)")
-    add_decoding_arguments(parser)
+    parser.add_argument(
+        "--device", type=device_argument, default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda:1"
+    )
+    DecodeOptions.add_arguments(parser)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--results", type=Path, help="COCO results JSON [{image_id, caption}]")
     parser.add_argument(

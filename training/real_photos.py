@@ -35,6 +35,7 @@ from PIL import Image
 from captioner.encoder import EFFICIENTNET_LITE, Encoder, EncoderConfig
 from captioner.images import load_image
 from captioner.nouns import DEFAULT_WEIGHTING, WEIGHTINGS, NounTable, indefinite_article, pluralize
+from captioner.options import DecodeOptions
 from captioner.vocab import tokenize
 
 DEV_SET_PATH = Path(__file__).parent / "data" / "real_photos.json"
@@ -276,7 +277,9 @@ def model_report(
     from captioner.api import Captioner
 
     captioner = Captioner.load(model, device=device)
-    results = captioner.caption([photo.image() for photo in photos], length_penalty=length_penalty)
+    results = captioner.caption(
+        [photo.image() for photo in photos], DecodeOptions(length_penalty=length_penalty)
+    )
     return named_subject_rate({p.id: r.text for p, r in zip(photos, results, strict=True)}, photos)
 
 

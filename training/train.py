@@ -36,12 +36,12 @@ from tqdm import tqdm
 from captioner import Captioner
 from captioner.atomic import save_atomically, write_atomically
 from captioner.checkpoint import WEIGHTS_FILE, write_dir_atomically, write_model_files
-from captioner.cli import device_name
 from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder, DecoderConfig
-from captioner.device import resolve_device
+from captioner.device import device_argument, resolve_device
 from captioner.encoder import EFFICIENTNET_LITE, Encoder, EncoderConfig
 from captioner.images import load_image
 from captioner.nouns import DEFAULT_WEIGHTING, NounTable
+from captioner.options import DecodeOptions
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
 from training.features import CacheDiskFullError, FeatureCache, default_cache_root
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--seed", type=int, default=0, help="weights, dropout and batch order")
     opt.add_argument(
         "--device",
-        type=device_name,
+        type=device_argument,
         default="auto",
         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps",
     )
@@ -725,7 +725,9 @@ def validate(model: CaptionModel, vocab, val_pairs, val_samples, args, device) -
         inputs = torch.stack([val_pairs.load(s.image_path) for s in chunk]).to(device)
         features = model.encoder(inputs) if model.encoder.trainable else inputs
         for sample, result in zip(
-            chunk, captioner.decode(features, beam_size=args.val_beam_size), strict=True
+            chunk,
+            captioner.decode(features, DecodeOptions(beam_size=args.val_beam_size)),
+            strict=True,
         ):
             candidates[sample.image_id] = result.text
     references = {s.image_id: list(s.captions) for s in samples}

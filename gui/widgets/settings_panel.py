@@ -6,6 +6,7 @@ entry opens a directory dialog.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -22,7 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.settings import DEVICES, SHIPPED_MODELS, DecodeOptions, is_model_name
+from captioner.options import DecodeOptions
+from gui.settings import DEVICES, SHIPPED_MODELS, is_model_name
 from gui.widgets.elided_label import ElidedLabel
 from gui.worker import ModelInfo
 
@@ -37,21 +39,29 @@ class SettingsPanel(QWidget):
 
     def __init__(self, options: DecodeOptions, device: str, model: str, parent=None) -> None:
         super().__init__(parent)
+        limits = DecodeOptions.LIMITS
         self.beam_size = QSpinBox()
-        self.beam_size.setRange(1, 20)
+        self.beam_size.setRange(*limits["beam_size"])
         self.beam_size.setToolTip("How many captions beam search keeps; 1 is greedy decoding")
         self.max_length = QSpinBox()
-        self.max_length.setRange(1, 100)
+        self.max_length.setRange(*limits["max_length"])
         self.max_length.setSuffix(" words")
         self.length_penalty = QDoubleSpinBox()
-        self.length_penalty.setRange(0.0, 5.0)
+        self.length_penalty.setRange(*limits["length_penalty"])
         self.length_penalty.setSingleStep(0.1)
         self.length_penalty.setDecimals(2)
         self.length_penalty.setToolTip(
             "0 ranks by probability (short captions win); more favours longer ones"
         )
+        self.no_repeat_ngram_size = QSpinBox()
+        self.no_repeat_ngram_size.setRange(*limits["no_repeat_ngram_size"])
+        self.no_repeat_ngram_size.setSpecialValueText("off")
+        self.no_repeat_ngram_size.setSuffix(" words")
+        self.no_repeat_ngram_size.setToolTip(
+            "Never repeat a run of this many words in a caption (2 stops 'a dog and a dog')"
+        )
         self.consensus_samples = QSpinBox()
-        self.consensus_samples.setRange(0, 100)
+        self.consensus_samples.setRange(*limits["consensus_samples"])
         self.consensus_samples.setSpecialValueText("off")
         self.consensus_samples.setToolTip(
             "Draw this many captions from the model and show the beam caption that agrees most "
@@ -86,6 +96,7 @@ class SettingsPanel(QWidget):
         form.addRow("&Beam size", self.beam_size)
         form.addRow("&Maximum length", self.max_length)
         form.addRow("&Length penalty", self.length_penalty)
+        form.addRow("No &repeated words", self.no_repeat_ngram_size)
         form.addRow("&Consensus samples", self.consensus_samples)
         form.addRow("&Device", self.device)
 
@@ -108,23 +119,25 @@ class SettingsPanel(QWidget):
         self.set_options(options)
         self._apply_timer = QTimer(self, singleShot=True, interval=APPLY_DELAY_MS)
         self._apply_timer.timeout.connect(lambda: self.options_changed.emit(self.options()))
-        for spin in (self.beam_size, self.max_length, self.length_penalty, self.consensus_samples):
+        for spin in self._option_spins().values():
             spin.valueChanged.connect(self._apply_timer.start)
         self.device.currentTextChanged.connect(self.device_changed)
 
+    def _option_spins(self) -> dict[str, QSpinBox | QDoubleSpinBox]:
+        """DecodeOptions' field name -> its spin box."""
+        return {
+            field.name: getattr(self, field.name) for field in dataclasses.fields(DecodeOptions)
+        }
+
     def options(self) -> DecodeOptions:
+        # round: a QDoubleSpinBox hands back 0.30000000000000004 for 0.3
         return DecodeOptions(
-            beam_size=self.beam_size.value(),
-            max_length=self.max_length.value(),
-            length_penalty=round(self.length_penalty.value(), 2),
-            consensus_samples=self.consensus_samples.value(),
+            **{name: round(spin.value(), 2) for name, spin in self._option_spins().items()}
         )
 
     def set_options(self, options: DecodeOptions) -> None:
-        self.beam_size.setValue(options.beam_size)
-        self.max_length.setValue(options.max_length)
-        self.length_penalty.setValue(options.length_penalty)
-        self.consensus_samples.setValue(options.consensus_samples)
+        for name, spin in self._option_spins().items():
+            spin.setValue(getattr(options, name))
 
     def set_model(self, model: str) -> None:
         """Show `model` (a shipped name or a directory) as chosen, without announcing it."""

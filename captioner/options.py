@@ -1,0 +1,124 @@
+"""How a caption is searched for: the one set of decoding options, its defaults and limits.
+
+The API, the batch command, `captioner-evaluate`, training's validation and the app all take a
+DecodeOptions, so a default or a limit changes here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What beam search needs besides the features; a changed value means re-decoding only."""
+
+    beam_size: int = 5
+    max_length: int = 20  # most words in a caption
+    length_penalty: float = 0.0  # GNMT alpha; above 0 favours longer captions
+    no_repeat_ngram_size: int = 0  # 0: off; n: no n-gram twice in a caption
+    consensus_samples: int = 0  # 0: off; k: rank the beams by agreement with k sampled captions
+
+    # Inclusive (lowest, highest) of each option. Beyond 10, GNMT's ((5 + length) / 6) ** alpha
+    # overflows; the others bound memory and time to what a caption can use.
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "beam_size": (1, 50),
+        "max_length": (1, 200),
+        "length_penalty": (-10.0, 10.0),
+        "no_repeat_ngram_size": (0, 10),
+        "consensus_samples": (0, 100),
+    }
+    HELP: ClassVar[dict[str, str]] = {
+        "beam_size": "captions searched side by side; 1 is greedy decoding",
+        "max_length": "most words in a caption",
+        "length_penalty": "GNMT alpha; above 0 favours longer captions, below 0 shorter ones",
+        "no_repeat_ngram_size": "never repeat an n-gram of this many words (0: off)",
+        "consensus_samples": "rank the beams by agreement with this many captions sampled "
+        "from the model, to prefer its usual description (30 is plenty; 0: off)",
+    }
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            low, high = self.LIMITS[field.name]
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if field.type == "int" and not (is_number and float(value).is_integer()):
+                raise ValueError(f"{field.name} must be a whole number, got {value!r}")
+            if not is_number or math.isnan(value) or not low <= value <= high:
+                raise ValueError(f"{field.name} must be from {low:g} to {high:g}, got {value!r}")
+
+    @classmethod
+    def clamped(cls, **values: Any) -> DecodeOptions:
+        """Options from values read back from somewhere lenient (the app's settings file): each
+        one clamped to its limits, and the default where a value is missing or not a number."""
+        kept = {}
+        for field in dataclasses.fields(cls):
+            if field.name not in values:
+                continue
+            low, high = cls.LIMITS[field.name]
+            convert = int if field.type == "int" else float
+            try:
+                value = convert(float(values[field.name]))
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if math.isnan(value):
+                continue
+            kept[field.name] = min(max(value, convert(low)), convert(high))
+        return cls(**kept)
+
+    @classmethod
+    def add_arguments(cls, group: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+        """--beam-size, --max-length, --length-penalty, --no-repeat-ngram-size,
+        --consensus-samples, each checked against its limits while parsing."""
+        defaults = cls()
+        for field in dataclasses.fields(cls):
+            low, high = cls.LIMITS[field.name]
+            group.add_argument(
+                "--" + field.name.replace("_", "-"),
+                type=number_argument(int if field.type == "int" else float, low, high),
+                default=getattr(defaults, field.name),
+                help=f"{cls.HELP[field.name]}; {low:g} to {high:g} (default: %(default)s)",
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DecodeOptions:
+        """The options add_arguments' arguments parsed into `args`."""
+        return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
+
+
+def number_argument(convert: type, low: float, high: float = math.inf):
+    """An argparse `type` that accepts a number from low to high; a usage error otherwise."""
+
+    def parse(text: str) -> int | float:
+        if convert is float:
+            value = _float_or_nan(text)
+            if not low <= value <= high:  # NaN fails it too
+                raise argparse.ArgumentTypeError(
+                    f"must be a number from {low:g} to {high:g}, got {text!r}"
+                )
+            return value
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low:g} or more, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be {high:g} or less, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = number_argument(int, 1)
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
