@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 
@@ -60,6 +59,3 @@ def sample_photos(count: int, size: tuple[int, int] = (640, 480)) -> list:
     ]
     base = [Image.fromarray(np.ascontiguousarray(getattr(data, n)())).convert("RGB") for n in names]
     return [base[i % len(base)].resize(size) for i in range(count)]
-
-
-ROOT = Path(__file__).resolve().parent.parent
