@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from captioner.api import Captioner, CaptionResult
 from captioner.atomic import save_atomically
 from captioner.checkpoint import CheckpointError
-from captioner.device import device_argument
+from captioner.device import device_argument, resolve_device
+from captioner.distributed import Distributed
 from captioner.heatmap import attention_grid
 from captioner.images import ImageError, load_image, source_name
 from captioner.inputs import Photo, expand, read_path_list, shard, unique
@@ -176,15 +176,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.resume and args.output is None:
         parser.error("--resume needs -o FILE: it reads what that file already holds")
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1:  # started by torchrun: each rank takes its share of the photos
+    try:
+        world = Distributed.from_environment()
+    except ValueError as error:
+        parser.error(str(error))
+    if world.launched:  # started by torchrun: each rank takes its share of the photos
         if args.shard is not None:
             parser.error("--shard cannot be combined with torchrun (RANK and WORLD_SIZE are set)")
         if args.output is None:
             parser.error("under torchrun every rank writes its own file: pass -o FILE")
-        args.shard = (int(os.environ["RANK"]), world_size)
-        if args.device == "auto" and torch.cuda.is_available():
-            args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        args.shard = (world.rank, world.world_size)
+        args.device = world.local_device(resolve_device(args.device))
     if args.shard is not None and args.output is not None:
         args.output = shard_output_path(args.output, *args.shard)
     return args
