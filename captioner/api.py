@@ -24,7 +24,7 @@ from captioner.consensus import consensus_ranking, sample_captions
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
-from captioner.images import ImageError, ImageSource, load_image, source_name
+from captioner.images import ImageError, ImageSource, load_image
 from captioner.options import DecodeOptions
 from captioner.vocab import Vocabulary, fix_articles
 
@@ -219,33 +219,17 @@ class Captioner:
         returns a result per item in order; an unreadable item gets `error` set and the others
         are still captioned.
         """
-        if _is_single(images):
-            return self._caption_batch([images], options, raise_errors=True)[0]
-        images = list(images)
-        results = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            results += self._caption_batch(chunk, options, raise_errors=False)
-        return results
+        # The engine imports this module, so it is imported here, when first used.
+        from captioner.pipeline import caption_batches, photo_batches
 
-    def _caption_batch(
-        self, sources: list, options: DecodeOptions, *, raise_errors: bool
-    ) -> list[CaptionResult]:
-        results: list[CaptionResult | None] = [None] * len(sources)
-        pixels, positions = [], []
-        for i, source in enumerate(sources):
-            try:
-                pixels.append(self.preprocess(source))
-                positions.append(i)
-            except ImageError as err:
-                if raise_errors:
-                    raise
-                results[i] = CaptionResult.failed(err.path, err.reason)
-        if pixels:
-            captions = self.decode(self.encode(torch.stack(pixels)), options)
-            for i, result in zip(positions, captions, strict=True):
-                results[i] = dataclasses.replace(result, source=source_name(sources[i]))
-        return results
+        single = _is_single(images)
+        batches = photo_batches(self, [images] if single else images, batch_size=batch_size)
+        results = [result for batch in caption_batches(self, batches, options) for result in batch]
+        if not single:
+            return results
+        if results[0].error is not None:
+            raise ImageError(results[0].source, results[0].error)
+        return results[0]
 
     def _to_result(self, hypothesis: Hypothesis, grid_shape: tuple[int, int]) -> CaptionResult:
         tokens = fix_articles(self.vocab.decode(hypothesis.token_ids))

@@ -1,18 +1,24 @@
-"""Captioning a stream of photo files in batches, with file decoding in background workers.
+"""The one engine that turns inputs into captions: read, preprocess, stack, encode, decode.
+
+Everything that captions goes through here: `Captioner.caption` (paths and PIL images, in this
+process), the batch CLI and captioner-evaluate (files, with worker processes), the app's worker
+and training's validation (features or pixels they already hold, see `PhotoBatch.ready`).
 
 Opening a camera JPEG and resizing it costs a good part of what encoding it does, so worker
 processes (a torch DataLoader) prepare the next batches while the main process runs the model,
-and beam search overlaps with the encoder (see caption_batches). Paths go
-to the workers through the DataLoader's batch sampler, pulled from the input generator only a
-few batches ahead, so neither paths nor pixels pile up however long the run; batches come back
-in input order.
+and beam search overlaps with the encoder (see caption_batches). Inputs go to the workers
+through the DataLoader's batch sampler, pulled from the input generator only a few batches
+ahead, so neither paths nor pixels pile up however long the run; batches come back in input
+order. An input that cannot be read becomes a result with `error` set, in its place.
+
+This module imports captioner.api; api.py imports this one only inside `Captioner.caption`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -20,18 +26,37 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from captioner.api import Captioner, CaptionResult
-from captioner.images import ImageError
+from captioner.images import ImageError, ImageSource, source_name
 from captioner.inputs import Photo
 from captioner.options import DecodeOptions
 
 
 @dataclass
 class PhotoBatch:
-    """A batch of inputs in order, with the pixels of those that could be read."""
+    """A batch of inputs in order, with the pixels or the features of those that could be read.
 
-    paths: list[str]
-    errors: list[str | None]  # per path: why it could not be read, or None
-    pixels: torch.Tensor | None  # (readable photos, 3, size, size); None when none were
+    caption_batches encodes `pixels` when `features` is None, and stores the features here.
+    """
+
+    sources: list[str]  # per input: the name its result carries
+    errors: list[str | None]  # per input: why it could not be read, or None
+    pixels: torch.Tensor | None  # (readable inputs, 3, size, size); None when none were
+    features: torch.Tensor | None = None  # (readable inputs, grid_h, grid_w, encoder_dim)
+
+    @classmethod
+    def ready(
+        cls,
+        sources: Sequence[str],
+        *,
+        pixels: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+    ) -> PhotoBatch:
+        """Inputs read elsewhere (training's loader, the app's feature cache): one row of
+        `pixels` or of `features` per source, all of them usable."""
+        rows = pixels if features is None else features
+        if rows is None or len(rows) != len(sources):
+            raise ValueError(f"{len(sources)} sources need as many rows of pixels or features")
+        return cls(list(sources), [None] * len(sources), pixels, features)
 
     def pin_memory(self) -> PhotoBatch:
         """Called by the DataLoader on CUDA, so the copy to the GPU can overlap."""
@@ -40,52 +65,65 @@ class PhotoBatch:
         return dataclasses.replace(self, pixels=self.pixels.pin_memory())
 
 
-class _PhotoFiles(Dataset):
-    """Indexed by the Photo itself: the batch sampler hands out inputs, not numbers."""
+class _Inputs(Dataset):
+    """Indexed by the input itself: the batch sampler hands out inputs, not numbers.
+
+    A Photo (the batch CLI's) keeps its path as given, and may come with a problem known before
+    opening it; a path or PIL image is named by `source_name`.
+    """
 
     def __init__(self, captioner: Captioner) -> None:
         self.captioner = captioner
 
-    def __getitem__(self, photo: Photo) -> tuple[str, torch.Tensor | None, str | None]:
-        if photo.problem is not None:
-            return photo.path, None, photo.problem
+    def __getitem__(self, item: Photo | ImageSource) -> tuple[str, torch.Tensor | None, str | None]:
+        if isinstance(item, Photo):
+            source, name, problem = item.path, item.path, item.problem
+        else:
+            source, name, problem = item, source_name(item), None
+        if problem is not None:
+            return name, None, problem
         try:
-            return photo.path, self.captioner.preprocess(photo.path), None
+            return name, self.captioner.preprocess(source), None
         except ImageError as error:
-            return photo.path, None, error.reason
+            return name, None, error.reason
         except Exception as error:  # a decoder bug on one odd file must not end the whole run
-            return photo.path, None, f"unexpected {type(error).__name__} while reading: {error}"
+            return name, None, f"unexpected {type(error).__name__} while reading: {error}"
 
 
 class _Chunks:
     """The batch sampler: consecutive inputs, batch_size at a time, read lazily."""
 
-    def __init__(self, photos: Iterable[Photo], batch_size: int) -> None:
-        self.photos = photos
+    def __init__(self, inputs: Iterable[Photo | ImageSource], batch_size: int) -> None:
+        self.inputs = inputs
         self.batch_size = batch_size
 
-    def __iter__(self) -> Iterator[list[Photo]]:
-        photos = iter(self.photos)
-        while chunk := list(itertools.islice(photos, self.batch_size)):
+    def __iter__(self) -> Iterator[list[Photo | ImageSource]]:
+        inputs = iter(self.inputs)
+        while chunk := list(itertools.islice(inputs, self.batch_size)):
             yield chunk
 
 
 def _collate(items: list[tuple[str, torch.Tensor | None, str | None]]) -> PhotoBatch:
     pixels = [tensor for _, tensor, _ in items if tensor is not None]
     return PhotoBatch(
-        paths=[path for path, _, _ in items],
+        sources=[name for name, _, _ in items],
         errors=[error for _, _, error in items],
         pixels=torch.stack(pixels) if pixels else None,  # (readable, 3, size, size)
     )
 
 
 def photo_batches(
-    captioner: Captioner, photos: Iterable[Photo], *, batch_size: int = 16, workers: int = 0
+    captioner: Captioner,
+    inputs: Iterable[Photo | ImageSource],
+    *,
+    batch_size: int = 16,
+    workers: int = 0,
 ) -> Iterable[PhotoBatch]:
-    """Read and preprocess photos in order; `workers` processes (0: in this process)."""
+    """Read and preprocess photos (Photos, paths or PIL images) in order; `workers` processes
+    (0: in this process, where starting processes costs more than it saves)."""
     return DataLoader(
-        _PhotoFiles(captioner),
-        batch_sampler=_Chunks(photos, batch_size),
+        _Inputs(captioner),
+        batch_sampler=_Chunks(inputs, batch_size),
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=captioner.device.type == "cuda",
@@ -95,9 +133,9 @@ def photo_batches(
 def caption_batches(
     captioner: Captioner, batches: Iterable[PhotoBatch], options: DecodeOptions = DecodeOptions()
 ) -> Iterator[list[CaptionResult]]:
-    """One list of results per batch, in input order; `source` is the path as given.
+    """One list of results per batch, in input order; `source` is the batch's name for it.
 
-    A photo that could not be read gets a result with `error` set; the others are captioned.
+    An input that could not be read gets a result with `error` set; the others are captioned.
 
     Beam search of one batch runs in a second thread while this one encodes the next batch:
     its many small steps leave the cores (or the GPU) idle between operations, and the
@@ -106,8 +144,9 @@ def caption_batches(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beam-search") as beam_search:
         previous = None
         for batch in batches:
-            features = captioner.encode(batch.pixels) if batch.pixels is not None else None
-            current = beam_search.submit(_decode, captioner, batch, features, options)
+            if batch.features is None and batch.pixels is not None:
+                batch.features = captioner.encode(batch.pixels)
+            current = beam_search.submit(_decode, captioner, batch, options)
             if previous is not None:
                 yield previous.result()
             previous = current
@@ -115,13 +154,12 @@ def caption_batches(
             yield previous.result()
 
 
-def _decode(
-    captioner: Captioner, batch: PhotoBatch, features: torch.Tensor | None, options: DecodeOptions
-) -> list[CaptionResult]:
+def _decode(captioner: Captioner, batch: PhotoBatch, options: DecodeOptions) -> list[CaptionResult]:
+    features = batch.features
     captions = iter(captioner.decode(features, options) if features is not None else ())
     return [
-        CaptionResult.failed(path, error)
+        CaptionResult.failed(source, error)
         if error is not None
-        else dataclasses.replace(next(captions), source=path)
-        for path, error in zip(batch.paths, batch.errors, strict=True)
+        else dataclasses.replace(next(captions), source=source)
+        for source, error in zip(batch.sources, batch.errors, strict=True)
     ]
