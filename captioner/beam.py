@@ -89,20 +89,24 @@ def beam_search(
     said = torch.zeros(batch * k, vocab_size, dtype=torch.bool, device=features.device)
     named = torch.zeros(batch * k, dtype=torch.bool, device=features.device)
     after_noun = torch.zeros(batch * k, dtype=torch.bool, device=features.device)
-
-    alive = torch.full((batch, k), -math.inf, device=features.device)  # log-probs of live beams
-    alive[:, 0] = 0.0  # at the start all beams are the same, so only one may expand
+    # Pools of finished captions, one row per image for the whole search.
     pool_score = torch.full((batch, k), -math.inf, device=features.device)
     pool_logp = torch.zeros((batch, k), device=features.device)
     pool_step = torch.zeros((batch, k), dtype=torch.long, device=features.device)
     pool_beam = torch.zeros((batch, k), dtype=torch.long, device=features.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=features.device)
+    # The live search holds only the images still searching: once no live beam of an image can
+    # beat its pool, its rows leave every tensor, so one long caption does not make the whole
+    # batch pay for it. `images` are their indices in the batch, in order.
+    images = torch.arange(batch, device=features.device)
+    alive = torch.full((batch, k), -math.inf, device=features.device)  # log-probs of live beams
+    alive[:, 0] = 0.0  # at the start all beams are the same, so only one may expand
     sequences = torch.empty((batch * k, 0), dtype=torch.long, device=features.device)
-    history = []  # per step: what each current beam did, and how the next beams descend
+    history = []  # per step: what each live beam did, how the next descend, and whose they are
 
     for t in range(max_length + 1):
+        searching = len(images)
         out = decoder.step(words, state, memory)
-        log_probs = out.logits.float().log_softmax(-1)  # (batch * beams, vocab)
+        log_probs = out.logits.float().log_softmax(-1)  # (searching * beams, vocab)
         # Masked after the softmax, so scores stay the model's own log-probabilities.
         banned = only_end if t == max_length else not_yet if t == 0 else never
         log_probs = log_probs.masked_fill(banned, -math.inf)
@@ -110,35 +114,39 @@ def beam_search(
             rules = (~named).unsqueeze(1) & (
                 torch.arange(vocab_size, device=named.device) == end_id
             )
-            rules |= (after_noun.unsqueeze(1) & is_noun) | said  # (batch * beams, vocab)
+            rules |= (after_noun.unsqueeze(1) & is_noun) | said  # (searching * beams, vocab)
             log_probs = log_probs.masked_fill(rules, -math.inf)
         if no_repeat_ngram_size > 0:
             log_probs = _block_repeated_ngrams(log_probs, sequences, no_repeat_ngram_size, end_id)
-        candidates = (alive.unsqueeze(-1) + log_probs.view(batch, k, vocab_size)).view(batch, -1)
+        candidates = (alive.unsqueeze(-1) + log_probs.view(searching, k, vocab_size)).flatten(1)
         # 2k candidates guarantee k that do not end, whatever number of them pick <end>.
         top_logp, top_index = candidates.topk(min(2 * k, candidates.shape[1]), dim=1)
-        top_beam, top_word = top_index // vocab_size, top_index % vocab_size  # (batch, 2k)
+        top_beam, top_word = top_index // vocab_size, top_index % vocab_size  # (searching, 2k)
         ends = top_word == end_id
 
-        # Finished captions enter the pool, ranked by length-penalised score.
+        # Finished captions enter their image's pool, ranked by length-penalised score.
         new_score = top_logp / length_penalty(t + 1, length_alpha)
-        new_score = torch.where(ends & ~done.unsqueeze(1), new_score, neg_inf)
-        merged_score = torch.cat([pool_score, new_score], 1)
-        pool_score, pick = merged_score.topk(k, dim=1)
-        pool_logp = torch.cat([pool_logp, top_logp], 1).gather(1, pick)
-        pool_step = torch.cat([pool_step, torch.full_like(top_beam, t)], 1).gather(1, pick)
-        pool_beam = torch.cat([pool_beam, top_beam], 1).gather(1, pick)
+        new_score = torch.where(ends, new_score, neg_inf)
+        merged_score, pick = torch.cat([pool_score[images], new_score], 1).topk(k, dim=1)
+        pool_score[images] = merged_score
+        for pool, new in ((pool_logp, top_logp), (pool_step, torch.full_like(top_beam, t)),
+                          (pool_beam, top_beam)):  # fmt: skip
+            pool[images] = torch.cat([pool[images], new], 1).gather(1, pick)
 
         # The best k candidates that did not end live on.
         alive, pick = torch.where(ends, neg_inf, top_logp).topk(k, dim=1)
-        parent, next_word = top_beam.gather(1, pick), top_word.gather(1, pick)  # (batch, k)
-        history.append((out, parent, next_word))
+        parent, next_word = top_beam.gather(1, pick), top_word.gather(1, pick)  # (searching, k)
+        history.append((out, parent, next_word, images))
 
-        done |= pool_score[:, -1] >= _best_reachable(alive, t, max_length, length_alpha)
-        alive = alive.masked_fill(done.unsqueeze(1), -math.inf)
-        if bool(done.all()):
+        still = merged_score[:, -1] < _best_reachable(alive, t, max_length, length_alpha)
+        if not bool(still.any()):
             break
-        rows = (parent + torch.arange(batch, device=parent.device).unsqueeze(1) * k).view(-1)
+        # The next step's rows: each kept beam's parent row, for the images still searching.
+        kept = still.nonzero().squeeze(1)  # (still searching,)
+        rows = (parent[kept] + kept.unsqueeze(1) * k).view(-1)
+        if len(kept) < searching:
+            memory = memory.select_images(kept)
+            images, alive, next_word = images[kept], alive[kept], next_word[kept]
         state = out.state.select_rows(rows)
         words = next_word.view(-1)
         after_noun = is_noun[words]
@@ -186,18 +194,24 @@ def _block_repeated_ngrams(
 
 
 def _backtrack(history, pool_score, pool_logp, pool_step, pool_beam, num_return, k):
-    """Follow parent pointers back from each pooled caption to collect its words and maps."""
+    """Follow parent pointers back from each pooled caption to collect its words and maps.
+
+    A step's tensors hold only the images still searching then; an image's captions all ended
+    by the step it stopped at, so at every step one of them has a word or its <end>, the image
+    was searching. At other steps `block` points anywhere and what it reads is cut off below.
+    """
     batch = pool_score.shape[0]
-    images = torch.arange(batch, device=pool_score.device).unsqueeze(1)
     beam = pool_beam.clone()  # (batch, k): the beam each caption is on at the current step
     words, alphas, betas, gates = [], [], [], {name: [] for name in history[0][0].gates}
     copy_gates = [] if history[0][0].copy_gate is not None else None
+    block = torch.zeros(batch, dtype=torch.long, device=pool_score.device)
     for t in range(len(history) - 1, -1, -1):
-        out, parent, next_word = history[t]
+        out, parent, next_word, images = history[t]
+        block.zero_()[images] = torch.arange(len(images), device=block.device)  # (batch,)
         has_word = pool_step > t  # captions that ended after step t have a word from step t
-        word_here = next_word.gather(1, beam)
-        beam = torch.where(has_word, parent.gather(1, beam), beam)  # the beam at step t
-        rows = (images * k + beam).view(-1)
+        word_here = next_word[block].gather(1, beam)
+        beam = torch.where(has_word, parent[block].gather(1, beam), beam)  # the beam at step t
+        rows = (block.unsqueeze(1) * k + beam).view(-1)
         words.append(word_here)
         alphas.append(out.alpha.index_select(0, rows).view(batch, k, -1))
         betas.append(out.beta.index_select(0, rows).view(batch, k))

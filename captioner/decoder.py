@@ -116,6 +116,17 @@ class ImageMemory(NamedTuple):
     copy_words: torch.Tensor | None = None  # (distinct words,)
     copy_slots: torch.Tensor | None = None  # (2 * copy_nouns,) indices into copy_words
 
+    def select_images(self, images: torch.Tensor) -> ImageMemory:
+        """The memory of `images` (indices into the batch) alone, in that order."""
+        per_image = ("features", "attention_keys", "projected_features", "noun_probs", "noun_mass")
+        return self._replace(
+            **{
+                name: getattr(self, name).index_select(0, images)
+                for name in per_image
+                if getattr(self, name) is not None
+            }
+        )
+
 
 class StepOutput(NamedTuple):
     logits: torch.Tensor  # (rows, vocab_size)

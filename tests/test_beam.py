@@ -186,6 +186,33 @@ def test_every_returned_beam_scores_as_its_caption_does_under_teacher_forcing(co
     assert longest == 6
 
 
+def test_finished_images_leave_the_search(tiny_captioner, photos, monkeypatch):
+    """An image whose captions are settled stops costing steps: one long caption in a batch
+    does not make every image pay for it."""
+    features = tiny_captioner.encode([photos["chelsea"], photos["coffee"], *noise_images(2)])
+    rows_per_step = []
+    step = tiny_captioner.decoder.step
+
+    def counted_step(words, state, memory):
+        rows_per_step.append(len(words))
+        return step(words, state, memory)
+
+    monkeypatch.setattr(tiny_captioner.decoder, "step", counted_step)
+    options = DecodeOptions(beam_size=3, max_length=40)
+    results = tiny_captioner.decode(features, options)
+    longest = max(len(r.tokens) for r in results)
+    shortest = min(len(r.tokens) for r in results)
+    assert shortest < longest  # the test needs captions of different lengths
+    assert rows_per_step[0] == 4 * 3
+    assert rows_per_step == sorted(rows_per_step, reverse=True)
+    assert rows_per_step[-1] < 4 * 3
+    # ... and what is left is still each image's own search.
+    monkeypatch.setattr(tiny_captioner.decoder, "step", step)
+    for i, result in enumerate(results):
+        alone = tiny_captioner.decode(features[i : i + 1], options)[0]
+        assert [b.tokens for b in result.beams] == [b.tokens for b in alone.beams]
+
+
 @pytest.mark.parametrize(
     "options",
     [
