@@ -129,6 +129,23 @@ def test_photos_scored_and_results_accepted_by_coco_tools(
     assert mean_cider == pytest.approx(report["CIDEr"])
 
 
+def test_worker_processes_give_the_same_results_and_scores(
+    tiny_model_dir, photo_dir, photo_annotations, tmp_path
+):
+    reports = []
+    for workers, batch_size in (("0", "16"), ("2", "4")):
+        out = tmp_path / f"workers-{workers}"
+        args = ("--results", str(out / "results.json"), "--no-meteor", "--beam-size", "3")
+        extra = (*args, "--workers", workers, "--batch-size", batch_size)
+        assert run(tiny_model_dir, photo_annotations, photo_dir, out, *extra) == 0
+        reports.append(
+            (json.loads((out / "metrics.json").read_text()), (out / "results.json").read_text())
+        )
+    (metrics_0, results_0), (metrics_2, results_2) = reports
+    assert results_0 == results_2
+    assert {k: metrics_0[k] for k in COCO_KEYS} == {k: metrics_2[k] for k in COCO_KEYS}
+
+
 def test_missing_java_skips_meteor_and_reports_the_rest(
     tiny_model_dir, photo_dir, photo_annotations, tmp_path, monkeypatch, caplog
 ):

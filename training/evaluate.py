@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +35,8 @@ from captioner import Captioner, CaptionResult, CheckpointError
 from captioner.atomic import write_atomically
 from captioner.device import device_argument, resolve_device
 from captioner.images import image_size
-from captioner.options import DecodeOptions, positive_int
+from captioner.options import DecodeOptions, number_argument, positive_int
+from captioner.pipeline import caption_batches, photo_batches
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
 from training.metrics import coco_metrics
 from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
@@ -81,11 +84,13 @@ def evaluate_samples(
     options: DecodeOptions = DecodeOptions(),
     *,
     batch_size: int = 16,
+    workers: int = 0,
     meteor: bool = True,
     progress: bool = False,
 ) -> Evaluation:
     """Caption every sample's image and score the captions against the sample's references.
 
+    `workers` processes open and resize the photos (0: this process does).
     Unreadable images are skipped and listed. Grounding scores (pointing_accuracy,
     attention_in_box, pointing_chance, grounded_words, ungrounded_words) are added when any
     sample carries "objects" in its extra, and for a copy model (its results carry a copy gate)
@@ -101,19 +106,18 @@ def evaluate_samples(
     progress_bar = tqdm(
         total=len(samples), unit="image", disable=None if progress else True, file=sys.stderr
     )
+    batches = photo_batches(
+        captioner, [sample.image_path for sample in samples], batch_size=batch_size, workers=workers
+    )
+    results = itertools.chain.from_iterable(caption_batches(captioner, batches, options))
     with progress_bar as bar:
-        for start in range(0, len(samples), batch_size):
-            batch = samples[start : start + batch_size]
-            results = captioner.caption(
-                [sample.image_path for sample in batch], options, batch_size=batch_size
-            )
-            for sample, result in zip(batch, results, strict=True):
-                if result.error is None:
-                    captioned.append((sample, result))
-                else:
-                    skipped.append(SkippedImage(str(sample.image_path), result.error))
-                    logger.warning("skipped %s: %s", sample.image_path, result.error)
-            bar.update(len(batch))
+        for sample, result in zip(samples, results, strict=True):
+            if result.error is None:
+                captioned.append((sample, result))
+            else:
+                skipped.append(SkippedImage(str(sample.image_path), result.error))
+                logger.warning("skipped %s: %s", sample.image_path, result.error)
+            bar.update()
     if not captioned:
         raise ValueError(f"none of the {len(samples)} images could be captioned")
 
@@ -220,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             samples,
             DecodeOptions.from_args(args),
             batch_size=args.batch_size,
+            workers=args.workers,
             meteor=not args.no_meteor,
             progress=True,
         )
@@ -287,6 +292,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     DecodeOptions.add_arguments(parser)
     parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument(
+        "--workers",
+        type=number_argument(int, 0),
+        default=min(4, os.cpu_count() or 1),
+        help="processes that decode and resize photos (0: none; default: %(default)s)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--results", type=Path, help="COCO results JSON [{image_id, caption}]")
     parser.add_argument(
