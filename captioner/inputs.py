@@ -1,8 +1,10 @@
-"""Which photos a batch run captions: files, folders and patterns, expanded as a stream.
+"""Which photos to caption: files, folders and patterns, expanded as a stream.
 
-A run over 50,000 photos should start captioning at once and never hold a second copy of the
-list, so everything here is a generator. Folders are listed one at a time, in name order, so
-every process that expands the same arguments sees the same sequence (sharding relies on it).
+The batch command and the app list a folder with the same walker, so a folder lists the same
+photos in the same order in both. A run over 50,000 photos should start captioning at once and
+never hold a second copy of the list, so everything here is a generator. Folders are listed one
+at a time, in name order, so every process that expands the same arguments sees the same
+sequence (sharding relies on it). No torch here: the app imports this at start-up.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def expand(arguments: Iterable[str], *, recursive: bool) -> Iterator[Photo]:
     """
     for argument in arguments:
         if os.path.isdir(argument):
-            yield from _walk(argument, recursive)
+            yield from walk(argument, recursive=recursive)
         elif os.path.lexists(argument) or not glob.has_magic(argument):
             yield Photo(argument)
         else:
@@ -45,26 +47,29 @@ def expand(arguments: Iterable[str], *, recursive: bool) -> Iterator[Photo]:
 
 
 def _expand_pattern(pattern: str, recursive: bool) -> Iterator[Photo]:
-    matches = sorted(glob.iglob(pattern, recursive=True))
+    matches = sorted(glob.iglob(pattern, recursive=True), key=_path_order)
     if not matches:
         yield Photo(pattern, "no such file, and no file matches it as a pattern")
     for match in matches:
         if os.path.isdir(match):
-            yield from _walk(match, recursive)
+            yield from walk(match, recursive=recursive)
         else:
             yield Photo(match)
 
 
-def _walk(folder: str, recursive: bool) -> Iterator[Photo]:
+def walk(folder: str, *, recursive: bool) -> Iterator[Photo]:
     """Photos in `folder` by file extension, skipping hidden files (e.g. macOS `._x.jpg`).
 
-    Symbolic links to files are followed; links to folders are not descended into, so a link
-    loop cannot make the walk endless. A broken link with a photo's extension is still given,
-    so it is reported instead of silently missing.
+    Entries come in name order, case-insensitively as file managers list them (IMG_2.JPG
+    between img_1.jpg and img_3.jpg, not before every lower-case name), the exact name breaking
+    ties so the order never depends on the file system. A subfolder's photos come in its place
+    in that order. Symbolic links to files are followed; links to folders are not descended
+    into, so a link loop cannot make the walk endless. A broken link with a photo's extension is
+    still given, so it is reported instead of silently missing.
     """
     try:
         with os.scandir(folder) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
+            entries = sorted(listing, key=lambda entry: _name_order(entry.name))
     except OSError as error:
         yield Photo(folder, f"cannot list the folder ({error.strerror or error})")
         return
@@ -73,9 +78,18 @@ def _walk(folder: str, recursive: bool) -> Iterator[Photo]:
             continue
         if entry.is_dir():
             if recursive and not entry.is_symlink():
-                yield from _walk(entry.path, recursive)
+                yield from walk(entry.path, recursive=recursive)
         elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
             yield Photo(entry.path)
+
+
+def _name_order(name: str) -> tuple[str, str]:
+    return name.casefold(), name
+
+
+def _path_order(path: str) -> list[tuple[str, str]]:
+    """A pattern's matches in the order a walk of their folders gives them."""
+    return [_name_order(part) for part in path.split(os.sep)]
 
 
 def read_path_list(file: BinaryIO) -> Iterator[str]:
