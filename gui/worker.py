@@ -5,6 +5,8 @@ back through signals, which Qt delivers in the UI thread; the worker never touch
 Jobs run in order, with two exceptions that keep the window responsive: a new caption request
 for the selected photo replaces an older one still waiting, and "Caption all" items run only
 when nothing interactive is waiting, one photo at a time, so Cancel takes effect between photos.
+Each photo is a one-photo batch of the captioning engine (captioner.pipeline), its encoder
+features kept per photo so a change of decoding options only reruns beam search.
 
 The captioner library (and with it torch, which takes seconds to import) is imported here, in
 the worker thread, so the window is up before the model is.
@@ -12,7 +14,6 @@ the worker thread, so the window is up before the model is.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import threading
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from captioner import CaptionResult
+    from captioner.pipeline import PhotoBatch
 
 # The viewer's copy of a photo: decoded at reduced size (JPEG draft) and capped, so a
 # 50-megapixel photo costs no more than a small one.
@@ -308,13 +310,15 @@ class CaptionWorker(QObject):
             )
             return
         from captioner.images import ImageError
+        from captioner.pipeline import caption_batches
 
         self.caption_started.emit(job.path)
         start = time.perf_counter()
         try:
-            features, display, encoded = self._features_and_display(job)
-            result = self._captioner.decode(features, job.options)[0]
-            result = dataclasses.replace(result, source=job.path)
+            batch, display = self._batch_and_display(job)
+            encoded = batch.features is None
+            # One batch of one result; unpacking runs the engine to its end (its thread joined).
+            [[result]] = caption_batches(self._captioner, [batch], job.options)
         except ImageError as error:
             failure = CaptionFailure(job.path, job.generation, error.reason, bad_image=True)
             self.caption_failed.emit(failure)
@@ -324,6 +328,9 @@ class CaptionWorker(QObject):
             failure = CaptionFailure(job.path, job.generation, reason, bad_image=False)
             self.caption_failed.emit(failure)
             return
+        if encoded:
+            self.encode_count += 1
+            self._features.put(job.path, batch.features)  # the engine stored them in the batch
         seconds = time.perf_counter() - start
         self.captioned.emit(
             CaptionOutcome(job.path, job.generation, job.options, result, display, encoded, seconds)
@@ -344,24 +351,21 @@ class CaptionWorker(QObject):
             return
         self.display_loaded.emit(job.path, display)
 
-    def _features_and_display(self, job: _CaptionJob):
-        """(features (1, gh, gw, C), the viewer's copy or None, whether the encoder ran)."""
-        features = self._features.get(job.path)
-        if features is not None and not job.want_display:
-            return features, None, False
-        if not job.want_display:
-            features = self._captioner.encode(job.path)  # decodes at the encoder's size only
-            self.encode_count += 1
-            self._features.put(job.path, features)
-            return features, None, True
-        image_size = self._captioner.encoder.config.image_size
-        display = load_display(job.path, max(DISPLAY_MIN_SIDE, image_size))
-        encoded = features is None
-        if encoded:
-            features = self._captioner.encode(display)
-            self.encode_count += 1
-            self._features.put(job.path, features)
-        return features, display, encoded
+    def _batch_and_display(self, job: _CaptionJob) -> tuple[PhotoBatch, Image.Image | None]:
+        """The engine's one-photo batch (cached features, else pixels to encode) and the
+        viewer's copy or None. Raises ImageError for a photo that cannot be read."""
+        from captioner.pipeline import PhotoBatch
+
+        features = self._features.get(job.path)  # (1, gh, gw, C)
+        display = None
+        if job.want_display:
+            image_size = self._captioner.encoder.config.image_size
+            display = load_display(job.path, max(DISPLAY_MIN_SIDE, image_size))
+        if features is not None:
+            return PhotoBatch.ready([job.path], features=features), display
+        # Without a viewer's copy the photo is decoded at the encoder's size only.
+        pixels = self._captioner.preprocess(job.path if display is None else display)
+        return PhotoBatch.ready([job.path], pixels=pixels[None]), display  # (1, 3, size, size)
 
 
 def load_display(path: str, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
