@@ -158,9 +158,9 @@ def measure_in_window(
     window = MainWindow(settings, model_dir=model_dir)
     window.resize(1320, 840)
     window.show()
-    wait_until(lambda: bool(window._model_info or window._model_error))
-    if window._model_error:
-        raise SystemExit(f"model failed to load: {window._model_error}")
+    wait_until(lambda: bool(window.session.model_info or window.session.model_error))
+    if window.session.model_error:
+        raise SystemExit(f"model failed to load: {window.session.model_error}")
     times = {"model load, torch already imported": [time.perf_counter() - start]}
     shown: list[str] = []
     window.caption_shown.connect(shown.append)
@@ -191,19 +191,19 @@ def measure_in_window(
     redecode = []
     for row, path in enumerate(paths):
         window.select_row(row)
-        wait_until(lambda p=path: window._fresh_result(p) is not None)
+        wait_until(lambda p=path: window.session.result_for(p) is not None)
         beam_size = 3 if window.settings_panel.beam_size.value() != 3 else 5
         shown.clear()
         began = time.perf_counter()
         window.settings_panel.beam_size.setValue(beam_size)
         window.settings_panel.options_changed.emit(window.settings_panel.options())  # no delay
-        wait_until(lambda p=path: p in shown and window._fresh_result(p) is not None)
+        wait_until(lambda p=path: p in shown and window.session.result_for(p) is not None)
         window.repaint()
         redecode.append(time.perf_counter() - began)
     times["beam size change -> new caption (decode only)"] = redecode
     window.image_model.add_paths([huge])
     times["huge photo: select -> caption + heatmap shown"] = [select_and_time(len(paths), huge)[1]]
-    encodes = window.worker.encode_count
+    encodes = window.session.worker.encode_count
     window.close()
     times["encoder runs"] = encodes
     return times

@@ -96,16 +96,16 @@ def main() -> None:
     window.resize(width, height)
     window.move(0, 0)
     window.show()
-    wait_until(lambda: bool(window._model_info or window._model_error), 600)
+    wait_until(lambda: bool(window.session.model_info or window.session.model_error), 600)
 
     finished = []
     window.caption_all_finished.connect(lambda *result: finished.append(result))
     window.caption_all()
-    wait_until(lambda: finished or not window._batch_running, 900)
+    wait_until(lambda: finished or not window.session.batch_running, 900)
     window.select_row(args.select)
-    wait_until(lambda: window._current is not None or window._model_error, 300)
+    wait_until(lambda: window.session.current is not None or window.session.model_error, 300)
     wait_until(lambda: not window.viewer.busy, 300)
-    if window._current is not None and args.word < len(window._current.tokens):
+    if window.session.current is not None and args.word < len(window.session.current.tokens):
         window.words.select(args.word)
     window.image_list.setFocus()
     deadline = time.monotonic() + 1.0  # let the window settle and repaint

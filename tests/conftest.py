@@ -87,7 +87,8 @@ def show_main_window(qtbot, settings, model_dir: str, data_dir: str, paths=(), w
     window.show()
     if wait:
         qtbot.waitUntil(
-            lambda: bool(window._model_info or window._model_error), timeout=GUI_WAIT_MS
+            lambda: bool(window.session.model_info or window.session.model_error),
+            timeout=GUI_WAIT_MS,
         )
     return window
 

@@ -71,7 +71,7 @@ def viewer_pixels(window: MainWindow) -> np.ndarray:
 
 
 def click_word(qtbot, window: MainWindow, index: int) -> None:
-    with qtbot.waitSignal(window.overlay_shown, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.heatmaps.overlay_shown, timeout=WAIT_MS):
         qtbot.mouseClick(
             window.words, Qt.MouseButton.LeftButton, pos=window.words.word_rect(index).center()
         )
@@ -109,7 +109,7 @@ def test_clicking_a_word_overlays_its_heatmap_and_shows_its_gates(qtbot, open_wi
     assert all(0.0 <= gates[name] <= 1.0 for name in ("input", "forget", "output"))
 
     # Right arrow moves to the next word: another map, another picture.
-    with qtbot.waitSignal(window.overlay_shown, timeout=WAIT_MS) as shown:
+    with qtbot.waitSignal(window.heatmaps.overlay_shown, timeout=WAIT_MS) as shown:
         qtbot.keyClick(window.words, Qt.Key.Key_Right)
     assert shown.args == [2]
     assert np.abs(viewer_pixels(window) - with_heatmap).sum() > 0
@@ -127,7 +127,7 @@ def test_beam_size_reruns_only_the_decoder_and_persists(
 ):
     window = open_window([photo_dir / "coffee.png"])
     wait_for_caption(qtbot, window, "coffee")
-    encoded = window.worker.encode_count
+    encoded = window.session.worker.encode_count
 
     window.settings_panel.beam_size.setValue(1)
     qtbot.waitUntil(lambda: window.beam_list.topLevelItemCount() == 1, timeout=WAIT_MS)
@@ -138,7 +138,7 @@ def test_beam_size_reruns_only_the_decoder_and_persists(
     qtbot.waitUntil(lambda: window.settings.decode_options.consensus_samples == 8, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.beam_list.topLevelItemCount() == 4, timeout=WAIT_MS)
     assert window.words.words == PHOTO_CAPTIONS["coffee"].split()  # the model knows it well
-    assert window.worker.encode_count == encoded  # features came from the cache
+    assert window.session.worker.encode_count == encoded  # features came from the cache
 
     window.close()
     reopened = Settings.from_file(str(tmp_path / "settings.ini"))
@@ -185,16 +185,16 @@ def test_cancel_stops_caption_all_between_photos(qtbot, open_window, photos, tmp
     window = open_window([folder])
     qtbot.waitUntil(lambda: bool(window.words.words), timeout=WAIT_MS)
     # The progress bar lives in the UI thread; the worker's own signals arrive in its thread.
-    window.progress.valueChanged.connect(lambda done: done and window.cancel_action.trigger())
+    window.progress.valueChanged.connect(lambda done: done and window.actions.cancel.trigger())
 
     with qtbot.waitSignal(window.caption_all_finished, timeout=WAIT_MS) as finished:
-        window.caption_all_action.trigger()
-        assert window.progress.isVisible() and window.cancel_action.isEnabled()
+        window.actions.caption_all.trigger()
+        assert window.progress.isVisible() and window.actions.cancel.isEnabled()
     done, total, cancelled = finished.args
     assert cancelled and done < total == 11
     statuses = [item.status for item in window.image_model.items()]
     assert statuses.count(Status.CAPTIONED) < 12
-    assert not window.progress.isVisible() and not window.cancel_action.isEnabled()
+    assert not window.progress.isVisible() and not window.actions.cancel.isEnabled()
 
     pending = statuses.index(Status.PENDING)
     window.select_row(pending)
@@ -208,11 +208,11 @@ def test_exports_copy_sidecar_metadata_and_grid(qtbot, open_window, photo_dir, t
     wait_for_caption(qtbot, window, "astronaut")
     caption = PHOTO_CAPTIONS["astronaut"]
 
-    window.copy_action.trigger()
+    window.actions.copy.trigger()
     assert QGuiApplication.clipboard().text() == caption
-    window.sidecar_action.trigger()
+    window.actions.sidecar.trigger()
     assert sidecar_path(photo_dir / "astronaut.png").read_text(encoding="utf-8") == caption + "\n"
-    window.metadata_action.trigger()
+    window.actions.metadata.trigger()
     assert read_caption_metadata(photo_dir / "astronaut.png")["xmp"] == caption
     saved = window.save_grid(str(tmp_path / "grid.png"))
     assert QImage(str(saved)).width() == 5 * 224  # the photo and four words on the first row
@@ -222,7 +222,7 @@ def test_paste_opens_the_clipboard_image(qtbot, open_window, photos, tmp_path):
     window = open_window()
     before = window.image_model.rowCount()  # the shipped samples, on a first start
     QGuiApplication.clipboard().setImage(pil_to_qimage(photos["chelsea"]))
-    window.paste_action.trigger()
+    window.actions.paste.trigger()
     assert window.image_model.rowCount() == before + 1
     assert window.image_model.item(before).path.startswith(str(tmp_path / "app-data"))
     wait_for_caption(qtbot, window, "chelsea")
@@ -260,7 +260,7 @@ def test_the_gates_panel_is_titled_after_the_models_cell(qtbot, open_window, tmp
     decoder = Decoder(DecoderConfig(len(vocab), encoder.encoder_dim, 8, 16, 8, cell="gru"))
     model_dir = Captioner(encoder, decoder, vocab, name="gru-test").save(tmp_path / "gru")
     window = open_window(model_dir=model_dir)
-    assert window._model_info.cell == "gru"
+    assert window.session.model_info.cell == "gru"
     assert window.docks["lstm"].windowTitle() == "Inside the GRU"
 
 

@@ -53,7 +53,7 @@ def test_settings_show_the_grid_of_a_stride_16_encoder(qtbot, open_window, tmp_p
     decoder = Decoder(DecoderConfig(len(vocab), encoder.encoder_dim, 8, 16, 8))
     model_dir = Captioner(encoder, decoder, vocab, name="stride-16").save(tmp_path / "s16")
     window = open_window(model_dir=model_dir)
-    assert window._model_info is not None
+    assert window.session.model_info is not None
     assert "14 x 14 grid" in window.settings_panel.model_encoder.text()
 
 
@@ -65,7 +65,7 @@ def test_without_a_model_the_viewer_shows_the_full_photo(qtbot, open_window, pho
     photos["astronaut"].save(path)
     assert min(photos["astronaut"].size) > 2 * THUMBNAIL_SIZE
     window = open_window([path], model_dir=tmp_path / "no-such-model")
-    assert window._model_info is None
+    assert window.session.model_info is None
     width, height = photos["astronaut"].size
     qtbot.waitUntil(
         lambda: (
@@ -149,7 +149,7 @@ def test_status_bar_shows_no_error_of_a_photo_that_is_not_shown(
     qtbot.waitUntil(
         lambda: window.image_model.item(broken).status is Status.FAILED, timeout=WAIT_MS
     )
-    assert window._current_path == str(folder / "astronaut.png")
+    assert window.session.current_path == str(folder / "astronaut.png")
     assert "broken.jpg" not in window.statusBar().currentMessage()
 
     # Its error shows while it is selected, and goes when another photo is.

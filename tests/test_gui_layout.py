@@ -67,7 +67,7 @@ def open_window(qtbot, tmp_path, tiny_model_dir):
         settings = Settings.from_file(str(tmp_path / "settings.ini"))
         data = str(tmp_path / "app-data")
         window = show_main_window(qtbot, settings, str(tiny_model_dir), data, paths)
-        assert window._model_info is not None, window._model_error
+        assert window.session.model_info is not None, window.session.model_error
         return window
 
     return open_window
@@ -176,12 +176,12 @@ def test_ctrl_e_asks_before_replacing_a_description_a_person_wrote(
 
     before = photo.read_bytes()
     monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.No))
-    window.metadata_action.trigger()
+    window.actions.metadata.trigger()
     assert len(questions) == 1 and written_by_hand in questions[0]
     assert photo.read_bytes() == before
 
     monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Yes))
-    window.metadata_action.trigger()
+    window.actions.metadata.trigger()
     assert len(questions) == 2
     assert read_caption_metadata(photo)["xmp"] == PHOTO_CAPTIONS["astronaut"]
 

@@ -51,7 +51,7 @@ def open_window(qtbot, settings, tmp_path):
 def switch_model(qtbot, window: MainWindow, choose) -> None:
     with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS) as ready:
         choose()
-    assert ready.args == [True], window._model_error
+    assert ready.args == [True], window.session.model_error
 
 
 def test_a_copy_model_says_how_many_things_it_names_and_about_lists_them(
@@ -65,7 +65,7 @@ def test_a_copy_model_says_how_many_things_it_names_and_about_lists_them(
     assert banner.about_button.isVisible() and banner.button.isHidden()
 
     banner.about_button.click()
-    dialog = window._about_model_dialog
+    dialog = window.about_model_dialog
     assert dialog.isVisible()
     assert "copy-test" in dialog.title.text()
     assert "Three photos of a cat and a cup." in dialog.card.toPlainText()
@@ -78,8 +78,8 @@ def test_a_plain_model_has_no_banner_and_about_says_it_copies_nothing(
 ):
     window = open_window(str(tiny_model_dir))
     assert window.banner.isHidden()
-    window.about_model_action.trigger()
-    dialog = window._about_model_dialog
+    window.actions.about_model.trigger()
+    dialog = window.about_model_dialog
     assert "no model card" in dialog.card.toPlainText()
     assert "copies no nouns" in dialog.nouns_label.text()
     assert dialog.nouns.isHidden() and dialog.nouns.toPlainText() == ""
@@ -91,21 +91,23 @@ def test_the_gates_panel_shows_the_copy_gate_of_a_copy_model_only(
     photo = tmp_path / "chelsea.png"
     photos["chelsea"].save(photo)
     window = open_window(str(copy_model_dir), [photo])
-    qtbot.waitUntil(lambda: window._current is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.session.current is not None, timeout=WAIT_MS)
     chart = window.lstm_panel.chart
     shown, _ = chart.series["copy gate"]
-    np.testing.assert_allclose(shown, window._current.copy_gate)
-    assert len(shown) == len(window._current.tokens)
+    np.testing.assert_allclose(shown, window.session.current.copy_gate)
+    assert len(shown) == len(window.session.current.tokens)
     window.words.select(0)
-    assert f"copy gate {window._current.copy_gate[0]:.2f}" in window.lstm_panel.details.text()
+    assert (
+        f"copy gate {window.session.current.copy_gate[0]:.2f}" in window.lstm_panel.details.text()
+    )
     # The nouns it said were copied (the vocabulary path cannot say them): underlined.
     copy_words = {"cat", "cats", "coffee cup", "coffee cups"}
-    assert window.words.copied == [token in copy_words for token in window._current.tokens]
+    assert window.words.copied == [token in copy_words for token in window.session.current.tokens]
     assert any(window.words.copied)
 
     switch_model(qtbot, window, lambda: window.set_model(str(tiny_model_dir)))
-    qtbot.waitUntil(lambda: window._current is not None, timeout=WAIT_MS)
-    assert window._current.copy_gate is None
+    qtbot.waitUntil(lambda: window.session.current is not None, timeout=WAIT_MS)
+    assert window.session.current.copy_gate is None
     assert "copy gate" not in chart.series and "attention gate" in chart.series
     assert not any(window.words.copied)
 
@@ -121,7 +123,7 @@ def test_settings_choose_a_shipped_model_or_a_directory_and_keep_it(
     assert choice.currentData() == str(tiny_model_dir)
 
     switch_model(qtbot, window, lambda: choice.activated.emit(choice.findData("shapes")))
-    assert window._model_info.name == "scenes-default"
+    assert window.session.model_info.name == "scenes-default"
     assert window.banner.text.text() == SCENES_MODEL
     assert settings.model == "shapes"
     assert choice.currentData() == "shapes"
@@ -134,7 +136,7 @@ def test_settings_choose_a_shipped_model_or_a_directory_and_keep_it(
     picked = str(tmp_path / "shapes")
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: picked)
     switch_model(qtbot, window, lambda: choice.activated.emit(choice.findData(BROWSE)))
-    assert window._model_info.name == "tiny-test-model"
+    assert window.session.model_info.name == "tiny-test-model"
     assert settings.model == picked and choice.currentData() == picked
     assert choice.currentText() == "shapes"  # the directory's name, beside Shapes (…)
     assert window.banner.isHidden()

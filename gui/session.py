@@ -1,0 +1,252 @@
+"""The app's working state: the model, the decoding options, cached results and the shown photo.
+
+The session owns the caption worker and its thread: it sends the requests, keeps what comes back
+and says what changed through signals; it never touches a widget. Results are cached per photo,
+keyed by the model (a generation number, bumped on every load) and the decoding options, so a
+photo seen before shows at once, and a changed beam size re-runs only the decoder on the
+worker's cached encoder features.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from PIL import Image
+from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtGui import QImage
+
+from captioner.options import DecodeOptions
+from gui.convert import pil_to_qimage
+from gui.models.image_list import ImageListModel, Status
+from gui.settings import Settings
+from gui.worker import CaptionFailure, CaptionOutcome, CaptionWorker, ModelInfo
+
+if TYPE_CHECKING:
+    from captioner import CaptionResult
+
+RESULT_CACHE_SIZE = 64  # full results (attention maps, gates) kept for instant re-selection
+DISPLAY_CACHE_SIZE = 8  # viewer copies of photos, a few megabytes each
+
+
+class _LruCache(OrderedDict):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+    def fetch(self, key):
+        if key in self:
+            self.move_to_end(key)
+        return self.get(key)
+
+
+class Session(QObject):
+    model_loading = Signal()  # a load began: every result so far is stale
+    model_loaded = Signal(object)  # ModelInfo of the model now in use
+    model_failed = Signal(str)  # why the model could not be loaded
+    options_changed = Signal(object)  # DecodeOptions now in use
+    result_ready = Signal(object)  # CaptionOutcome of the shown photo, fresh for model and options
+    caption_failed = Signal(object)  # CaptionFailure of any photo
+    display_ready = Signal(str)  # path whose viewer copy is now cached
+    batch_progress = Signal(int, int)  # done, total
+    batch_finished = Signal(int, int, bool)  # done, total, cancelled
+
+    def __init__(self, settings: Settings, images: ImageListModel, parent: QObject) -> None:
+        """images: the photo list, whose statuses and captions the session keeps up to date.
+        Create the UI thread's garbage collector before the session: it starts a worker thread."""
+        super().__init__(parent)
+        self.settings = settings
+        self.images = images
+        self.options: DecodeOptions = settings.decode_options
+        self.model = settings.model  # a shipped model's name or a directory
+        self.generation = 0
+        self.model_info: ModelInfo | None = None
+        self.model_error = ""
+        self.batch_running = False
+        self.current_path: str | None = None  # the photo shown
+        self.beams: list[CaptionResult] = []  # one per beam of the shown photo's caption
+        self.current: CaptionResult | None = None  # the beam shown (one of beams)
+        self.timing = ""  # how long the shown caption took
+        self._results = _LruCache(RESULT_CACHE_SIZE)  # path -> CaptionOutcome
+        self._displays = _LruCache(DISPLAY_CACHE_SIZE)  # path -> (PIL image, QImage)
+        self._start_worker()
+
+    def _start_worker(self) -> None:
+        self.worker = CaptionWorker()
+        self._thread = QThread(self)
+        self._thread.setObjectName("caption-worker")
+        self.worker.moveToThread(self._thread)
+        self._thread.started.connect(self.worker.run)
+        self.worker.model_loaded.connect(self._on_model_loaded)
+        self.worker.model_failed.connect(self._on_model_failed)
+        self.worker.caption_started.connect(self._on_caption_started)
+        self.worker.captioned.connect(self._on_captioned)
+        self.worker.caption_failed.connect(self._on_caption_failed)
+        self.worker.display_loaded.connect(self._on_display_loaded)
+        self.worker.batch_progress.connect(self.batch_progress)
+        self.worker.batch_finished.connect(self._on_batch_finished)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Stop the worker and wait for its thread; the session is done."""
+        self.worker.cancel_batch()
+        self.worker.stop()
+        self._thread.quit()
+        self._thread.wait()
+
+    @property
+    def model_unavailable(self) -> bool:
+        """The last load failed: photos can be shown, not captioned."""
+        return self.model_info is None and bool(self.model_error)
+
+    # The model and the decoding options.
+
+    def load_model(self, model: str) -> None:
+        """Load `model` (a shipped model's name or a directory) for this session only."""
+        self.model = model
+        self.generation += 1
+        self.model_info, self.model_error = None, ""
+        self._results.clear()
+        self.images.mark_all_pending()
+        if self.batch_running:
+            self.worker.cancel_batch()
+        self.worker.load_model(model, self.settings.device, self.generation)
+        self.model_loading.emit()
+
+    def use_model(self, model: str) -> None:
+        """Load `model` now and in later sessions."""
+        self.settings.model = model
+        self.load_model(model)
+
+    def use_device(self, device: str) -> None:
+        self.settings.device = device
+        self.load_model(self.model)
+
+    def set_options(self, options: DecodeOptions) -> None:
+        if options == self.options:
+            return
+        self.options = options
+        self.settings.decode_options = options
+        self.worker.set_batch_options(options)
+        self.images.mark_all_pending()
+        self.options_changed.emit(options)
+
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        if info.generation != self.generation:
+            return
+        self.model_info = info
+        self.model_loaded.emit(info)
+
+    def _on_model_failed(self, generation: int, message: str) -> None:
+        if generation != self.generation:
+            return
+        self.model_error = message
+        if self.current_path is not None and self.current_path not in self._displays:
+            self.worker.request_display(self.current_path, self.generation)
+        self.model_failed.emit(message)
+
+    # Photos and their captions.
+
+    def select(self, path: str | None) -> None:
+        """Make `path` the shown photo (None: none), with no caption shown yet."""
+        self.current_path = path
+        self.clear_caption()
+
+    def clear_caption(self) -> None:
+        self.beams, self.current = [], None
+
+    def show_result(self, outcome: CaptionOutcome) -> None:
+        """Make `outcome`'s beams the shown caption's; choose_beam picks the one shown."""
+        result = outcome.result
+        self.beams = result.beams or [result]
+        self.timing = f"captioned in {outcome.seconds * 1000:.0f} ms" + (
+            "" if outcome.encoded else " (decoder only, features cached)"
+        )
+
+    def choose_beam(self, index: int) -> CaptionResult | None:
+        """Show beam `index`; None if there is no such beam."""
+        if not 0 <= index < len(self.beams):
+            return None
+        self.current = self.beams[index]
+        return self.current
+
+    def result_for(self, path: str) -> CaptionOutcome | None:
+        """`path`'s cached caption, if it is from the current model and options."""
+        outcome = self._results.fetch(path)
+        if outcome is None or outcome.generation != self.generation:
+            return None
+        return outcome if outcome.options == self.options else None
+
+    def display_for(self, path: str | None) -> tuple[Image.Image, QImage] | None:
+        """The viewer's copy of `path` (PIL for blending heatmaps, Qt for drawing), if cached."""
+        return self._displays.fetch(path) if path is not None else None
+
+    def request_caption(self, path: str, *, want_display: bool) -> bool:
+        """Ask the worker for `path`'s caption (and its viewer copy if `want_display`); without a
+        model only for the viewer copy. True if a caption is on its way."""
+        if self.model_unavailable:
+            if want_display:  # nothing can be captioned, but the photo can be shown
+                self.worker.request_display(path, self.generation)
+            return False
+        self.worker.request_caption(path, self.options, self.generation, want_display=want_display)
+        return True
+
+    def _on_caption_started(self, path: str) -> None:
+        row = self.images.row_of(path)
+        if row is not None and self.images.item(row).status is not Status.CAPTIONED:
+            self.images.set_status(path, Status.WORKING)
+
+    def _on_captioned(self, outcome: CaptionOutcome) -> None:
+        if outcome.generation != self.generation:
+            return  # from a model that has since been replaced
+        path = outcome.path
+        if outcome.display is not None:
+            self._displays.put(path, (outcome.display, pil_to_qimage(outcome.display)))
+        fresh = outcome.options == self.options
+        self.images.set_status(
+            path, Status.CAPTIONED if fresh else Status.PENDING, caption=outcome.result.text
+        )
+        if not fresh:
+            return
+        self._results.put(path, outcome)
+        if path == self.current_path:
+            self.result_ready.emit(outcome)
+
+    def _on_caption_failed(self, failure: CaptionFailure) -> None:
+        if failure.bad_image:
+            self.images.set_status(failure.path, Status.FAILED, error=failure.reason)
+        else:
+            self.images.set_status(failure.path, Status.PENDING)
+        self.caption_failed.emit(failure)
+
+    def _on_display_loaded(self, path: str, display: Image.Image) -> None:
+        self._displays.put(path, (display, pil_to_qimage(display)))
+        self.display_ready.emit(path)
+
+    # Caption all.
+
+    def pending_paths(self) -> list[str]:
+        """The listed photos without a caption for the current model and options."""
+        return [
+            item.path
+            for item in self.images.items()
+            if item.status in (Status.PENDING, Status.WORKING)
+        ]
+
+    def start_batch(self, paths: list[str]) -> None:
+        self.batch_running = True
+        self.worker.start_batch(paths, self.options)
+
+    def cancel_batch(self) -> None:
+        if self.batch_running:
+            self.worker.cancel_batch()
+
+    def _on_batch_finished(self, done: int, total: int, cancelled: bool) -> None:
+        self.batch_running = False
+        self.batch_finished.emit(done, total, cancelled)
