@@ -213,11 +213,12 @@ class Captioner:
         *,
         batch_size: int = 16,
     ) -> list[CaptionResult] | CaptionResult:
-        """Caption photos given as paths or PIL images.
+        """Caption photos given as paths or PIL images, with the engine (captioner/pipeline.py)
+        in this process: worker processes would cost more to start than they save here.
 
-        One image: returns its result, and raises ImageError if it cannot be read. A list:
-        returns a result per item in order; an unreadable item gets `error` set and the others
-        are still captioned.
+        One image: returns its result, and raises ImageError if it cannot be read (reading
+        that fails unexpectedly included). A list: returns a result per item in order; an
+        unreadable item gets `error` set and the others are still captioned.
         """
         # The engine imports this module, so it is imported here, when first used.
         from captioner.pipeline import caption_batches, photo_batches
