@@ -59,7 +59,10 @@ def sample_captions(
     banned_first = banned.clone()
     banned_first[end_id] = True
 
-    drawn = []
+    drawn = []  # per step: (batch, n) words, <end> for images no longer sampling
+    # An image whose samples have all ended leaves the batch; its generator is its own, so the
+    # others' draws do not change.
+    images = torch.arange(batch, device=device)
     finished = torch.zeros(batch * n, dtype=torch.bool, device=device)
     for t in range(max_length + 1):
         out = decoder.step(words, state, memory)
@@ -69,17 +72,27 @@ def sample_captions(
             words = torch.full_like(words, end_id)
         else:
             # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
-            uniform = torch.cat([torch.rand((n, vocab_size), generator=g) for g in generators])
-            gumbel = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0)))  # (batch * n, vocab)
-            words = (logits + gumbel.to(device)).argmax(-1)  # (batch * n,)
+            uniform = torch.cat(
+                [torch.rand((n, vocab_size), generator=generators[i]) for i in images.tolist()]
+            )
+            gumbel = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0)))  # (sampling * n, vocab)
+            words = (logits + gumbel.to(device)).argmax(-1)  # (sampling * n,)
         words = words.masked_fill(finished, end_id)
-        drawn.append(words)
+        step_words = torch.full((batch, n), end_id, dtype=torch.long, device=device)
+        step_words[images] = words.view(-1, n)
+        drawn.append(step_words)
         finished |= words == end_id
-        if bool(finished.all()):
+        still = ~finished.view(-1, n).all(1)  # (sampling,)
+        if not bool(still.any()):
             break
         state = out.state
+        if not bool(still.all()):
+            kept = still.nonzero().squeeze(1)
+            rows = (kept.unsqueeze(1) * n + torch.arange(n, device=device)).view(-1)
+            memory, images = memory.select_images(kept), images[kept]
+            state, words, finished = state.select_rows(rows), words[rows], finished[rows]
 
-    ids = torch.stack(drawn, 1).view(batch, n, -1).cpu().tolist()  # (batch, n, steps)
+    ids = torch.stack(drawn, 2).cpu().tolist()  # (batch, n, steps)
     return [[row[: row.index(end_id)] for row in image] for image in ids]
 
 

@@ -68,7 +68,9 @@ def test_no_sample_ends_before_its_first_word():
     assert all(len(caption) == 1 for image in drawn for caption in image)
 
 
-def draw(captioner, features: torch.Tensor, num_samples: int) -> list[list[list[int]]]:
+def draw(
+    captioner, features: torch.Tensor, num_samples: int, max_length: int = 20
+) -> list[list[list[int]]]:
     """Samples with the special words Captioner.decode uses."""
     vocab = captioner.vocab
     return sample_captions(
@@ -78,6 +80,7 @@ def draw(captioner, features: torch.Tensor, num_samples: int) -> list[list[list[
         start_id=vocab.start_id,
         end_id=vocab.end_id,
         banned_ids=(vocab.pad_id, vocab.start_id, vocab.unk_id),
+        max_length=max_length,
     )
 
 
@@ -113,3 +116,24 @@ def test_decode_with_consensus_puts_the_best_agreeing_beam_first(photos):
         assert after.text == after.beams[0].text
         moved += after.text != before.text
     assert moved > 0
+
+
+def test_images_whose_samples_all_ended_leave_the_batch(tiny_captioner, photos, monkeypatch):
+    # Six and seven words: the tiny model has learned these captions by heart.
+    names = ["chelsea", "astronaut", "hubble_deep_field", "coffee"]
+    features = tiny_captioner.encode([photos[name] for name in names])
+    rows_per_step = []
+    step = tiny_captioner.decoder.step
+
+    def counted_step(words, state, memory):
+        rows_per_step.append(len(words))
+        return step(words, state, memory)
+
+    monkeypatch.setattr(tiny_captioner.decoder, "step", counted_step)
+    batched = draw(tiny_captioner, features, 6, max_length=40)
+    assert rows_per_step[0] == 4 * 6
+    assert rows_per_step == sorted(rows_per_step, reverse=True)
+    assert rows_per_step[-1] < 4 * 6
+    monkeypatch.setattr(tiny_captioner.decoder, "step", step)
+    for i, samples in enumerate(batched):
+        assert draw(tiny_captioner, features[i : i + 1], 6, max_length=40)[0] == samples
