@@ -50,12 +50,15 @@ def test_package_imports_only_downwards(package):
 # Runs in a fresh interpreter: reports each gui/training/PySide6 module as it is imported, with
 # the line that imported it, so an import made at run time (importlib) is caught too.
 TRIPWIRE = """
-import importlib.abc, sys, traceback
+import importlib.abc, os, sys, traceback
+
+MACHINERY = f"{os.sep}importlib{os.sep}"  # importlib.import_module's frames
 
 class Tripwire(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name.split(".")[0] in {"gui", "training", "PySide6"}:
-            caller = [f for f in traceback.extract_stack() if not f.filename.startswith("<")][-1]
+            stack = traceback.extract_stack()
+            caller = [f for f in stack if f.filename[0] != "<" and MACHINERY not in f.filename][-1]
             print(f"{name}, imported by {caller.filename}:{caller.lineno} (`{caller.line}`)")
         return None  # let the real finders import it
 
