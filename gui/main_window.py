@@ -400,7 +400,7 @@ class MainWindow(QMainWindow):
             self.viewer.set_image(self.session.display_for(path)[1])
 
     def _show_result(self, outcome: CaptionOutcome) -> None:
-        self.session.show_result(outcome)
+        self.session.set_result(outcome)
         beams = self.session.beams
         self.beam_list.set_beams([(beam.text, beam.score) for beam in beams])
         self._show_beam(0)

@@ -161,7 +161,7 @@ class Session(QObject):
     def clear_caption(self) -> None:
         self.beams, self.current = [], None
 
-    def show_result(self, outcome: CaptionOutcome) -> None:
+    def set_result(self, outcome: CaptionOutcome) -> None:
         """Make `outcome`'s beams the shown caption's; choose_beam picks the one shown."""
         result = outcome.result
         self.beams = result.beams or [result]
