@@ -267,6 +267,7 @@ def test_resume_checks_copy_nouns_like_other_model_options(tmp_path, capsys):
     from test_train import fake_checkpoint
 
     import training.train
+    from training.run_dir import check_run_dir
 
     plain, copying = tmp_path / "plain", tmp_path / "copying"
     fake_checkpoint(plain)
@@ -276,10 +277,10 @@ def test_resume_checks_copy_nouns_like_other_model_options(tmp_path, capsys):
         argv = ["--data", "x.json", "--images", "x", "--out", str(run), "--resume", "--copy-nouns"]
         args, given = training.train.parse_args(parser, argv)
         if run == copying:
-            assert training.train.check_run_dir(parser, args, given)
+            assert check_run_dir(parser, args, given)
             continue
         with pytest.raises(SystemExit):
-            training.train.check_run_dir(parser, args, given)
+            check_run_dir(parser, args, given)
         assert "--copy-nouns differs from the run's model (made without it)" in (
             capsys.readouterr().err
         )

@@ -1,6 +1,7 @@
 """captioner-train end to end on generated scenes: it learns, resumes exactly, and DDP matches."""
 
 import errno
+import hashlib
 import json
 import signal
 import subprocess
@@ -14,9 +15,11 @@ from safetensors.torch import load_file
 import training.features
 import training.train
 from captioner import Captioner
+from captioner.api import shipped_model
 from captioner.options import DecodeOptions
 from captioner.vocab import Vocabulary
 from training.features import human_size
+from training.run_dir import check_run_dir
 from training.scenes import generate_split
 from training.train import main as train_main
 
@@ -145,6 +148,39 @@ def test_other_decoder_cells_train_and_load(scenes, tmp_path, cell):
     assert model.caption(
         scenes / "val" / "000001.png", DecodeOptions(beam_size=2)
     ).gates.keys() == ({"reset", "update"} if cell == "gru" else set())
+
+
+def test_config_names_the_data_by_file_name_and_hash_not_machine_path(scenes, tmp_path):
+    run = tmp_path / "run"
+    assert train_main(train_args(scenes, run, "--epochs", "1", "--val-max-images", "2")) == 0
+    for model in ("best", "last"):
+        config = json.loads((run / model / "config.json").read_text())
+        assert not [s for s in strings_in(config) if "/" in s or "\\" in s], model
+        assert config["training"]["data"] == {
+            "train": {"captions": "captions_train.json", "images": "train",
+                      "sha256": sha256_of(scenes / "captions_train.json")},
+            "val": {"captions": "captions_val.json", "images": "val",
+                    "sha256": sha256_of(scenes / "captions_val.json")},
+        }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["default", "shapes"])
+def test_shipped_configs_hold_no_machine_path(name):
+    config = json.loads((shipped_model(name) / "config.json").read_text())
+    assert not [s for s in strings_in(config) if "/" in s or "\\" in s]
+
+
+def strings_in(value):
+    """Every string in a JSON value, however deeply nested."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def sha256_of(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_bad_data_file_is_a_usage_error(tmp_path, capsys):
@@ -282,7 +318,7 @@ def test_resume_takes_the_options_it_keeps_from_the_run(tmp_path):
     args, given = training.train.parse_args(
         parser, ["--data", "x.json", "--images", "x", "--out", str(run), "--resume", "--seed", "3"]
     )
-    assert training.train.check_run_dir(parser, args, given)
+    assert check_run_dir(parser, args, given)
     assert {name: getattr(args, name) for name in RUN_OPTIONS} == RUN_OPTIONS
 
 

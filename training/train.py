@@ -9,72 +9,55 @@ A run directory holds `best/` and `last/` (model directories `Captioner.load` re
 also holds the optimizer and RNG state for `--resume`), `log.jsonl` (one line per epoch) and
 `curves.png`. A directory holding a run is continued with `--resume` or started again with
 `--overwrite`, never either by default.
+
+The shape is torchvision's references/: `main(argv)` parses, sets up (device, processes, data,
+model, optimizer), then alternates `train_one_epoch` and `evaluate`, saving after each epoch.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import random
-import shutil
-import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from captioner import Captioner
-from captioner.atomic import save_atomically, write_atomically
-from captioner.checkpoint import WEIGHTS_FILE, write_dir_atomically, write_model_files
-from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder, DecoderConfig
+from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder
 from captioner.device import device_argument, resolve_device
-from captioner.encoder import EFFICIENTNET_LITE, Encoder, EncoderConfig
+from captioner.distributed import Distributed
+from captioner.encoder import EFFICIENTNET_LITE, Encoder
 from captioner.images import load_image
 from captioner.nouns import DEFAULT_WEIGHTING, NounTable
 from captioner.options import DecodeOptions
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
+from training.curves import plot_curves
+from training.dataset import data_record, read_data
 from training.features import CacheDiskFullError, FeatureCache, default_cache_root
 from training.metrics import coco_metrics
-from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
-
-STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
-RUN_FILES = ("best", "last", "log.jsonl", "curves.png")  # what a run writes in its directory
-# Options the model is built from, and where a run's config.json records each. Resuming
-# rebuilds the model from config.json, so a different value on the command line is refused.
-MODEL_OPTIONS = {
-    "encoder": ("encoder", "name"),
-    "encoder_weights": ("encoder", "weights"),
-    "image_size": ("encoder", "image_size"),
-    "feature_stride": ("encoder", "feature_stride"),
-    "grid_size": ("encoder", "grid_size"),
-    "fine_tune_blocks": ("encoder", "fine_tune_blocks"),
-    "cell": ("decoder", "cell"),
-    "start_state": ("decoder", "start_state"),
-    "coordinates": ("decoder", "coordinates"),
-    "word_attention": ("decoder", "word_attention"),
-    "normalize_features": ("decoder", "normalize_features"),
-    "embed_dim": ("decoder", "embed_dim"),
-    "decoder_dim": ("decoder", "decoder_dim"),
-    "attention_dim": ("decoder", "attention_dim"),
-    "dropout": ("decoder", "dropout"),
-    "copy_nouns": ("decoder", "copy_nouns"),  # a flag here, the number of nouns in config.json
-    "semantic_features": ("decoder", "semantic_features"),
-}
-# Options a resumed run keeps from its checkpoint, which saves them: the vocabulary, the
-# optimizer and scheduler states and the batch order were made with them. Not given, they
-# take the run's values; given, they must equal them.
-KEPT_OPTIONS = ("min_word_count", "batch_size", "seed", "lr", "encoder_lr", "metric", "lr_patience")
+from training.model import (
+    MODEL_OPTIONS,
+    CaptionModel,
+    caption_loss,
+    config_default,
+    decoder_config,
+    encoder_config,
+    word_count,
+)
+from training.readers import FORMATS, DatasetFormatError, Sample
+from training.run_dir import KEPT_OPTIONS, append_log, check_run_dir, clear_run, truncate_log
+from training.state import TrainingState, load_training_state, save_model, save_training_state
+from training.stop import StopRequest
 
 
 class HelpWithDefaults(argparse.HelpFormatter):
@@ -145,34 +128,33 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--name", default=None, help="model name stored in config.json (default: OUT's name)"
     )
-    model.add_argument(
-        "--encoder", default="efficientnet-lite0", help="efficientnet-lite0 or a torchvision ResNet"
-    )
-    model.add_argument(
-        "--encoder-weights", default=None, help="local weights file (torchvision backbones)"
-    )
-    model.add_argument("--image-size", type=int, default=224, help="photos are resized to N x N")
-    model.add_argument(
+    add_model_option(model, "--encoder", help="efficientnet-lite0 or a torchvision ResNet")
+    add_model_option(model, "--encoder-weights", help="local weights file (torchvision backbones)")
+    add_model_option(model, "--image-size", type=int, help="photos are resized to N x N")
+    add_model_option(
+        model,
         "--feature-stride",
         type=int,
-        default=32,
         choices=[16, 32],
         help="32: the backbone's last features; 16: an earlier, finer stage",
     )
-    model.add_argument(
+    add_model_option(
+        model,
         "--grid-size",
         type=int,
-        default=None,
         help="pool the feature map to N x N (default: image size / feature stride)",
     )
-    model.add_argument(
-        "--fine-tune-blocks", type=int, default=0, help="train the encoder's last N blocks"
+    add_model_option(
+        model,
+        "--fine-tune-blocks",
+        type=int,
+        help="train the encoder's last N blocks",
     )
-    model.add_argument("--cell", choices=list(GATE_BLOCKS), default="lstm", help="decoder cell")
-    model.add_argument(
+    add_model_option(model, "--cell", choices=list(GATE_BLOCKS), help="decoder cell")
+    add_model_option(
+        model,
         "--start-state",
         choices=START_STATES,
-        default="mean",
         help="decoder start state: from the mean feature (the paper) or learned, one for all",
     )
     model.add_argument(
@@ -190,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="layer-normalise each grid cell's features (for mid-network, unnormalised stages)",
     )
-    model.add_argument("--embed-dim", type=int, default=256, help="word embedding size")
-    model.add_argument("--decoder-dim", type=int, default=512, help="decoder state size")
-    model.add_argument("--attention-dim", type=int, default=512, help="attention layer size")
-    model.add_argument("--dropout", type=float, default=0.5, help="before the word classifier")
+    add_model_option(model, "--embed-dim", type=int, help="word embedding size")
+    add_model_option(model, "--decoder-dim", type=int, help="decoder state size")
+    add_model_option(model, "--attention-dim", type=int, help="attention layer size")
+    add_model_option(model, "--dropout", type=float, help="before the word classifier")
     model.add_argument(
         "--copy-nouns",
         action="store_true",
@@ -253,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_model_option(group: argparse._ArgumentGroup, option: str, **kwargs) -> None:
+    """A model option, whose default is that of the config field it sets."""
+    group.add_argument(option, default=config_default(option[2:].replace("-", "_")), **kwargs)
+
+
 def parse_args(
     parser: argparse.ArgumentParser, argv: list[str] | None
 ) -> tuple[argparse.Namespace, set[str]]:
@@ -270,142 +257,115 @@ def parse_args(
     return args, given
 
 
-def check_run_dir(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[str]
-) -> bool:
-    """Exit with a usage error where the command would replace a run or ignore an option.
+def train_one_epoch(
+    trained: nn.Module,
+    model: CaptionModel,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    sampler: BucketBatchSampler,
+    state: TrainingState,
+    world: Distributed,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> dict | None:
+    """Train the epoch `state` is in, from the batch it is at; returns the epoch's log row, or
+    None when Ctrl-C stopped it (after a whole batch, so `state` is where to resume).
 
-    Returns whether the run in OUT is resumed from its last/ checkpoint; if so, the kept
-    options the command line did not give are set to the run's.
+    `trained` is `model`, or its DistributedDataParallel wrapper under torchrun.
     """
-    last = args.out / "last"
-    holds_run = any((args.out / name).exists() for name in RUN_FILES)
-    if not args.resume:
-        if holds_run and not args.overwrite:
-            parser.error(
-                f"{args.out} already holds a training run: pass --resume to continue it, or "
-                "--overwrite to start again (its best/ model is replaced)"
-            )
-        return False
-    if not (last / STATE_JSON).is_file():
-        if holds_run:
-            parser.error(
-                f"{args.out} holds a training run but no checkpoint to resume in {last}: "
-                "pass --overwrite to start again (its best/ model is replaced)"
-            )
-        return False
-    config = json.loads((last / "config.json").read_text())
-    run_values = {dest: config[section].get(key) for dest, (section, key) in MODEL_OPTIONS.items()}
-    run_values["copy_nouns"] = bool(run_values["copy_nouns"])
-    # Checkpoints from before the options were saved have none: those options go unchecked.
-    kept = json.loads((last / STATE_JSON).read_text()).get("options", {})
-    for dest in KEPT_OPTIONS:
-        if dest in kept:
-            run_values[dest] = kept[dest]
-            if dest not in given:
-                setattr(args, dest, kept[dest])
-    for dest in [dest for dest in run_values if dest in given]:
-        ours, theirs = getattr(args, dest), run_values[dest]
-        if ours != theirs:
-            option = "--" + dest.replace("_", "-")
-            stated = option if isinstance(ours, bool) else f"{option} {ours}"
-            if theirs is False:
-                was = "model (made without it)"
-            elif theirs is None:
-                was = "default"
-            else:
-                was = theirs
-            parser.error(
-                f"{stated} differs from the run's {was} in {last}; drop it to resume, "
-                "or start a new --out"
-            )
-    return True
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_environment(cls, device: torch.device) -> Distributed:
-        """torchrun sets WORLD_SIZE and RANK; without them this is a single process."""
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if world_size == 1:
-            return cls()
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), world_size)
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
-    def sum(self, value: float) -> float:
-        if self.world_size == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(tensor)
-        return tensor.item()
-
-
-class StopRequest:
-    """Ctrl-C (or SIGTERM from a scheduler) finishes the current batch, then the run saves.
-
-    Stopping between batches keeps weights, optimizer, RNG and progress consistent, so the
-    resumed run is exactly the uninterrupted one. A second Ctrl-C stops at once.
-    """
-
-    signals = (signal.SIGINT, signal.SIGTERM)
-
-    def __enter__(self) -> StopRequest:
-        self.requested = False
-        self.previous = {s: signal.signal(s, self._handle) for s in self.signals}
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this batch (Ctrl-C again to stop now)", file=sys.stderr)
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-
-class CaptionModel(nn.Module):
-    """The trainable pair. Inputs are cached features, or pixels when the encoder is fine-tuned."""
-
-    def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
-        super().__init__()
-        self.encoder, self.decoder = encoder, decoder
-
-    def forward(self, inputs: torch.Tensor, captions: torch.Tensor):
-        features = self.encoder(inputs) if self.encoder.trainable else inputs
-        return self.decoder(features, captions)
-
-
-def caption_loss(
-    logits: torch.Tensor, alphas: torch.Tensor, captions: torch.Tensor, attention_lambda: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy over real words, and the summed doubly stochastic penalty.
-
-    logits (batch, T, vocab), alphas (batch, T, pixels), captions (batch, T + 1). The penalty
-    lambda * sum_pixels (1 - sum_t alpha)^2 pushes every grid cell to get attention at some
-    word. Sums (not means) let the caller divide by counts over all processes.
-    """
-    targets = captions[:, 1:]
-    real = (targets != Vocabulary.pad_id).unsqueeze(-1)  # (batch, T, 1)
-    cross_entropy = F.cross_entropy(
-        logits.transpose(1, 2).float(), targets, ignore_index=Vocabulary.pad_id, reduction="sum"
+    epoch = state.epoch
+    sampler.set_epoch(epoch, skip_batches=state.batch)
+    model.train()
+    # A resumed epoch's rate counts only the batches run since this process started it.
+    started, tokens_before = time.perf_counter(), state.tokens
+    bar = tqdm(
+        total=len(sampler),
+        initial=state.batch,
+        desc=f"epoch {epoch + 1}/{args.epochs}",
+        disable=args.no_progress or not world.main,
+        unit="batch",
     )
-    coverage = (alphas.float() * real).sum(dim=1)  # (batch, pixels)
-    penalty = attention_lambda * ((1.0 - coverage) ** 2).sum()
-    return cross_entropy, penalty
+    interrupted = False
+    with StopRequest() as stop:
+        for index, (inputs, captions) in enumerate(loader, start=state.batch):
+            inputs, captions = inputs.to(device), captions.to(device)
+            tokens = word_count(captions)
+            global_tokens, global_captions = world.sum(tokens), world.sum(len(captions))
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits, alphas = trained(inputs, captions)
+            cross_entropy, penalty = caption_loss(logits, alphas, captions, args.attention_lambda)
+            # DDP averages gradients over processes, hence the world-size factor.
+            loss = world.world_size * (cross_entropy / global_tokens + penalty / global_captions)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            optimizer.step()
+            state.loss_sum += world.sum(cross_entropy.item())
+            state.tokens += global_tokens
+            state.batch = index + 1
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(
+                loss=f"{state.train_loss:.3f}",
+                tok_s=f"{(state.tokens - tokens_before) / max(elapsed, 1e-9):,.0f}",
+            )
+            bar.update(1)
+            interrupted = world.sum(float(stop.requested)) > 0  # all processes agree
+            if interrupted:
+                break
+    bar.close()
+    if interrupted:
+        return None
+    tokens_per_s = (state.tokens - tokens_before) / (time.perf_counter() - started)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": round(state.train_loss, 6),
+        "train_tokens_per_s": round(tokens_per_s, 1),
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: CaptionModel,
+    captioner: Captioner,
+    val_pairs: CaptionPairs,
+    val_samples: list[Sample],
+    *,
+    batch_size: int,
+    beam_size: int,
+    max_images: int,
+) -> dict:
+    """Teacher-forced loss on every val caption, and COCO metrics of beam-searched captions of
+    the first `max_images` photos. `captioner` holds the model's encoder and decoder."""
+    if not val_samples:
+        return {}
+    device = captioner.device
+    model.eval()
+    loader = DataLoader(
+        val_pairs, batch_size=batch_size, collate_fn=collate, generator=torch.Generator()
+    )
+    loss_sum, tokens = 0.0, 0
+    for inputs, captions in loader:
+        inputs, captions = inputs.to(device), captions.to(device)
+        logits, alphas = model(inputs, captions)
+        cross_entropy, _ = caption_loss(logits, alphas, captions, 0.0)
+        loss_sum += cross_entropy.item()
+        tokens += word_count(captions)
+
+    samples = val_samples[:max_images]
+    candidates = {}
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        inputs = torch.stack([val_pairs.load(s.image_path) for s in chunk]).to(device)
+        results = captioner.decode(model.features(inputs), DecodeOptions(beam_size=beam_size))
+        for sample, result in zip(chunk, results, strict=True):
+            candidates[sample.image_id] = result.text
+    references = {s.image_id: list(s.captions) for s in samples}
+    metrics = coco_metrics(references, candidates, meteor=False)
+    model.train()
+    return {
+        "val_loss": round(loss_sum / max(tokens, 1), 6),
+        **{k: round(v, 6) for k, v in metrics.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,11 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.semantic_features and not args.copy_nouns:
         parser.error("--semantic-features reads the ImageNet classifier: it needs --copy-nouns")
-    device = resolve_device(args.device)
-    world = Distributed.from_environment(device)
-    if device.type == "cuda" and world.world_size > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    try:
+        world = Distributed.from_environment()
+    except ValueError as err:
+        parser.error(str(err))
+    device = world.local_device(resolve_device(args.device))
+    world.start(device)
     log = print if world.main else (lambda *a, **k: None)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -433,79 +394,30 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetFormatError, FileNotFoundError) as err:
         print(f"captioner-train: {err}", file=sys.stderr)
         return 2
+    data = data_record(args)
 
+    last = args.out / "last"
     if args.resume and not resuming:
-        log(f"no checkpoint in {args.out / 'last'}; starting a new run")
+        log(f"no checkpoint in {last}; starting a new run")
     if resuming:
-        vocab = Vocabulary.load(args.out / "last" / "vocab.json")
-        saved = json.loads((args.out / "last" / "config.json").read_text())
-        encoder_config = EncoderConfig.from_dict(saved["encoder"])
-        decoder_config = DecoderConfig.from_dict(saved["decoder"])
+        saved = Captioner.load(last, device=device)
+        encoder, decoder, vocab = saved.encoder, saved.decoder, saved.vocab
     else:
-        encoder_config = EncoderConfig(
-            name=args.encoder,
-            image_size=args.image_size,
-            feature_stride=args.feature_stride,
-            grid_size=args.grid_size,
-            fine_tune_blocks=args.fine_tune_blocks,
-            weights=args.encoder_weights,
+        encoder = Encoder(encoder_config(args))
+    try:
+        load, train_samples, val_samples = model_inputs(
+            encoder, train_samples, val_samples, args, world, device
         )
-        decoder_config = None
-    encoder = Encoder(encoder_config)
-
-    if encoder.trainable:
-        load = _pixel_loader(encoder)
-    else:
-        cache = FeatureCache(args.cache_dir or default_cache_root(), encoder)
-        if world.main:
-            paths = [s.image_path for s in train_samples + val_samples]
-            try:
-                failed = cache.build(
-                    paths, workers=args.workers, device=device, progress=not args.no_progress
-                )
-            except CacheDiskFullError as err:
-                print(f"captioner-train: error: {err}", file=sys.stderr)
-                return 1
-            for error in list(failed.values())[:5]:
-                print(f"captioner-train: skipped {error}", file=sys.stderr)
-            if failed:
-                log(f"{len(failed)} unreadable photos skipped")
-        world.barrier()
-        train_samples, val_samples = (
-            [s for s in samples if cache.path_for(s.image_path).is_file()]
-            for samples in (train_samples, val_samples)
-        )
-        load = cache.load
-
+    except CacheDiskFullError as err:
+        print(f"captioner-train: error: {err}", file=sys.stderr)
+        return 1
     log(f"{len(train_samples)} training images, {len(val_samples)} validation images")
     if not resuming:
-        # From the photos that remain: an unreadable photo's captions bring no words
-        vocab = Vocabulary.from_tokens(
-            (tokens for s in train_samples for tokens in s.tokens), args.min_word_count
-        )
-        if args.copy_nouns:
-            # Every noun can be copied, whether or not a training caption says it.
-            table = NounTable.load()
-            vocab = Vocabulary(dict.fromkeys([*vocab.itos[4:], *table.nouns, *table.plurals]))
-    decoder_config = decoder_config or DecoderConfig(
-        len(vocab), encoder.encoder_dim, args.embed_dim, args.decoder_dim, args.attention_dim,
-        args.dropout, args.cell, args.start_state, args.coordinates,
-        args.normalize_features, args.word_attention,
-        copy_nouns=len(table.nouns) if args.copy_nouns else 0,
-        semantic_features=args.semantic_features,
-    )  # fmt: skip
-    decoder = Decoder(decoder_config)
-    if args.copy_nouns and not resuming:  # a resumed run's checkpoint holds them
-        decoder.attach_noun_head(
-            *encoder.imagenet_classifier(),
-            table.class_to_noun_matrix(DEFAULT_WEIGHTING),
-            torch.tensor([vocab.stoi[noun] for noun in table.nouns]),
-            torch.tensor([vocab.stoi[plural] for plural in table.plurals]),
-        )
+        vocab, decoder = new_decoder(args, encoder, train_samples)
     model = CaptionModel(encoder, decoder).to(device)
     log(
         f"vocabulary: {len(vocab)} words (min count {args.min_word_count}); "
-        f"{decoder_config.cell} decoder, {sum(p.numel() for p in decoder.parameters()):,} weights"
+        f"{decoder.config.cell} decoder, {sum(p.numel() for p in decoder.parameters()):,} weights"
     )
 
     train_pairs = CaptionPairs(train_samples, vocab, load, args.max_caption_length)
@@ -526,125 +438,51 @@ def main(argv: list[str] | None = None) -> int:
         train_pairs, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
         generator=torch.Generator(),
     )  # fmt: skip
-
-    parameter_groups = [{"params": list(decoder.parameters()), "lr": args.lr}]
-    if encoder.trainable:
-        tuned = [p for p in encoder.parameters() if p.requires_grad]
-        parameter_groups.append({"params": tuned, "lr": args.encoder_lr})
-    optimizer = torch.optim.Adam(parameter_groups)
+    optimizer = torch.optim.Adam(model.parameter_groups(args.lr, args.encoder_lr))
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=0.5, patience=args.lr_patience
     )
-    progress = {"epoch": 0, "batch": 0, "loss_sum": 0.0, "tokens": 0, "best": -math.inf,
-                "best_epoch": 0, "stale_epochs": 0}  # fmt: skip
+    state = TrainingState()
     if resuming:
-        progress = load_training_state(args.out / "last", model, optimizer, scheduler)
-        log(f"resuming from epoch {progress['epoch'] + 1}, batch {progress['batch']}")
-        truncate_log(args.out / "log.jsonl", progress["epoch"])
-    trained = wrap_ddp(model, device) if world.world_size > 1 else model
-    use_amp = device.type == "cuda"
-
-    def save(where: str) -> None:
-        captioner = Captioner(
-            encoder, decoder, vocab, name=args.name or args.out.name, device=device
+        state = load_training_state(last, optimizer, scheduler)
+        log(f"resuming from epoch {state.epoch + 1}, batch {state.batch}")
+        truncate_log(args.out / "log.jsonl", state.epoch)
+    trained = model
+    if world.launched:
+        trained = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
         )
-        extra = {
-            "training": {
-                "epoch": progress["epoch"],
-                "best_epoch": progress["best_epoch"],
-                args.metric: progress["best"],
-                "data": str(args.data),
-            }
-        }
-        files = captioner.model_files(extra)
-
-        def write(directory: Path) -> None:
-            write_model_files(directory, *files)
-            if where == "last":
-                options = {dest: getattr(args, dest) for dest in KEPT_OPTIONS}
-                save_training_state(directory, optimizer, scheduler, progress, options)
-
-        write_dir_atomically(args.out / where, write)
-        model.train()
+    captioner = Captioner(encoder, decoder, vocab, name=args.name or args.out.name, device=device)
+    save = partial(save_run, args=args, captioner=captioner, state=state, data=data,
+                   optimizer=optimizer, scheduler=scheduler)  # fmt: skip
 
     if world.main and not resuming:
         # Only now, with the data read and cached: a failure before leaves the old run whole.
         clear_run(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
-    for epoch in range(progress["epoch"], args.epochs):
-        sampler.set_epoch(epoch, skip_batches=progress["batch"])
-        model.train()
-        # A resumed epoch's rate counts only the batches run since this process started it.
-        started, tokens_before = time.perf_counter(), progress["tokens"]
-        bar = tqdm(
-            total=len(sampler),
-            initial=progress["batch"],
-            desc=f"epoch {epoch + 1}/{args.epochs}",
-            disable=args.no_progress or not world.main,
-            unit="batch",
+    for _ in range(state.epoch, args.epochs):
+        row = train_one_epoch(
+            trained, model, optimizer, train_loader, sampler, state, world, args, device
         )
-        interrupted = False
-        with StopRequest() as stop:
-            for index, (inputs, captions) in enumerate(train_loader, start=progress["batch"]):
-                inputs, captions = inputs.to(device), captions.to(device)
-                tokens = int((captions[:, 1:] != Vocabulary.pad_id).sum())
-                global_tokens, global_captions = world.sum(tokens), world.sum(len(captions))
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    logits, alphas = trained(inputs, captions)
-                cross_entropy, penalty = caption_loss(
-                    logits, alphas, captions, args.attention_lambda
-                )
-                # DDP averages gradients over processes, hence the world-size factor.
-                loss = world.world_size * (
-                    cross_entropy / global_tokens + penalty / global_captions
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                optimizer.step()
-                progress["loss_sum"] += world.sum(cross_entropy.item())
-                progress["tokens"] += global_tokens
-                progress["batch"] = index + 1
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(
-                    loss=f"{progress['loss_sum'] / progress['tokens']:.3f}",
-                    tok_s=f"{(progress['tokens'] - tokens_before) / max(elapsed, 1e-9):,.0f}",
-                )
-                bar.update(1)
-                interrupted = world.sum(float(stop.requested)) > 0  # all processes agree
-                if interrupted:
-                    break
-        bar.close()
-        if interrupted:
+        if row is None:
             if world.main:
-                save("last")
-                log(f"interrupted: saved {args.out / 'last'}; continue with --resume")
+                save(last)
+                log(f"interrupted: saved {last}; continue with --resume")
             return 130
-
-        train_loss = progress["loss_sum"] / max(progress["tokens"], 1)
-        tokens_per_s = (progress["tokens"] - tokens_before) / (time.perf_counter() - started)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": round(train_loss, 6),
-            "train_tokens_per_s": round(tokens_per_s, 1),
-        }
         if world.main:
-            row.update(validate(model, vocab, val_pairs, val_samples, args, device))
-        score = world.sum(row.get(args.metric, -train_loss) if world.main else 0.0)
+            row.update(
+                evaluate(model, captioner, val_pairs, val_samples, batch_size=args.batch_size,
+                         beam_size=args.val_beam_size, max_images=args.val_max_images)
+            )  # fmt: skip
+        score = world.sum(row.get(args.metric, -state.train_loss) if world.main else 0.0)
         row["lr"] = optimizer.param_groups[0]["lr"]
         scheduler.step(score)
-        improved = score > progress["best"]
-        progress.update(epoch=epoch + 1, batch=0, loss_sum=0.0, tokens=0)
-        if improved:
-            progress.update(best=score, best_epoch=epoch + 1, stale_epochs=0)
-        else:
-            progress["stale_epochs"] += 1
+        improved = state.end_epoch(score)
         if world.main:
             if improved:
-                save("best")
-            save("last")
-            with open(args.out / "log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+                save(args.out / "best", resumable=False)
+            save(last)
+            append_log(args.out, row)
             plot_curves(args.out)
             log(
                 " ".join(
@@ -652,185 +490,92 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         world.barrier()
-        if progress["stale_epochs"] >= args.patience:
+        if state.stale_epochs >= args.patience:
             log(f"early stop: no {args.metric} improvement for {args.patience} epochs")
             break
-    log(f"best {args.metric} {progress['best']:.4f} (epoch {progress['best_epoch']}) in {args.out}")
-    if world.world_size > 1:
-        dist.destroy_process_group()
+    log(f"best {args.metric} {state.best:.4f} (epoch {state.best_epoch}) in {args.out}")
+    world.stop()
     return 0
 
 
-def read_data(args, log) -> tuple[list[Sample], list[Sample]]:
-    """Training and validation samples; a Karpathy file brings its own val split."""
-    result = read_samples(
-        args.data, args.images, format=args.format, skip_missing=args.skip_missing
-    )
-    report_read(args.data, result, log)
-    train = [s for s in result.samples if s.split == "train"]
-    if not train:
-        raise DatasetFormatError(
-            f"{args.data}: no training images (splits: {sorted({s.split for s in result.samples})})"
+def model_inputs(
+    encoder: Encoder,
+    train_samples: list[Sample],
+    val_samples: list[Sample],
+    args: argparse.Namespace,
+    world: Distributed,
+    device: torch.device,
+) -> tuple[Callable[[Path], torch.Tensor], list[Sample], list[Sample]]:
+    """How a photo becomes the model's input, and the training and validation samples that have
+    one. A fine-tuned encoder reads pixels; a frozen one's features are cached once (by the
+    main process; photos it cannot read are dropped). Raises CacheDiskFullError."""
+    if encoder.trainable:
+        size = encoder.config.image_size
+        return (
+            lambda path: encoder.preprocess(load_image(path, min_size=size)),
+            train_samples,
+            val_samples,
         )
-    if args.val_data:
-        val_result = read_samples(
-            args.val_data,
-            args.val_images or args.images,
-            format=args.format,
-            skip_missing=args.skip_missing,
+    cache = FeatureCache(args.cache_dir or default_cache_root(), encoder)
+    if world.main:
+        paths = [s.image_path for s in train_samples + val_samples]
+        failed = cache.build(
+            paths, workers=args.workers, device=device, progress=not args.no_progress
         )
-        report_read(args.val_data, val_result, log)
-        val = val_result.samples
-    else:
-        val = [s for s in result.samples if s.split == "val"]
-    if not val:
-        log("no validation data (--val-data or a val split): best/ is chosen by training loss")
-    return train, val
-
-
-def report_read(path: Path, result, log) -> None:
-    if result.empty_captions_dropped:
-        log(f"{path}: {result.empty_captions_dropped} empty captions dropped")
-    if result.missing_images:
-        log(f"{path}: {len(result.missing_images)} images missing, skipped")
-
-
-def _pixel_loader(encoder: Encoder):
-    size = encoder.config.image_size
-    return lambda path: encoder.preprocess(load_image(path, min_size=size))
-
-
-@torch.no_grad()
-def validate(model: CaptionModel, vocab, val_pairs, val_samples, args, device) -> dict:
-    """Teacher-forced loss on every val caption, and COCO metrics of beam-searched captions."""
-    if not val_samples:
-        return {}
-    model.eval()
-    loader = DataLoader(
-        val_pairs, batch_size=args.batch_size, collate_fn=collate, generator=torch.Generator()
+        for error in list(failed.values())[:5]:
+            print(f"captioner-train: skipped {error}", file=sys.stderr)
+        if failed:
+            print(f"{len(failed)} unreadable photos skipped")
+    world.barrier()
+    train_samples, val_samples = (
+        [s for s in samples if cache.path_for(s.image_path).is_file()]
+        for samples in (train_samples, val_samples)
     )
-    loss_sum, tokens = 0.0, 0
-    for inputs, captions in loader:
-        inputs, captions = inputs.to(device), captions.to(device)
-        logits, alphas = model(inputs, captions)
-        cross_entropy, _ = caption_loss(logits, alphas, captions, 0.0)
-        loss_sum += cross_entropy.item()
-        tokens += int((captions[:, 1:] != Vocabulary.pad_id).sum())
-
-    captioner = Captioner(model.encoder, model.decoder, vocab, device=device)
-    samples = val_samples[: args.val_max_images]
-    candidates = {}
-    for start in range(0, len(samples), args.batch_size):
-        chunk = samples[start : start + args.batch_size]
-        inputs = torch.stack([val_pairs.load(s.image_path) for s in chunk]).to(device)
-        features = model.encoder(inputs) if model.encoder.trainable else inputs
-        for sample, result in zip(
-            chunk,
-            captioner.decode(features, DecodeOptions(beam_size=args.val_beam_size)),
-            strict=True,
-        ):
-            candidates[sample.image_id] = result.text
-    references = {s.image_id: list(s.captions) for s in samples}
-    metrics = coco_metrics(references, candidates, meteor=False)
-    model.train()
-    return {
-        "val_loss": round(loss_sum / max(tokens, 1), 6),
-        **{k: round(v, 6) for k, v in metrics.items()},
-    }
+    return cache.load, train_samples, val_samples
 
 
-def save_training_state(
-    directory: Path, optimizer, scheduler, progress: dict, options: dict
+def new_decoder(
+    args: argparse.Namespace, encoder: Encoder, train_samples: list[Sample]
+) -> tuple[Vocabulary, Decoder]:
+    """A new run's vocabulary and decoder. The words are those of the photos that remain (an
+    unreadable photo's captions bring none); with --copy-nouns every noun of the table joins
+    them, whether or not a caption says it, and the decoder reads the encoder's classifier."""
+    vocab = Vocabulary.from_tokens(
+        (tokens for s in train_samples for tokens in s.tokens), args.min_word_count
+    )
+    if not args.copy_nouns:
+        return vocab, Decoder(decoder_config(args, len(vocab), encoder.encoder_dim, 0))
+    table = NounTable.load()
+    vocab = Vocabulary(dict.fromkeys([*vocab.itos[4:], *table.nouns, *table.plurals]))
+    decoder = Decoder(decoder_config(args, len(vocab), encoder.encoder_dim, len(table.nouns)))
+    decoder.attach_noun_head(
+        *encoder.imagenet_classifier(),
+        table.class_to_noun_matrix(DEFAULT_WEIGHTING),
+        torch.tensor([vocab.stoi[noun] for noun in table.nouns]),
+        torch.tensor([vocab.stoi[plural] for plural in table.plurals]),
+    )
+    return vocab, decoder
+
+
+def save_run(
+    directory: Path,
+    *,
+    args: argparse.Namespace,
+    captioner: Captioner,
+    state: TrainingState,
+    data: dict,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    resumable: bool = True,
 ) -> None:
-    """Optimizer moments and RNG states as tensors (safetensors), the rest as JSON: no pickle."""
-    optimizer_state = optimizer.state_dict()
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    for index, state in optimizer_state["state"].items():
-        for name, value in state.items():
-            tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().reshape(value.shape)
-    save_file(tensors, directory / STATE_TENSORS)
-    meta = {"progress": progress, "optimizer_param_groups": optimizer_state["param_groups"],
-            "scheduler": scheduler.state_dict(), "options": options}  # fmt: skip
-    (directory / STATE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
-
-
-def load_training_state(directory: Path, model, optimizer, scheduler) -> dict:
-    """Weights, optimizer, scheduler and RNG state from `directory`; returns the progress."""
-    weights = load_file(directory / WEIGHTS_FILE)
-    for prefix, module in (("decoder.", model.decoder), ("encoder.", model.encoder)):
-        part = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
-        if part:
-            module.load_state_dict(part)
-    tensors = load_file(directory / STATE_TENSORS)
-    meta = json.loads((directory / STATE_JSON).read_text())
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
-    scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda_states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda_states)
-    return meta["progress"]
-
-
-def clear_run(run_dir: Path) -> None:
-    """Remove what a run wrote (--overwrite), so that none of it mixes with the new run."""
-    for name in RUN_FILES:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
-def truncate_log(path: Path, epochs_done: int) -> None:
-    """Drop log lines of epochs after the checkpoint, which the resumed run will redo."""
-    if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] <= epochs_done]
-    write_atomically(path, "".join(line + "\n" for line in kept).encode())
-
-
-def plot_curves(run_dir: Path) -> None:
-    """curves.png: losses and the validation metrics per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line]
-    epochs = [r["epoch"] for r in rows]
-    figure, (losses, scores) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("train_loss", "val_loss"):
-        if any(key in r for r in rows):
-            losses.plot(epochs, [r.get(key) for r in rows], marker="o", label=key)
-    for key in ("Bleu_4", "CIDEr", "ROUGE_L"):
-        if any(key in r for r in rows):
-            scores.plot(epochs, [r.get(key) for r in rows], marker="o", label=key)
-    for axes, title in ((losses, "cross-entropy per word"), (scores, "validation metrics")):
-        axes.set_xlabel("epoch")
-        axes.set_title(title)
-        axes.grid(alpha=0.3)
-        if axes.lines:
-            axes.legend()
-    figure.tight_layout()
-    save_atomically(run_dir / "curves.png", lambda file: figure.savefig(file, format="png", dpi=80))
-    plt.close(figure)
-
-
-def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None
-    )
+    """The model in `directory` (best/, last/), with where training stood in its config.json;
+    `resumable` adds what --resume reads (last/)."""
+    record = {"epoch": state.epoch, "best_epoch": state.best_epoch, args.metric: state.best,
+              "data": data}  # fmt: skip
+    options = {dest: getattr(args, dest) for dest in KEPT_OPTIONS}
+    add_state = partial(save_training_state, optimizer=optimizer, scheduler=scheduler,
+                        state=state, options=options)  # fmt: skip
+    save_model(directory, captioner, record, add_state if resumable else None)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,66 @@
+"""The captions a run trains and validates on, and how its config.json names them.
+
+config.json is shared with the model, so it names the data by what identifies it (the caption
+file's name and SHA-256, the image folder's name), never by where it lay on the training machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from training.readers import DatasetFormatError, ReadResult, Sample, read_samples
+
+
+def read_data(
+    args: argparse.Namespace, log: Callable[[str], None]
+) -> tuple[list[Sample], list[Sample]]:
+    """Training and validation samples; a Karpathy file brings its own val split."""
+    result = read_samples(
+        args.data, args.images, format=args.format, skip_missing=args.skip_missing
+    )
+    report_read(args.data, result, log)
+    train = [s for s in result.samples if s.split == "train"]
+    if not train:
+        raise DatasetFormatError(
+            f"{args.data}: no training images (splits: {sorted({s.split for s in result.samples})})"
+        )
+    if args.val_data:
+        val_result = read_samples(
+            args.val_data,
+            args.val_images or args.images,
+            format=args.format,
+            skip_missing=args.skip_missing,
+        )
+        report_read(args.val_data, val_result, log)
+        val = val_result.samples
+    else:
+        val = [s for s in result.samples if s.split == "val"]
+    if not val:
+        log("no validation data (--val-data or a val split): best/ is chosen by training loss")
+    return train, val
+
+
+def report_read(path: Path, result: ReadResult, log: Callable[[str], None]) -> None:
+    if result.empty_captions_dropped:
+        log(f"{path}: {result.empty_captions_dropped} empty captions dropped")
+    if result.missing_images:
+        log(f"{path}: {len(result.missing_images)} images missing, skipped")
+
+
+def data_record(args: argparse.Namespace) -> dict:
+    """config.json's "data": the training files, and the validation files when they are
+    separate ("val" is null when validation used the training file's val split, or none)."""
+    val = describe_files(args.val_data, args.val_images or args.images) if args.val_data else None
+    return {"train": describe_files(args.data, args.images), "val": val}
+
+
+def describe_files(captions: Path, images: Path) -> dict:
+    """What tells a caption file and its photos from others, without a path of this machine."""
+    return {
+        "captions": captions.name,
+        "sha256": hashlib.sha256(captions.read_bytes()).hexdigest(),
+        "images": images.resolve().name,
+    }
