@@ -6,7 +6,7 @@ Three ways to caption the same generated camera-sized JPEGs (1600x1200), each ru
 child process so its peak RSS is its own:
 - encoder-only: the CLI's DataLoader (same workers, same reduced-size JPEG decoding) feeding
   the encoder, and nothing else. The model's unavoidable cost, so the ceiling for the CLI.
-- cli: `captioner.cli.run` with beam size 5, writing jsonl to a file.
+- cli: `captioner.batch.run.run` with beam size 5, writing jsonl to a file.
 - naive: open each photo at full size with PIL and call `Captioner.caption` on it, one by one.
 Timing starts after the model is loaded and warmed up. Besides photos/s (wall clock), each
 run reports the CPU time it used per photo, its main process and its workers together: on a
@@ -133,12 +133,13 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
         for batch in batches:
             captioner.encode(batch.pixels)  # as the CLI does
     elif mode == "cli":
-        from captioner import cli
+        from captioner.batch.command import parse_args
+        from captioner.batch.run import run
 
         with tempfile.TemporaryDirectory() as folder:
             listing = Path(folder, "photos.txt")
             listing.write_text("".join(f"{p}\n" for p in paths))
-            args = cli.parse_args(
+            config = parse_args(
                 [
                     *("--files-from", str(listing), "-o", str(Path(folder, "out.jsonl"))),
                     *("--batch-size", str(options.batch_size), "--workers", str(options.workers)),
@@ -146,7 +147,7 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
                     "--quiet",
                 ]
             )
-            status = cli.run(args, captioner)
+            status = run(config, captioner)
             rows = Path(folder, "out.jsonl").read_text().count("\n")
         if status != 0 or rows != len(paths):
             raise RuntimeError(f"cli run failed: status {status}, {rows} rows")

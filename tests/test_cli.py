@@ -23,10 +23,16 @@ from conftest import PHOTO_CAPTIONS
 from PIL import Image
 from pycocotools.coco import COCO
 
-from captioner import Captioner, cli, images
-from captioner.cli import attention_grid_path, main
+import captioner.batch.run as batch_run
+from captioner import Captioner, images
+from captioner.batch.command import main, parse_args
+from captioner.batch.config import BatchRun
+from captioner.batch.extras import attention_grid_path
+from captioner.batch.output import OutputExistsError, OutputNotWritableError, ResumeError
+from captioner.batch.run import run
 from captioner.device import resolve_device
 from captioner.metadata import read_caption_metadata
+from captioner.options import DecodeOptions
 from training import evaluate
 from training.scenes import generate_split
 
@@ -505,7 +511,7 @@ def test_ctrl_c_keeps_the_finished_rows_and_resume_completes(
     reference = tmp_path / "reference.jsonl"
     caption(tiny_model_dir, album, "-o", reference)
     handled = []
-    real_handle = cli._handle
+    real_handle = batch_run._handle
 
     def interrupted_on_the_fourth_photo(result, *args):
         if len(handled) == 3:
@@ -515,7 +521,7 @@ def test_ctrl_c_keeps_the_finished_rows_and_resume_completes(
 
     output = tmp_path / "out.jsonl"
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "_handle", interrupted_on_the_fourth_photo)
+        patch.setattr(batch_run, "_handle", interrupted_on_the_fourth_photo)
         status, stderr = caption(tiny_model_dir, album, "-o", output, "--batch-size", "2")
     assert status == 130 and "run again with --resume" in stderr
     assert read_jsonl(output) == read_jsonl(reference)[:3]
@@ -703,6 +709,58 @@ def test_torchrun_ranks_shard_like_shard(tmp_path, album, tiny_model_dir, monkey
     caption(tiny_model_dir, album, "-o", tmp_path / "rank.jsonl")
     assert read_jsonl(tmp_path / "rank.1-of-2.jsonl") == read_jsonl(tmp_path / "shard.1-of-2.jsonl")
     assert "pass -o FILE" in usage_error(tiny_model_dir, album)
+
+
+def test_torchrun_gives_each_rank_its_own_file_and_gpu(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for name, value in {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    config = parse_args(["x.jpg", "-o", "out.jsonl"])
+    assert (config.shard, config.output_file, config.device) == (
+        (3, 4),
+        "out.3-of-4.jsonl",
+        "cuda:1",
+    )
+    assert parse_args(["x.jpg", "-o", "out.jsonl", "--device", "cpu"]).device == "cpu"
+    monkeypatch.delenv("RANK")
+    assert "RANK=None: torchrun sets it to a whole number" in usage_error(tiny_model_dir, "x.jpg")
+
+
+# --- the run configuration ----------------------------------------------------------------------
+
+
+def test_the_command_line_becomes_a_frozen_run_configuration():
+    config = parse_args(
+        ["a.jpg", "b", "-r", "--beam-size", "3", "--beams", "2", "--format", "csv", "-o", "-"]
+        + ["--workers", "0"]
+    )
+    assert config == BatchRun(
+        paths=("a.jpg", "b"),
+        recursive=True,
+        decoding=DecodeOptions(beam_size=3),
+        beams=2,
+        format="csv",
+        output=None,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.output = "elsewhere.csv"
+    with pytest.raises(ValueError, match="--beams 6 needs --beam-size 6 or more"):
+        BatchRun(paths=("a.jpg",), beams=6)
+
+
+def test_run_raises_output_errors_for_its_caller(tmp_path, album, tiny_captioner):
+    output = tmp_path / "out.jsonl"
+    output.write_text("an overnight run\n")
+    config = BatchRun(paths=(str(album),), output=str(output), quiet=True)
+    with pytest.raises(OutputExistsError, match="already exists: pass --resume"):
+        run(config, tiny_captioner)
+    with pytest.raises(ResumeError, match=f"cannot resume {output} as jsonl"):
+        run(dataclasses.replace(config, resume=True), tiny_captioner)
+    assert output.read_text() == "an overnight run\n"
+    unwritable = dataclasses.replace(config, output=str(tmp_path / "no" / "out.jsonl"))
+    with pytest.raises(OutputNotWritableError, match="cannot write .*No such file or directory"):
+        run(unwritable, tiny_captioner)
 
 
 # --- usage errors and the real console script ---------------------------------------------------

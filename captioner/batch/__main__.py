@@ -1,0 +1,7 @@
+"""`python -m captioner.batch ...`, and `torchrun --nproc-per-node N -m captioner.batch ...`."""
+
+import sys
+
+from captioner.batch.command import main
+
+sys.exit(main())

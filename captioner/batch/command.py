@@ -1,0 +1,195 @@
+"""The `captioner` command line: arguments checked into a BatchRun, errors into exit statuses.
+
+Exit status: 0 every photo captioned or already done and every extra output written, 1 anything
+failed or was kept, 2 usage error (printed with the usage, as argparse does), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+from captioner.api import Captioner
+from captioner.batch.config import BatchRun
+from captioner.batch.output import OutputError
+from captioner.batch.report import PROGRAM
+from captioner.batch.run import run
+from captioner.batch.writers import WRITERS
+from captioner.checkpoint import CheckpointError
+from captioner.device import device_argument, resolve_device
+from captioner.distributed import Distributed
+from captioner.options import DecodeOptions, number_argument, positive_int
+
+EXAMPLES = """\
+examples:
+  captioner -r ~/Pictures -o captions.jsonl          # every photo below ~/Pictures
+  captioner -r ~/Pictures -o captions.jsonl --resume # after a crash: finish the rest
+  captioner 'scans/*.tif' --sidecar                  # scans/a.tif -> scans/a.txt
+  find /data -name '*.jpg' | captioner - --format csv -o captions.csv
+  torchrun --nproc-per-node 8 -m captioner.batch -r /data -o out.jsonl  # out.0-of-8.jsonl ...
+
+exit status: 0 every photo captioned (or already done) and every extra output written;
+1 some photo failed or an extra output was not written (a kept sidecar or description too);
+2 usage error.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Caption photos with a Show, Attend and Tell model.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="photo files, folders (the photos in them) or quoted patterns like 'a/*.jpg'; "
+        "- reads a list of paths from stdin",
+    )
+    inputs = parser.add_argument_group("inputs")
+    inputs.add_argument(
+        "-r", "--recursive", action="store_true", help="include photos in subfolders"
+    )
+    inputs.add_argument(
+        "--files-from", metavar="FILE", help="read paths from FILE, one per line (- for stdin)"
+    )
+    inputs.add_argument(
+        "--shard",
+        metavar="I/N",
+        type=_shard_argument,
+        help="caption only every N-th photo starting at I (0 <= I < N), for job arrays",
+    )
+
+    model = parser.add_argument_group("model and decoding")
+    model.add_argument(
+        "--model",
+        metavar="DIR|NAME",
+        help="a model directory, or a model shipped with captioner: default (names everyday "
+        "things), shapes (generated shapes scenes); an existing path wins over a name "
+        "(default: default)",
+    )
+    model.add_argument(
+        "--device",
+        type=device_argument,
+        default="auto",
+        help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps",
+    )
+    DecodeOptions.add_arguments(model)
+    model.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
+    model.add_argument(
+        "--workers",
+        type=number_argument(int, 0),
+        default=min(4, os.cpu_count() or 1),
+        help="processes that decode and resize photos (0: none; default: %(default)s)",
+    )
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--format", choices=sorted(WRITERS), default="jsonl")
+    output.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
+    output.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows already in --output, skip their photos and append the rest",
+    )
+    output.add_argument(
+        "--beams",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="also write the N best captions with their scores (jsonl, csv)",
+    )
+    output.add_argument(
+        "--sidecar", action="store_true", help="write photo.txt beside each photo.jpg"
+    )
+    output.add_argument(
+        "--write-metadata",
+        action="store_true",
+        help="store the caption in the photo (XMP dc:description, EXIF ImageDescription); "
+        "the pixel data is not re-encoded",
+    )
+    output.add_argument(
+        "--save-attention",
+        metavar="DIR",
+        help="save a PNG per photo showing where the model looked for each word",
+    )
+    output.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing sidecar files and descriptions already in photos "
+        "(--write-metadata), and --output when not resuming",
+    )
+    output.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing on stderr but errors"
+    )
+    return parser
+
+
+def _shard_argument(text: str) -> tuple[int, int]:
+    index, slash, count = text.partition("/")
+    if not (slash and index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, like 0/4; got {text!r}")
+    return int(index), int(count)
+
+
+def parse_args(argv: list[str] | None = None) -> BatchRun:
+    """The run the command line asks for; usage errors exit with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.paths and not args.files_from:
+        parser.error("no photos given: pass files, folders or patterns, or --files-from FILE")
+    if args.files_from not in (None, "-") and not os.access(args.files_from, os.R_OK):
+        parser.error(f"--files-from {args.files_from}: no such file, or it cannot be read")
+    try:
+        config = BatchRun(
+            paths=tuple(args.paths),
+            files_from=args.files_from,
+            recursive=args.recursive,
+            shard=args.shard,
+            model=args.model,
+            device=args.device,
+            decoding=DecodeOptions.from_args(args),
+            batch_size=args.batch_size,
+            workers=args.workers,
+            format=args.format,
+            output=None if args.output == "-" else args.output,
+            resume=args.resume,
+            beams=args.beams,
+            sidecar=args.sidecar,
+            write_metadata=args.write_metadata,
+            save_attention=args.save_attention,
+            overwrite=args.overwrite,
+            quiet=args.quiet,
+        )
+        return _this_process_share(config, Distributed.from_environment())
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def _this_process_share(config: BatchRun, world: Distributed) -> BatchRun:
+    """Under torchrun, this process's share: every N-th photo, its own GPU, its own file.
+
+    Raises ValueError for what cannot be combined with torchrun.
+    """
+    if not world.launched:
+        return config
+    if config.shard is not None:
+        raise ValueError("--shard cannot be combined with torchrun (RANK and WORLD_SIZE are set)")
+    if config.output is None:
+        raise ValueError("under torchrun every rank writes its own file: pass -o FILE")
+    device = world.local_device(resolve_device(config.device))
+    return dataclasses.replace(config, shard=(world.rank, world.world_size), device=str(device))
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    try:
+        captioner = Captioner.load(config.model, device=config.device)
+    except (CheckpointError, ValueError) as error:
+        build_parser().error(str(error))
+    try:
+        return run(config, captioner)
+    except OutputError as error:
+        build_parser().error(str(error))

@@ -1,0 +1,78 @@
+"""The outputs a photo gets besides its row: a sidecar, a description in the photo, a grid.
+
+Each is written after the row; a problem with one is reported and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from captioner.api import CaptionResult
+from captioner.atomic import save_atomically
+from captioner.batch.config import BatchRun
+from captioner.batch.report import Reporter
+from captioner.heatmap import attention_grid
+from captioner.images import ImageError, load_image, source_name
+from captioner.metadata import sidecar_path, write_caption_metadata, write_sidecar
+
+ATTENTION_CELL_SIZE = 224
+
+
+def write_extras(result: CaptionResult, config: BatchRun, reporter: Reporter) -> None:
+    """The extra outputs `config` asks for, for a captioned photo."""
+    name = source_name(result.source)
+    if config.sidecar:
+        try:
+            write_sidecar(result.source, result.text, overwrite=config.overwrite)
+        except FileExistsError:
+            sidecar = source_name(sidecar_path(result.source))
+            reporter.output_failed(
+                f"{name}: {sidecar} already exists; kept it (--overwrite replaces)"
+            )
+        except OSError as error:
+            reporter.output_failed(f"{name}: cannot write its caption file ({_reason(error)})")
+    if config.write_metadata:
+        try:
+            write_caption_metadata(result.source, result.text, overwrite=config.overwrite)
+        except FileExistsError:
+            reporter.output_failed(
+                f"{name}: already has a description; kept it (--overwrite replaces)"
+            )
+        except (ValueError, OSError) as error:  # both name the file and the reason
+            reporter.output_failed(f"{name}: cannot store the caption in it ({_reason(error)})")
+    if config.save_attention:
+        try:
+            _save_attention(result, config.save_attention)
+        except (ImageError, OSError, ValueError) as error:
+            reporter.output_failed(f"{name}: cannot save its attention grid ({_reason(error)})")
+
+
+def attention_grid_path(directory: str | os.PathLike, photo_path: str) -> Path:
+    """Where a photo's attention grid goes: its path below `directory`, plus .png.
+
+    Relative to the current folder when the photo is inside it (photos/a.jpg ->
+    DIR/photos/a.jpg.png), else its absolute path (/data/a.jpg -> DIR/data/a.jpg.png), so
+    photos with the same name in different folders never overwrite each other's grids.
+    """
+    absolute = os.path.abspath(photo_path)
+    relative = os.path.relpath(absolute)
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        relative = os.path.splitdrive(absolute)[1].lstrip(os.sep)
+    return Path(directory, relative + ".png")
+
+
+def _save_attention(result: CaptionResult, directory: str) -> None:
+    photo = load_image(result.source, min_size=ATTENTION_CELL_SIZE)
+    grid = attention_grid(photo, result.tokens, result.alphas, cell_size=ATTENTION_CELL_SIZE)
+    target = attention_grid_path(directory, result.source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_atomically(target, lambda file: grid.save(file, format="PNG"))
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ImageError):
+        return error.reason
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)

@@ -1,0 +1,92 @@
+"""One batch run: its photos captioned in batches, each batch's rows written and flushed at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+
+from captioner.api import Captioner, CaptionResult
+from captioner.batch.config import BatchRun
+from captioner.batch.extras import write_extras
+from captioner.batch.output import open_output
+from captioner.batch.photos import Counted, all_photos, count_photos, still_to_do
+from captioner.batch.report import Reporter, shows_progress
+from captioner.batch.writers import WRITERS, CaptionWriter
+from captioner.images import source_name
+from captioner.pipeline import caption_batches, photo_batches
+
+
+def run(config: BatchRun, captioner: Captioner) -> int:
+    """Caption every photo `config` names with `captioner`; returns the exit status.
+
+    Raises an OutputError, before any photo is read, when the output cannot be opened as asked.
+    """
+    writer_class = WRITERS[config.format]
+    output = open_output(config)
+    total = (
+        count_photos(config, writer_class, output.done) if shows_progress(config.quiet) else None
+    )
+    reporter = Reporter(quiet=config.quiet, total=total)
+    inputs = Counted(all_photos(config))
+    photos = still_to_do(inputs, config, writer_class, output.done, reporter.skip_done)
+    batches = photo_batches(captioner, photos, batch_size=config.batch_size, workers=config.workers)
+    try:
+        for results in caption_batches(captioner, batches, config.decoding):
+            for result in results:
+                _handle(result, output.writer, config, reporter)
+            output.writer.flush()
+            reporter.advance(len(results))
+    except KeyboardInterrupt:
+        reporter.error(f"interrupted; the finished rows are kept{_resume_hint(config)}")
+        return 130
+    except BrokenPipeError:
+        # Whoever read stdout stopped (`captioner ... | head`): end quietly, as other tools do,
+        # with what is left in the buffer sent nowhere instead of raising again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        output.close()
+        reporter.close()
+    if inputs.count == 0:
+        reporter.error("no photos found in the given paths")
+        return 1
+    reporter.summary()
+    return 0 if reporter.all_written else 1
+
+
+def _handle(
+    result: CaptionResult, writer: CaptionWriter, config: BatchRun, reporter: Reporter
+) -> None:
+    """Write the row, then the photo's extra outputs; every problem is reported, none is fatal."""
+    result = _with_finite_scores(result)
+    writer.write(result)
+    if result.error is not None:
+        reporter.photo_failed(f"{source_name(result.source)}: {result.error}")
+        return
+    reporter.photo_captioned()
+    write_extras(result, config, reporter)
+
+
+def _with_finite_scores(result: CaptionResult) -> CaptionResult:
+    """The result less alternatives scored NaN or infinite; an error if its caption is.
+
+    Such scores come from a damaged model (NaN weights) and rank nothing; NaN is not JSON either.
+    """
+    if result.error is not None:
+        return result
+    if not math.isfinite(result.score):
+        return CaptionResult.failed(
+            result.source,
+            f"the model scored its caption {result.score}, not a finite number; "
+            "the model may be damaged",
+        )
+    beams = [beam for beam in result.beams if math.isfinite(beam.score)]
+    return result if len(beams) == len(result.beams) else dataclasses.replace(result, beams=beams)
+
+
+def _resume_hint(config: BatchRun) -> str:
+    if config.output_file is None:
+        return ""
+    return f" in {config.output_file}; run again with --resume to caption the rest"
