@@ -1,0 +1,250 @@
+"""ONNX Runtime inference: the encoder and the decoder's step as exported graphs.
+
+On a CPU, PyTorch's eager mode pays a dispatch per operation; ONNX Runtime runs the same
+operations as one planned graph, several times faster for the encoder. Beam search stays in
+Python (captioner/beam.py) and calls `step` as it calls the PyTorch decoder's, so the search,
+its rules and its results are the same; only the arithmetic runs elsewhere.
+
+The graphs are exported from a loaded Captioner and cached in a folder named by a hash of the
+weights and configuration, so a changed model never reads stale graphs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from captioner.decoder import Decoder, DecoderState, ImageMemory, StepOutput
+from captioner.encoder import Encoder
+
+OPSET = 18  # ScatterElements' "max" reduction (the copy path's log-sum-exp) needs 18
+ENCODER_FILE, STEP_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "manifest.json"
+MEMORY_FIELDS = ImageMemory._fields
+
+
+class OnnxUnavailableError(RuntimeError):
+    """onnxruntime (to run) or onnx (to export) is not installed."""
+
+
+def graphs_key(encoder: Encoder, decoder: Decoder) -> str:
+    """A hash of everything the graphs are built from: configurations and every weight."""
+    digest = hashlib.sha256()
+    for part, module in (("encoder", encoder), ("decoder", decoder)):
+        digest.update(json.dumps(_config_dict(module), sort_keys=True).encode())
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(f"{part}.{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(f"opset {OPSET} torch {torch.__version__}".encode())
+    return digest.hexdigest()[:20]
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "captioner" / "onnx"
+
+
+def export_graphs(encoder: Encoder, decoder: Decoder, directory: str | os.PathLike) -> Path:
+    """Write the encoder graph, the decoder step graph and a manifest into `directory`."""
+    directory = Path(directory)
+    size = encoder.config.image_size
+    with torch.no_grad():
+        pixels = torch.randn(2, 3, size, size)
+        export_encoder_graph(encoder, directory / ENCODER_FILE, pixels)
+        export_step_graph(decoder, encoder.cpu().eval()(pixels), directory)
+    return directory
+
+
+def export_encoder_graph(encoder: Encoder, path: Path, pixels: torch.Tensor) -> None:
+    """(batch, 3, size, size) pixels -> (batch, grid_h, grid_w, encoder_dim) features."""
+    _require("onnx", "to export ONNX graphs")
+    with torch.no_grad():
+        _export(
+            encoder.cpu().eval(),
+            (pixels,),
+            path,
+            inputs={"pixels": {0: "batch"}},
+            outputs={"features": {0: "batch"}},
+        )
+
+
+def export_step_graph(decoder: Decoder, features: torch.Tensor, directory: Path) -> None:
+    """Decoder.step as a graph, and the manifest naming its inputs and outputs; `features`
+    (a few images' encoder output) only show the exporter the shapes."""
+    _require("onnx", "to export ONNX graphs")
+    step = _Step(decoder.cpu().eval())
+    with torch.no_grad():
+        example = step.example_inputs(decoder.prepare(features))
+        _export(
+            step,
+            tuple(example.values()),
+            directory / STEP_FILE,
+            inputs={name: step.dynamic_axes(name) for name in example},
+            outputs={name: {0: "rows"} for name in step.output_names},
+        )
+    manifest = {"step_outputs": step.output_names, "gates": step.gate_names, "opset": OPSET}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: dict, outputs: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # two exporting processes
+    torch.onnx.export(
+        module,
+        args,
+        str(partial),
+        dynamo=False,  # the TorchScript exporter: no onnxscript dependency, loops unrolled fine
+        opset_version=OPSET,
+        input_names=list(inputs),
+        output_names=list(outputs),
+        dynamic_axes={**inputs, **outputs},
+    )
+    partial.replace(path)
+
+
+class _Step(nn.Module):
+    """Decoder.step with plain tensor inputs and outputs, as an exported graph needs."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.lstm = decoder.config.cell == "lstm"
+        self.gate_names: list[str] = []
+        self.output_names: list[str] = []
+        self.memory_fields: list[str] = []
+
+    def example_inputs(self, memory: ImageMemory) -> dict[str, torch.Tensor]:
+        """Inputs for two images with two beams each; fixes which memory fields the graph reads."""
+        rows = 2 * memory.features.shape[0]
+        state = self.decoder.initial_state(memory).repeat_rows(2)
+        self.memory_fields = [f for f in MEMORY_FIELDS if getattr(memory, f) is not None]
+        inputs = {"words": torch.full((rows,), 4, dtype=torch.long), "h": state.h}
+        if self.lstm:
+            inputs["c"] = state.c
+        inputs |= {field: getattr(memory, field) for field in self.memory_fields}
+        out = self.decoder.step(inputs["words"], state, memory)
+        self.gate_names = list(out.gates)
+        # An output named like an input would rename the input.
+        self.output_names = ["logits", "next_h", *(["next_c"] if self.lstm else []), "alpha"]
+        self.output_names.append("beta")
+        self.output_names += [f"gate_{name}" for name in self.gate_names]
+        if out.copy_gate is not None:
+            self.output_names.append("copy_gate")
+        return inputs
+
+    def dynamic_axes(self, name: str) -> dict[int, str]:
+        if name in ("words", "h", "c"):
+            return {0: "rows"}
+        return {} if name in ("copy_words", "copy_slots") else {0: "batch"}
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        words, h, *rest = tensors
+        c = rest.pop(0) if self.lstm else None
+        memory = ImageMemory(**dict(zip(self.memory_fields, rest, strict=True)))
+        out = self.decoder.step(words, DecoderState(h, c), memory)
+        results = [out.logits, out.state.h, *([out.state.c] if self.lstm else [])]
+        results += [out.alpha, out.beta, *out.gates.values()]
+        return tuple(results + ([out.copy_gate] if out.copy_gate is not None else []))
+
+
+class OnnxEncoder:
+    """Runs the encoder graph: (batch, 3, size, size) pixels -> (batch, gh, gw, encoder_dim)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        (features,) = self.session.run(None, {"pixels": _numpy(pixels.float())})
+        return torch.from_numpy(features)
+
+
+class OnnxDecoder:
+    """What beam search and sampling read of a decoder, with `step`, the part they repeat, run
+    by the step graph. `prepare` and `initial_state` run once per batch and stay in PyTorch."""
+
+    def __init__(self, decoder: Decoder, session, manifest: dict) -> None:
+        self.torch_decoder = decoder
+        self.session = session
+        # Only the inputs the graph kept: the exporter drops one that no output depends on.
+        self.input_names = [node.name for node in session.get_inputs()]
+        self.output_names = manifest["step_outputs"]
+        self.gate_names = manifest["gates"]
+
+    @property
+    def config(self):
+        return self.torch_decoder.config
+
+    @property
+    def noun_singular_ids(self) -> torch.Tensor:
+        return self.torch_decoder.noun_singular_ids
+
+    @property
+    def noun_plural_ids(self) -> torch.Tensor:
+        return self.torch_decoder.noun_plural_ids
+
+    def prepare(self, features: torch.Tensor) -> ImageMemory:
+        return self.torch_decoder.prepare(features)
+
+    def initial_state(self, memory: ImageMemory) -> DecoderState:
+        return self.torch_decoder.initial_state(memory)
+
+    def step(self, words: torch.Tensor, state: DecoderState, memory: ImageMemory) -> StepOutput:
+        given = {"words": words, "h": state.h, "c": state.c, **memory._asdict()}
+        feed = {name: _numpy(given[name]) for name in self.input_names}
+        out = dict(zip(self.output_names, self.session.run(None, feed), strict=True))
+        out = {name: torch.from_numpy(value) for name, value in out.items()}
+        return StepOutput(
+            logits=out["logits"],
+            state=DecoderState(out["next_h"], out.get("next_c")),
+            alpha=out["alpha"],
+            beta=out["beta"],
+            gates={name: out[f"gate_{name}"] for name in self.gate_names},
+            copy_gate=out.get("copy_gate"),
+        )
+
+
+def onnx_runners(
+    encoder: Encoder, decoder: Decoder, cache_root: str | os.PathLike | None = None
+) -> tuple[OnnxEncoder, OnnxDecoder]:
+    """ONNX Runtime runners for the modules, exporting their graphs first if not cached."""
+    ort = _require("onnxruntime", "for --backend onnx")
+    directory = Path(cache_root or default_cache_root()) / graphs_key(encoder, decoder)
+    if not (directory / MANIFEST_FILE).is_file():
+        export_graphs(encoder, decoder, directory)
+    manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    return (
+        OnnxEncoder(cpu_session(ort, directory / ENCODER_FILE)),
+        OnnxDecoder(decoder, cpu_session(ort, directory / STEP_FILE), manifest),
+    )
+
+
+def cpu_session(ort, path: Path):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().contiguous().numpy()
+
+
+def _config_dict(module: Encoder | Decoder) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(module.config)
+
+
+def _require(module: str, purpose: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise OnnxUnavailableError(
+            f"{module} is not installed ({purpose}): pip install {module}"
+        ) from None

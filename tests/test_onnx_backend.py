@@ -1,0 +1,100 @@
+"""The ONNX Runtime backend: the same features, captions, scores and maps as PyTorch."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from test_beam import BANNED, END, START, attach_random_noun_head, noise_images
+
+from captioner import onnx_backend
+from captioner.beam import beam_search
+from captioner.consensus import sample_captions
+from captioner.decoder import Decoder, DecoderConfig
+from captioner.onnx_backend import OnnxDecoder, OnnxUnavailableError, cpu_session
+
+SEARCH = {"start_id": START, "end_id": END, "banned_ids": BANNED, "max_length": 8}
+
+
+def random_decoder(cell: str, copy: bool, encoder_dim: int, semantic: bool = False) -> Decoder:
+    torch.manual_seed(1)
+    config = DecoderConfig(
+        30, encoder_dim, 16, 32, 24, 0.0, cell, "mean", True, True, True,
+        copy_nouns=5 if copy else 0, copy_classes=12, semantic_features=semantic,
+    )  # fmt: skip
+    decoder = Decoder(config).eval()
+    with torch.no_grad():
+        decoder.output.weight.mul_(4.0)
+    if copy:  # the last noun is like "sheep": its plural is its singular
+        attach_random_noun_head(decoder, [20, 21, 22, 23, 24], [25, 26, 27, 28, 24])
+    return decoder
+
+
+def onnx_decoder(decoder: Decoder, features: torch.Tensor, directory) -> OnnxDecoder:
+    onnx_backend.export_step_graph(decoder, features[:2], directory)
+    manifest = onnx_backend.json.loads((directory / onnx_backend.MANIFEST_FILE).read_text())
+    session = cpu_session(onnx_backend._require("onnxruntime", ""), directory / "decoder_step.onnx")
+    return OnnxDecoder(decoder, session, manifest)
+
+
+@pytest.mark.parametrize(
+    "cell, copy, encoder_dim, semantic",
+    [
+        ("lstm", False, 64, False),  # wide features: the projected form of the step
+        ("gru", False, 8, False),  # narrow: averaged first
+        ("rnn", False, 8, False),
+        ("gru", True, 8, False),
+        ("lstm", True, 64, True),
+    ],
+)
+def test_beam_search_through_the_step_graph_equals_pytorch(
+    cell, copy, encoder_dim, semantic, tmp_path
+):
+    decoder = random_decoder(cell, copy, encoder_dim, semantic)
+    features = torch.randn(5, 3, 3, encoder_dim)
+    graph = onnx_decoder(decoder, features, tmp_path)
+    for options in ({"beam_size": 4}, {"beam_size": 3, "length_alpha": 1.0}):
+        ours = beam_search(graph, features, **SEARCH, **options)
+        theirs = beam_search(decoder, features, **SEARCH, **options)
+        for per_image, expected in zip(ours, theirs, strict=True):
+            assert [h.token_ids for h in per_image] == [h.token_ids for h in expected]
+            for a, b in zip(per_image, expected, strict=True):
+                assert a.score == pytest.approx(b.score, abs=1e-4)
+                np.testing.assert_allclose(a.alphas, b.alphas, atol=1e-4)
+                np.testing.assert_allclose(a.context_gate, b.context_gate, atol=1e-4)
+                assert a.gates.keys() == b.gates.keys()
+                for name in a.gates:
+                    np.testing.assert_allclose(a.gates[name], b.gates[name], atol=1e-4)
+                if copy:
+                    np.testing.assert_allclose(a.copy_gate, b.copy_gate, atol=1e-4)
+    drawn = sample_captions(graph, features, num_samples=6, **SEARCH)
+    assert drawn == sample_captions(decoder, features, num_samples=6, **SEARCH)
+
+
+def test_the_encoder_graph_gives_the_same_features_and_graphs_are_cached_by_weights(
+    tiny_captioner, tmp_path
+):
+    encoder, decoder = tiny_captioner.encoder, tiny_captioner.decoder
+    graph_encoder, graph_decoder = onnx_backend.onnx_runners(encoder, decoder, tmp_path)
+    pixels = torch.stack([encoder.preprocess(image) for image in noise_images(3)])
+    with torch.no_grad():
+        expected = encoder(pixels)
+    np.testing.assert_allclose(graph_encoder(pixels).numpy(), expected.numpy(), atol=1e-4)
+
+    [folder] = tmp_path.iterdir()
+    exported = {path.name: path.stat().st_mtime_ns for path in folder.iterdir()}
+    onnx_backend.onnx_runners(encoder, decoder, tmp_path)  # cached: nothing is exported again
+    assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir()} == exported
+    assert set(exported) == {"encoder.onnx", "decoder_step.onnx", "manifest.json"}
+
+    changed = Decoder(decoder.config)
+    changed.load_state_dict(decoder.state_dict())
+    with torch.no_grad():
+        changed.output.bias[5] += 1.0
+    assert onnx_backend.graphs_key(encoder, changed) != folder.name
+
+
+def test_a_missing_runtime_is_named_with_its_install_command(tiny_captioner, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(OnnxUnavailableError, match="pip install onnxruntime"):
+        onnx_backend.onnx_runners(tiny_captioner.encoder, tiny_captioner.decoder, tmp_path)
