@@ -1,4 +1,4 @@
-"""Which photos to caption: files, folders and patterns, expanded as a stream.
+"""Which photos files, folders and patterns name, expanded as a stream.
 
 The batch command and the app list a folder with the same walker, so a folder lists the same
 photos in the same order in both. A run over 50,000 photos should start captioning at once and
@@ -10,12 +10,10 @@ sequence (sharding relies on it). No torch here: the app imports this at start-u
 from __future__ import annotations
 
 import glob
-import itertools
 import os
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, NamedTuple, TypeVar
+from typing import NamedTuple
 
-T = TypeVar("T")
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 )
@@ -92,14 +90,6 @@ def _path_order(path: str) -> list[tuple[str, str]]:
     return [_name_order(part) for part in path.split(os.sep)]
 
 
-def read_path_list(file: BinaryIO) -> Iterator[str]:
-    """One path per line (as `find` prints them); read as bytes so any file name survives."""
-    for line in file:
-        line = line.removesuffix(b"\n").removesuffix(b"\r")
-        if line:
-            yield os.fsdecode(line)
-
-
 def unique(photos: Iterable[Photo]) -> Iterator[Photo]:
     """Drop a photo seen before under any spelling of its path (`a.jpg`, `./a.jpg`, via its folder).
 
@@ -112,10 +102,3 @@ def unique(photos: Iterable[Photo]) -> Iterator[Photo]:
         if key not in seen:
             seen.add(key)
             yield photo
-
-
-def shard(photos: Iterable[T], index: int, count: int) -> Iterator[T]:
-    """Every `count`-th photo (or anything) starting at `index`: shards 0..count-1 partition it."""
-    if not 0 <= index < count:
-        raise ValueError(f"shard index must be in 0..{count - 1}, got {index}")
-    return itertools.islice(photos, index, None, count)

@@ -747,6 +747,8 @@ def test_the_command_line_becomes_a_frozen_run_configuration():
         config.output = "elsewhere.csv"
     with pytest.raises(ValueError, match="--beams 6 needs --beam-size 6 or more"):
         BatchRun(paths=("a.jpg",), beams=6)
+    with pytest.raises(ValueError, match="--shard 2/2: expected 0 <= I < N"):
+        BatchRun(paths=("a.jpg",), shard=(2, 2))
 
 
 def test_run_raises_output_errors_for_its_caller(tmp_path, album, tiny_captioner):

@@ -40,6 +40,8 @@ class BatchRun:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
+            raise ValueError(f"--shard {self.shard[0]}/{self.shard[1]}: expected 0 <= I < N")
         if self.beams > self.decoding.beam_size:
             raise ValueError(f"--beams {self.beams} needs --beam-size {self.beams} or more")
         if self.beams > 1 and self.format not in ("jsonl", "csv"):

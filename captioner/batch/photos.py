@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import BinaryIO
 
 from captioner.batch.config import BatchRun
 from captioner.batch.writers import CaptionWriter
-from captioner.inputs import Photo, expand, read_path_list, shard, unique
+from captioner.inputs import Photo, expand, unique
 
 
 def all_photos(config: BatchRun) -> Iterator[Photo]:
@@ -18,14 +21,22 @@ def all_photos(config: BatchRun) -> Iterator[Photo]:
 def _arguments(config: BatchRun) -> Iterator[str]:
     for path in config.paths:
         if path == "-":
-            yield from read_path_list(sys.stdin.buffer)
+            yield from _read_path_list(sys.stdin.buffer)
         else:
             yield path
     if config.files_from == "-":
-        yield from read_path_list(sys.stdin.buffer)
+        yield from _read_path_list(sys.stdin.buffer)
     elif config.files_from is not None:
         with open(config.files_from, "rb") as file:
-            yield from read_path_list(file)
+            yield from _read_path_list(file)
+
+
+def _read_path_list(file: BinaryIO) -> Iterator[str]:
+    """One path per line (as `find` prints them); read as bytes so any file name survives."""
+    for line in file:
+        line = line.removesuffix(b"\n").removesuffix(b"\r")
+        if line:
+            yield os.fsdecode(line)
 
 
 def still_to_do(
@@ -45,7 +56,8 @@ def still_to_do(
     """
     keyed = _with_first_of_key(photos, writer_class)
     if config.shard is not None:
-        keyed = shard(keyed, *config.shard)
+        index, count = config.shard
+        keyed = itertools.islice(keyed, index, None, count)  # shards 0..count-1 partition it
     for photo, key, first in keyed:
         if first != photo.path:
             yield photo._replace(problem=writer_class.repeated_key(photo.path, first))
