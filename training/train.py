@@ -510,12 +510,7 @@ def model_inputs(
     one. A fine-tuned encoder reads pixels; a frozen one's features are cached once (by the
     main process; photos it cannot read are dropped). Raises CacheDiskFullError."""
     if encoder.trainable:
-        size = encoder.config.image_size
-        return (
-            lambda path: encoder.preprocess(load_image(path, min_size=size)),
-            train_samples,
-            val_samples,
-        )
+        return partial(pixels, encoder), train_samples, val_samples
     cache = FeatureCache(args.cache_dir or default_cache_root(), encoder)
     if world.main:
         paths = [s.image_path for s in train_samples + val_samples]
@@ -532,6 +527,11 @@ def model_inputs(
         for samples in (train_samples, val_samples)
     )
     return cache.load, train_samples, val_samples
+
+
+def pixels(encoder: Encoder, path: Path) -> torch.Tensor:
+    """A photo as the encoder's input, (3, image_size, image_size)."""
+    return encoder.preprocess(load_image(path, min_size=encoder.config.image_size))
 
 
 def new_decoder(
