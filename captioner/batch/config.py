@@ -12,7 +12,8 @@ from captioner.options import DecodeOptions
 class BatchRun:
     """One run of the batch command, as its command line (and torchrun) set it up.
 
-    Raises ValueError, naming the command-line options, when two settings contradict each other.
+    Raises ValueError, naming the command-line options, for a setting out of range or two that
+    contradict each other.
     """
 
     # Which photos
