@@ -11,9 +11,11 @@ weights and configuration, so a changed model never reads stale graphs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +58,18 @@ def export_graphs(encoder: Encoder, decoder: Decoder, directory: str | os.PathLi
     with torch.no_grad():
         pixels = torch.randn(2, 3, size, size)
         export_encoder_graph(encoder, directory / ENCODER_FILE, pixels)
-        export_step_graph(decoder, encoder.cpu().eval()(pixels), directory)
+        with _in_eval_mode(encoder):
+            features = encoder(pixels)
+        export_step_graph(decoder, features, directory)
     return directory
 
 
 def export_encoder_graph(encoder: Encoder, path: Path, pixels: torch.Tensor) -> None:
     """(batch, 3, size, size) pixels -> (batch, grid_h, grid_w, encoder_dim) features."""
     _require("onnx", "to export ONNX graphs")
-    with torch.no_grad():
+    with torch.no_grad(), _in_eval_mode(encoder):
         _export(
-            encoder.cpu().eval(),
+            encoder,
             (pixels,),
             path,
             inputs={"pixels": {0: "batch"}},
@@ -77,8 +81,10 @@ def export_step_graph(decoder: Decoder, features: torch.Tensor, directory: Path)
     """Decoder.step as a graph, and the manifest naming its inputs and outputs; `features`
     (a few images' encoder output) only show the exporter the shapes."""
     _require("onnx", "to export ONNX graphs")
-    step = _Step(decoder.cpu().eval())
-    with torch.no_grad():
+    with torch.no_grad(), _in_eval_mode(decoder):
+        # The exporter puts the module it is given back in the mode it found it in, so _Step
+        # is put in eval mode: in training mode it would switch the decoder's dropout on.
+        step = _Step(decoder).eval()
         example = step.example_inputs(decoder.prepare(features))
         _export(
             step,
@@ -227,6 +233,17 @@ def cpu_session(ort, path: Path):
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@contextlib.contextmanager
+def _in_eval_mode(module: nn.Module) -> Iterator[None]:
+    """Export what inference runs (dropout off), and leave the module as it was."""
+    training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(training)
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:

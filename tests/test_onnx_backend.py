@@ -98,3 +98,13 @@ def test_a_missing_runtime_is_named_with_its_install_command(tiny_captioner, tmp
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(OnnxUnavailableError, match="pip install onnxruntime"):
         onnx_backend.onnx_runners(tiny_captioner.encoder, tiny_captioner.decoder, tmp_path)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_exporting_leaves_the_decoder_in_its_mode(training, tmp_path):
+    """The exporter restores the mode of the module it is given; a wrapper left in training
+    mode used to switch the decoder's dropout on for every later PyTorch caption."""
+    decoder = random_decoder("gru", True, 8).train(training)
+    onnx_backend.export_step_graph(decoder, torch.randn(2, 3, 3, 8), tmp_path)
+    assert decoder.training == training
+    assert all(module.training == training for module in decoder.modules())
