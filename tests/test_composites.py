@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageDraw
 from pycocotools.coco import COCO
 
+from captioner.batch.writers import coco_image_id
 from captioner.nouns import NounTable, indefinite_article
-from captioner.writers import coco_image_id
 from training import composites
 from training.composites import (
     DESCRIPTION,

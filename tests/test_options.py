@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from captioner import cli
+from captioner.batch.command import build_parser
 from captioner.options import DecodeOptions
 from training import evaluate
 
@@ -47,12 +47,17 @@ def test_clamped_takes_what_a_lenient_store_hands_back():
 
 
 @pytest.mark.parametrize(
-    "parse", [cli.parse_args, lambda argv: evaluate._build_parser().parse_args(argv)]
+    "parse, required",
+    [
+        (lambda argv: build_parser().parse_args(argv), ["x.jpg"]),
+        (
+            lambda argv: evaluate._build_parser().parse_args(argv),
+            ["--model", "m", "--annotations", "a", "--images", "i", "--out", "o"],
+        ),
+    ],
+    ids=["captioner", "captioner-evaluate"],
 )
-def test_the_commands_offer_every_option_with_the_same_defaults(parse, tmp_path):
-    required = ["x.jpg"] if parse is cli.parse_args else []
-    if parse is not cli.parse_args:
-        required = ["--model", "m", "--annotations", "a", "--images", "i", "--out", "o"]
+def test_the_commands_offer_every_option_with_the_same_defaults(parse, required):
     assert DecodeOptions.from_args(parse(required)) == DecodeOptions()
     given = DecodeOptions(
         beam_size=3, max_length=9, length_penalty=-0.5, no_repeat_ngram_size=2, consensus_samples=4

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner.writers import coco_image_id
+from captioner.batch.writers import coco_image_id
 from training.scenes import (
     COLORS,
     SHAPE_PLURALS,
@@ -128,7 +128,7 @@ def test_split_is_valid_coco_captions_with_five_captions_per_image(tmp_path):
 
 
 def test_an_images_id_is_the_number_its_file_name_ends_with(tmp_path):
-    # The rule the batch command's COCO results use too (captioner.writers.coco_image_id), so
+    # The rule the batch command's COCO results use too (captioner.batch.writers.coco_image_id), so
     # its results for a generated split score against the split's own annotations.
     coco = json.loads(generate_split(tmp_path, "test", 3, seed=0, size=64, workers=1).read_text())
     assert [(image["id"], image["file_name"]) for image in coco["images"]] == [
