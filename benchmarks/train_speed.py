@@ -24,9 +24,9 @@ from captioner.images import load_image
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
 from training.features import FeatureCache
+from training.model import caption_loss
 from training.readers import read_samples
 from training.scenes import generate_split
-from training.train import caption_loss
 
 
 def train_tokens_per_second(pairs, encoder, decoder, args) -> float:

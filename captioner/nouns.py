@@ -140,11 +140,6 @@ class NounTable:
         """The table's plural of a noun ("person" -> "people"); KeyError if it is not one."""
         return self.plurals[self.nouns.index(noun)]
 
-    def noun_of_class(self, class_index: int) -> str | None:
-        """The noun of an ImageNet class, or None if the class is left out."""
-        noun = self.class_noun[class_index]
-        return self.nouns[noun] if noun >= 0 else None
-
     def classes_per_noun(self) -> list[int]:
         counts = [0] * len(self.nouns)
         for noun in self.class_noun:

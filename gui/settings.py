@@ -31,12 +31,6 @@ class Settings:
     def from_file(cls, path: str) -> Settings:
         return cls(QSettings(path, QSettings.Format.IniFormat))
 
-    def _int(self, key: str, default: int) -> int:
-        try:
-            return int(self.store.value(key, default))
-        except (TypeError, ValueError):
-            return default
-
     def _float(self, key: str, default: float) -> float:
         try:
             return float(self.store.value(key, default))

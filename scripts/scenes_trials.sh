@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The attention-grounding trials reported in the README ("Where does the model look?").
+# The attention-grounding trials reported in docs/experiments.md ("Where does the model look?").
 # Usage: scripts/scenes_trials.sh DATA_DIR RUNS_DIR NAME [extra captioner-train options]
 # DATA_DIR comes from: captioner-scenes DATA_DIR --train 2000 --val 200 --test 200 --seed 7 --size 224 --format jpg
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the shapes model shipped in captioner/models/shapes (about an hour on 2 CPU cores).
 # Usage: scripts/train_shapes_model.sh [DATA_DIR] [RUN_DIR] [captioner-train options...]
-# Extra options override the defaults below (the README's full-data trials: --cell lstm, ...).
+# Extra options override the defaults below (docs/experiments.md's full-data trials: --cell lstm, ...).
 set -euo pipefail
 data=${1:-data/scenes} run=${2:-runs/scenes-default}
 shift $(($# < 2 ? $# : 2))
