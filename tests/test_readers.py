@@ -7,6 +7,7 @@ from PIL import Image
 from training.readers import (
     DatasetFormatError,
     MissingImagesError,
+    ReadResult,
     Sample,
     read_samples,
 )
@@ -631,3 +632,18 @@ def test_coco_ids_of_the_wrong_type(tmp_path, bad_id):
     )
     with pytest.raises(DatasetFormatError, match=r"annotations\[0\] refers to image_id"):
         read_samples(annotation_id, tmp_path)
+
+
+def test_training_says_what_reading_dropped(tmp_path):
+    from training.dataset import report_read
+
+    lines = []
+    result = ReadResult([], "flickr", empty_captions_dropped=2, images_without_captions=1,
+                        missing_images=[tmp_path / "a.jpg"], unlisted_images=3)  # fmt: skip
+    report_read(tmp_path / "captions.txt", result, lines.append)
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "2 empty captions dropped",
+        "1 images without a caption, skipped",
+        "3 images in no split list, skipped",
+        "1 images missing, skipped",
+    ]

@@ -46,6 +46,10 @@ def read_data(
 def report_read(path: Path, result: ReadResult, log: Callable[[str], None]) -> None:
     if result.empty_captions_dropped:
         log(f"{path}: {result.empty_captions_dropped} empty captions dropped")
+    if result.images_without_captions:
+        log(f"{path}: {result.images_without_captions} images without a caption, skipped")
+    if result.unlisted_images:
+        log(f"{path}: {result.unlisted_images} images in no split list, skipped")
     if result.missing_images:
         log(f"{path}: {len(result.missing_images)} images missing, skipped")
 
