@@ -17,11 +17,12 @@ model, optimizer), then alternates `train_one_epoch` and `evaluate`, saving afte
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from captioner.encoder import EFFICIENTNET_LITE, Encoder
 from captioner.images import load_image
 from captioner.nouns import DEFAULT_WEIGHTING, NounTable
 from captioner.options import DecodeOptions
+from captioner.pipeline import PhotoBatch, caption_batches
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
 from training.curves import plot_curves
@@ -352,13 +354,17 @@ def evaluate(
         tokens += word_count(captions)
 
     samples = val_samples[:max_images]
-    candidates = {}
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        inputs = torch.stack([val_pairs.load(s.image_path) for s in chunk]).to(device)
-        results = captioner.decode(model.features(inputs), DecodeOptions(beam_size=beam_size))
-        for sample, result in zip(chunk, results, strict=True):
-            candidates[sample.image_id] = result.text
+
+    def batches() -> Iterator[PhotoBatch]:  # each made while the engine decodes the one before
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            inputs = torch.stack([val_pairs.load(s.image_path) for s in chunk]).to(device)
+            names = [str(s.image_path) for s in chunk]
+            yield PhotoBatch.ready(names, features=model.features(inputs))
+
+    results = caption_batches(captioner, batches(), DecodeOptions(beam_size=beam_size))
+    captions = itertools.chain.from_iterable(results)
+    candidates = {s.image_id: r.text for s, r in zip(samples, captions, strict=True)}
     references = {s.image_id: list(s.captions) for s in samples}
     metrics = coco_metrics(references, candidates, meteor=False)
     model.train()
