@@ -1,7 +1,9 @@
 """Beam search: batched equals per-image, exact on an enumerable model, documented ranking."""
 
+import contextlib
 import itertools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -186,20 +188,30 @@ def test_every_returned_beam_scores_as_its_caption_does_under_teacher_forcing(co
     assert longest == 6
 
 
-def test_finished_images_leave_the_search(tiny_captioner, photos, monkeypatch):
-    """An image whose captions are settled stops costing steps: one long caption in a batch
-    does not make every image pay for it."""
-    features = tiny_captioner.encode([photos["chelsea"], photos["coffee"], *noise_images(2)])
+@contextlib.contextmanager
+def rows_counted(decoder: Decoder) -> Iterator[list[int]]:
+    """The number of rows each `decoder.step` call is given, while the block runs."""
     rows_per_step = []
-    step = tiny_captioner.decoder.step
+    step = decoder.step
 
     def counted_step(words, state, memory):
         rows_per_step.append(len(words))
         return step(words, state, memory)
 
-    monkeypatch.setattr(tiny_captioner.decoder, "step", counted_step)
+    decoder.step = counted_step
+    try:
+        yield rows_per_step
+    finally:
+        del decoder.step  # the class's method again
+
+
+def test_finished_images_leave_the_search(tiny_captioner, photos):
+    """An image whose captions are settled stops costing steps: one long caption in a batch
+    does not make every image pay for it."""
+    features = tiny_captioner.encode([photos["chelsea"], photos["coffee"], *noise_images(2)])
     options = DecodeOptions(beam_size=3, max_length=40)
-    results = tiny_captioner.decode(features, options)
+    with rows_counted(tiny_captioner.decoder) as rows_per_step:
+        results = tiny_captioner.decode(features, options)
     longest = max(len(r.tokens) for r in results)
     shortest = min(len(r.tokens) for r in results)
     assert shortest < longest  # the test needs captions of different lengths
@@ -207,7 +219,6 @@ def test_finished_images_leave_the_search(tiny_captioner, photos, monkeypatch):
     assert rows_per_step == sorted(rows_per_step, reverse=True)
     assert rows_per_step[-1] < 4 * 3
     # ... and what is left is still each image's own search.
-    monkeypatch.setattr(tiny_captioner.decoder, "step", step)
     for i, result in enumerate(results):
         alone = tiny_captioner.decode(features[i : i + 1], options)[0]
         assert [b.tokens for b in result.beams] == [b.tokens for b in alone.beams]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import PHOTO_CAPTIONS, train_tiny_captioner
-from test_beam import BANNED, END, START, noise_images, tiny_random_decoder
+from test_beam import BANNED, END, START, noise_images, rows_counted, tiny_random_decoder
 
 from captioner.consensus import consensus_ranking, sample_captions
 from captioner.options import DecodeOptions
@@ -118,22 +118,14 @@ def test_decode_with_consensus_puts_the_best_agreeing_beam_first(photos):
     assert moved > 0
 
 
-def test_images_whose_samples_all_ended_leave_the_batch(tiny_captioner, photos, monkeypatch):
+def test_images_whose_samples_all_ended_leave_the_batch(tiny_captioner, photos):
     # Six and seven words: the tiny model has learned these captions by heart.
     names = ["chelsea", "astronaut", "hubble_deep_field", "coffee"]
     features = tiny_captioner.encode([photos[name] for name in names])
-    rows_per_step = []
-    step = tiny_captioner.decoder.step
-
-    def counted_step(words, state, memory):
-        rows_per_step.append(len(words))
-        return step(words, state, memory)
-
-    monkeypatch.setattr(tiny_captioner.decoder, "step", counted_step)
-    batched = draw(tiny_captioner, features, 6, max_length=40)
+    with rows_counted(tiny_captioner.decoder) as rows_per_step:
+        batched = draw(tiny_captioner, features, 6, max_length=40)
     assert rows_per_step[0] == 4 * 6
     assert rows_per_step == sorted(rows_per_step, reverse=True)
     assert rows_per_step[-1] < 4 * 6
-    monkeypatch.setattr(tiny_captioner.decoder, "step", step)
     for i, samples in enumerate(batched):
         assert draw(tiny_captioner, features[i : i + 1], 6, max_length=40)[0] == samples
