@@ -16,8 +16,10 @@ This module imports captioner.api; api.py imports this one only inside `Captione
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,9 +28,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from captioner.api import Captioner, CaptionResult
+from captioner.device import device_argument
 from captioner.images import ImageError, ImageSource, source_name
 from captioner.inputs import Photo
-from captioner.options import DecodeOptions
+from captioner.options import DecodeOptions, number_argument, positive_int
 
 
 @dataclass
@@ -163,3 +166,20 @@ def _decode(captioner: Captioner, batch: PhotoBatch, options: DecodeOptions) -> 
         else dataclasses.replace(next(captions), source=source)
         for source, error in zip(batch.sources, batch.errors, strict=True)
     ]
+
+
+def add_engine_arguments(group: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--device, --batch-size and --workers: how the engine runs, for every command that runs it."""
+    group.add_argument(
+        "--device",
+        type=device_argument,
+        default="auto",
+        help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps",
+    )
+    group.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
+    group.add_argument(
+        "--workers",
+        type=number_argument(int, 0),
+        default=min(4, os.cpu_count() or 1),
+        help="processes that decode and resize photos (0: none; default: %(default)s)",
+    )

@@ -20,7 +20,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,10 +32,10 @@ from tqdm import tqdm
 
 from captioner import Captioner, CaptionResult, CheckpointError
 from captioner.atomic import write_atomically
-from captioner.device import device_argument, resolve_device
+from captioner.device import resolve_device
 from captioner.images import image_size
-from captioner.options import DecodeOptions, number_argument, positive_int
-from captioner.pipeline import caption_batches, photo_batches
+from captioner.options import DecodeOptions, positive_int
+from captioner.pipeline import add_engine_arguments, caption_batches, photo_batches
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
 from training.metrics import coco_metrics
 from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
@@ -287,17 +286,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="split to evaluate (default test); a COCO file is taken to hold this split",
     )
     parser.add_argument("--format", choices=FORMATS, help="annotation format (default: detect)")
-    parser.add_argument(
-        "--device", type=device_argument, default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda:1"
-    )
+    add_engine_arguments(parser)
     DecodeOptions.add_arguments(parser)
-    parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument(
-        "--workers",
-        type=number_argument(int, 0),
-        default=min(4, os.cpu_count() or 1),
-        help="processes that decode and resize photos (0: none; default: %(default)s)",
-    )
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--results", type=Path, help="COCO results JSON [{image_id, caption}]")
     parser.add_argument(

@@ -17,9 +17,10 @@ from captioner.batch.report import PROGRAM
 from captioner.batch.run import run
 from captioner.batch.writers import WRITERS
 from captioner.checkpoint import CheckpointError
-from captioner.device import device_argument, resolve_device
+from captioner.device import resolve_device
 from captioner.distributed import Distributed
-from captioner.options import DecodeOptions, number_argument, positive_int
+from captioner.options import DecodeOptions, positive_int
+from captioner.pipeline import add_engine_arguments
 
 EXAMPLES = """\
 examples:
@@ -71,20 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         "things), shapes (generated shapes scenes); an existing path wins over a name "
         "(default: default)",
     )
-    model.add_argument(
-        "--device",
-        type=device_argument,
-        default="auto",
-        help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps",
-    )
+    add_engine_arguments(model)
     DecodeOptions.add_arguments(model)
-    model.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
-    model.add_argument(
-        "--workers",
-        type=number_argument(int, 0),
-        default=min(4, os.cpu_count() or 1),
-        help="processes that decode and resize photos (0: none; default: %(default)s)",
-    )
 
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=sorted(WRITERS), default="jsonl")
