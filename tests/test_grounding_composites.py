@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_composites import SYNTHETIC, stamps  # noqa: F401  (stamps: the fake stamps fixture)
 from test_grounding import SIZE, peaked
 
@@ -104,13 +105,23 @@ class ScriptedCaptioner:
     a word points at its objects exactly when it names that object (boxes never overlap)."""
 
     name = "scripted"
+    device = torch.device("cpu")
 
     def __init__(self, objects: dict[str, list[dict]], size: int, copy: bool) -> None:
         self.objects, self.size, self.copy = objects, size, copy
         self.tokens: dict[str, list[str]] = {}  # file name -> the words said, as the model's
+        self.by_number = {int(Path(name).stem): name for name in objects}
 
-    def caption(self, paths, options, *, batch_size) -> list[CaptionResult]:
-        return [self._caption(path.name) for path in paths]
+    # What the captioning engine calls (reading may run in worker processes): a photo's
+    # "pixels" and "features" are the number its file is named by.
+    def preprocess(self, path) -> torch.Tensor:
+        return torch.tensor([float(Path(path).stem)])
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels
+
+    def decode(self, features: torch.Tensor, options) -> list[CaptionResult]:
+        return [self._caption(self.by_number[int(number)]) for number in features[:, 0]]
 
     def _caption(self, file_name: str) -> CaptionResult:
         objects = self.objects[file_name]
