@@ -25,6 +25,7 @@ from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.images import ImageError, ImageSource, load_image
+from captioner.onnx_backend import onnx_runners, resolve_backend
 from captioner.options import DecodeOptions
 from captioner.vocab import Vocabulary, fix_articles
 
@@ -75,6 +76,7 @@ class Captioner:
         *,
         name: str = "untitled",
         device: str | torch.device = "cpu",
+        backend: str = "torch",
     ) -> None:
         if decoder.config.vocab_size != len(vocab):
             raise ValueError(
@@ -85,13 +87,29 @@ class Captioner:
         self.decoder = decoder.to(self.device).eval()
         self.vocab = vocab
         self.name = name
+        self.backend = resolve_backend(backend, self.device)
+        # What encode and decode run: the modules themselves, or their ONNX Runtime graphs.
+        self._run_encoder, self._search_decoder = (
+            onnx_runners(self.encoder, self.decoder)
+            if self.backend == "onnx"
+            else (self.encoder, self.decoder)
+        )
 
     @classmethod
-    def load(cls, model: str | os.PathLike | None = None, *, device: str = "auto") -> Captioner:
+    def load(
+        cls,
+        model: str | os.PathLike | None = None,
+        *,
+        device: str = "auto",
+        backend: str = "auto",
+    ) -> Captioner:
         """A model directory, or the name of a model shipped in the package ("default",
         "shapes"; see `shipped_models()`); None is "default". A path that exists is always
         read as a directory, so a folder named "shapes" in the current directory is never
-        taken for the shipped model; `shipped_model("shapes")` names the shipped one."""
+        taken for the shipped model; `shipped_model("shapes")` names the shipped one.
+
+        backend: "auto" runs ONNX Runtime on a CPU when it is installed, else PyTorch;
+        "torch" or "onnx" (CPU only) choose."""
         path = resolve_model(model)
         # load_model_dir checks config.json against the weights before they are read, so the
         # decoder built here is the size of the weights file, never what a typo asks for.
@@ -114,7 +132,7 @@ class Captioner:
         decoder = Decoder(decoder_config)
         decoder.load_state_dict(decoder_state)
         name = config.get("name") or Path(path).resolve().name
-        return cls(encoder, decoder, vocab, name=name, device=device)
+        return cls(encoder, decoder, vocab, name=name, device=device, backend=backend)
 
     def save(self, path: str | os.PathLike, extra_config: dict | None = None) -> Path:
         """Write config.json, vocab.json, model.safetensors (encoder weights only if fine-tuned)."""
@@ -146,12 +164,12 @@ class Captioner:
             images = torch.stack([self.preprocess(source) for source in sources])
         images = images.to(self.device)
         if self.device.type != "cpu":
-            return self.encoder(images)
+            return self._run_encoder(images)
         # A CPU encodes fastest a few photos at a time, while their activations still fit in
         # cache (Lite0, one thread: 34 ms a photo in fours, 51 ms in sixteens); beam search is
         # the other way round, so callers keep batches large and only this call is split.
         chunk = max(4, torch.get_num_threads())
-        return torch.cat([self.encoder(part) for part in images.split(chunk)])
+        return torch.cat([self._run_encoder(part) for part in images.split(chunk)])
 
     @torch.inference_mode()
     def decode(
@@ -170,7 +188,7 @@ class Captioner:
             "banned_ids": (vocab.pad_id, vocab.start_id, vocab.unk_id),
         }
         hypotheses = beam_search(
-            self.decoder,
+            self._search_decoder,
             features,
             **special_ids,
             beam_size=options.beam_size,
@@ -187,7 +205,7 @@ class Captioner:
                 drawn
                 for part in features.split(chunk)
                 for drawn in sample_captions(
-                    self.decoder,
+                    self._search_decoder,
                     part,
                     **special_ids,
                     num_samples=options.consensus_samples,

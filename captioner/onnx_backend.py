@@ -12,9 +12,13 @@ weights and configuration, so a changed model never reads stale graphs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,19 +34,35 @@ ENCODER_FILE, STEP_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "m
 MEMORY_FIELDS = ImageMemory._fields
 
 
+BACKENDS = ("auto", "torch", "onnx")
+
+
 class OnnxUnavailableError(RuntimeError):
     """onnxruntime (to run) or onnx (to export) is not installed."""
 
 
-def graphs_key(encoder: Encoder, decoder: Decoder) -> str:
-    """A hash of everything the graphs are built from: configurations and every weight."""
-    digest = hashlib.sha256()
-    for part, module in (("encoder", encoder), ("decoder", decoder)):
-        digest.update(json.dumps(_config_dict(module), sort_keys=True).encode())
-        for name, tensor in sorted(module.state_dict().items()):
-            digest.update(f"{part}.{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(f"opset {OPSET} torch {torch.__version__}".encode())
+def resolve_backend(name: str, device: torch.device) -> str:
+    """ "auto" is ONNX Runtime on a CPU when it and onnx are installed, else PyTorch (CUDA and
+    MPS always); "torch" and "onnx" are taken as they are, onnx only on the CPU."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name == "auto":
+        installed = all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx"))
+        return "onnx" if device.type == "cpu" and installed else "torch"
+    if name == "onnx" and device.type != "cpu":
+        raise ValueError(f"the onnx backend runs on the CPU, not {device}: use --backend torch")
+    return name
+
+
+def graph_key(module: Encoder | Decoder, *more_configs) -> str:
+    """A hash of everything a module's graph is built from: its configuration, every weight,
+    the exporter, and `more_configs` (the step's grid size comes from the encoder's)."""
+    digest = hashlib.sha256(f"opset {OPSET} torch {torch.__version__}".encode())
+    for config in (module.config, *more_configs):
+        digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(_numpy(tensor).tobytes())
     return digest.hexdigest()[:20]
 
 
@@ -54,14 +74,20 @@ def default_cache_root() -> Path:
 def export_graphs(encoder: Encoder, decoder: Decoder, directory: str | os.PathLike) -> Path:
     """Write the encoder graph, the decoder step graph and a manifest into `directory`."""
     directory = Path(directory)
-    size = encoder.config.image_size
-    with torch.no_grad():
-        pixels = torch.randn(2, 3, size, size)
-        export_encoder_graph(encoder, directory / ENCODER_FILE, pixels)
-        with _in_eval_mode(encoder):
-            features = encoder(pixels)
-        export_step_graph(decoder, features, directory)
+    pixels = _example_pixels(encoder)
+    export_encoder_graph(encoder, directory / ENCODER_FILE, pixels)
+    export_step_graph(decoder, _example_features(encoder, pixels), directory)
     return directory
+
+
+def _example_pixels(encoder: Encoder) -> torch.Tensor:
+    size = encoder.config.image_size
+    return torch.randn(2, 3, size, size)
+
+
+def _example_features(encoder: Encoder, pixels: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad(), _in_eval_mode(encoder):
+        return encoder(pixels)  # (2, grid_h, grid_w, encoder_dim)
 
 
 def export_encoder_graph(encoder: Encoder, path: Path, pixels: torch.Tensor) -> None:
@@ -100,16 +126,20 @@ def export_step_graph(decoder: Decoder, features: torch.Tensor, directory: Path)
 def _export(module: nn.Module, args: tuple, path: Path, inputs: dict, outputs: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # two exporting processes
-    torch.onnx.export(
-        module,
-        args,
-        str(partial),
-        dynamo=False,  # the TorchScript exporter: no onnxscript dependency, loops unrolled fine
-        opset_version=OPSET,
-        input_names=list(inputs),
-        output_names=list(outputs),
-        dynamic_axes={**inputs, **outputs},
-    )
+    # The exporter's notes (constant folding, in-place ops it rewrote) are for its developers;
+    # the graphs are checked against PyTorch by the tests.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(
+            module,
+            args,
+            str(partial),
+            dynamo=False,  # the TorchScript exporter: no onnxscript dependency, loops unrolled fine
+            opset_version=OPSET,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes={**inputs, **outputs},
+        )
     partial.replace(path)
 
 
@@ -151,7 +181,8 @@ class _Step(nn.Module):
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         words, h, *rest = tensors
         c = rest.pop(0) if self.lstm else None
-        memory = ImageMemory(**dict(zip(self.memory_fields, rest, strict=True)))
+        given = dict(zip(self.memory_fields, rest, strict=True))
+        memory = ImageMemory(**{field: given.get(field) for field in MEMORY_FIELDS})
         out = self.decoder.step(words, DecoderState(h, c), memory)
         results = [out.logits, out.state.h, *([out.state.c] if self.lstm else [])]
         results += [out.alpha, out.beta, *out.gates.values()]
@@ -219,19 +250,26 @@ def onnx_runners(
 ) -> tuple[OnnxEncoder, OnnxDecoder]:
     """ONNX Runtime runners for the modules, exporting their graphs first if not cached."""
     ort = _require("onnxruntime", "for --backend onnx")
-    directory = Path(cache_root or default_cache_root()) / graphs_key(encoder, decoder)
-    if not (directory / MANIFEST_FILE).is_file():
-        export_graphs(encoder, decoder, directory)
-    manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    root = Path(cache_root or default_cache_root())
+    # Apart, so models that share a frozen encoder (most do) share its graph.
+    encoder_file = root / f"encoder-{graph_key(encoder)}" / ENCODER_FILE
+    step_folder = root / f"decoder-{graph_key(decoder, encoder.config)}"
+    pixels = _example_pixels(encoder)
+    if not encoder_file.is_file():
+        export_encoder_graph(encoder, encoder_file, pixels)
+    if not (step_folder / MANIFEST_FILE).is_file():
+        export_step_graph(decoder, _example_features(encoder, pixels), step_folder)
+    manifest = json.loads((step_folder / MANIFEST_FILE).read_text())
     return (
-        OnnxEncoder(cpu_session(ort, directory / ENCODER_FILE)),
-        OnnxDecoder(decoder, cpu_session(ort, directory / STEP_FILE), manifest),
+        OnnxEncoder(cpu_session(ort, encoder_file)),
+        OnnxDecoder(decoder, cpu_session(ort, step_folder / STEP_FILE), manifest),
     )
 
 
 def cpu_session(ort, path: Path):
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3  # errors only: its shape-inference notes would fill stderr
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -250,15 +288,7 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().contiguous().numpy()
 
 
-def _config_dict(module: Encoder | Decoder) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(module.config)
-
-
 def _require(module: str, purpose: str):
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError:

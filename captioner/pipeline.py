@@ -31,6 +31,7 @@ from captioner.api import Captioner, CaptionResult
 from captioner.device import device_argument
 from captioner.images import ImageError, ImageSource, source_name
 from captioner.inputs import Photo
+from captioner.onnx_backend import BACKENDS
 from captioner.options import DecodeOptions, number_argument, positive_int
 
 
@@ -169,12 +170,19 @@ def _decode(captioner: Captioner, batch: PhotoBatch, options: DecodeOptions) -> 
 
 
 def add_engine_arguments(group: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--device, --batch-size and --workers: how the engine runs, for every command that runs it."""
+    """--device, --backend, --batch-size and --workers: how the engine runs, for every command
+    that runs it."""
     group.add_argument(
         "--device",
         type=device_argument,
         default="auto",
         help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps",
+    )
+    group.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: ONNX Runtime on a CPU (faster), PyTorch on CUDA/MPS (default: %(default)s)",
     )
     group.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
     group.add_argument(

@@ -120,10 +120,11 @@ class MainWindow(QMainWindow):
             self.caption_panel.opacity, self.actions.play,
         )  # fmt: skip
         self.settings_panel = SettingsPanel(
-            self.session.options, self.settings.device, self.session.model
+            self.session.options, self.settings.device, self.settings.backend, self.session.model
         )
         self.settings_panel.options_changed.connect(self.session.set_options)
         self.settings_panel.device_changed.connect(self.session.use_device)
+        self.settings_panel.backend_changed.connect(self.session.use_backend)
         self.settings_panel.model_chosen.connect(self.set_model)
         self._create_docks()
 

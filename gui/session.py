@@ -116,7 +116,7 @@ class Session(QObject):
         self.images.mark_all_pending()
         if self.batch_running:
             self.worker.cancel_batch()
-        self.worker.load_model(model, self.settings.device, self.generation)
+        self.worker.load_model(model, self.settings.device, self.settings.backend, self.generation)
         self.model_loading.emit()
 
     def use_model(self, model: str) -> None:
@@ -126,6 +126,10 @@ class Session(QObject):
 
     def use_device(self, device: str) -> None:
         self.settings.device = device
+        self.load_model(self.model)
+
+    def use_backend(self, backend: str) -> None:
+        self.settings.backend = backend
         self.load_model(self.model)
 
     def set_options(self, options: DecodeOptions) -> None:

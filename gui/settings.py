@@ -11,6 +11,7 @@ import os
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from captioner.onnx_backend import BACKENDS
 from captioner.options import DecodeOptions
 
 ORGANIZATION, APPLICATION = "captioner", "captioner-gui"
@@ -66,14 +67,19 @@ class Settings:
     def model(self, name_or_directory: str) -> None:
         self.store.setValue("model/directory", name_or_directory)
 
-    @property
-    def device(self) -> str:
-        device = str(self.store.value("model/device", "auto"))
-        return device if device in DEVICES else "auto"
+    device = property(
+        lambda self: self._choice("model/device", DEVICES),
+        lambda self, name: self.store.setValue("model/device", name),
+    )
+    backend = property(
+        lambda self: self._choice("model/backend", BACKENDS),
+        lambda self, name: self.store.setValue("model/backend", name),
+    )
 
-    @device.setter
-    def device(self, name: str) -> None:
-        self.store.setValue("model/device", name)
+    def _choice(self, key: str, choices: tuple[str, ...]) -> str:
+        """The stored choice, or "auto" (every choice's default) when it is not one of them."""
+        value = str(self.store.value(key, "auto"))
+        return value if value in choices else "auto"
 
     @property
     def opacity(self) -> float:

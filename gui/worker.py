@@ -42,6 +42,9 @@ DISPLAY_MAX_SIDE = 1600
 FEATURE_CACHE_BYTES = 256 * 2**20
 
 
+RUNTIMES = {"torch": "PyTorch", "onnx": "ONNX Runtime"}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     generation: int
@@ -89,6 +92,7 @@ class CaptionFailure:
 class _LoadJob:
     model: str  # a shipped model's name or a model directory (gui.settings.is_model_name)
     device: str
+    backend: str  # auto, torch or onnx (captioner.onnx_backend.BACKENDS)
     generation: int
 
 
@@ -170,9 +174,9 @@ class CaptionWorker(QObject):
 
     # Called from the UI thread. They only touch the queue, under the lock.
 
-    def load_model(self, model: str, device: str, generation: int) -> None:
+    def load_model(self, model: str, device: str, backend: str, generation: int) -> None:
         """model: a shipped model's name ("default", "shapes") or a model directory."""
-        self._put(_LoadJob(model, device, generation))
+        self._put(_LoadJob(model, device, backend, generation))
 
     def request_caption(
         self, path: str, options: DecodeOptions, generation: int, *, want_display: bool = True
@@ -275,7 +279,7 @@ class CaptionWorker(QObject):
             # A name is looked up among the shipped models only: a folder of that name in the
             # app's working directory is never loaded instead (directories come absolute).
             path = shipped_model(job.model) if is_model_name(job.model) else Path(job.model)
-            captioner = Captioner.load(path, device=job.device)
+            captioner = Captioner.load(path, device=job.device, backend=job.backend)
             card = path / "README.md"
             card_text = card.read_text("utf-8", errors="replace") if card.is_file() else ""
         except Exception as error:  # CheckpointError, a bad device name, damaged weights, ...
@@ -293,7 +297,7 @@ class CaptionWorker(QObject):
                 vocab_size=len(captioner.vocab),
                 encoder=f"{encoder.name}, {encoder.image_size} px, {grid} x {grid} grid",
                 cell=captioner.decoder.config.cell,
-                device=str(captioner.device),
+                device=f"{captioner.device} ({RUNTIMES[captioner.backend]})",
                 nouns=tuple(sorted(_words(captioner, "noun_singular_ids"))),
                 copy_words=frozenset(
                     _words(captioner, "noun_singular_ids") | _words(captioner, "noun_plural_ids")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +18,12 @@ from captioner import Captioner
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.vocab import Vocabulary
+
+# Models loaded in tests export their ONNX graphs (the CPU's default backend) to the cache, and
+# their subprocesses (the commands) read it too: one throwaway cache per test session, never
+# the user's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="captioner-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 PHOTO_CAPTIONS = {
     "astronaut": "a woman in a white space suit",

@@ -20,7 +20,7 @@ def test_round_trip_gives_identical_captions(tiny_captioner, tiny_model_dir, pho
     assert sorted(p.name for p in tiny_model_dir.iterdir()) == [
         "config.json", "model.safetensors", "vocab.json"
     ]  # fmt: skip
-    loaded = Captioner.load(tiny_model_dir, device="cpu")
+    loaded = Captioner.load(tiny_model_dir, device="cpu", backend="torch")
     images = list(photos.values())
     before = tiny_captioner.caption(images, DecodeOptions(beam_size=3))
     after = loaded.caption(images, DecodeOptions(beam_size=3))
@@ -216,7 +216,7 @@ def copy_model_dir(tiny_captioner, tmp_path_factory):
 
 def test_a_copy_model_round_trips_with_its_classifier_and_noun_table(copy_model_dir, photos):
     model, path = copy_model_dir
-    loaded = Captioner.load(path, device="cpu")
+    loaded = Captioner.load(path, device="cpu", backend="torch")
     assert loaded.decoder.config == model.decoder.config
     for name in ("noun_head_weight", "noun_head_bias", "class_to_noun", "noun_singular_ids",
                  "noun_plural_ids"):  # fmt: skip

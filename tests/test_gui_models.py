@@ -148,3 +148,15 @@ def test_gui_model_argument_follows_the_cli_rule(tmp_path, monkeypatch):
     assert model_argument("runs/best") == str(tmp_path / "runs" / "best")
     (tmp_path / "shapes").mkdir()
     assert model_argument("shapes") == str(tmp_path / "shapes")  # an existing path wins
+
+
+def test_the_backend_setting_reloads_the_model_on_that_runtime(
+    qtbot, open_window, tiny_model_dir, settings
+):
+    window = open_window(str(tiny_model_dir))
+    qtbot.waitUntil(lambda: window.session.model_info is not None, timeout=WAIT_MS)
+    assert window.session.model_info.device == "cpu (ONNX Runtime)"  # auto, on a CPU
+    switch_model(qtbot, window, lambda: window.settings_panel.backend.setCurrentText("torch"))
+    assert window.session.model_info.device == "cpu (PyTorch)"
+    assert "on cpu (PyTorch)" in window.settings_panel.model_decoder.text()
+    assert settings.backend == "torch"

@@ -88,7 +88,7 @@ def test_the_apps_settings_panel_offers_every_option_within_its_limits(qtbot):
     from gui.widgets.settings_panel import SettingsPanel
 
     given = DecodeOptions(beam_size=7, no_repeat_ngram_size=3, length_penalty=-1.5)
-    panel = SettingsPanel(given, "cpu", "default")
+    panel = SettingsPanel(given, "cpu", "auto", "default")
     qtbot.addWidget(panel)
     assert panel.options() == given
     for name in FIELDS:

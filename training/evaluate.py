@@ -34,6 +34,7 @@ from captioner import Captioner, CaptionResult, CheckpointError
 from captioner.atomic import write_atomically
 from captioner.device import resolve_device
 from captioner.images import image_size
+from captioner.onnx_backend import OnnxUnavailableError
 from captioner.options import DecodeOptions, positive_int
 from captioner.pipeline import add_engine_arguments, caption_batches, photo_batches
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
@@ -204,11 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, ValueError) as error:  # torch's errors for a device are RuntimeErrors
         return _fail(f"--device {args.device!r}: {error}")
     try:
-        captioner = Captioner.load(args.model, device=device)
+        captioner = Captioner.load(args.model, device=device, backend=args.backend)
         read = read_samples(
             args.annotations, args.images, format=args.format, split=args.split, skip_missing=True
         )
-    except (CheckpointError, DatasetFormatError, FileNotFoundError, ValueError) as error:
+    except (
+        CheckpointError,
+        DatasetFormatError,
+        FileNotFoundError,
+        ValueError,
+        OnnxUnavailableError,
+    ) as error:
         return _fail(error)
     samples = read.samples[: args.limit] if args.limit is not None else read.samples
     skipped = [SkippedImage(str(path), "file not found") for path in read.missing_images]

@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and not resuming:
         log(f"no checkpoint in {last}; starting a new run")
     if resuming:
-        saved = Captioner.load(last, device=device)
+        saved = Captioner.load(last, device=device, backend="torch")  # its modules train on
         encoder, decoder, vocab = saved.encoder, saved.decoder, saved.vocab
     else:
         encoder = Encoder(encoder_config(args))

@@ -19,6 +19,7 @@ from captioner.batch.writers import WRITERS
 from captioner.checkpoint import CheckpointError
 from captioner.device import resolve_device
 from captioner.distributed import Distributed
+from captioner.onnx_backend import OnnxUnavailableError
 from captioner.options import DecodeOptions, positive_int
 from captioner.pipeline import add_engine_arguments
 
@@ -139,6 +140,7 @@ def parse_args(argv: list[str] | None = None) -> BatchRun:
             shard=args.shard,
             model=args.model,
             device=args.device,
+            backend=args.backend,
             decoding=DecodeOptions.from_args(args),
             batch_size=args.batch_size,
             workers=args.workers,
@@ -175,8 +177,8 @@ def _this_process_share(config: BatchRun, world: Distributed) -> BatchRun:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     try:
-        captioner = Captioner.load(config.model, device=config.device)
-    except (CheckpointError, ValueError) as error:
+        captioner = Captioner.load(config.model, device=config.device, backend=config.backend)
+    except (CheckpointError, ValueError, OnnxUnavailableError) as error:
         build_parser().error(str(error))
     try:
         return run(config, captioner)

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from captioner.onnx_backend import BACKENDS
 from captioner.options import DecodeOptions
 from gui.settings import DEVICES, SHIPPED_MODELS, is_model_name
 from gui.widgets.elided_label import ElidedLabel
@@ -35,9 +36,12 @@ BROWSE = "<browse>"  # the model list's last entry: choose a directory
 class SettingsPanel(QWidget):
     options_changed = Signal(object)  # DecodeOptions
     device_changed = Signal(str)
+    backend_changed = Signal(str)
     model_chosen = Signal(str)  # a shipped model's name or a model directory
 
-    def __init__(self, options: DecodeOptions, device: str, model: str, parent=None) -> None:
+    def __init__(
+        self, options: DecodeOptions, device: str, backend: str, model: str, parent=None
+    ) -> None:
         super().__init__(parent)
         limits = DecodeOptions.LIMITS
         self.beam_size = QSpinBox()
@@ -70,6 +74,12 @@ class SettingsPanel(QWidget):
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(device)
+        self.backend = QComboBox()
+        self.backend.addItems(BACKENDS)
+        self.backend.setCurrentText(backend)
+        self.backend.setToolTip(
+            "auto: ONNX Runtime on the CPU (faster), PyTorch on a GPU; the same captions either way"
+        )
 
         self.model_choice = QComboBox()
         self.model_choice.setAccessibleName("Model")
@@ -99,6 +109,7 @@ class SettingsPanel(QWidget):
         form.addRow("No &repeated words", self.no_repeat_ngram_size)
         form.addRow("&Consensus samples", self.consensus_samples)
         form.addRow("&Device", self.device)
+        form.addRow("Bac&kend", self.backend)
 
         model_box = QGroupBox("Model")
         model_form = QFormLayout(model_box)
@@ -122,6 +133,7 @@ class SettingsPanel(QWidget):
         for spin in self._option_spins().values():
             spin.valueChanged.connect(self._apply_timer.start)
         self.device.currentTextChanged.connect(self.device_changed)
+        self.backend.currentTextChanged.connect(self.backend_changed)
 
     def _option_spins(self) -> dict[str, QSpinBox | QDoubleSpinBox]:
         """DecodeOptions' field name -> its spin box."""
