@@ -116,7 +116,7 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
     from captioner.options import DecodeOptions
     from captioner.pipeline import photo_batches
 
-    captioner = Captioner.load(options.model, device=options.device)
+    captioner = Captioner.load(options.model, device=options.device, backend=options.backend)
     decoding = DecodeOptions(beam_size=BEAM_SIZE, max_length=options.max_length)
     # Warm-up: first calls allocate buffers and pick kernels; a long run pays that once.
     warm = torch.zeros(2, 3, 224, 224)
@@ -144,7 +144,7 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
                     *("--files-from", str(listing), "-o", str(Path(folder, "out.jsonl"))),
                     *("--batch-size", str(options.batch_size), "--workers", str(options.workers)),
                     *("--beam-size", str(BEAM_SIZE), "--max-length", str(options.max_length)),
-                    "--quiet",
+                    *("--backend", options.backend, "--quiet"),
                 ]
             )
             status = run(config, captioner)
@@ -161,6 +161,7 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
     cpu_seconds = time.process_time() - cpu_start + workers.ru_utime + workers.ru_stime
     return {
         "mode": mode,
+        "backend": captioner.backend,
         "photos": len(paths),
         "seconds": seconds,
         "rate": len(paths) / seconds,
@@ -171,8 +172,9 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
     }
 
 
-def run_child(mode: str, count: int, options: argparse.Namespace) -> dict:
+def run_child(mode: str, count: int, backend: str, options: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--child", mode, "--child-count", str(count)]
+    command += ["--backend", backend]
     command += ["--model", str(options.model), "--photos", str(options.photos)]
     command += ["--workers", str(options.workers), "--batch-size", str(options.batch_size)]
     command += ["--max-length", str(options.max_length), "--device", options.device]
@@ -186,7 +188,7 @@ def run_child(mode: str, count: int, options: argparse.Namespace) -> dict:
         raise RuntimeError(f"{mode} x {count} failed:\n{done.stderr}")
     result = json.loads(done.stdout.splitlines()[-1])
     print(
-        f"  {mode:>12} x {count:>5}: {result['rate']:7.2f} photos/s, "
+        f"  {backend:>5} {mode:>12} x {count:>5}: {result['rate']:7.2f} photos/s, "
         f"{result['cpu_ms']:.0f} CPU ms/photo, peak RSS {result['rss_mb']:.0f} MB",
         file=sys.stderr,
         flush=True,
@@ -198,17 +200,19 @@ def run_child(mode: str, count: int, options: argparse.Namespace) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    encoders = {r["photos"]: r for r in results if r["mode"] == "encoder-only"}
+    encoders = {(r["backend"], r["photos"]): r for r in results if r["mode"] == "encoder-only"}
     lines = [
-        "| mode | photos | photos/s | CPU ms/photo | vs encoder-only: wall, CPU "
+        "| backend | mode | photos | photos/s | CPU ms/photo | vs its encoder-only: wall, CPU "
         "| peak RSS main, MB | peak RSS worker, MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        encoder = encoders.get(r["photos"], encoders[min(encoders)])
+        same = {photos: e for (backend, photos), e in encoders.items() if backend == r["backend"]}
+        encoder = same.get(r["photos"], same[min(same)])
         worker = f"{r['worker_rss_mb']:.0f}" if r["mode"] != "naive" else "-"
         lines.append(
-            f"| {r['mode']} | {r['photos']:,} | {r['rate']:.2f} | {r['cpu_ms']:.0f} "
+            f"| {r['backend']} | {r['mode']} | {r['photos']:,} | {r['rate']:.2f} "
+            f"| {r['cpu_ms']:.0f} "
             f"| {r['rate'] / encoder['rate']:.0%}, {encoder['cpu_ms'] / r['cpu_ms']:.0%} "
             f"| {r['rss_mb']:.0f} | {worker} |"
         )
@@ -226,6 +230,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=20)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--backends", nargs="+", default=["torch", "onnx"], help="compared side by side"
+    )
+    parser.add_argument("--backend", help=argparse.SUPPRESS)  # the child's
     parser.add_argument(
         "--threads",
         type=int,
@@ -249,20 +257,26 @@ def main() -> None:
         f"torch threads {options.threads or 'default'}"
     )
     results = []
-    for count in sorted(options.counts):
-        results.append(run_child("encoder-only", count, options))
-        results.append(run_child("cli", count, options))
-    results.append(run_child("naive", options.naive_count, options))
+    for backend in options.backends:
+        for count in sorted(options.counts):
+            results.append(run_child("encoder-only", count, backend, options))
+            results.append(run_child("cli", count, backend, options))
+        results.append(run_child("naive", options.naive_count, backend, options))
     print(table(results))
-    cli = max((r for r in results if r["mode"] == "cli"), key=lambda r: r["photos"])
-    naive = results[-1]
-    print(
-        f"CLI ({cli['photos']:,} photos) vs naive loop (first {naive['photos']:,} photos): "
-        f"{cli['rate'] / naive['rate']:.1f}x the photos/s, "
-        f"{naive['cpu_ms'] / cli['cpu_ms']:.1f}x less CPU per photo"
-    )
-    rss = [r["rss_mb"] for r in results if r["mode"] == "cli"]
-    print(f"CLI peak RSS, largest / smallest run: {max(rss) / min(rss):.3f}")
+    largest = max(options.counts)
+    cli = {r["backend"]: r for r in results if r["mode"] == "cli" and r["photos"] == largest}
+    for backend in options.backends:
+        naive = next(r for r in results if r["mode"] == "naive" and r["backend"] == backend)
+        print(
+            f"{backend}: CLI ({largest:,} photos) vs naive loop (first {naive['photos']:,} "
+            f"photos): {cli[backend]['rate'] / naive['rate']:.1f}x the photos/s, "
+            f"{naive['cpu_ms'] / cli[backend]['cpu_ms']:.1f}x less CPU per photo"
+        )
+        rss = [r["rss_mb"] for r in results if r["mode"] == "cli" and r["backend"] == backend]
+        print(f"{backend}: CLI peak RSS, largest / smallest run: {max(rss) / min(rss):.3f}")
+    if {"torch", "onnx"} <= cli.keys():
+        ratio = cli["onnx"]["rate"] / cli["torch"]["rate"]
+        print(f"CLI photos/s, onnx / torch: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Decoding speed on CPU: batched beam search vs one image at a time, and captioning vs encoding.
 
     python -m benchmarks.beam_search [--model DIR] [--images 32] [--beam-size 5]
-        [--consensus-samples 30]
+        [--consensus-samples 30] [--backend torch|onnx]
 
 Prints a table; the ratios come from the same run, so they hold on a noisy machine.
 """
@@ -25,9 +25,10 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=20)
     parser.add_argument("--consensus-samples", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     args = parser.parse_args()
 
-    model, description = load_model(args.model)
+    model, description = load_model(args.model, args.backend)
     photos = sample_photos(args.images)
     pixels = torch.stack([model.preprocess(p) for p in photos])
     options = DecodeOptions(beam_size=args.beam_size, max_length=args.max_length)

@@ -12,11 +12,11 @@ from captioner.encoder import Encoder, EncoderConfig
 from captioner.vocab import Vocabulary
 
 
-def load_model(path: str | None) -> tuple[Captioner, str]:
+def load_model(path: str | None, backend: str = "torch") -> tuple[Captioner, str]:
     """The given model, else the shipped default, else a random stand-in of the same shape."""
     try:
-        model = Captioner.load(path, device="cpu")
-        return model, f"{model.name} ({path or 'embedded default'})"
+        model = Captioner.load(path, device="cpu", backend=backend)
+        return model, f"{model.name} ({path or 'embedded default'}), {model.backend}"
     except CheckpointError:
         if path:
             raise
@@ -26,7 +26,9 @@ def load_model(path: str | None) -> tuple[Captioner, str]:
     decoder = Decoder(DecoderConfig(len(vocab), encoder.encoder_dim))
     with torch.no_grad():  # random weights would end at once; make <end> rare so captions run long
         decoder.output.bias[vocab.end_id] = -6.0
-    stand_in = Captioner(encoder, decoder, vocab, name="random stand-in", device="cpu")
+    stand_in = Captioner(
+        encoder, decoder, vocab, name="random stand-in", device="cpu", backend=backend
+    )
     return (
         stand_in,
         "random stand-in of the default architecture, <end> made rare (no default model)",

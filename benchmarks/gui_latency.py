@@ -133,7 +133,7 @@ def huge_photo(folder: Path) -> str:
 
 
 def measure_in_window(
-    paths: list[str], huge: str, model_dir: str | None, settings_file: Path
+    paths: list[str], huge: str, model_dir: str | None, settings_file: Path, backend: str
 ) -> dict:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
@@ -154,6 +154,7 @@ def measure_in_window(
 
     settings = Settings.from_file(str(settings_file))
     settings.mark_started()  # no sample images on "first start": every photo starts uncached
+    settings.backend = backend
     start = time.perf_counter()
     window = MainWindow(settings, model_dir=model_dir)
     window.resize(1320, 840)
@@ -250,19 +251,34 @@ def main() -> None:
         "window up (process start -> first paint)": up,
         "launch -> first caption (torch import + load)": first,
     }
-    results.update(measure_in_window(paths, huge_photo(workdir), model_dir, workdir / "window.ini"))
-    encodes = results.pop("encoder runs")
+    from captioner import Captioner
 
-    print(f"| {'measurement':<46} | {'n':>3} | {'median':>9} | {'p90':>9} | {'max':>9} |")
-    print(f"|{'-' * 48}|{'-' * 5}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
+    huge = huge_photo(workdir)
+    by_backend = {}
+    for backend in ("torch", "onnx"):
+        # Graphs are exported once per model and cached: time the app, not the first export.
+        Captioner.load(model_dir, device="cpu", backend=backend)
+        ini = workdir / f"window-{backend}.ini"
+        by_backend[backend] = measure_in_window(paths, huge, model_dir, ini, backend)
+        encodes = by_backend[backend].pop("encoder runs")
+        results.update({f"{name} [{backend}]": v for name, v in by_backend[backend].items()})
+
+    print(f"| {'measurement':<56} | {'n':>3} | {'median':>9} | {'p90':>9} | {'max':>9} |")
+    print(f"|{'-' * 58}|{'-' * 5}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
     for name, values in results.items():
         ordered = sorted(values)
         p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
         print(
-            f"| {name:<46} | {len(values):>3} | {statistics.median(values) * 1000:>6.0f} ms "
+            f"| {name:<56} | {len(values):>3} | {statistics.median(values) * 1000:>6.0f} ms "
             f"| {p90 * 1000:>6.0f} ms | {max(values) * 1000:>6.0f} ms |"
         )
     print(f"\nencoder ran {encodes} times for {len(paths)} photos (re-decoding reuses features)")
+    for name in (
+        "select -> caption + heatmap shown",
+        "beam size change -> new caption (decode only)",
+    ):
+        torch_ms, onnx_ms = (statistics.median(by_backend[b][name]) for b in ("torch", "onnx"))
+        print(f"{name}, median onnx / torch: {onnx_ms / torch_ms:.2f}")
 
 
 if __name__ == "__main__":
