@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from captioner.backends import resolve_backend
 from captioner.beam import Hypothesis, beam_search
 from captioner.checkpoint import (
     CONFIG_FILE,
@@ -25,7 +26,7 @@ from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.images import ImageError, ImageSource, load_image
-from captioner.onnx_backend import onnx_runners, resolve_backend
+from captioner.onnx_backend import onnx_encoder
 from captioner.options import DecodeOptions
 from captioner.vocab import Vocabulary, fix_articles
 
@@ -88,12 +89,8 @@ class Captioner:
         self.vocab = vocab
         self.name = name
         self.backend = resolve_backend(backend, self.device)
-        # What encode and decode run: the modules themselves, or their ONNX Runtime graphs.
-        self._run_encoder, self._search_decoder = (
-            onnx_runners(self.encoder, self.decoder)
-            if self.backend == "onnx"
-            else (self.encoder, self.decoder)
-        )
+        # What encode runs: the encoder itself, or its graph in ONNX Runtime.
+        self._run_encoder = onnx_encoder(self.encoder) if self.backend == "onnx" else self.encoder
 
     @classmethod
     def load(
@@ -188,7 +185,7 @@ class Captioner:
             "banned_ids": (vocab.pad_id, vocab.start_id, vocab.unk_id),
         }
         hypotheses = beam_search(
-            self._search_decoder,
+            self.decoder,
             features,
             **special_ids,
             beam_size=options.beam_size,
@@ -205,7 +202,7 @@ class Captioner:
                 drawn
                 for part in features.split(chunk)
                 for drawn in sample_captions(
-                    self._search_decoder,
+                    self.decoder,
                     part,
                     **special_ids,
                     num_samples=options.consensus_samples,

@@ -1,12 +1,12 @@
-"""ONNX Runtime inference: the encoder and the decoder's step as exported graphs.
+"""ONNX graphs of a model: the encoder and the decoder's step, and running the encoder's.
 
-On a CPU, PyTorch's eager mode pays a dispatch per operation; ONNX Runtime runs the same
-operations as one planned graph, several times faster for the encoder. Beam search stays in
-Python (captioner/beam.py) and calls `step` as it calls the PyTorch decoder's, so the search,
-its rules and its results are the same; only the arithmetic runs elsewhere.
-
-The graphs are exported from a loaded Captioner and cached in a folder named by a hash of the
-weights and configuration, so a changed model never reads stale graphs.
+On a CPU, ONNX Runtime runs the encoder 3-4x faster than PyTorch's eager mode (one planned
+graph of large convolutions), so `--backend onnx` encodes with it; the encoder graph is
+exported once and cached in a folder named by a hash of the weights and configuration, so a
+changed model never reads a stale graph. The decoder's step is a graph too (captioner-export
+writes it, for running a model elsewhere), but beam search calls it once per word with small
+tensors, and there ONNX Runtime measured 2-3x slower than PyTorch (its per-call overhead, and
+the copy path's ScatterElements): the search keeps PyTorch's step (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from captioner.decoder import Decoder, DecoderState, ImageMemory, StepOutput
+from captioner.atomic import write_atomically
+from captioner.decoder import Decoder, DecoderState, ImageMemory
 from captioner.encoder import Encoder
 
 OPSET = 18  # ScatterElements' "max" reduction (the copy path's log-sum-exp) needs 18
@@ -34,24 +35,8 @@ ENCODER_FILE, STEP_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "m
 MEMORY_FIELDS = ImageMemory._fields
 
 
-BACKENDS = ("auto", "torch", "onnx")
-
-
 class OnnxUnavailableError(RuntimeError):
     """onnxruntime (to run) or onnx (to export) is not installed."""
-
-
-def resolve_backend(name: str, device: torch.device) -> str:
-    """ "auto" is ONNX Runtime on a CPU when it and onnx are installed, else PyTorch (CUDA and
-    MPS always); "torch" and "onnx" are taken as they are, onnx only on the CPU."""
-    if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
-    if name == "auto":
-        installed = all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx"))
-        return "onnx" if device.type == "cpu" and installed else "torch"
-    if name == "onnx" and device.type != "cpu":
-        raise ValueError(f"the onnx backend runs on the CPU, not {device}: use --backend torch")
-    return name
 
 
 def graph_key(module: Encoder | Decoder, *more_configs) -> str:
@@ -120,7 +105,8 @@ def export_step_graph(decoder: Decoder, features: torch.Tensor, directory: Path)
             outputs={name: {0: "rows"} for name in step.output_names},
         )
     manifest = {"step_outputs": step.output_names, "gates": step.gate_names, "opset": OPSET}
-    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    # Last and atomic: its presence says the folder is complete, to every process that looks.
+    write_atomically(directory / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: dict, outputs: dict) -> None:
@@ -200,70 +186,15 @@ class OnnxEncoder:
         return torch.from_numpy(features)
 
 
-class OnnxDecoder:
-    """What beam search and sampling read of a decoder, with `step`, the part they repeat, run
-    by the step graph. `prepare` and `initial_state` run once per batch and stay in PyTorch."""
+def onnx_encoder(encoder: Encoder, cache_root: str | os.PathLike | None = None) -> OnnxEncoder:
+    """The encoder's ONNX Runtime runner, exporting its graph first if it is not cached.
 
-    def __init__(self, decoder: Decoder, session, manifest: dict) -> None:
-        self.torch_decoder = decoder
-        self.session = session
-        # Only the inputs the graph kept: the exporter drops one that no output depends on.
-        self.input_names = [node.name for node in session.get_inputs()]
-        self.output_names = manifest["step_outputs"]
-        self.gate_names = manifest["gates"]
-
-    @property
-    def config(self):
-        return self.torch_decoder.config
-
-    @property
-    def noun_singular_ids(self) -> torch.Tensor:
-        return self.torch_decoder.noun_singular_ids
-
-    @property
-    def noun_plural_ids(self) -> torch.Tensor:
-        return self.torch_decoder.noun_plural_ids
-
-    def prepare(self, features: torch.Tensor) -> ImageMemory:
-        return self.torch_decoder.prepare(features)
-
-    def initial_state(self, memory: ImageMemory) -> DecoderState:
-        return self.torch_decoder.initial_state(memory)
-
-    def step(self, words: torch.Tensor, state: DecoderState, memory: ImageMemory) -> StepOutput:
-        given = {"words": words, "h": state.h, "c": state.c, **memory._asdict()}
-        feed = {name: _numpy(given[name]) for name in self.input_names}
-        out = dict(zip(self.output_names, self.session.run(None, feed), strict=True))
-        out = {name: torch.from_numpy(value) for name, value in out.items()}
-        return StepOutput(
-            logits=out["logits"],
-            state=DecoderState(out["next_h"], out.get("next_c")),
-            alpha=out["alpha"],
-            beta=out["beta"],
-            gates={name: out[f"gate_{name}"] for name in self.gate_names},
-            copy_gate=out.get("copy_gate"),
-        )
-
-
-def onnx_runners(
-    encoder: Encoder, decoder: Decoder, cache_root: str | os.PathLike | None = None
-) -> tuple[OnnxEncoder, OnnxDecoder]:
-    """ONNX Runtime runners for the modules, exporting their graphs first if not cached."""
+    Models that share a frozen encoder (most do) share its graph."""
     ort = _require("onnxruntime", "for --backend onnx")
-    root = Path(cache_root or default_cache_root())
-    # Apart, so models that share a frozen encoder (most do) share its graph.
-    encoder_file = root / f"encoder-{graph_key(encoder)}" / ENCODER_FILE
-    step_folder = root / f"decoder-{graph_key(decoder, encoder.config)}"
-    pixels = _example_pixels(encoder)
-    if not encoder_file.is_file():
-        export_encoder_graph(encoder, encoder_file, pixels)
-    if not (step_folder / MANIFEST_FILE).is_file():
-        export_step_graph(decoder, _example_features(encoder, pixels), step_folder)
-    manifest = json.loads((step_folder / MANIFEST_FILE).read_text())
-    return (
-        OnnxEncoder(cpu_session(ort, encoder_file)),
-        OnnxDecoder(decoder, cpu_session(ort, step_folder / STEP_FILE), manifest),
-    )
+    path = Path(cache_root or default_cache_root()) / f"encoder-{graph_key(encoder)}" / ENCODER_FILE
+    if not path.is_file():
+        export_encoder_graph(encoder, path, _example_pixels(encoder))
+    return OnnxEncoder(cpu_session(ort, path))
 
 
 def cpu_session(ort, path: Path):

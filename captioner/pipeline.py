@@ -28,10 +28,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from captioner.api import Captioner, CaptionResult
+from captioner.backends import BACKENDS
 from captioner.device import device_argument
 from captioner.images import ImageError, ImageSource, source_name
 from captioner.inputs import Photo
-from captioner.onnx_backend import BACKENDS
 from captioner.options import DecodeOptions, number_argument, positive_int
 
 

@@ -11,7 +11,7 @@ import os
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from captioner.onnx_backend import BACKENDS
+from captioner.backends import BACKENDS
 from captioner.options import DecodeOptions
 
 ORGANIZATION, APPLICATION = "captioner", "captioner-gui"

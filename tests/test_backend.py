@@ -9,9 +9,9 @@ import torch
 from conftest import tiny_copy_captioner
 
 from captioner import Captioner, DecodeOptions
+from captioner.backends import resolve_backend
 from captioner.batch.command import main as batch_main
 from captioner.export import main as export_main
-from captioner.onnx_backend import resolve_backend
 from training import evaluate
 
 

@@ -73,3 +73,10 @@ def test_importing_the_api_loads_neither_the_app_nor_training_nor_qt():
     )
     assert result.returncode == 0, result.stderr
     assert not result.stdout, "import captioner.api loaded:\n" + result.stdout
+
+
+def test_the_app_paints_its_window_before_importing_torch():
+    """torch takes seconds to import; the window shows first and the worker imports it (the
+    Backend setting once pulled it in through captioner.onnx_backend: window up 0.4 s -> 2.8 s)."""
+    code = "import sys, gui.app, gui.main_window; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

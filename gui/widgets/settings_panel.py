@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from captioner.onnx_backend import BACKENDS
+from captioner.backends import BACKENDS
 from captioner.options import DecodeOptions
 from gui.settings import DEVICES, SHIPPED_MODELS, is_model_name
 from gui.widgets.elided_label import ElidedLabel
