@@ -48,6 +48,14 @@ def config_default(option: str) -> object:
     return next(f.default for f in dataclasses.fields(_CONFIGS[section]) if f.name == key)
 
 
+def model_option_values(config: dict) -> dict:
+    """The model options a saved model's config.json records, by option name (copy_nouns as
+    the flag the command line gives)."""
+    values = {dest: config[section].get(key) for dest, (section, key) in MODEL_OPTIONS.items()}
+    values["copy_nouns"] = bool(values["copy_nouns"])
+    return values
+
+
 def _fields(args: argparse.Namespace, section: str) -> dict:
     return {
         key: getattr(args, dest) for dest, (part, key) in MODEL_OPTIONS.items() if part == section
@@ -88,6 +96,11 @@ class CaptionModel(nn.Module):
             tuned = [p for p in self.encoder.parameters() if p.requires_grad]
             groups.append({"params": tuned, "lr": encoder_lr})
         return groups
+
+
+def mixed_precision(device: torch.device) -> torch.autocast:
+    """bfloat16 autocast on CUDA, where it is about twice as fast; full precision elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def caption_loss(

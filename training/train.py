@@ -5,6 +5,11 @@
 
     torchrun --nproc-per-node 4 -m training.train ...   # several GPUs or machines (DDP)
 
+    captioner-train ... --init-from runs/coco/best --objective scst --out runs/coco-scst
+
+The second phase, self-critical sequence training (training/scst.py), starts from a
+cross-entropy model and optimises the CIDEr-D of the model's own sampled captions.
+
 A run directory holds `best/` and `last/` (model directories `Captioner.load` reads; `last/`
 also holds the optimizer and RNG state for `--resume`), `log.jsonl` (one line per epoch) and
 `curves.png`. A directory holding a run is continued with `--resume` or started again with
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import random
 import sys
@@ -43,6 +49,7 @@ from captioner.options import DecodeOptions
 from captioner.pipeline import PhotoBatch, caption_batches
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
+from training.cider import CiderD
 from training.curves import plot_curves
 from training.dataset import data_record, read_data
 from training.features import CacheDiskFullError, FeatureCache, default_cache_root
@@ -54,11 +61,27 @@ from training.model import (
     config_default,
     decoder_config,
     encoder_config,
+    mixed_precision,
+    model_option_values,
     word_count,
 )
 from training.readers import FORMATS, DatasetFormatError, Sample
 from training.run_dir import KEPT_OPTIONS, append_log, check_run_dir, clear_run, truncate_log
-from training.state import TrainingState, load_training_state, save_model, save_training_state
+from training.scst import (
+    BASELINES,
+    CaptionSampler,
+    Photos,
+    SelfCritical,
+    collapse_warnings,
+    reference_ids,
+)
+from training.state import (
+    STATE_JSON,
+    TrainingState,
+    load_training_state,
+    save_model,
+    save_training_state,
+)
 from training.stop import StopRequest
 
 
@@ -199,7 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=int, default=20, help="epochs in all, counting those a resumed run did"
     )
     opt.add_argument("--batch-size", type=int, default=64, help="global batch size (all processes)")
-    opt.add_argument("--lr", type=float, default=4e-4, help="decoder learning rate")
+    opt.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"decoder learning rate (default: {LEARNING_RATES['cross-entropy']:g}, "
+        f"with --objective scst {LEARNING_RATES['scst']:g})",
+    )
     opt.add_argument(
         "--encoder-lr", type=float, default=1e-4, help="learning rate of fine-tuned blocks"
     )
@@ -234,7 +263,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="start again in an OUT holding a run: its best/, last/ and log are replaced",
     )
     opt.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    scst = p.add_argument_group("self-critical training (issue #15)")
+    scst.add_argument(
+        "--objective",
+        choices=list(LEARNING_RATES),
+        default="cross-entropy",
+        help="scst: reinforce the CIDEr-D of sampled captions; needs --init-from (or --resume)",
+    )
+    scst.add_argument(
+        "--init-from",
+        type=Path,
+        help="start from this model directory's weights, vocabulary and model options "
+        "(a cross-entropy run's best/); model options given must equal its",
+    )
+    scst.add_argument("--scst-samples", type=int, default=5, help="captions drawn per image")
+    scst.add_argument(
+        "--scst-baseline",
+        choices=BASELINES,
+        default="mean",
+        help="each sample's baseline: the mean reward of the image's other samples, or the "
+        "reward of the greedy caption (Rennie et al.)",
+    )
+    scst.add_argument(
+        "--scst-max-length",
+        type=int,
+        default=16,
+        help="tokens drawn per caption, <end> included; a longer one is cut off and loses the "
+        "reward of its <end>",
+    )
     return p
+
+
+# SCST starts from a model that is already good, and its policy gradient is far noisier than
+# cross-entropy's (one reward per whole caption, estimated from a few samples): at the
+# cross-entropy rate a few bad batches undo what the first phase learned.
+LEARNING_RATES = {"cross-entropy": 4e-4, "scst": 5e-5}
+# The options of the objective, which a resumed run keeps from its checkpoint as KEPT_OPTIONS.
+OBJECTIVE_OPTIONS = ("objective", "scst_samples", "scst_baseline", "scst_max_length")
 
 
 def add_model_option(group: argparse._ArgumentGroup, option: str, **kwargs) -> None:
@@ -251,7 +317,7 @@ def parse_args(
     marker left in place means the option's default applies.
     """
     unset = object()
-    recorded = [*MODEL_OPTIONS, *KEPT_OPTIONS]
+    recorded = [*MODEL_OPTIONS, *KEPT_OPTIONS, *OBJECTIVE_OPTIONS]
     args = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(recorded, unset)))
     given = {dest for dest in recorded if getattr(args, dest) is not unset}
     for dest in set(recorded) - given:
@@ -259,8 +325,36 @@ def parse_args(
     return args, given
 
 
+class CrossEntropy:
+    """Teacher forcing's objective of one batch of (inputs, captions).
+
+    `trained` is the CaptionModel, or its DistributedDataParallel wrapper under torchrun.
+    """
+
+    def __init__(self, trained: nn.Module, world: Distributed, attention_lambda: float) -> None:
+        self.trained, self.world, self.attention_lambda = trained, world, attention_lambda
+
+    def __call__(
+        self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+    ) -> tuple[torch.Tensor, float, int]:
+        """The loss to back-propagate, the summed cross-entropy of this process's words, and
+        the words over all processes."""
+        inputs, captions = batch[0].to(device), batch[1].to(device)
+        tokens = word_count(captions)
+        global_tokens, global_captions = self.world.sum(tokens), self.world.sum(len(captions))
+        with mixed_precision(device):
+            logits, alphas = self.trained(inputs, captions)
+        cross_entropy, penalty = caption_loss(logits, alphas, captions, self.attention_lambda)
+        # DDP averages gradients over processes, hence the world-size factor.
+        loss = self.world.world_size * (cross_entropy / global_tokens + penalty / global_captions)
+        return loss, cross_entropy.item(), global_tokens
+
+    def epoch_row(self) -> dict:
+        return {}
+
+
 def train_one_epoch(
-    trained: nn.Module,
+    objective: CrossEntropy | SelfCritical,
     model: CaptionModel,
     optimizer: torch.optim.Optimizer,
     loader: DataLoader,
@@ -273,7 +367,7 @@ def train_one_epoch(
     """Train the epoch `state` is in, from the batch it is at; returns the epoch's log row, or
     None when Ctrl-C stopped it (after a whole batch, so `state` is where to resume).
 
-    `trained` is `model`, or its DistributedDataParallel wrapper under torchrun.
+    `state`'s loss is the objective's per token: cross-entropy per word, or SCST's.
     """
     epoch = state.epoch
     sampler.set_epoch(epoch, skip_batches=state.batch)
@@ -289,20 +383,13 @@ def train_one_epoch(
     )
     interrupted = False
     with StopRequest() as stop:
-        for index, (inputs, captions) in enumerate(loader, start=state.batch):
-            inputs, captions = inputs.to(device), captions.to(device)
-            tokens = word_count(captions)
-            global_tokens, global_captions = world.sum(tokens), world.sum(len(captions))
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits, alphas = trained(inputs, captions)
-            cross_entropy, penalty = caption_loss(logits, alphas, captions, args.attention_lambda)
-            # DDP averages gradients over processes, hence the world-size factor.
-            loss = world.world_size * (cross_entropy / global_tokens + penalty / global_captions)
+        for index, batch in enumerate(loader, start=state.batch):
+            loss, summed, global_tokens = objective(batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             optimizer.step()
-            state.loss_sum += world.sum(cross_entropy.item())
+            state.loss_sum += world.sum(summed)
             state.tokens += global_tokens
             state.batch = index + 1
             elapsed = time.perf_counter() - started
@@ -322,6 +409,7 @@ def train_one_epoch(
         "epoch": epoch + 1,
         "train_loss": round(state.train_loss, 6),
         "train_tokens_per_s": round(tokens_per_s, 1),
+        **objective.epoch_row(),
     }
 
 
@@ -378,6 +466,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, given = parse_args(parser, argv)
     resuming = check_run_dir(parser, args, given)
+    if resuming:
+        keep_objective(parser, args, given)
+    if args.objective == "scst" and not (resuming or args.init_from):
+        parser.error("--objective scst starts from a trained model: give --init-from RUN/best")
+    if args.scst_baseline == "mean" and args.scst_samples < 2:
+        parser.error("--scst-baseline mean needs --scst-samples 2 or more")
+    if args.init_from and not resuming:
+        take_model_options(parser, args, given)
+    if args.lr is None:
+        args.lr = LEARNING_RATES[args.objective]
     if args.copy_nouns and (args.encoder not in EFFICIENTNET_LITE or args.feature_stride != 32):
         parser.error(
             "--copy-nouns reads the ImageNet classifier of an efficientnet-lite encoder, which "
@@ -405,8 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     last = args.out / "last"
     if args.resume and not resuming:
         log(f"no checkpoint in {last}; starting a new run")
-    if resuming:
-        saved = Captioner.load(last, device=device, backend="torch")  # its modules train on
+    start = last if resuming else args.init_from
+    if start:
+        saved = Captioner.load(start, device=device, backend="torch")  # its modules train on
         encoder, decoder, vocab = saved.encoder, saved.decoder, saved.vocab
     else:
         encoder = Encoder(encoder_config(args))
@@ -418,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"captioner-train: error: {err}", file=sys.stderr)
         return 1
     log(f"{len(train_samples)} training images, {len(val_samples)} validation images")
-    if not resuming:
+    if not start:
         vocab, decoder = new_decoder(args, encoder, train_samples)
     model = CaptionModel(encoder, decoder).to(device)
     log(
@@ -430,8 +529,11 @@ def main(argv: list[str] | None = None) -> int:
     if train_pairs.clipped:
         log(f"{train_pairs.clipped} captions longer than {args.max_caption_length} words clipped")
     val_pairs = CaptionPairs(val_samples, vocab, load, args.max_caption_length)
+    # SCST reads each image once per epoch, and draws its captions itself.
+    scst = args.objective == "scst"
+    train_set = Photos(train_samples, load) if scst else train_pairs
     sampler = BucketBatchSampler(
-        train_pairs.lengths(),
+        [1] * len(train_set) if scst else train_pairs.lengths(),
         args.batch_size,
         seed=args.seed,
         rank=world.rank,
@@ -441,8 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     # Loaders get their own generator: drawing their seed from the global RNG would shift the
     # dropout masks whenever a run builds its cache or resumes, and break exact resumption.
     train_loader = DataLoader(
-        train_pairs, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-        generator=torch.Generator(),
+        train_set, batch_sampler=sampler, collate_fn=None if scst else collate,
+        num_workers=workers, generator=torch.Generator(),
     )  # fmt: skip
     optimizer = torch.optim.Adam(model.parameter_groups(args.lr, args.encoder_lr))
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -453,11 +555,19 @@ def main(argv: list[str] | None = None) -> int:
         state = load_training_state(last, optimizer, scheduler)
         log(f"resuming from epoch {state.epoch + 1}, batch {state.batch}")
         truncate_log(args.out / "log.jsonl", state.epoch)
-    trained = model
+    trained = CaptionSampler(model) if scst else model
     if world.launched:
         trained = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            trained, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if scst:
+        objective = SelfCritical(
+            trained, model, CiderD(reference_ids(train_samples, vocab)), world,
+            num_samples=args.scst_samples, baseline=args.scst_baseline,
+            max_length=args.scst_max_length,
+        )  # fmt: skip
+    else:
+        objective = CrossEntropy(trained, world, args.attention_lambda)
     captioner = Captioner(encoder, decoder, vocab, name=args.name or args.out.name, device=device)
     save = partial(save_run, args=args, captioner=captioner, state=state, data=data,
                    optimizer=optimizer, scheduler=scheduler)  # fmt: skip
@@ -468,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for _ in range(state.epoch, args.epochs):
         row = train_one_epoch(
-            trained, model, optimizer, train_loader, sampler, state, world, args, device
+            objective, model, optimizer, train_loader, sampler, state, world, args, device
         )
         if row is None:
             if world.main:
@@ -490,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
             save(last)
             append_log(args.out, row)
             plot_curves(args.out)
+            if scst:
+                for warning in collapse_warnings(read_log(args.out)):
+                    print(f"captioner-train: warning: {warning}", file=sys.stderr)
             log(
                 " ".join(
                     f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
@@ -502,6 +615,36 @@ def main(argv: list[str] | None = None) -> int:
     log(f"best {args.metric} {state.best:.4f} (epoch {state.best_epoch}) in {args.out}")
     world.stop()
     return 0
+
+
+def keep_objective(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[str]
+) -> None:
+    """A resumed run keeps the objective options its checkpoint saved (see KEPT_OPTIONS)."""
+    kept = json.loads((args.out / "last" / STATE_JSON).read_text()).get("options", {})
+    for dest in (dest for dest in OBJECTIVE_OPTIONS if dest in kept):
+        if dest not in given:
+            setattr(args, dest, kept[dest])
+        elif getattr(args, dest) != kept[dest]:
+            option = "--" + dest.replace("_", "-")
+            parser.error(f"{option} {getattr(args, dest)} differs from the run's {kept[dest]}")
+
+
+def take_model_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[str]
+) -> None:
+    """With --init-from, the model is that directory's: the model options are set to its, and
+    one the command line gives must equal it."""
+    config = json.loads((args.init_from / "config.json").read_text())
+    for dest, value in model_option_values(config).items():
+        if dest in given and getattr(args, dest) != value:
+            option = "--" + dest.replace("_", "-")
+            parser.error(f"{option} {getattr(args, dest)} differs from {args.init_from}'s {value}")
+        setattr(args, dest, value)
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
 def model_inputs(
@@ -578,7 +721,7 @@ def save_run(
     `resumable` adds what --resume reads (last/)."""
     record = {"epoch": state.epoch, "best_epoch": state.best_epoch, args.metric: state.best,
               "data": data}  # fmt: skip
-    options = {dest: getattr(args, dest) for dest in KEPT_OPTIONS}
+    options = {dest: getattr(args, dest) for dest in (*KEPT_OPTIONS, *OBJECTIVE_OPTIONS)}
     add_state = partial(save_training_state, optimizer=optimizer, scheduler=scheduler,
                         state=state, options=options)  # fmt: skip
     save_model(directory, captioner, record, add_state if resumable else None)

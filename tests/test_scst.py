@@ -1,0 +1,156 @@
+"""Self-critical training: it raises the reward, its baselines are what they say, a copy model
+trains through its copy path, and captioner-train --objective scst resumes exactly."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from captioner.distributed import Distributed
+from tests import test_train
+from tests.conftest import PHOTO_CAPTIONS, tiny_copy_captioner, train_tiny_captioner
+from tests.test_train import read_log, train_args
+from training.cider import CiderD
+from training.model import CaptionModel
+from training.scst import CaptionSampler, SelfCritical, candidates, mean_of_others
+from training.train import main as train_main
+
+scenes = test_train.scenes  # the generated shape scenes captioner-train's tests train on
+
+
+@pytest.fixture(scope="module")
+def photo_features(photos, tiny_captioner):
+    """The six photos as frozen Lite0 features, (6, 7, 7, 1280)."""
+    encoder = tiny_captioner.encoder
+    with torch.no_grad():
+        return encoder(torch.stack([encoder.preprocess(p) for p in photos.values()]))
+
+
+def references(vocab):
+    return [[vocab.encode(caption)[1:]] for caption in PHOTO_CAPTIONS.values()]
+
+
+def objective(captioner, baseline="mean", num_samples=5):
+    model = CaptionModel(captioner.encoder, captioner.decoder)
+    scorer = CiderD(references(captioner.vocab))
+    return model, SelfCritical(
+        CaptionSampler(model), model, scorer, Distributed(),
+        num_samples=num_samples, baseline=baseline, max_length=12,
+    )  # fmt: skip
+
+
+def train_steps(model, scst, features, steps, lr):
+    optimizer = torch.optim.Adam(model.decoder.parameters(), lr=lr)
+    images = torch.arange(len(features))
+    for _ in range(steps):
+        loss, _, _ = scst((features, images), torch.device("cpu"))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return scst.epoch_row()
+
+
+def test_scst_raises_the_mean_reward_of_a_half_trained_model(photos, photo_features):
+    captioner = train_tiny_captioner(list(photos.values()), list(PHOTO_CAPTIONS.values()), 40)
+    model, scst = objective(captioner)
+    torch.manual_seed(0)
+    before = train_steps(model, scst, photo_features, 3, lr=0.0)
+    after_training = train_steps(model, scst, photo_features, 25, lr=3e-3)
+    after = train_steps(model, scst, photo_features, 3, lr=0.0)
+    assert after["sample_reward"] > before["sample_reward"] + 0.5, (before, after_training, after)
+    # The drawn captions get surer of themselves as the rewarded ones take over.
+    assert after["entropy"] < before["entropy"]
+
+
+def test_mean_baseline_is_the_mean_of_the_other_samples():
+    rewards = torch.tensor([[1.0, 2.0, 3.0, 7.0], [0.0, 0.0, 0.0, 4.0]])
+    baseline = mean_of_others(rewards)
+    for image in range(2):
+        for k in range(4):
+            others = [r for j, r in enumerate(rewards[image].tolist()) if j != k]
+            assert baseline[image, k].item() == pytest.approx(sum(others) / 3)
+    # A sample is pushed up when it beats its image's mean reward, and down otherwise.
+    above = rewards > rewards.mean(1, keepdim=True)
+    assert torch.equal(rewards - baseline > 0, above)
+
+
+def test_greedy_baseline_is_the_reward_of_the_greedy_caption(photos, photo_features):
+    captioner = train_tiny_captioner(list(photos.values()), list(PHOTO_CAPTIONS.values()), 40)
+    model, scst = objective(captioner, baseline="greedy", num_samples=3)
+    scorer = scst.scorer
+    torch.manual_seed(0)
+    row = train_steps(model, scst, photo_features, 1, lr=0.0)
+    model.eval()
+    with torch.no_grad():
+        greedy = CaptionSampler(model)(photo_features, 1, 12, greedy=True)
+    greedy_rewards = scorer.scores(list(range(6)), candidates(greedy.words))
+    assert row["baseline_reward"] == pytest.approx(float(greedy_rewards.mean()), abs=1e-5)
+    assert row["sample_reward"] != pytest.approx(row["baseline_reward"], abs=1e-5)
+
+
+def test_copy_model_trains_through_its_copy_path(tiny_captioner, photo_features):
+    captioner = tiny_copy_captioner(tiny_captioner, ["cat", "coffee cup"])
+    model, scst = objective(captioner)
+    decoder = captioner.decoder
+    head = decoder.noun_head_weight.clone()
+    gate = decoder.copy_gate.weight.detach().clone()
+    torch.manual_seed(0)
+    drawn = scst.trained(photo_features, 5, 12)
+    copied = {decoder.noun_singular_ids[0].item(), decoder.noun_plural_ids[0].item()}
+    assert torch.isfinite(drawn.log_probs).all()
+    assert copied & set(drawn.words.flatten().tolist())  # the drawn captions copy "cat"
+    row = train_steps(model, scst, photo_features, 3, lr=1e-3)
+    assert not torch.equal(decoder.copy_gate.weight, gate)  # the reward reached the copy gate
+    assert torch.equal(decoder.noun_head_weight, head)  # the ImageNet classifier stays as it was
+    assert row["sample_reward"] > 0
+
+
+@pytest.fixture(scope="module")
+def cross_entropy_run(scenes, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ce") / "run"
+    assert train_main(train_args(scenes, run, "--epochs", "2", "--lr", "3e-3",
+                                 "--val-max-images", "2")) == 0  # fmt: skip
+    return run
+
+
+def scst_args(scenes, cross_entropy_run, out, *extra):
+    return train_args(scenes, out, "--init-from", str(cross_entropy_run / "best"),
+                      "--objective", "scst", "--scst-samples", "3", "--val-max-images", "2",
+                      *extra)  # fmt: skip
+
+
+def test_scst_run_resumes_exactly_and_logs_its_guardrails(scenes, cross_entropy_run, tmp_path):
+    """Dropout is on and every caption is drawn: an exact resume restores the sampling RNG."""
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert train_main(scst_args(scenes, cross_entropy_run, straight, "--epochs", "2")) == 0
+    assert train_main(scst_args(scenes, cross_entropy_run, stopped, "--epochs", "1")) == 0
+    # The objective and its options come from the checkpoint.
+    assert train_main(train_args(scenes, stopped, "--epochs", "2", "--val-max-images", "2",
+                                 "--resume")) == 0  # fmt: skip
+    a, b = (load_file(run / "last" / "model.safetensors") for run in (straight, stopped))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = read_log(straight)
+    assert [{k: v for k, v in row.items() if k != "train_tokens_per_s"} for row in log] == [
+        {k: v for k, v in row.items() if k != "train_tokens_per_s"} for row in read_log(stopped)
+    ]
+    assert {"sample_reward", "baseline_reward", "caption_length", "entropy", "CIDEr"} <= set(log[0])
+    state = json.loads((stopped / "last" / "training_state.json").read_text())
+    assert state["options"]["objective"] == "scst" and state["options"]["lr"] == 5e-5
+    config = json.loads((straight / "best" / "config.json").read_text())
+    assert (
+        config["decoder"]
+        == json.loads((cross_entropy_run / "best" / "config.json").read_text())["decoder"]
+    )
+
+
+def test_scst_needs_a_model_to_start_from(scenes, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(train_args(scenes, tmp_path / "run", "--objective", "scst"))
+    assert "--init-from" in capsys.readouterr().err
+
+
+def test_init_from_refuses_a_different_model_option(scenes, cross_entropy_run, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(scst_args(scenes, cross_entropy_run, tmp_path / "run", "--cell", "gru"))
+    assert "--cell gru differs" in capsys.readouterr().err
