@@ -7,9 +7,9 @@ all training images once, not from the captions being scored. Per image we cache
 references' n-gram counts, so a batch only has to count its candidates' n-grams; the
 comparison with the references is a handful of numpy operations over the whole batch.
 
-Captions are sequences of token ids (the vocabulary's; any non-negative ints below
-`MAX_TOKEN_ID`). Every id is a word, `<end>` included: append it to candidates and references
-so that a caption cut off before its end loses the n-grams that close it.
+Captions are sequences of token ids (the vocabulary's, Python ints from 0 to `MAX_TOKEN_ID`
+= 55105). Every id is a word, `<end>` included: append it to candidates and references so that
+a caption cut off before its end loses the n-grams that close it.
 """
 
 from __future__ import annotations
