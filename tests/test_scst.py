@@ -2,18 +2,28 @@
 trains through its copy path, and captioner-train --objective scst resumes exactly."""
 
 import json
+import signal
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import training.scst
+from captioner import Captioner
+from captioner.decoder import Decoder, DecoderConfig
 from captioner.distributed import Distributed
 from tests import test_train
 from tests.conftest import PHOTO_CAPTIONS, tiny_copy_captioner, train_tiny_captioner
 from tests.test_train import read_log, train_args
 from training.cider import CiderD
 from training.model import CaptionModel
-from training.scst import CaptionSampler, SelfCritical, candidates, mean_of_others
+from training.scst import (
+    CaptionSampler,
+    MixedReward,
+    SelfCritical,
+    candidates,
+    mean_of_others,
+)
 from training.train import main as train_main
 
 scenes = test_train.scenes  # the generated shape scenes captioner-train's tests train on
@@ -52,13 +62,15 @@ def train_steps(model, scst, features, steps, lr):
 
 
 def test_scst_raises_the_mean_reward_of_a_half_trained_model(photos, photo_features):
-    captioner = train_tiny_captioner(list(photos.values()), list(PHOTO_CAPTIONS.values()), 40)
+    captioner = train_tiny_captioner(list(photos.values()), list(PHOTO_CAPTIONS.values()), 20)
     model, scst = objective(captioner)
+    _, measure = objective(captioner, num_samples=20)  # many draws: a steadier mean reward
     torch.manual_seed(0)
-    before = train_steps(model, scst, photo_features, 3, lr=0.0)
-    after_training = train_steps(model, scst, photo_features, 25, lr=3e-3)
-    after = train_steps(model, scst, photo_features, 3, lr=0.0)
-    assert after["sample_reward"] > before["sample_reward"] + 0.5, (before, after_training, after)
+    before = train_steps(model, measure, photo_features, 2, lr=0.0)
+    train_steps(model, scst, photo_features, 60, lr=5e-3)
+    after = train_steps(model, measure, photo_features, 2, lr=0.0)
+    # Seeds 0-3 gain 0.4 to 3.0 from about 4 (CIDEr-D against one reference per photo).
+    assert after["sample_reward"] > before["sample_reward"] + 0.3, (before, after)
     # The drawn captions get surer of themselves as the rewarded ones take over.
     assert after["entropy"] < before["entropy"]
 
@@ -106,6 +118,33 @@ def test_copy_model_trains_through_its_copy_path(tiny_captioner, photo_features)
     assert row["sample_reward"] > 0
 
 
+def test_bleu_mix_adds_its_weight_for_a_reference_and_little_for_a_stranger(tiny_captioner):
+    refs = references(tiny_captioner.vocab)
+    cider = CiderD(refs)
+    mixed = MixedReward(cider, refs, bleu_weight=0.5)
+    exact, reordered = refs[1][0], refs[1][0][::-1]  # "a cat looking ..." and backwards
+    gain = mixed.scores([1, 1], [exact, reordered]) - cider.scores([1, 1], [exact, reordered])
+    assert gain[0] == pytest.approx(0.5)  # BLEU-4 of the reference itself is 1
+    assert 0 <= gain[1] < 0.05
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"cell": "gru"}, {"cell": "rnn"}, {"word_attention": True, "coordinates": True}],
+)
+def test_every_decoder_option_trains(tiny_captioner, photo_features, options):
+    vocab = tiny_captioner.vocab
+    decoder = Decoder(DecoderConfig(len(vocab), 1280, 16, 32, 16, dropout=0.0, **options))
+    captioner = Captioner(tiny_captioner.encoder, decoder, vocab, name="options")
+    model, scst = objective(captioner)
+    torch.manual_seed(0)
+    loss, _, _ = scst((photo_features, torch.arange(6)), torch.device("cpu"))
+    loss.backward()
+    for name, weight in decoder.named_parameters():
+        assert weight.grad is not None and torch.isfinite(weight.grad).all(), name
+    assert decoder.output.weight.grad.abs().sum() > 0
+
+
 @pytest.fixture(scope="module")
 def cross_entropy_run(scenes, tmp_path_factory):
     run = tmp_path_factory.mktemp("ce") / "run"
@@ -142,6 +181,28 @@ def test_scst_run_resumes_exactly_and_logs_its_guardrails(scenes, cross_entropy_
         config["decoder"]
         == json.loads((cross_entropy_run / "best" / "config.json").read_text())["decoder"]
     )
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(
+    scenes, cross_entropy_run, tmp_path, monkeypatch
+):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert train_main(scst_args(scenes, cross_entropy_run, straight, "--epochs", "1")) == 0
+    real_loss = training.scst.scst_loss
+
+    def interrupt_on_first_batch(*args):
+        monkeypatch.setattr(training.scst, "scst_loss", real_loss)
+        signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C mid-batch
+        return real_loss(*args)
+
+    monkeypatch.setattr(training.scst, "scst_loss", interrupt_on_first_batch)
+    assert train_main(scst_args(scenes, cross_entropy_run, interrupted, "--epochs", "1")) == 130
+    state = json.loads((interrupted / "last" / "training_state.json").read_text())
+    assert state["progress"]["batch"] == 1 and state["progress"]["epoch"] == 0
+    resume = ("--epochs", "1", "--val-max-images", "2", "--resume")
+    assert train_main(train_args(scenes, interrupted, *resume)) == 0
+    a, b = (load_file(run / "last" / "model.safetensors") for run in (straight, interrupted))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_scst_needs_a_model_to_start_from(scenes, tmp_path, capsys):

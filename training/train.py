@@ -70,6 +70,7 @@ from training.run_dir import KEPT_OPTIONS, append_log, check_run_dir, clear_run,
 from training.scst import (
     BASELINES,
     CaptionSampler,
+    MixedReward,
     Photos,
     SelfCritical,
     collapse_warnings,
@@ -292,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tokens drawn per caption, <end> included; a longer one is cut off and loses the "
         "reward of its <end>",
     )
+    scst.add_argument(
+        "--scst-bleu-weight",
+        type=float,
+        default=0.0,
+        help="add this times sentence BLEU-4 to each caption's CIDEr-D reward",
+    )
     return p
 
 
@@ -300,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
 # cross-entropy rate a few bad batches undo what the first phase learned.
 LEARNING_RATES = {"cross-entropy": 4e-4, "scst": 5e-5}
 # The options of the objective, which a resumed run keeps from its checkpoint as KEPT_OPTIONS.
-OBJECTIVE_OPTIONS = ("objective", "scst_samples", "scst_baseline", "scst_max_length")
+OBJECTIVE_OPTIONS = (
+    "objective", "scst_samples", "scst_baseline", "scst_max_length", "scst_bleu_weight"
+)  # fmt: skip
 
 
 def add_model_option(group: argparse._ArgumentGroup, option: str, **kwargs) -> None:
@@ -561,8 +570,12 @@ def main(argv: list[str] | None = None) -> int:
             trained, device_ids=[device.index] if device.type == "cuda" else None
         )
     if scst:
+        references = reference_ids(train_samples, vocab)
+        scorer = CiderD(references)
+        if args.scst_bleu_weight:
+            scorer = MixedReward(scorer, references, args.scst_bleu_weight)
         objective = SelfCritical(
-            trained, model, CiderD(reference_ids(train_samples, vocab)), world,
+            trained, model, scorer, world,
             num_samples=args.scst_samples, baseline=args.scst_baseline,
             max_length=args.scst_max_length,
         )  # fmt: skip
