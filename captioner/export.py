@@ -7,6 +7,7 @@ model's vocab.json and config.json, and a README saying how the graphs fit toget
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -69,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _usage_notes(captioner: Captioner, folder: Path, manifest: str) -> str:
-    import json
-
-    import onnx
+    import onnx  # what wrote the graphs; loaded only to read their input names
 
     step = onnx.load(str(folder / "decoder_step.onnx"), load_external_data=False)
     described = json.loads(manifest)
