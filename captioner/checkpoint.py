@@ -14,7 +14,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
-from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder, DecoderConfig
+from captioner.decoder import (
+    ATTENTION_ACTIVATIONS,
+    CONTEXT_GATES,
+    GATE_BLOCKS,
+    START_STATES,
+    Decoder,
+    DecoderConfig,
+)
 from captioner.vocab import SPECIAL_TOKENS, Vocabulary
 
 CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "model.safetensors"
@@ -41,7 +48,12 @@ _INTEGER_RANGES = {
         "fine_tune_blocks": (0, 1000),
     },
 }
-_CHOICES = {"cell": tuple(GATE_BLOCKS), "start_state": START_STATES}
+_CHOICES = {
+    "cell": tuple(GATE_BLOCKS),
+    "start_state": START_STATES,
+    "attention_activation": ATTENTION_ACTIVATIONS,
+    "context_gate": CONTEXT_GATES,
+}
 _FLAGS = ("coordinates", "normalize_features", "word_attention", "semantic_features")
 _REQUIRED = {"decoder": ("vocab_size", "encoder_dim"), "encoder": ()}
 # The decoder tensor that carries each size in config.json: (tensor, axis).

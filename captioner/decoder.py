@@ -2,7 +2,8 @@
 
 At every word the decoder scores each cell of the image's feature grid against its hidden state
 (additive attention), averages the features with those weights, scales the average by a learned
-scalar gate, and feeds [word embedding, gated context] to its recurrent cell.
+gate (the paper's one scalar, or one per feature channel), and feeds [word embedding, gated
+context] to its recurrent cell.
 
 With `copy_nouns` it can also copy a noun from the image (as the pointer-generator of See et al.
 2017 copies from its source, and LSTM-P and Neural Baby Talk name novel objects): the encoder's
@@ -31,6 +32,10 @@ from torch import nn
 # Pre-activation blocks per cell: LSTM (input, forget, cell, output), GRU (reset, update, new).
 GATE_BLOCKS = {"lstm": 4, "gru": 3, "rnn": 1}
 START_STATES = ("mean", "learned")
+ATTENTION_ACTIVATIONS = ("tanh", "relu")
+# "scalar": the paper's one gate for the whole context; "channel": one gate per feature
+# channel, as the PyTorch tutorial's f_beta (sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning).
+CONTEXT_GATES = ("scalar", "channel")
 # Share of each cell's noun distribution spread evenly over all nouns. Without it a noun that
 # the ImageNet head gives no probability anywhere (float32 rounds e^-120 to 0) would have a
 # log-probability of -inf, an infinite training loss; with it every noun keeps at least
@@ -74,6 +79,10 @@ class DecoderConfig:
     # model learns its sentences from and the photos it captions; what a cell looks like as
     # ImageNet classes is the same kind of thing in both.
     semantic_features: bool = False
+    # The attention's nonlinearity between keys + query and the score ("tanh" as in the paper,
+    # "relu" as in the PyTorch tutorial), and the context gate's shape (CONTEXT_GATES).
+    attention_activation: str = "tanh"
+    context_gate: str = "scalar"
 
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
@@ -132,7 +141,7 @@ class StepOutput(NamedTuple):
     logits: torch.Tensor  # (rows, vocab_size)
     state: DecoderState
     alpha: torch.Tensor  # (rows, num_pixels) attention weights, each row sums to 1
-    beta: torch.Tensor  # (rows,) the context gate
+    beta: torch.Tensor  # (rows,) the context gate; a gate per channel: their mean
     gates: dict[str, torch.Tensor]  # name -> (rows, decoder_dim) activations, e.g. LSTM "input"
     copy_gate: torch.Tensor | None = None  # (rows,) g, the copy path's share; copy models only
 
@@ -147,6 +156,13 @@ class Decoder(nn.Module):
         self.config = config
         c = config
         gate_dim = GATE_BLOCKS[c.cell] * c.decoder_dim
+        if c.attention_activation not in ATTENTION_ACTIVATIONS:
+            raise ValueError(
+                f"unknown attention activation {c.attention_activation!r}; "
+                f"use one of {ATTENTION_ACTIVATIONS}"
+            )
+        if c.context_gate not in CONTEXT_GATES:
+            raise ValueError(f"unknown context gate {c.context_gate!r}; use one of {CONTEXT_GATES}")
         if c.semantic_features and not c.copy_nouns:
             raise ValueError("semantic_features needs a copy model (copy_nouns above 0)")
         cell_dim = c.copy_classes if c.semantic_features else c.encoder_dim
@@ -159,7 +175,9 @@ class Decoder(nn.Module):
         # No bias: softmax ignores a shift, so its gradient is pure rounding noise that Adam
         # would blow up into full-size steps.
         self.full_att = nn.Linear(c.attention_dim, 1, bias=False)
-        self.context_gate = nn.Linear(c.decoder_dim, 1)
+        self.context_gate = nn.Linear(
+            c.decoder_dim, feature_dim if c.context_gate == "channel" else 1
+        )
         if c.start_state not in START_STATES:
             raise ValueError(f"unknown start state {c.start_state!r}; use one of {START_STATES}")
         if c.start_state == "mean":
@@ -241,7 +259,9 @@ class Decoder(nn.Module):
         gates, feature_dim = context_weight.shape
         num_pixels = features.shape[1]
         # Multiply-adds per beam and step: weighted sum of projected rows vs average + matmul.
-        project = num_pixels * gates < feature_dim * (num_pixels + gates)
+        # A gate per channel must scale the average before it is projected.
+        cheaper = num_pixels * gates < feature_dim * (num_pixels + gates)
+        project = cheaper and self.config.context_gate == "scalar"
         return ImageMemory(
             features=features,
             attention_keys=self.encoder_att(features),
@@ -261,8 +281,9 @@ class Decoder(nn.Module):
     def attend(
         self, memory: ImageMemory, h: torch.Tensor, embedded_words: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention weights and the context gate for (batch * beams) rows: their hidden
-        state `h` from the last step and the embedding of the word they read now."""
+        """Attention weights (rows, num_pixels) and the context gate for (batch * beams) rows:
+        their hidden state `h` from the last step and the embedding of the word they read now.
+        The gate is (rows, 1), or (rows, feature_dim) with a gate per channel."""
         batch, num_pixels, _ = memory.attention_keys.shape
         query = self.decoder_att(h)  # (rows, attention_dim)
         if self.word_att is not None:
@@ -270,28 +291,31 @@ class Decoder(nn.Module):
         query = query.view(batch, -1, 1, self.config.attention_dim)
         # In place: this is the decoder's largest tensor; allocating a second one for tanh's
         # output costs more than the arithmetic (7x slower decoding at 196 cells on a CPU).
-        energy = (memory.attention_keys.unsqueeze(1) + query).tanh_()  # (batch, beams, P, A)
+        energy = memory.attention_keys.unsqueeze(1) + query  # (batch, beams, P, A)
+        energy = energy.relu_() if self.config.attention_activation == "relu" else energy.tanh_()
         alpha = self.full_att(energy).squeeze(-1).softmax(dim=-1)  # (batch, beams, num_pixels)
-        beta = torch.sigmoid(self.context_gate(h)).squeeze(-1)  # (batch * beams,)
-        return alpha.reshape(-1, num_pixels), beta
+        gate = torch.sigmoid(self.context_gate(h))  # (batch * beams, 1 or feature_dim)
+        return alpha.reshape(-1, num_pixels), gate
 
     def step(self, words: torch.Tensor, state: DecoderState, memory: ImageMemory) -> StepOutput:
         """One word for each of (batch * beams) rows; rows are grouped by image, beams inner."""
         batch = memory.features.shape[0]
         embedded_words = self.embedding(words)  # (rows, embed_dim)
-        alpha, beta = self.attend(memory, state.h, embedded_words)  # (rows, P), (rows,)
-        weights = (alpha * beta.unsqueeze(-1)).view(batch, -1, alpha.shape[-1])
-        if memory.projected_features is not None:
+        alpha, gate = self.attend(memory, state.h, embedded_words)  # (rows, P), (rows, 1 or F)
+        if memory.projected_features is not None:  # a scalar gate: it scales the weights
+            weights = (alpha * gate).view(batch, -1, alpha.shape[-1])
             context_in = torch.bmm(weights, memory.projected_features)  # (batch, beams, gates)
             context_in = context_in.flatten(0, 1)  # (rows, gates)
         else:
+            weights = alpha.view(batch, -1, alpha.shape[-1])
             context = torch.bmm(weights, memory.features).flatten(0, 1)  # (rows, feature_dim)
-            context_in = context @ self._context_weight().T  # (rows, gates)
+            context_in = (gate * context) @ self._context_weight().T  # (rows, gates)
         word_weight = self.input_proj.weight[:, : self.config.embed_dim]
         cell_in = F.linear(embedded_words, word_weight, self.input_proj.bias) + context_in
         new_state, gates = self._cell(cell_in, state)
         hidden = self.dropout(new_state.h)
         logits, copy_gate = self._word_scores(hidden, alpha, memory)
+        beta = gate.mean(-1)  # (rows,) a gate per channel is reported as their mean
         return StepOutput(logits, new_state, alpha, beta, gates, copy_gate)
 
     def forward(
@@ -312,9 +336,9 @@ class Decoder(nn.Module):
         embeddings = self.embedding(captions)  # (batch, length, embed_dim)
         all_logits, all_alphas = [], []
         for t in range(captions.shape[1] - 1):
-            alpha, beta = self.attend(memory, state.h, embeddings[:, t])  # (batch, P), (batch,)
-            context = torch.bmm(alpha.unsqueeze(1), memory.features).squeeze(1)  # (batch, enc)
-            cell_in = self.input_proj(torch.cat([embeddings[:, t], beta.unsqueeze(1) * context], 1))
+            alpha, gate = self.attend(memory, state.h, embeddings[:, t])  # (batch, P), (batch, 1|F)
+            context = torch.bmm(alpha.unsqueeze(1), memory.features).squeeze(1)  # (batch, F)
+            cell_in = self.input_proj(torch.cat([embeddings[:, t], gate * context], 1))
             state, _ = self._cell(cell_in, state)
             logits, _ = self._word_scores(self.dropout(state.h), alpha, memory)
             all_logits.append(logits)

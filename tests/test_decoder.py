@@ -96,3 +96,91 @@ def test_word_attention_looks_at_the_object_the_last_word_picked(word_attention)
         assert pointing > 0.95
     else:  # where it looked was chosen before the size word was read: right half the time
         assert pointing < 0.65
+
+
+def tutorial_options_decoder(activation: str, gate: str, encoder_dim: int) -> Decoder:
+    torch.manual_seed(3)
+    config = DecoderConfig(
+        20, encoder_dim, 8, 16, 12, dropout=0.0, attention_activation=activation, context_gate=gate
+    )
+    return Decoder(config).eval()
+
+
+@pytest.mark.parametrize("encoder_dim", [64, 4])  # wide: the projected step; narrow: averaged
+@pytest.mark.parametrize("activation, gate", [("relu", "channel"), ("relu", "scalar")])
+def test_step_equals_teacher_forcing_with_the_tutorials_attention_and_gate(
+    activation, gate, encoder_dim
+):
+    decoder = tutorial_options_decoder(activation, gate, encoder_dim)
+    features = torch.randn(3, 3, 3, encoder_dim)
+    captions = torch.randint(4, 20, (3, 5))
+    with torch.no_grad():
+        logits, alphas = decoder(features, captions)
+        memory = decoder.prepare(features)
+        state = decoder.initial_state(memory)
+        for t in range(captions.shape[1] - 1):
+            out = decoder.step(captions[:, t], state, memory)
+            torch.testing.assert_close(out.logits, logits[:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.alpha, alphas[:, t], atol=1e-6, rtol=1e-5)
+            assert out.beta.shape == (3,)
+            state = out.state
+    if gate == "channel":
+        assert memory.projected_features is None  # a gate per channel scales before projecting
+
+
+def test_relu_attention_scores_cells_differently_from_tanh():
+    tanh = tutorial_options_decoder("tanh", "scalar", 8)
+    relu = tutorial_options_decoder("relu", "scalar", 8)
+    relu.load_state_dict(tanh.state_dict())
+    features = torch.randn(2, 3, 3, 8) * 3
+    with torch.no_grad():
+        memory = tanh.prepare(features)
+        state = tanh.initial_state(memory)
+        words = torch.full((2,), START)
+        expected_energy = (memory.attention_keys + tanh.decoder_att(state.h).unsqueeze(1)).relu()
+        expected = tanh.full_att(expected_energy).squeeze(-1).softmax(-1)
+        alpha = relu.step(words, state, memory).alpha
+        torch.testing.assert_close(alpha, expected)
+        assert not torch.allclose(alpha, tanh.step(words, state, memory).alpha, atol=1e-3)
+
+
+def test_a_gate_per_channel_with_equal_channels_is_the_scalar_gate():
+    scalar = tutorial_options_decoder("tanh", "scalar", 8)
+    channel = tutorial_options_decoder("tanh", "channel", 8)
+    assert channel.context_gate.weight.shape == (8, 16)
+    state = scalar.state_dict()
+    state["context_gate.weight"] = state["context_gate.weight"].expand(8, -1)
+    state["context_gate.bias"] = state["context_gate.bias"].expand(8)
+    channel.load_state_dict(state)
+    features = torch.randn(2, 3, 3, 8)
+    captions = torch.randint(4, 20, (2, 4))
+    with torch.no_grad():
+        torch.testing.assert_close(channel(features, captions)[0], scalar(features, captions)[0])
+        # Unequal channels gate each feature on its own: the logits change.
+        channel.context_gate.weight.normal_()
+        assert not torch.allclose(channel(features, captions)[0], scalar(features, captions)[0])
+
+
+def test_unknown_attention_activation_or_gate_is_refused():
+    with pytest.raises(ValueError, match="attention activation 'sigmoid'"):
+        Decoder(DecoderConfig(10, 4, attention_activation="sigmoid"))
+    with pytest.raises(ValueError, match="context gate 'vector'"):
+        Decoder(DecoderConfig(10, 4, context_gate="vector"))
+
+
+@pytest.mark.parametrize("encoder_dim", [64, 4])
+def test_the_step_graph_exports_the_tutorials_options(encoder_dim, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from test_onnx_backend import onnx_decoder
+
+    decoder = tutorial_options_decoder("relu", "channel", encoder_dim)
+    features = torch.randn(3, 3, 3, encoder_dim)
+    graph = onnx_decoder(decoder, features, tmp_path)
+    with torch.no_grad():
+        memory = decoder.prepare(features)
+        state = decoder.initial_state(memory).repeat_rows(2)
+        words = torch.randint(4, 20, (6,))
+        ours, theirs = graph.step(words, state, memory), decoder.step(words, state, memory)
+    for name in ("logits", "alpha", "beta"):
+        torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours.state.h, theirs.state.h, atol=1e-5, rtol=1e-4)
