@@ -25,6 +25,7 @@ from captioner.consensus import consensus_ranking, sample_captions
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
+from captioner.hub import download_model, is_hub_model
 from captioner.images import ImageError, ImageSource, load_image
 from captioner.onnx_backend import onnx_encoder
 from captioner.options import DecodeOptions
@@ -100,10 +101,12 @@ class Captioner:
         device: str = "auto",
         backend: str = "auto",
     ) -> Captioner:
-        """A model directory, or the name of a model shipped in the package ("default",
-        "shapes"; see `shipped_models()`); None is "default". A path that exists is always
-        read as a directory, so a folder named "shapes" in the current directory is never
-        taken for the shipped model; `shipped_model("shapes")` names the shipped one.
+        """A model directory, the name of a model shipped in the package ("default",
+        "shapes"; see `shipped_models()`), or a Hugging Face Hub model, "hf:OWNER/NAME" or
+        "hf:OWNER/NAME@REVISION" (downloaded once into huggingface_hub's cache; HubError when
+        it cannot be had); None is "default". A path that exists is always read as a
+        directory, so a folder named "shapes" in the current directory is never taken for the
+        shipped model; `shipped_model("shapes")` names the shipped one.
 
         backend: "auto" runs ONNX Runtime on a CPU when it is installed, else PyTorch;
         "torch" or "onnx" (CPU only) choose."""
@@ -284,12 +287,15 @@ def shipped_model(name: str) -> Path:
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
-    """The directory `Captioner.load(model)` reads: a path that exists; else, for a bare name
-    ("shapes", no slash), the shipped model of that name; else the path, which load reports
-    missing. None is the shipped "default"."""
+    """The directory `Captioner.load(model)` reads: for "hf:OWNER/NAME[@REVISION]", the Hub
+    model's, downloaded into huggingface_hub's cache if it is not there (captioner/hub.py);
+    else a path that exists; else, for a bare name ("shapes", no slash), the shipped model of
+    that name; else the path, which load reports missing. None is the shipped "default"."""
     if model is None:
         return shipped_model("default")
     text = os.fspath(model)
+    if is_hub_model(text):
+        return download_model(text)
     path = Path(text)
     if text == path.name and not path.exists():
         return shipped_model(text)

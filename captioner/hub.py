@@ -1,0 +1,346 @@
+"""Models on the Hugging Face Hub: `hf:OWNER/NAME[@REVISION]` names, their download into
+huggingface_hub's cache, and `captioner-push DIR OWNER/NAME`, which publishes a model directory
+with a generated model card.
+
+huggingface_hub (and torch, for checking a model before it is pushed) are imported where they
+are used: the app's window and the commands' --help come up before either is needed, and the
+app reads `is_hub_model` on its UI thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HUB_PREFIX = "hf:"
+# What a model directory needs (captioner/checkpoint.py) and its card, which the app shows:
+# a repository's other files (training logs, checkpoints to resume) are never downloaded.
+MODEL_FILES = ("config.json", "vocab.json", "model.safetensors", "README.md")
+CONFIG_FILE, CARD_FILE = "config.json", "README.md"
+METRICS_FILE = "metrics.json"  # a captioner-evaluate report kept beside the model, if any
+DEFAULT_LICENSE = "apache-2.0"  # captioner's own licence
+CARD_TAGS = ["captioner", "image-captioning", "image-to-text", "show-attend-tell"]
+# Hub repository ids: OWNER/NAME, each of letters, digits, "-", "_", "." (huggingface_hub's rule).
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+# Fields of a captioner-evaluate report that are settings or counts, not scores.
+_NOT_SCORES = {
+    "num_images",
+    "skipped_images",
+    "beam_size",
+    "max_length",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "consensus_samples",
+}
+
+
+class HubError(ValueError):
+    """A Hub model that cannot be had: a bad name, no such repository or revision, a repository
+    that is not a captioner model, no network (or HF_HUB_OFFLINE) and no cached copy."""
+
+
+@dataclass(frozen=True)
+class HubModel:
+    repo_id: str  # OWNER/NAME
+    revision: str | None  # a branch, tag or commit; None is the repository's default branch
+
+    def __str__(self) -> str:
+        return HUB_PREFIX + self.repo_id + (f"@{self.revision}" if self.revision else "")
+
+
+def is_hub_model(model: str) -> bool:
+    """Whether a --model value names a Hub model ("hf:OWNER/NAME[@REVISION]") rather than a
+    directory or a shipped model. The prefix always wins: a directory whose path starts with
+    "hf:" is given as "./hf:..."."""
+    return model.startswith(HUB_PREFIX)
+
+
+def parse_hub_model(model: str) -> HubModel:
+    """ "hf:OWNER/NAME[@REVISION]" -> HubModel; HubError for anything else."""
+    if not is_hub_model(model):
+        raise HubError(f"{model}: a Hub model's name starts with {HUB_PREFIX}")
+    repo_id, at, revision = model[len(HUB_PREFIX) :].partition("@")
+    if not _REPO_ID.fullmatch(repo_id) or ".." in repo_id or (at and not revision):
+        raise HubError(
+            f"{model}: not a Hub model name; write hf:OWNER/NAME or hf:OWNER/NAME@REVISION "
+            "(a branch, tag or commit), e.g. hf:someone/captioner-coco@main"
+        )
+    return HubModel(repo_id, revision or None)
+
+
+def download_model(model: str) -> Path:
+    """The directory of the Hub model `model` names, in huggingface_hub's cache: downloaded if
+    the cache lacks it, else read from the cache (offline too, HF_HUB_OFFLINE=1). Raises
+    HubError with the reason; Captioner.load then checks the files like any directory's."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    hub_model = parse_hub_model(model)
+    where = f"the Hub at {constants.ENDPOINT}"
+    try:
+        folder = Path(
+            snapshot_download(
+                hub_model.repo_id,
+                revision=hub_model.revision,
+                allow_patterns=list(MODEL_FILES),
+                library_name="captioner",
+            )
+        )
+    except RevisionNotFoundError as error:
+        raise HubError(
+            f"{model}: {hub_model.repo_id} has no revision {hub_model.revision!r} on {where}"
+        ) from error
+    except RepositoryNotFoundError as error:  # also what a private or gated one answers
+        raise HubError(
+            f"{model}: no model repository {hub_model.repo_id} on {where} (a private one needs "
+            "a token: set HF_TOKEN or run `hf auth login`)"
+        ) from error
+    except LocalEntryNotFoundError as error:  # no cached copy, and the Hub was not asked
+        if constants.is_offline_mode():
+            raise HubError(
+                f"{model}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and "
+                "HF_HUB_OFFLINE is set, so it is not downloaded; unset HF_HUB_OFFLINE to "
+                "download it once"
+            ) from error
+        raise HubError(
+            f"{model}: cannot reach {where}, and the model is not in the Hugging Face cache "
+            f"({_cause(error.__cause__ or error)})"
+        ) from error
+    except HfHubHTTPError as error:
+        raise HubError(f"{model}: {where} answered {_cause(error)}") from error
+    except OSError as error:  # the network or the cache directory
+        raise HubError(f"{model}: cannot download it ({_cause(error)})") from error
+    if not (folder / CONFIG_FILE).is_file():
+        raise HubError(
+            f"{model}: not a captioner model: the repository has no {CONFIG_FILE} (a captioner "
+            f"model holds {', '.join(MODEL_FILES[:3])})"
+        )
+    return folder
+
+
+def _cause(error: BaseException) -> str:
+    """The first line of an error and of the error behind it: huggingface_hub's messages run
+    to paragraphs of advice that a one-line report does not need."""
+    lines = [str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__]
+    if error.__cause__ is not None and str(error.__cause__).strip():
+        lines.append(str(error.__cause__).strip().splitlines()[0])
+    return ": ".join(lines)
+
+
+# Publishing.
+
+
+def model_card(
+    config: dict, repo_id: str, *, license: str, metrics: dict | None, notes: str = ""
+) -> str:
+    """README.md for the Hub: YAML front matter (licence, tags, library), then what the model
+    is, how to use it, its scores (config.json's validation score; a captioner-evaluate report's
+    test scores), the data it was trained on (config.json's training.data) and its licence.
+    `notes`: the model directory's own README.md, kept at the end."""
+    from huggingface_hub import ModelCardData
+
+    front_matter = ModelCardData(
+        license=license, library_name="captioner", pipeline_tag="image-to-text", tags=CARD_TAGS
+    ).to_yaml()
+    name = config.get("name") or repo_id.split("/")[1]
+    encoder, decoder = config["encoder"], config["decoder"]
+    training = config.get("training") or {}
+    sections = [
+        f"---\n{front_matter}\n---",
+        f"# {name}",
+        f"An image-captioning model for [captioner](https://pypi.org/project/captioner/): a "
+        f"{encoder.get('name', 'CNN')} encoder ({encoder.get('image_size', '?')} px) and a "
+        f"{str(decoder.get('cell', 'lstm')).upper()} decoder with soft attention "
+        f"(Show, Attend and Tell), {decoder['vocab_size']:,} words.",
+        "## Use it\n\n"
+        "```sh\n"
+        "pip install captioner\n"
+        f"captioner --model hf:{repo_id} photos/ -o captions.jsonl\n"
+        "```\n\n"
+        f'In Python, `Captioner.load("hf:{repo_id}").caption("photo.jpg").text`; in the app, '
+        f"Settings → Model → Hugging Face Hub model… → `hf:{repo_id}`. Add `@REVISION` (a "
+        "branch, tag or commit) to pin a version. The download is cached; with "
+        "`HF_HUB_OFFLINE=1` the cached copy is used.",
+        "## Scores\n\n" + _scores_table(training, metrics),
+        "## Training data\n\n" + _data_list(training.get("data")),
+        f"## Licence\n\nThe weights and vocabulary: `{license}`.",
+    ]
+    if notes.strip():
+        sections.append("## Notes from the model directory\n\n" + _strip_front_matter(notes))
+    return "\n\n".join(sections).rstrip() + "\n"
+
+
+def _scores_table(training: dict, metrics: dict | None) -> str:
+    rows = []
+    if metrics:
+        split = metrics.get("split", "test")
+        images = metrics.get("num_images")
+        where = f"{split}, {images:,} images" if isinstance(images, int) else split
+        beam = metrics.get("beam_size")
+        where += f", beam {beam}" if beam else ""
+        rows += [
+            f"| {key} | {value:.4g} | {where} (captioner-evaluate) |"
+            for key, value in metrics.items()
+            if _is_number(value) and key not in _NOT_SCORES
+        ]
+    epoch = training.get("best_epoch")
+    rows += [
+        f"| {key} | {value:.4g} | validation, best epoch {epoch} (captioner-train) |"
+        for key, value in training.items()
+        if _is_number(value) and key not in ("epoch", "best_epoch")
+    ]
+    if not rows:
+        return (
+            "None recorded: config.json holds no score and no captioner-evaluate report was given."
+        )
+    return "| metric | value | measured on |\n|---|---:|---|\n" + "\n".join(rows)
+
+
+def _data_list(data: object) -> str:
+    if not isinstance(data, dict) or not data:
+        return "Not recorded in config.json."
+    lines = []
+    for split, source in data.items():
+        if isinstance(source, dict):
+            facts = ", ".join(f"{key} `{value}`" for key, value in source.items() if value)
+        else:
+            facts = f"`{source}`"
+        lines.append(f"- {split}: {facts or 'no details recorded'}")
+    return "\n".join(lines)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _strip_front_matter(text: str) -> str:
+    """A card's text without its own YAML block, which would clash with the generated one."""
+    if text.startswith("---\n"):
+        end = text.find("\n---", 4)
+        if end >= 0:
+            return text[end + 4 :].lstrip("\n")
+    return text
+
+
+def push_model(
+    directory: str | Path,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    private: bool = False,
+    message: str | None = None,
+    license: str = DEFAULT_LICENSE,
+    metrics: dict | None = None,
+) -> str:
+    """Upload a model directory's files and a generated card (README.md) to the Hub model
+    repository `repo_id`, created if missing (`private` applies then); `revision`: a branch,
+    created from the default branch if missing. Returns the commit's id. The token is
+    huggingface_hub's (HF_TOKEN, or `hf auth login`). Refuses a directory that does not load
+    as a model (CheckpointError)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from captioner.api import Captioner
+    from captioner.checkpoint import CheckpointError
+
+    directory = Path(directory)
+    parse_hub_model(HUB_PREFIX + repo_id)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such model directory")
+    # The whole model is built once, so a directory that pushes is one that loads.
+    captioner = Captioner.load(directory, device="cpu", backend="torch")
+    config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    notes_file = directory / CARD_FILE
+    notes = notes_file.read_text(encoding="utf-8") if notes_file.is_file() else ""
+    card = model_card(config, repo_id, license=license, metrics=metrics, notes=notes)
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(directory / name))
+        for name in MODEL_FILES
+        if name != CARD_FILE
+    ]
+    operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode()))
+    api = HfApi(library_name="captioner")
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    commit = api.create_commit(
+        repo_id,
+        operations,
+        commit_message=message or f"Upload the captioner model {captioner.name}",
+        revision=revision,
+    )
+    return commit.oid
+
+
+def push_main(argv: list[str] | None = None) -> int:
+    """captioner-push DIR OWNER/NAME: publish a model directory on the Hugging Face Hub."""
+    parser = argparse.ArgumentParser(
+        prog="captioner-push",
+        description="Upload a captioner model directory to a Hugging Face Hub model repository, "
+        "with a generated model card (README.md: licence, scores, training data, how to use "
+        "it). The token is huggingface_hub's: HF_TOKEN, or `hf auth login`.",
+    )
+    parser.add_argument("directory", type=Path, metavar="DIR", help="the model directory")
+    parser.add_argument("repo_id", metavar="OWNER/NAME", help="the Hub model repository")
+    parser.add_argument(
+        "--revision", help="the branch to commit to (created if missing; default: main)"
+    )
+    parser.add_argument(
+        "--private", action="store_true", help="create the repository private (a new one only)"
+    )
+    parser.add_argument("--message", help="the commit message")
+    parser.add_argument(
+        "--license",
+        default=DEFAULT_LICENSE,
+        help="the weights' licence, a Hub licence id (default: %(default)s, captioner's own)",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        help=f"a captioner-evaluate report whose scores the card lists (default: DIR/"
+        f"{METRICS_FILE} if present)",
+    )
+    args = parser.parse_args(argv)
+    metrics_file = args.metrics or args.directory / METRICS_FILE
+    try:
+        metrics = None
+        if args.metrics is not None or metrics_file.is_file():
+            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+            if not isinstance(metrics, dict):
+                raise ValueError(f"{metrics_file}: not a captioner-evaluate report (a JSON object)")
+        commit = push_model(
+            args.directory,
+            args.repo_id,
+            revision=args.revision,
+            private=args.private,
+            message=args.message,
+            license=args.license,
+            metrics=metrics,
+        )
+    except (ValueError, OSError) as error:  # CheckpointError, HubError, bad JSON, the Hub's
+        parser.exit(1, f"{parser.prog}: error: {_push_failure(error)}\n")
+    print(f"pushed {args.directory} to {args.repo_id} (commit {commit})")
+    print(f"use it: captioner --model hf:{args.repo_id}@{commit} PHOTO...")
+    return 0
+
+
+def _push_failure(error: BaseException) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status in (401, 403):
+        return (
+            f"the Hub refused the upload ({status}): log in with `hf auth login` or set "
+            "HF_TOKEN to a token that may write to this repository"
+        )
+    return _cause(error)
+
+
+if __name__ == "__main__":
+    sys.exit(push_main())
