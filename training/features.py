@@ -3,6 +3,10 @@
 Files live under `root/<encoder fingerprint>/<key[:2]>/<key>.npy` (float16). The fingerprint
 covers the encoder's config, so changing the backbone, image size or grid starts a new cache;
 the key covers the photo's path, size and modification time, so an edited photo is re-encoded.
+
+At COCO scale the cache is large (ResNet-101's 14 x 14 x 2048 grid: about 800 kB a photo, ~100 GB
+for 123k photos), so its size is checked against the free disk first; where it does not fit,
+OnTheFlyModel encodes every batch instead (captioner-train --no-cache).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +30,10 @@ from tqdm import tqdm
 from captioner.atomic import write_atomically
 from captioner.encoder import Encoder
 from captioner.images import ImageError, load_image
+from training.model import CaptionModel
+
+# Files take whole blocks of the file system; 4 kB is the usual block (ext4, APFS, NTFS).
+_BLOCK = 4096
 
 
 def default_cache_root() -> Path:
@@ -50,6 +60,18 @@ class CacheDiskFullError(Exception):
             f"the disk holding {root} filled while caching features (wrote {human_size(written)} "
             f"of about {human_size(needed)}; free {human_size(needed - written)} more and run "
             "again: the cache resumes)"
+        )
+
+
+class CacheTooLargeError(Exception):
+    """The photos' features would not fit on the disk holding the cache; nothing was written."""
+
+    def __init__(self, root: Path, photos: int, file_size: int, free: int) -> None:
+        super().__init__(
+            f"the feature cache needs about {human_size(photos * file_size)} for {photos:,} "
+            f"photos ({human_size(file_size)} each) but the disk holding {root} has "
+            f"{human_size(free)} free: give --cache-dir on a disk with more space, or --no-cache "
+            "to encode the photos on the fly every epoch"
         )
 
 
@@ -104,6 +126,27 @@ class FeatureCache:
             np.load(self.path_for(image_path), allow_pickle=False).astype(np.float32)
         )
 
+    def file_size(self) -> int:
+        """Disk space one photo's features take: its .npy file, in whole file-system blocks.
+        Every photo's is the same: the encoder pools them all to one grid."""
+        size = self.encoder.config.image_size
+        with torch.inference_mode():
+            features = self.encoder.eval()(torch.zeros(1, 3, size, size))  # (1, gh, gw, dim)
+        buffer = io.BytesIO()
+        np.save(buffer, features[0].half().numpy(), allow_pickle=False)
+        return math.ceil(len(buffer.getvalue()) / _BLOCK) * _BLOCK
+
+    def check_space(self, image_paths: Sequence[Path]) -> None:
+        """Raise CacheTooLargeError, before any photo is encoded, when the features of the photos
+        not cached yet would not fit on the cache's disk."""
+        missing = len({p for p in image_paths if not self.path_for(p).is_file()})
+        if not missing:
+            return
+        existing = next(folder for folder in (self.root, *self.root.parents) if folder.exists())
+        free, file_size = shutil.disk_usage(existing).free, self.file_size()
+        if missing * file_size > free:
+            raise CacheTooLargeError(self.root, missing, file_size, free)
+
     @torch.inference_mode()
     def build(
         self,
@@ -157,3 +200,19 @@ class FeatureCache:
                         written += len(data)
                 bar.update(len(items))
         return failures
+
+
+class OnTheFlyModel(CaptionModel):
+    """A CaptionModel whose frozen encoder encodes the pixels of every batch (--no-cache), as
+    the cache would have: in eval mode, without gradients. Its features stay float32, where
+    the cache stores float16."""
+
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(batch, 3, size, size) pixels -> (batch, grid_h, grid_w, encoder_dim) features."""
+        with torch.no_grad():
+            return self.encoder(inputs)
+
+    def train(self, mode: bool = True) -> OnTheFlyModel:
+        super().train(mode)
+        self.encoder.eval()  # dropout or drop-connect in a backbone would change its features
+        return self
