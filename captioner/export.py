@@ -39,7 +39,9 @@ with captioner installed, `Captioner.load(MODEL, backend="onnx")` runs these gra
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a model directory, or a shipped model's name")
+    parser.add_argument(
+        "model", help="a model directory, a shipped model's name, or hf:OWNER/NAME[@REVISION]"
+    )
     parser.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args(argv)

@@ -51,6 +51,10 @@ class WindowActions:
         self.cancel = self._action("&Cancel", window.cancel_caption_all, "Esc")
         self.cancel.setEnabled(False)
         self.model_dir = self._action("&Model Directory…", window.choose_model_dir)
+        self.hub_model = self._action(
+            "Hugging Face &Hub Model…", window.choose_hub_model,
+            tip="Open a model from the Hugging Face Hub by name (hf:OWNER/NAME)",
+        )  # fmt: skip
         self.shipped_models = [
             self._action(
                 f"Use the {name.capitalize()} Model",
@@ -107,7 +111,7 @@ class WindowActions:
         caption_menu = bar.addMenu("&Caption")
         caption_menu.addActions([self.caption_all, self.cancel])
         settings_menu = bar.addMenu("&Settings")
-        settings_menu.addActions([*self.shipped_models, self.model_dir])
+        settings_menu.addActions([*self.shipped_models, self.model_dir, self.hub_model])
         show_settings = settings_menu.addAction("Decoding &Options…")
         show_settings.triggered.connect(window.show_settings_dock)
         help_menu = bar.addMenu("&Help")

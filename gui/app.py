@@ -1,4 +1,5 @@
-"""`captioner-gui [--model DIR|NAME] [PATH...]`: the QApplication, its arguments and main()."""
+"""`captioner-gui [--model DIR|NAME|hf:OWNER/NAME] [PATH...]`: the QApplication, its arguments
+and main()."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from captioner.hub import is_hub_model
 from gui.main_window import MainWindow
 from gui.settings import APPLICATION, ORGANIZATION, Settings, is_model_name
 
@@ -33,9 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="photos or folders to open")
     parser.add_argument(
         "--model",
-        metavar="DIR|NAME",
-        help="a trained model directory, or a shipped model (default, shapes), for this "
-        "session only; an existing path wins over a name, as for `captioner --model`",
+        metavar="DIR|NAME|hf:OWNER/NAME",
+        help="a trained model directory, a shipped model (default, shapes), or a Hugging Face "
+        "Hub model (hf:OWNER/NAME[@REVISION]), for this session only; an existing path wins "
+        "over a name, as for `captioner --model`",
     )
     parser.add_argument(
         "--settings",
@@ -57,9 +60,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def model_argument(model: str) -> str:
-    """--model as the window takes it: an existing path, or anything but a bare name, as an
-    absolute directory; a bare name ("shapes") that is no path here, as a shipped model's."""
-    if is_model_name(model) and not os.path.exists(model):
+    """--model as the window takes it: a Hub model as it is; an existing path, or anything but
+    a bare name, as an absolute directory; a bare name ("shapes") that is no path here, as a
+    shipped model's."""
+    if is_hub_model(model) or (is_model_name(model) and not os.path.exists(model)):
         return model
     return os.path.abspath(model)
 

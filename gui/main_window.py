@@ -512,9 +512,13 @@ class MainWindow(QMainWindow):
         self.show_settings_dock()
         self.settings_panel.choose_model_dir()
 
+    def choose_hub_model(self) -> None:
+        self.show_settings_dock()
+        self.settings_panel.choose_hub_model()
+
     def set_model(self, model: str) -> None:
-        """Use `model` (a shipped model's name or an absolute directory) now and in later
-        sessions."""
+        """Use `model` (a shipped model's name, an absolute directory or "hf:OWNER/NAME")
+        now and in later sessions."""
         self.settings_panel.set_model(model)
         self.session.use_model(model)
 

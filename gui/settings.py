@@ -12,6 +12,7 @@ import os
 from PySide6.QtCore import QByteArray, QSettings
 
 from captioner.backends import BACKENDS
+from captioner.hub import is_hub_model
 from captioner.options import DecodeOptions
 
 ORGANIZATION, APPLICATION = "captioner", "captioner-gui"
@@ -59,8 +60,9 @@ class Settings:
 
     @property
     def model(self) -> str:
-        """A shipped model's name (SHIPPED_MODELS) or a model directory, kept absolute so that
-        is_model_name tells them apart; settings from before shipped names hold "" for default."""
+        """A shipped model's name (SHIPPED_MODELS), a Hub model ("hf:OWNER/NAME[@REVISION]")
+        or a model directory, kept absolute so that is_model_name tells them apart; settings
+        from before shipped names hold "" for default."""
         return str(self.store.value("model/directory", "") or "") or "default"
 
     @model.setter
@@ -130,6 +132,10 @@ class Settings:
 
 
 def is_model_name(model: str) -> bool:
-    """Whether a model setting is a shipped model's name ("shapes") rather than a directory:
-    a name has no slash, and the app keeps directories as absolute paths."""
-    return model == os.path.basename(model) and model not in ("", ".", "..")
+    """Whether a model setting is a shipped model's name ("shapes") rather than a directory or
+    a Hub model: a name has no slash, and the app keeps directories as absolute paths."""
+    return (
+        model == os.path.basename(model)
+        and model not in ("", ".", "..")
+        and not is_hub_model(model)
+    )

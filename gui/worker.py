@@ -20,7 +20,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -49,7 +48,7 @@ RUNTIMES = {"torch": "PyTorch", "onnx": "ONNX Runtime"}
 class ModelInfo:
     generation: int
     name: str
-    model: str  # what was asked for: a shipped model's name ("default", "shapes") or a directory
+    model: str  # what was asked for: a shipped model's name, a directory or "hf:OWNER/NAME"
     path: str  # the model directory read
     vocab_size: int
     encoder: str  # e.g. "efficientnet-lite0, 224 px, 14 x 14 grid"
@@ -274,11 +273,14 @@ class CaptionWorker(QObject):
         self._generation = job.generation
         try:
             from captioner import Captioner
-            from captioner.api import shipped_model
+            from captioner.api import resolve_model, shipped_model
 
             # A name is looked up among the shipped models only: a folder of that name in the
-            # app's working directory is never loaded instead (directories come absolute).
-            path = shipped_model(job.model) if is_model_name(job.model) else Path(job.model)
+            # app's working directory is never loaded instead (directories come absolute). A
+            # Hub model is downloaded here, in the worker thread, or read from the cache.
+            path = (
+                shipped_model(job.model) if is_model_name(job.model) else resolve_model(job.model)
+            )
             captioner = Captioner.load(path, device=job.device, backend=job.backend)
             card = path / "README.md"
             card_text = card.read_text("utf-8", errors="replace") if card.is_file() else ""

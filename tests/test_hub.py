@@ -354,3 +354,50 @@ def test_a_hub_name_parses_into_repository_and_revision():
     for bad in ("a/b", "hf:a/b/c", "hf:../b", "hf:a/..", "hf:/b"):
         with pytest.raises(HubError):
             parse_hub_model(bad)
+
+
+def test_the_app_opens_a_hub_model_by_name_off_the_ui_thread(
+    qtbot, hub, model_dir, tmp_path, monkeypatch
+):
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pytestqt")
+    from conftest import GUI_WAIT_MS, show_main_window
+    from PySide6.QtWidgets import QInputDialog
+
+    import captioner.api
+    from gui.app import model_argument
+    from gui.settings import Settings
+    from gui.widgets.settings_panel import HUB
+
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "name": "shapes-v2"}))
+    assert push_main([str(model_dir), "someone/shapes", "--revision", "v2"]) == 0
+    download_threads = []
+
+    def download_model(model):
+        download_threads.append(threading.current_thread())
+        return downloading(model)
+
+    downloading = captioner.api.download_model
+    monkeypatch.setattr(captioner.api, "download_model", download_model)
+    settings = Settings.from_file(str(tmp_path / "settings.ini"))
+    settings.mark_started()
+    settings.backend = "torch"
+    window = show_main_window(qtbot, settings, "shapes", str(tmp_path / "app-data"))
+    choice = window.settings_panel.model_choice
+
+    def choose(name: str) -> list:
+        monkeypatch.setattr(QInputDialog, "getText", lambda *args, **kwargs: (name, True))
+        with qtbot.waitSignal(window.model_ready, timeout=GUI_WAIT_MS) as ready:
+            choice.activated.emit(choice.findData(HUB))
+        return ready.args
+
+    assert choose("hf:someone/shapes@v2") == [True], window.session.model_error
+    assert window.session.model_info.name == "shapes-v2"
+    assert settings.model == "hf:someone/shapes@v2"
+    assert choice.currentText() == "hf:someone/shapes@v2"
+    assert download_threads and threading.main_thread() not in download_threads
+
+    assert choose("someone/missing") == [False]  # the prefix is added for the user
+    assert "hf:someone/missing: no model repository" in window.banner.text.text()
+    assert model_argument("hf:someone/shapes@v2") == "hf:someone/shapes@v2"

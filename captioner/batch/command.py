@@ -68,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model and decoding")
     model.add_argument(
         "--model",
-        metavar="DIR|NAME",
-        help="a model directory, or a model shipped with captioner: default (names everyday "
-        "things), shapes (generated shapes scenes); an existing path wins over a name "
-        "(default: default)",
+        metavar="DIR|NAME|hf:OWNER/NAME",
+        help="a model directory, a model shipped with captioner: default (names everyday "
+        "things), shapes (generated shapes scenes), or a Hugging Face Hub model, "
+        "hf:OWNER/NAME[@REVISION] (downloaded once, then cached); an existing path wins over "
+        "a name (default: default)",
     )
     add_engine_arguments(model)
     DecodeOptions.add_arguments(model)

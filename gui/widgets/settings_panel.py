@@ -1,7 +1,7 @@
 """Settings: decoding options (applied at once, only decode re-runs), device and model.
 
-The model is a shipped one (Default, Shapes) or a directory, chosen from one list; its last
-entry opens a directory dialog.
+The model is a shipped one (Default, Shapes), a directory or a Hugging Face Hub model, chosen
+from one list; its last two entries open a directory dialog and ask for a Hub model's name.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QSpinBox,
@@ -24,20 +25,22 @@ from PySide6.QtWidgets import (
 )
 
 from captioner.backends import BACKENDS
+from captioner.hub import HUB_PREFIX, is_hub_model
 from captioner.options import DecodeOptions
 from gui.settings import DEVICES, SHIPPED_MODELS, is_model_name
 from gui.widgets.elided_label import ElidedLabel
 from gui.worker import ModelInfo
 
 APPLY_DELAY_MS = 250  # let a user spin through values before decoding again
-BROWSE = "<browse>"  # the model list's last entry: choose a directory
+BROWSE = "<browse>"  # the model list's next-to-last entry: choose a directory
+HUB = "<hub>"  # its last entry: type a Hub model's name
 
 
 class SettingsPanel(QWidget):
     options_changed = Signal(object)  # DecodeOptions
     device_changed = Signal(str)
     backend_changed = Signal(str)
-    model_chosen = Signal(str)  # a shipped model's name or a model directory
+    model_chosen = Signal(str)  # a shipped model's name, a model directory or "hf:OWNER/NAME"
 
     def __init__(
         self, options: DecodeOptions, device: str, backend: str, model: str, parent=None
@@ -86,6 +89,13 @@ class SettingsPanel(QWidget):
         for name, label in SHIPPED_MODELS.items():
             self.model_choice.addItem(label, name)
         self.model_choice.addItem("Model directory…", BROWSE)
+        self.model_choice.addItem("Hugging Face Hub model…", HUB)
+        self.model_choice.setItemData(
+            self.model_choice.count() - 1,
+            "Download a model by name (hf:OWNER/NAME or hf:OWNER/NAME@REVISION), or read it "
+            "from the Hugging Face cache",
+            Qt.ItemDataRole.ToolTipRole,
+        )
         self.model_choice.activated.connect(self._on_model_activated)
         self._model = ""
         self.set_model(model)
@@ -152,17 +162,19 @@ class SettingsPanel(QWidget):
             spin.setValue(getattr(options, name))
 
     def set_model(self, model: str) -> None:
-        """Show `model` (a shipped name or a directory) as chosen, without announcing it."""
+        """Show `model` (a shipped name, a directory or a Hub model) as chosen, without
+        announcing it."""
         self._model = model
         index = self.model_choice.findData(model)
-        if index < 0:  # a directory: one entry for it, just above "Model directory…"
-            directory = self.model_choice.count() - 1
-            if self.model_choice.itemData(directory - 1) not in SHIPPED_MODELS:
-                self.model_choice.removeItem(directory - 1)
-                directory -= 1
-            self.model_choice.insertItem(directory, os.path.basename(model) or model, model)
-            self.model_choice.setItemData(directory, model, Qt.ItemDataRole.ToolTipRole)
-            index = directory
+        if index < 0:  # a directory or Hub model: one entry for it, above "Model directory…"
+            other = self.model_choice.findData(BROWSE)
+            if self.model_choice.itemData(other - 1) not in SHIPPED_MODELS:
+                self.model_choice.removeItem(other - 1)
+                other -= 1
+            label = model if is_hub_model(model) else os.path.basename(model) or model
+            self.model_choice.insertItem(other, label, model)
+            self.model_choice.setItemData(other, model, Qt.ItemDataRole.ToolTipRole)
+            index = other
         self.model_choice.setCurrentIndex(index)
 
     def choose_model_dir(self) -> None:
@@ -173,10 +185,28 @@ class SettingsPanel(QWidget):
         else:
             self.set_model(self._model)  # leave "Model directory…" for what is in use
 
+    def choose_hub_model(self) -> None:
+        """Ask for a Hub model's name; the worker downloads it (or reads the cache) when it
+        loads, and a bad name or a failed download is reported as any failed load is."""
+        current = self._model if is_hub_model(self._model) else HUB_PREFIX
+        name, accepted = QInputDialog.getText(
+            self,
+            "Open a Hugging Face Hub model",
+            "Model: hf:OWNER/NAME, or hf:OWNER/NAME@REVISION for a branch, tag or commit",
+            text=current,
+        )
+        name = name.strip()
+        if accepted and name not in ("", HUB_PREFIX):
+            self._choose(name if is_hub_model(name) else HUB_PREFIX + name)
+        else:
+            self.set_model(self._model)  # leave "Hugging Face Hub model…" for what is in use
+
     def _on_model_activated(self, index: int) -> None:
         chosen = self.model_choice.itemData(index)
         if chosen == BROWSE:
             self.choose_model_dir()
+        elif chosen == HUB:
+            self.choose_hub_model()
         elif chosen != self._model:
             self._choose(chosen)
 
@@ -187,7 +217,10 @@ class SettingsPanel(QWidget):
     def show_model_loading(self) -> None:
         for label in (self.model_name, self.model_vocab, self.model_encoder, self.model_decoder):
             label.setText("…")
-        self.model_status.setText("Loading the model…")
+        if is_hub_model(self._model):
+            self.model_status.setText(f"Fetching {self._model} (the Hub, or its cache)…")
+        else:
+            self.model_status.setText("Loading the model…")
 
     def show_model(self, info: ModelInfo | None, error: str = "") -> None:
         if info is None:
