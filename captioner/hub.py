@@ -10,11 +10,14 @@ app reads `is_hub_model` on its UI thread.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from captioner.options import DecodeOptions
 
 HUB_PREFIX = "hf:"
 # What a model directory needs (captioner/checkpoint.py) and its card, which the app shows:
@@ -26,15 +29,10 @@ DEFAULT_LICENSE = "apache-2.0"  # captioner's own licence
 CARD_TAGS = ["captioner", "image-captioning", "image-to-text", "show-attend-tell"]
 # Hub repository ids: OWNER/NAME, each of letters, digits, "-", "_", "." (huggingface_hub's rule).
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-# Fields of a captioner-evaluate report that are settings or counts, not scores.
-_NOT_SCORES = {
+# Fields of a captioner-evaluate report that are decoding settings or counts, not scores.
+_NOT_SCORES = {field.name for field in dataclasses.fields(DecodeOptions)} | {
     "num_images",
     "skipped_images",
-    "beam_size",
-    "max_length",
-    "length_penalty",
-    "no_repeat_ngram_size",
-    "consensus_samples",
 }
 
 

@@ -33,6 +33,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, dict] = {}  # repo id -> {"branches": {name: sha}, "commits": {}}
         self.requests: list[tuple[str, str]] = []  # (method, path)
+        self.messages: dict[str, str] = {}  # commit sha -> its message
 
     def commit(self, repo_id: str, branch: str, files: dict[str, bytes]) -> str:
         """Add `files` to `branch` (made from main if new) as one commit; returns its sha."""
@@ -158,6 +159,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if rev not in self.hub.repos[repo]["branches"]:
             return self._error(404, "RevisionNotFound", f"no branch {rev}")
         sha = self.hub.commit(repo, rev, files)
+        self.hub.messages[sha] = lines[0]["value"]["summary"]
         url = f"http://{self.headers['Host']}/{repo}/commit/{sha}"
         self._json({"commitUrl": url, "commitOid": sha, "pullRequestUrl": None})
 
@@ -275,8 +277,10 @@ def test_a_revision_pins_the_model_and_a_cached_model_loads_offline(hub, model_d
 
 def test_the_model_card_lists_licence_scores_data_and_usage(hub, model_dir):
     (model_dir / "README.md").write_text("---\nlicense: mit\n---\n# My notes\n\nDrawn shapes.\n")
-    assert push_main([str(model_dir), "someone/shapes", "--message", "first version"]) == 0
+    assert push_main([str(model_dir), "someone/shapes", "--private", "--message", "v1"]) == 0
+    assert hub.repos["someone/shapes"]["private"] == "private"
     commit = hub.repos["someone/shapes"]["branches"]["main"]
+    assert hub.messages[commit] == "v1"
     files = hub.repos["someone/shapes"]["commits"][commit]
     assert sorted(files) == sorted([".gitattributes", *MODEL_FILES])
     assert files["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
@@ -310,9 +314,11 @@ def test_hub_errors_name_the_model_and_the_reason(hub, model_dir, tmp_path, monk
     closed = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     port = closed.server_address[1]
     closed.server_close()  # nothing listens there now
+    cached = resolve_model("hf:someone/shapes")
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
     with pytest.raises(HubError, match=r"hf:someone/other: cannot reach the Hub .*not in the"):
         resolve_model("hf:someone/other")
+    assert resolve_model("hf:someone/shapes") == cached  # no network: the cached copy serves
 
 
 def test_push_refuses_what_does_not_load_and_reports_a_missing_token(
