@@ -264,6 +264,9 @@ def test_a_revision_pins_the_model_and_a_cached_model_loads_offline(hub, model_d
     assert load("hf:someone/shapes").name == "scenes-default"
     assert load("hf:someone/shapes@v2").name == "shapes-v2"
     assert load(f"hf:someone/shapes@{first}").name == "scenes-default"
+    hub.requests.clear()
+    resolve_model(f"hf:someone/shapes@{first}")
+    assert hub.requests == []  # a cached commit is not even looked up
     assert hub.repos["someone/shapes"]["branches"]["main"] == first  # v2 left main alone
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
