@@ -58,7 +58,7 @@ def is_hub_model(model: str) -> bool:
 
 
 def parse_hub_model(model: str) -> HubModel:
-    """ "hf:OWNER/NAME[@REVISION]" -> HubModel; HubError for anything else."""
+    """Parse "hf:OWNER/NAME[@REVISION]" into a HubModel; HubError for anything else."""
     if not is_hub_model(model):
         raise HubError(f"{model}: a Hub model's name starts with {HUB_PREFIX}")
     repo_id, at, revision = model[len(HUB_PREFIX) :].partition("@")
@@ -102,7 +102,7 @@ def download_model(model: str) -> Path:
             f"{model}: no model repository {hub_model.repo_id} on {where} (a private one needs "
             "a token: set HF_TOKEN or run `hf auth login`)"
         ) from error
-    except LocalEntryNotFoundError as error:  # no cached copy, and the Hub was not asked
+    except LocalEntryNotFoundError as error:  # not cached, and the Hub could not be asked
         if constants.is_offline_mode():
             raise HubError(
                 f"{model}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and "
@@ -138,12 +138,19 @@ def _cause(error: BaseException) -> str:
 
 
 def model_card(
-    config: dict, repo_id: str, *, license: str, metrics: dict | None, notes: str = ""
+    config: dict,
+    repo_id: str,
+    *,
+    license: str,
+    metrics: dict | None,
+    encoder_weights: bool,
+    notes: str = "",
 ) -> str:
     """README.md for the Hub: YAML front matter (licence, tags, library), then what the model
     is, how to use it, its scores (config.json's validation score; a captioner-evaluate report's
     test scores), the data it was trained on (config.json's training.data) and its licence.
-    `notes`: the model directory's own README.md, kept at the end."""
+    `encoder_weights`: the weights file holds the (fine-tuned) encoder's; `notes`: the model
+    directory's own README.md, kept at the end."""
     from huggingface_hub import ModelCardData
 
     front_matter = ModelCardData(
@@ -155,13 +162,19 @@ def model_card(
     sections = [
         f"---\n{front_matter}\n---",
         f"# {name}",
-        f"An image-captioning model for [captioner](https://pypi.org/project/captioner/): a "
-        f"{encoder.get('name', 'CNN')} encoder ({encoder.get('image_size', '?')} px) and a "
-        f"{str(decoder.get('cell', 'lstm')).upper()} decoder with soft attention "
-        f"(Show, Attend and Tell), {decoder['vocab_size']:,} words.",
+        "An image-captioning model for captioner (Show, Attend and Tell). Encoder: "
+        f"{encoder.get('name', 'a CNN')} at {encoder.get('image_size', '?')} px, "
+        + (
+            "fine-tuned (its weights are in model.safetensors). "
+            if encoder_weights
+            else "frozen (its ImageNet weights come with captioner's dependencies, not with "
+            "this repository). "
+        )
+        + f"Decoder: {str(decoder.get('cell', 'lstm')).upper()} with soft attention, "
+        f"{decoder['vocab_size']:,} words.",
         "## Use it\n\n"
+        "With captioner installed:\n\n"
         "```sh\n"
-        "pip install captioner\n"
         f"captioner --model hf:{repo_id} photos/ -o captions.jsonl\n"
         "```\n\n"
         f'In Python, `Captioner.load("hf:{repo_id}").caption("photo.jpg").text`; in the app, '
@@ -247,7 +260,7 @@ def push_model(
     from huggingface_hub import CommitOperationAdd, HfApi
 
     from captioner.api import Captioner
-    from captioner.checkpoint import CheckpointError
+    from captioner.checkpoint import WEIGHTS_FILE, CheckpointError, weight_shapes
 
     directory = Path(directory)
     parse_hub_model(HUB_PREFIX + repo_id)
@@ -256,9 +269,18 @@ def push_model(
     # The whole model is built once, so a directory that pushes is one that loads.
     captioner = Captioner.load(directory, device="cpu", backend="torch")
     config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    weights = directory / WEIGHTS_FILE
     notes_file = directory / CARD_FILE
     notes = notes_file.read_text(encoding="utf-8") if notes_file.is_file() else ""
-    card = model_card(config, repo_id, license=license, metrics=metrics, notes=notes)
+    encoder_weights = any(name.startswith("encoder.") for name in weight_shapes(weights))
+    card = model_card(
+        config,
+        repo_id,
+        license=license,
+        metrics=metrics,
+        encoder_weights=encoder_weights,
+        notes=notes,
+    )
     operations = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(directory / name))
         for name in MODEL_FILES

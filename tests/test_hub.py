@@ -298,6 +298,7 @@ def test_the_model_card_lists_licence_scores_data_and_usage(hub, model_dir):
     assert "- train: captions `captions_train.json`" in card
     assert "captioner --model hf:someone/shapes" in card
     assert "Drawn shapes." in card
+    assert "Encoder: efficientnet-lite0 at 224 px, frozen" in card  # no encoder weights pushed
 
 
 def test_hub_errors_name_the_model_and_the_reason(hub, model_dir, tmp_path, monkeypatch):
