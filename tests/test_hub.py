@@ -357,6 +357,16 @@ def test_the_batch_command_captions_with_a_hub_model(hub, model_dir, tmp_path):
     assert row["caption"] == load(str(model_dir)).caption(tmp_path / "coffee.jpg").text
 
 
+def test_captioner_export_names_a_missing_hub_model(hub, tmp_path, capsys):
+    from captioner.export import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["hf:someone/missing", "--onnx", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert "hf:someone/missing: no model repository someone/missing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_hub_name_parses_into_repository_and_revision():
     assert parse_hub_model("hf:a/b").revision is None
     assert parse_hub_model("hf:a-1/b.c_d@refs/pr/1").revision == "refs/pr/1"
