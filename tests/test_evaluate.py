@@ -17,7 +17,7 @@ from captioner.vocab import Vocabulary
 from training import metrics
 from training.evaluate import main
 from training.grounding import OBJECT_WORDS
-from training.scenes import COLORS, SHAPE_PLURALS, SHAPES, generate_split
+from training.scenes import COLORS, SHAPE_PLURALS, SHAPES, generate_split, possible_captions
 
 COCO_KEYS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"]
 GROUNDING_KEYS = ["pointing_accuracy", "attention_in_box", "pointing_chance"]
@@ -298,6 +298,12 @@ def test_scenes_get_grounding_scores(object_word_model_dir, tmp_path):
     assert sum(len(record["ungrounded_words"]) for record in records) == report["ungrounded_words"]
     hits = sum(word["pointing_hit"] for word in words)
     assert report["pointing_accuracy"] == pytest.approx(hits / len(words))
+    truths = [
+        record["caption"] in possible_captions(objects[record["image_id"]], 96)
+        for record in records
+    ]
+    assert [record["entirely_true"] for record in records] == truths
+    assert report["entirely_true"] == pytest.approx(sum(truths) / len(truths))
     assert report["pointing_chance"] == pytest.approx(
         sum(word["chance"] for word in words) / len(words)
     )

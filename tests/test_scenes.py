@@ -16,6 +16,7 @@ from training.scenes import (
     generate_split,
     main,
     make_scene,
+    possible_captions,
 )
 
 SIZE = 256
@@ -347,3 +348,29 @@ def test_cli_rejects_bad_arguments(tmp_path, argv, message, capsys):
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_possible_captions_hold_every_caption_the_generator_writes(scenes):
+    for _, objects, captions in scenes[:40]:
+        possible = possible_captions(objects, SIZE)
+        assert {c["caption"] for c in captions} <= possible
+        # wordings the five references did not happen to use are there too
+        assert len(possible) > len(captions)
+
+
+def test_possible_captions_exclude_a_wrong_colour_or_a_flipped_relation(scenes):
+    flipped_relations = wrong_colours = 0
+    for _, objects, captions in scenes:
+        possible = possible_captions(objects, SIZE)
+        absent = [color for color in COLORS if color not in {o["color"] for o in objects}]
+        for caption in captions:
+            tokens = caption["caption"].split(" ")
+            colour_at = next(i for i, token in enumerate(tokens) if token in COLORS)
+            recoloured = tokens[:colour_at] + [absent[0]] + tokens[colour_at + 1 :]
+            assert " ".join(recoloured) not in possible
+            wrong_colours += 1
+            if "left" in tokens:
+                flipped = ["right" if token == "left" else token for token in tokens]
+                assert " ".join(flipped) not in possible
+                flipped_relations += 1
+    assert wrong_colours == 5 * len(scenes) and flipped_relations > 10

@@ -7,7 +7,8 @@ Scores are the COCO caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, see tr
 written under their COCO names. When the annotations list each image's objects (the generated
 shapes scenes, training/scenes.py, and composites, training/composites.py), the attention maps
 are also scored against the object boxes (training/grounding.py); for a model that copies nouns,
-pointing accuracy is reported for its copied nouns too (pointing_nouns). Images that cannot be
+pointing accuracy is reported for its copied nouns too (pointing_nouns). On shapes scenes,
+entirely_true is the share of captions that say only what the scene shows. Images that cannot be
 read are reported and skipped, never fatal. Every output file is written atomically, so an
 interrupted run never leaves half a file.
 """
@@ -40,6 +41,7 @@ from captioner.pipeline import add_engine_arguments, caption_batches, photo_batc
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
 from training.metrics import coco_metrics
 from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
+from training.scenes import possible_captions
 from training.train import HelpWithDefaults
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,9 @@ class EvaluatedImage:
     caption: str
     scores: dict[str, float]  # Bleu_4 and CIDEr of this image alone
     grounding: CaptionGrounding | None  # None when the annotations list no objects for it
+    # Shapes scenes only (None elsewhere): the grammar could have written the caption for this
+    # scene, so every word of it is true (training/scenes.py's possible_captions).
+    entirely_true: bool | None = None
 
 
 @dataclass
@@ -94,7 +99,8 @@ def evaluate_samples(
     Unreadable images are skipped and listed. Grounding scores (pointing_accuracy,
     attention_in_box, pointing_chance, grounded_words, ungrounded_words) are added when any
     sample carries "objects" in its extra, and for a copy model (its results carry a copy gate)
-    the copied nouns' pointing_nouns, pointing_chance_nouns and grounded_nouns.
+    the copied nouns' pointing_nouns, pointing_chance_nouns and grounded_nouns. On shapes
+    scenes, entirely_true is the share of captions the scenes' grammar could have written.
     Raises ValueError when no image could be captioned.
     """
     for sample in samples:
@@ -135,7 +141,16 @@ def evaluate_samples(
             grounding = ground_caption(
                 result.tokens, result.alphas, sample.extra["objects"], _image_size(sample)
             )
-        images.append(EvaluatedImage(sample, result.text, metrics.per_image[k], grounding))
+        entirely_true = None
+        if _is_shapes_scene(sample):
+            width, _ = _image_size(sample)
+            entirely_true = result.text in possible_captions(sample.extra["objects"], width)
+        images.append(
+            EvaluatedImage(sample, result.text, metrics.per_image[k], grounding, entirely_true)
+        )
+    truths = [image.entirely_true for image in images if image.entirely_true is not None]
+    if truths:
+        scores["entirely_true"] = sum(truths) / len(truths)
     groundings = [image.grounding for image in images if image.grounding is not None]
     if groundings:
         # A copy model's table nouns are masked out of its vocabulary: it says them by copying.
@@ -180,6 +195,13 @@ def _check_objects(sample: Sample) -> None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_shapes_scene(sample: Sample) -> bool:
+    """A generated shapes scene (training/scenes.py), whose every true caption is known; the
+    composites name their objects by "noun" with a grammar of their own."""
+    objects = sample.extra.get("objects")
+    return bool(objects) and all("shape" in obj for obj in objects)
 
 
 def _image_size(sample: Sample) -> tuple[int, int]:
@@ -340,6 +362,8 @@ def _per_image_record(image: EvaluatedImage) -> dict[str, Any]:
             for word in image.grounding.grounded
         ]
         record["ungrounded_words"] = image.grounding.ungrounded
+    if image.entirely_true is not None:
+        record["entirely_true"] = image.entirely_true
     return record
 
 

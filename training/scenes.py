@@ -512,6 +512,70 @@ def captions_for(
     ]
 
 
+class _EveryBranch:
+    """Stands in for the grammar's random generator to walk all of its branches, one per run.
+
+    The grammar only compares `random()` with a probability and picks with `integers(n)`, so two
+    values of `random()` (one below any probability, one above) and every `integers` value reach
+    every wording. Each run replays the choices of `path` and takes the first option at new ones;
+    `advance` then moves to the next path, depth first.
+    """
+
+    def __init__(self) -> None:
+        self.path: list[int] = []
+        self.widths: list[int] = []
+        self.depth = 0
+
+    def _choose(self, width: int) -> int:
+        if self.depth == len(self.path):
+            self.path.append(0)
+            self.widths.append(width)
+        choice = self.path[self.depth]
+        self.depth += 1
+        return choice
+
+    def random(self) -> float:
+        return (0.0, 1.0 - 1e-9)[self._choose(2)]
+
+    def integers(self, high: int) -> int:
+        return self._choose(int(high))
+
+    def advance(self) -> bool:
+        """Move to the next unexplored path; False when every path has been run."""
+        del self.path[self.depth :], self.widths[self.depth :]
+        self.depth = 0
+        while self.path:
+            self.path[-1] += 1
+            if self.path[-1] < self.widths[-1]:
+                return True
+            self.path.pop()
+            self.widths.pop()
+        return False
+
+
+def possible_captions(
+    objects: list[dict], size: int, lexicon: Lexicon = SHAPES_LEXICON
+) -> set[str]:
+    """Every caption the grammar could write for the scene: every wording of every listing and
+    of every clear relation, each of them true. A caption outside this set says something the
+    scene does not show, or says it in words the grammar never uses."""
+    partitions = _units(objects)
+    writers = [lambda rng: _list_caption(partitions, objects, rng, lexicon)]
+    writers += [
+        functools.partial(_relation_caption, option, objects, size, lexicon=lexicon)
+        for option in _relation_options(partitions, objects, size)
+    ]
+    captions = set()
+    for write in writers:
+        branches = _EveryBranch()
+        while True:
+            words, _ = write(rng=branches)
+            captions.add(" ".join(words))
+            if not branches.advance():
+                break
+    return captions
+
+
 def make_scene(
     rng: np.random.Generator, size: int = 256
 ) -> tuple[Image.Image, list[dict], list[dict]]:
