@@ -8,6 +8,7 @@ computations as its caption.py runs, so a pickle of them is laid out as the tuto
 from __future__ import annotations
 
 import builtins
+import copy
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from torch import nn
 
 from captioner.api import MODELS_DIR, Captioner
 from captioner.batch.command import main as caption_main
+from captioner.beam import beam_search
 from captioner.importing import main
 from captioner.safe_unpickle import PickledObject, UnsafePickleError, read_checkpoint
 from captioner.tutorial_import import (
@@ -354,3 +356,31 @@ def test_the_captioner_command_captions_with_the_imported_model(imported, capsys
     (line,) = capsys.readouterr().out.splitlines()
     path, text = line.split("\t")
     assert path == str(photo) and text and set(text.split()) <= SAYABLE
+
+
+def test_the_tutorials_search_re_implemented_decodes_greedily_as_captioner():
+    from benchmarks.tutorial_beam_search import scene_images, tutorial_beam_search
+
+    shapes = Captioner.load("shapes", device="cpu", backend="torch")
+    vocab = shapes.vocab
+    features = shapes.encode(scene_images(3))
+    search = {"start_id": vocab.start_id, "end_id": vocab.end_id}
+    greedy = beam_search(shapes.decoder, features, **search, beam_size=1, max_length=51)
+    for image, (ours,) in zip(features.split(1), greedy, strict=True):
+        theirs = tutorial_beam_search(shapes.decoder, image, **search, beam_size=1)
+        assert theirs == [*ours.token_ids, vocab.end_id]
+
+
+def test_captioner_returns_a_caption_where_the_tutorials_search_finds_none(imported):
+    from benchmarks.tutorial_beam_search import NoCaptionFinished, tutorial_beam_search
+
+    _, captioner = imported
+    vocab, decoder = captioner.vocab, copy.deepcopy(captioner.decoder)
+    with torch.no_grad():  # a model that does not end its captions within 50 words
+        decoder.output.bias[vocab.end_id] = -1e4
+    features = torch.randn(1, 4, 4, ENCODER_DIM)
+    search = {"start_id": vocab.start_id, "end_id": vocab.end_id, "beam_size": 3}
+    with pytest.raises(NoCaptionFinished):
+        tutorial_beam_search(decoder, features, **search)
+    (ours,) = beam_search(decoder, features, **search, max_length=50)
+    assert len(ours[0].token_ids) == 50
