@@ -113,6 +113,37 @@ def _blocks_up_to_stride(blocks: list[nn.Module], stride: int) -> tuple[list[nn.
     return blocks[: last + 1], channels
 
 
+class AdaptiveAvgPool(nn.Module):
+    """nn.AdaptiveAvgPool2d to size x size, as two matrix products.
+
+    ONNX exports PyTorch's own op only where the output size divides the input's, and the
+    PyTorch tutorial's models pool ResNet's 8 x 8 grid (256 px photos) up to 14 x 14. Cell i
+    averages input cells floor(i * n / size) to ceil((i + 1) * n / size), as PyTorch's does.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, height, width) -> (batch, channels, size, size)."""
+        rows = self._averaging(features.shape[-2], features)  # (size, height)
+        columns = self._averaging(features.shape[-1], features)  # (size, width)
+        # Only right-multiplications by a matrix: ONNX Runtime mis-broadcasts rows @ features
+        # over a dynamic batch.
+        pooled = (features @ columns.T).transpose(-1, -2) @ rows.T  # (batch, C, size, size).T
+        return pooled.transpose(-1, -2)
+
+    def _averaging(self, cells: int, like: torch.Tensor) -> torch.Tensor:
+        """(size, cells): row i averages its input cells. Built in Python, so that an exported
+        graph holds it as a constant rather than as the steps that filled it."""
+        weights = np.zeros((self.size, cells), dtype=np.float32)
+        for i in range(self.size):
+            start, end = (i * cells) // self.size, -((-(i + 1) * cells) // self.size)
+            weights[i, start:end] = 1.0 / (end - start)
+        return torch.from_numpy(weights).to(like)
+
+
 class Encoder(nn.Module):
     """(batch, 3, image_size, image_size) -> (batch, grid_h, grid_w, encoder_dim)."""
 
@@ -129,7 +160,7 @@ class Encoder(nn.Module):
         # The blocks that run, in order: up to the last one at the requested stride. A plain
         # list, so their weights are saved once, under `backbone`.
         self.blocks, self.encoder_dim = _blocks_up_to_stride(blocks, config.feature_stride)
-        self.pool = nn.AdaptiveAvgPool2d(config.grid_size) if config.grid_size else nn.Identity()
+        self.pool = AdaptiveAvgPool(config.grid_size) if config.grid_size else nn.Identity()
         self.backbone.requires_grad_(False)
         for block in (
             self.blocks[len(self.blocks) - config.fine_tune_blocks :]

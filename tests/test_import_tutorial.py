@@ -384,3 +384,23 @@ def test_captioner_returns_a_caption_where_the_tutorials_search_finds_none(impor
         tutorial_beam_search(decoder, features, **search)
     (ours,) = beam_search(decoder, features, **search, max_length=50)
     assert len(ours[0].token_ids) == 50
+
+
+@pytest.mark.parametrize("height, width, size", [(8, 8, 14), (9, 13, 5), (16, 16, 14)])
+def test_the_encoders_pooling_is_pytorchs_and_exports_to_onnx(height, width, size, tmp_path):
+    """ResNet's 8 x 8 grid of a 256 px photo pooled up to the tutorial's 14 x 14: an
+    nn.AdaptiveAvgPool2d that ONNX cannot export; the encoder's own pooling can."""
+    ort = pytest.importorskip("onnxruntime")
+    from captioner.encoder import AdaptiveAvgPool
+    from captioner.onnx_backend import _export, cpu_session
+
+    features = torch.randn(3, 6, height, width)
+    pool = AdaptiveAvgPool(size)
+    expected = nn.AdaptiveAvgPool2d(size)(features)
+    torch.testing.assert_close(pool(features), expected)
+    path = tmp_path / "pool.onnx"
+    _export(pool, (features[:2],), path, {"pixels": {0: "batch"}}, {"features": {0: "batch"}})
+    session = cpu_session(ort, path)
+    for batch in (1, 3):  # other batch sizes than the exported example's
+        (pooled,) = session.run(None, {"pixels": features[:batch].numpy()})
+        torch.testing.assert_close(torch.from_numpy(pooled), expected[:batch])
