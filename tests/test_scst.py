@@ -3,6 +3,8 @@ trains through its copy path, and captioner-train --objective scst resumes exact
 
 import json
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,13 +16,14 @@ from captioner.decoder import Decoder, DecoderConfig
 from captioner.distributed import Distributed
 from tests import test_train
 from tests.conftest import PHOTO_CAPTIONS, tiny_copy_captioner, train_tiny_captioner
-from tests.test_train import read_log, train_args
+from tests.test_train import read_log, subprocess_environment, train_args
 from training.cider import CiderD
 from training.model import CaptionModel
 from training.scst import (
     CaptionSampler,
     MixedReward,
     SelfCritical,
+    SharedNoise,
     candidates,
     mean_of_others,
 )
@@ -95,7 +98,7 @@ def test_greedy_baseline_is_the_reward_of_the_greedy_caption(photos, photo_featu
     row = train_steps(model, scst, photo_features, 1, lr=0.0)
     model.eval()
     with torch.no_grad():
-        greedy = CaptionSampler(model)(photo_features, 1, 12, greedy=True)
+        greedy = CaptionSampler(model)(photo_features, 1, 12)
     greedy_rewards = scorer.scores(list(range(6)), candidates(greedy.words))
     assert row["baseline_reward"] == pytest.approx(float(greedy_rewards.mean()), abs=1e-5)
     assert row["sample_reward"] != pytest.approx(row["baseline_reward"], abs=1e-5)
@@ -215,3 +218,50 @@ def test_init_from_refuses_a_different_model_option(scenes, cross_entropy_run, t
     with pytest.raises(SystemExit):
         train_main(scst_args(scenes, cross_entropy_run, tmp_path / "run", "--cell", "gru"))
     assert "--cell gru differs" in capsys.readouterr().err
+
+
+def shard_noise(global_images, num_samples, world_size, vocab_size=7):
+    """Each process's noise, seeded from the same global RNG state as torchrun's processes."""
+    shards = []
+    for rank in range(world_size):
+        torch.manual_seed(5)
+        noise = SharedNoise(global_images, num_samples, Distributed(rank, world_size), "cpu")
+        shards.append(noise.draw(vocab_size).view(-1, num_samples, vocab_size))
+    return shards
+
+
+@pytest.mark.parametrize("global_images", [6, 7])
+def test_each_process_draws_the_noise_one_process_draws_for_its_images(global_images):
+    (whole,) = shard_noise(global_images, 3, 1)
+    first, second = shard_noise(global_images, 3, 2)
+    assert torch.equal(first, whole[0::2]) and torch.equal(second, whole[1::2])
+    assert not torch.equal(first[0], second[0])
+
+
+def test_gumbel_max_draws_words_as_often_as_their_probability():
+    p = torch.tensor([0.6, 0.3, 0.1, 0.0])
+    torch.manual_seed(0)
+    noise = SharedNoise(20_000, 1, Distributed(), "cpu").draw(len(p))
+    counts = torch.bincount((p.log() + noise).argmax(-1), minlength=len(p))
+    torch.testing.assert_close(counts / counts.sum(), p, atol=0.015, rtol=0)
+
+
+@pytest.mark.slow
+def test_two_process_scst_trains_the_model_one_process_trains(scenes, tmp_path):
+    """torchrun with 2 CPU processes (gloo) on the same global batch draws the same captions
+    and trains the same model (no dropout: its masks are drawn per process)."""
+    start = tmp_path / "cross-entropy"
+    assert train_main(train_args(scenes, start, "--epochs", "1", "--dropout", "0",
+                                 "--val-max-images", "2")) == 0  # fmt: skip
+    single, double = tmp_path / "single", tmp_path / "double"
+    common = ("--epochs", "1", "--dropout", "0", "--lr", "1e-3")
+    assert train_main(scst_args(scenes, start, single, *common)) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    command = [*launcher, "--module", "training.train", *scst_args(scenes, start, double, *common)]
+    subprocess.run(command, check=True, timeout=600, env=subprocess_environment())
+    a, b = (load_file(run / "last" / "model.safetensors") for run in (single, double))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4)  # as cross-entropy's
+    one, two = read_log(single)[0], read_log(double)[0]
+    for key in ("sample_reward", "caption_length", "entropy"):
+        assert two[key] == pytest.approx(one[key], rel=1e-5), key

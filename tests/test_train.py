@@ -3,6 +3,7 @@
 import errno
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -201,7 +202,7 @@ def test_two_process_ddp_equals_one_process(scenes, tmp_path):
     assert train_main(train_args(scenes, single, *common)) == 0
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     command = [*launcher, "--module", "training.train", *train_args(scenes, double, *common)]
-    subprocess.run(command, check=True, timeout=600, env={"OMP_NUM_THREADS": "1", **_env()})
+    subprocess.run(command, check=True, timeout=600, env=subprocess_environment())
     a, b = (
         load_file(single / "last" / "model.safetensors"),
         load_file(double / "last" / "model.safetensors"),
@@ -216,10 +217,9 @@ def test_two_process_ddp_equals_one_process(scenes, tmp_path):
     )
 
 
-def _env():
-    import os
-
-    return dict(os.environ)
+def subprocess_environment() -> dict[str, str]:
+    """This process's environment for a launched one, one thread a process (2 cores here)."""
+    return {"OMP_NUM_THREADS": "1", **os.environ}
 
 
 # --- an existing run is never replaced by accident ---------------------------------------------

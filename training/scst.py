@@ -96,22 +96,22 @@ class Drawn(NamedTuple):
 
 class CaptionSampler(nn.Module):
     """Decodes captions with gradients through the decoder; the module DDP wraps under
-    torchrun, as it wraps CaptionModel in cross-entropy training.
-
-    Draws use the global torch RNG (CUDA's on a GPU), whose state last/ saves, so a resumed
-    run draws the same captions as an uninterrupted one.
-    """
+    torchrun, as it wraps CaptionModel in cross-entropy training."""
 
     def __init__(self, model: CaptionModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(
-        self, inputs: torch.Tensor, num_samples: int, max_length: int, greedy: bool = False
+        self,
+        inputs: torch.Tensor,
+        num_samples: int,
+        max_length: int,
+        noise: SharedNoise | None = None,
     ) -> Drawn:
         """`num_samples` captions per image of `inputs`, at most `max_length` tokens each
-        (<end> included; one still going then is cut off without it); `greedy` takes the most
-        probable word at each step instead of drawing one."""
+        (<end> included; one still going then is cut off without it), drawn with `noise`'s
+        Gumbel noise; without noise, the most probable word at each step (greedy)."""
         decoder = self.model.decoder
         memory = decoder.prepare(self.model.features(inputs))
         state = decoder.initial_state(memory).repeat_rows(num_samples)
@@ -130,7 +130,10 @@ class CaptionSampler(nn.Module):
             masked = out.logits.float().masked_fill(banned_first if t == 0 else banned, -torch.inf)
             log_p = masked.log_softmax(-1)  # (rows, vocab)
             p = log_p.detach().exp()
-            words = p.argmax(-1) if greedy else torch.multinomial(p, 1).squeeze(1)  # (rows,)
+            scores = log_p.detach()
+            if noise is not None:  # Gumbel-max: the argmax of log p + Gumbel noise draws from p
+                scores = scores + noise.draw(scores.shape[1])
+            words = scores.argmax(-1)  # (rows,)
             chosen = log_p.gather(1, words.unsqueeze(1)).squeeze(1)
             entropy = -(p * log_p.detach().clamp_min(torch.finfo(p.dtype).min)).sum(-1)
             log_probs.append(torch.where(going, chosen, 0.0))
@@ -148,6 +151,34 @@ class CaptionSampler(nn.Module):
             (words != Vocabulary.pad_id).sum(1),
             torch.stack(entropies, 1).sum(1),
         )
+
+
+class SharedNoise:
+    """The Gumbel noise of one global batch's draws, the same whichever process draws it.
+
+    Every process seeds a generator alike (from the global torch RNG, in step on all processes
+    and saved by last/ for an exact --resume), draws the noise of the whole global batch, and
+    keeps the rows of its own images: rank r holds images r, r + W, r + 2W, ... of the global
+    batch (the batch sampler's split). So 1 or W processes draw the same captions for an image,
+    and DDP trains the same model as one process, as with cross-entropy.
+    """
+
+    def __init__(
+        self, global_images: int, num_samples: int, world: Distributed, device: torch.device
+    ) -> None:
+        seed = int(torch.randint(2**62, ()))
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.shape = (global_images, num_samples)
+        self.world, self.device = world, device
+
+    def draw(self, vocab_size: int) -> torch.Tensor:
+        """(rows, vocab_size) noise for this process's rows: its images' samples, image by
+        image (the order of DecoderState.repeat_rows)."""
+        uniform = torch.rand(
+            (*self.shape, vocab_size), generator=self.generator, device=self.device
+        )
+        gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(uniform.dtype).tiny)))
+        return gumbel[self.world.rank :: self.world.world_size].flatten(0, 1)
 
 
 def candidates(words: torch.Tensor) -> list[list[int]]:
@@ -206,8 +237,10 @@ class SelfCritical:
         normalisation, as cross-entropy's), the summed loss of this process's captions, and
         the tokens drawn over all processes."""
         inputs, images = batch[0].to(device), batch[1].tolist()
+        global_images = int(self.world.sum(len(images)))
+        noise = SharedNoise(global_images, self.num_samples, self.world, device)
         with mixed_precision(device):
-            drawn = self.trained(inputs, self.num_samples, self.max_length)
+            drawn = self.trained(inputs, self.num_samples, self.max_length, noise)
         reward = rewards(self.scorer, images, drawn, self.num_samples)  # (images, K)
         if self.baseline == "mean":
             baseline = mean_of_others(reward)
@@ -215,7 +248,7 @@ class SelfCritical:
             model = self.greedy.model
             model.eval()
             with torch.no_grad(), mixed_precision(device):
-                greedy = self.greedy(inputs, 1, self.max_length, greedy=True)
+                greedy = self.greedy(inputs, 1, self.max_length)
             model.train()
             baseline = rewards(self.scorer, images, greedy, 1).expand_as(reward)
         advantages = (reward - baseline).flatten().to(device)  # (images * K,)
