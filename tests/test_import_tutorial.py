@@ -278,6 +278,13 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_torchscript_archive_is_refused(tmp_path):
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), path)  # torch.load would run it
+    with pytest.raises(UnsafePickleError, match="a TorchScript archive"):
+        read_checkpoint(path)
+
+
 @pytest.mark.filterwarnings("ignore:Couldn't retrieve source code")  # torch.save's, of stand-ins
 def test_the_legacy_format_reads_modules_as_data(tmp_path, monkeypatch):
     decoder = DecoderWithAttention()
