@@ -406,18 +406,30 @@ def test_the_app_opens_a_hub_model_by_name_off_the_ui_thread(
     window = show_main_window(qtbot, settings, "shapes", str(tmp_path / "app-data"))
     choice = window.settings_panel.model_choice
 
-    def choose(name: str) -> list:
-        monkeypatch.setattr(QInputDialog, "getText", lambda *args, **kwargs: (name, True))
+    def answer(name: str, accepted: bool = True) -> None:
+        monkeypatch.setattr(QInputDialog, "getText", lambda *args, **kwargs: (name, accepted))
+
+    def choose(name: str, ask) -> list:
+        answer(name)
         with qtbot.waitSignal(window.model_ready, timeout=GUI_WAIT_MS) as ready:
-            choice.activated.emit(choice.findData(HUB))
+            ask()
         return ready.args
 
-    assert choose("hf:someone/shapes@v2") == [True], window.session.model_error
+    def from_settings() -> None:
+        choice.activated.emit(choice.findData(HUB))
+
+    assert choose("hf:someone/shapes@v2", from_settings) == [True], window.session.model_error
     assert window.session.model_info.name == "shapes-v2"
     assert settings.model == "hf:someone/shapes@v2"
     assert choice.currentText() == "hf:someone/shapes@v2"
     assert download_threads and threading.main_thread() not in download_threads
 
-    assert choose("someone/missing") == [False]  # the prefix is added for the user
+    answer("hf:someone/other", accepted=False)  # cancelled: nothing changes
+    from_settings()
+    assert choice.currentData() == settings.model == "hf:someone/shapes@v2"
+    assert window.session.model_info is not None
+
+    # From the Settings menu; the prefix is added for the user.
+    assert choose("someone/missing", window.actions.hub_model.trigger) == [False]
     assert "hf:someone/missing: no model repository" in window.banner.text.text()
     assert model_argument("hf:someone/shapes@v2") == "hf:someone/shapes@v2"
