@@ -21,11 +21,13 @@ from training.train import main as train_main
 
 
 class ArchiveServer:
-    """Serves `files` by name; `ranges` False ignores Range headers, `cut_after` N closes the
-    connection after N bytes of a body. `requests` records (path, Range header) pairs."""
+    """Serves `files` by name; `ranges` False ignores Range headers, `wrong_start` N answers a
+    Range with the bytes from N on, `cut_after` N closes the connection after N bytes of a body.
+    `requests` records (path, Range header) pairs."""
 
     def __init__(self, files):
         self.files, self.ranges, self.cut_after, self.requests = files, True, None, []
+        self.wrong_start = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,6 +41,7 @@ class ArchiveServer:
                 wanted = self.headers.get("Range")
                 if wanted and server.ranges:
                     start = int(wanted.removeprefix("bytes=").rstrip("-"))
+                    start = start if server.wrong_start is None else server.wrong_start
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
@@ -165,6 +168,16 @@ def test_a_server_that_ignores_range_restarts_the_file_cleanly(served, tmp_path)
              progress=False)  # fmt: skip
     assert server.requests[-1] == (archive.name, "bytes=1000-")  # asked, answered with 200
     assert (tmp_path / archive.name).read_bytes() == tiny.files[archive.name]
+
+
+def test_a_range_answered_from_elsewhere_is_refused_and_not_kept(served, tmp_path):
+    server, tiny = served
+    archive = tiny.dataset.archives[2]  # no checksum: only the size would catch it
+    (tmp_path / f"{archive.name}.part").write_bytes(tiny.files[archive.name][:100])
+    server.wrong_start = 50
+    with pytest.raises(DownloadError, match="another part of the file than asked for"):
+        download(archive.url, tmp_path / archive.name, progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_bad_checksum_is_refused_and_not_kept(served, tmp_path):

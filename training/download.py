@@ -65,7 +65,10 @@ def download(
     except urllib.error.URLError as error:
         raise DownloadError(f"{url}: {error.reason}") from error
     with response:
-        resumed = response.status == 206 and _range_start(response) == done
+        resumed = response.status == 206
+        if resumed and _range_start(response) != done:
+            part.unlink()
+            raise DownloadError(f"{url}: the server sent another part of the file than asked for")
         if not resumed:
             done = 0  # the server sent the whole file
         length = response.headers.get("Content-Length")

@@ -302,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FetchError, DownloadError, UnsafeArchiveError) as error:
         print(f"captioner-data: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("captioner-data: interrupted; run the command again to continue", file=sys.stderr)
+        return 130
     print(f"{args.dataset} is ready. Train on it with:\n\n    {shlex.join(command)}")
     return 0
 
