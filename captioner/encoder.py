@@ -135,13 +135,14 @@ class AdaptiveAvgPool(nn.Module):
         return pooled.transpose(-1, -2)
 
     def _averaging(self, cells: int, like: torch.Tensor) -> torch.Tensor:
-        """(size, cells): row i averages its input cells. Built in Python, so that an exported
-        graph holds it as a constant rather than as the steps that filled it."""
-        weights = np.zeros((self.size, cells), dtype=np.float32)
-        for i in range(self.size):
-            start, end = (i * cells) // self.size, -((-(i + 1) * cells) // self.size)
-            weights[i, start:end] = 1.0 / (end - start)
-        return torch.from_numpy(weights).to(like)
+        """(size, cells): row i averages input cells floor(i * cells / size) up to
+        ceil((i + 1) * cells / size). Made of whole-tensor operations, which trace into a graph
+        (filling rows slice by slice does not run in ONNX Runtime)."""
+        i = torch.arange(self.size, device=like.device).unsqueeze(1)  # (size, 1)
+        j = torch.arange(cells, device=like.device)  # (cells,)
+        first, after = (i * cells) // self.size, ((i + 1) * cells + self.size - 1) // self.size
+        inside = ((j >= first) & (j < after)).to(like.dtype)  # (size, cells)
+        return inside / inside.sum(1, keepdim=True)
 
 
 class Encoder(nn.Module):

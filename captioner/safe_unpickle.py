@@ -134,9 +134,10 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
                     "refusing to load it"
                 )
     with warnings.catch_warnings():
-        # The legacy format's note that a module's source "has changed" compares the
-        # tutorial's class with its stand-in: expected, and not the user's concern.
-        warnings.simplefilter("ignore", category=UserWarning)
+        # The legacy format compares each module class's saved source with its stand-in's:
+        # that they differ, or that a stand-in has no source file, is expected.
+        warnings.simplefilter("ignore", category=torch.serialization.SourceChangeWarning)
+        warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
         return torch.load(
             path, map_location="cpu", pickle_module=sys.modules[__name__], weights_only=False
         )

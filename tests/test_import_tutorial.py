@@ -160,12 +160,18 @@ def tutorial_files(tutorial_modules, tmp_path_factory):
     return path, word_map
 
 
+def no_download(*args, **kwargs):
+    raise AssertionError(f"tried to download {args}: the checkpoint brings the encoder's weights")
+
+
 @pytest.fixture(scope="module")
 def imported(tutorial_files, tmp_path_factory):
     checkpoint, word_map = tutorial_files
     out = tmp_path_factory.mktemp("models") / "tutorial"
-    assert main(["tutorial", str(checkpoint), str(word_map), str(out)]) == 0
-    return out, Captioner.load(out, device="cpu", backend="torch")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_download)
+        assert main(["tutorial", str(checkpoint), str(word_map), str(out)]) == 0
+        return out, Captioner.load(out, device="cpu", backend="torch")
 
 
 def test_the_decoder_steps_as_the_tutorials_modules(imported, tutorial_modules):
