@@ -305,7 +305,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "caption metrics (and attention grounding on generated scenes).",
         formatter_class=HelpWithDefaults,
     )
-    parser.add_argument("--model", type=Path, required=True, help="model directory")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR|NAME|hf:OWNER/NAME",
+        help="a model directory, a shipped model's name, or hf:OWNER/NAME[@REVISION]",
+    )
     parser.add_argument("--annotations", type=Path, required=True, help="caption annotations file")
     parser.add_argument("--images", type=Path, required=True, help="folder holding the images")
     parser.add_argument(
