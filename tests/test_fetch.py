@@ -269,9 +269,10 @@ def test_caption_counts_are_checked(tmp_path):
 def test_an_archive_behind_a_licence_form_is_asked_for_and_taken_from_a_path(served, tmp_path):
     server, tiny = served
     licensed = dataclasses.replace(tiny.dataset.archives[0], url=None, sha256=None)
-    dataset = dataclasses.replace(tiny.dataset, archives=(licensed, *tiny.dataset.archives[1:]))
+    dataset = dataclasses.replace(tiny.dataset, archives=(*tiny.dataset.archives[1:], licensed))
     with pytest.raises(FetchError, match="licence form .* give its path with --archive"):
         fetch(dataset, tmp_path / "data", progress=False, log=lambda *a: None)
+    assert server.requests == []  # said before anything else is downloaded
     local = tmp_path / "downloads" / licensed.name
     local.parent.mkdir()
     local.write_bytes(tiny.files[licensed.name])

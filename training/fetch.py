@@ -155,6 +155,13 @@ def fetch(
     `mirror`: a base URL that serves every archive under its file name, instead of the table's.
     """
     given = _given_archives(dataset, archives)
+    for archive in dataset.archives:
+        needed = not (archive.name in given or _is_unpacked(folder, archive))
+        if archive.url is None and needed and not (folder / archive.name).is_file():
+            raise FetchError(
+                f"{archive.name} is given out only after a licence form ({FLICKR30K_FORM}): "
+                f"download it there and give its path with --archive"
+            )
     folder.mkdir(parents=True, exist_ok=True)
     check_space(dataset, folder, given)
     for archive in dataset.archives:
@@ -200,11 +207,6 @@ def _downloaded(archive: Archive, folder: Path, mirror: str | None, progress: bo
     if target.is_file():  # only a verified download is given this name
         log(f"{archive.name}: already downloaded")
         return target
-    if archive.url is None:
-        raise FetchError(
-            f"{archive.name} is given out only after a licence form ({FLICKR30K_FORM}): "
-            f"download it there and give its path with --archive"
-        )
     url = f"{mirror.rstrip('/')}/{archive.name}" if mirror else archive.url
     log(f"downloading {url}")
     exact = archive.size if archive.sha256 else None
@@ -270,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="captioner-data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fetch_parser = commands.add_parser("fetch", help="download, unpack and check a dataset")
-    fetch_parser.add_argument("dataset", choices=list(DATASETS))
+    fetch_parser.add_argument("dataset", choices=list(DATASETS), help="see docs/coco.md")
     fetch_parser.add_argument("--dir", required=True, type=Path, help="where the data goes")
     fetch_parser.add_argument(
         "--archive",
