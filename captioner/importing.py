@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, vocab, tensors = tutorial_model_files(args.checkpoint, word_map)
     except (UnsafePickleError, TutorialImportError) as error:
-        print(f"{PROGRAM}: {args.checkpoint}: {error}", file=sys.stderr)
+        print(f"{PROGRAM}: {error}", file=sys.stderr)
         return 1
     save_model_dir(out, config, vocab, tensors)
     encoder = config["encoder"]["name"]

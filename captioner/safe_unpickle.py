@@ -34,6 +34,7 @@ SAFE_CALLABLES = {
     "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
     "torch._utils._rebuild_parameter_with_state": torch._utils._rebuild_parameter_with_state,
     "torch.nn.parameter.Parameter": torch.nn.Parameter,
+    "torch.device": torch.device,  # nn.DataParallel's output device
     "collections.OrderedDict": collections.OrderedDict,
     "collections.defaultdict": collections.defaultdict,  # an optimizer's per-parameter state
     "builtins.dict": dict,  # that defaultdict's factory
@@ -41,9 +42,14 @@ SAFE_CALLABLES = {
     "builtins.frozenset": frozenset,
 }
 # Classes read as PickledObject stand-ins. A stand-in runs no code of the class, so naming a
-# whole family is safe: torch's and torchvision's modules, torch's optimizers, and the
-# tutorial's own classes (its models.py).
-STAND_IN_PREFIXES = ("torch.nn.modules.", "torchvision.models.", "torch.optim.")
+# whole family is safe: torch's and torchvision's modules (nn.DataParallel included), torch's
+# optimizers, and the tutorial's own classes (its models.py).
+STAND_IN_PREFIXES = (
+    "torch.nn.modules.",
+    "torch.nn.parallel.",
+    "torchvision.models.",
+    "torch.optim.",
+)
 STAND_IN_CLASSES = frozenset({"models.Encoder", "models.DecoderWithAttention", "models.Attention"})
 
 

@@ -16,6 +16,7 @@ captioner's one to one:
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.encoder import EncoderConfig
-from captioner.safe_unpickle import PickledObject, read_checkpoint
+from captioner.safe_unpickle import PickledObject, UnsafePickleError, read_checkpoint
 from captioner.vocab import SPECIAL_TOKENS, Vocabulary
 
 SOURCE = "sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning"
@@ -62,7 +63,9 @@ def read_tutorial_checkpoint(path: str | Path) -> TutorialCheckpoint:
         raise TutorialImportError(f"{path}: no such checkpoint file")
     try:
         saved = read_checkpoint(path)
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
+    except UnsafePickleError as error:
+        raise UnsafePickleError(f"{path}: {error}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
         raise TutorialImportError(f"{path}: not a readable torch.save file ({error})") from error
     if not isinstance(saved, Mapping) or not {"encoder", "decoder"} <= saved.keys():
         found = sorted(map(str, saved)) if isinstance(saved, Mapping) else type(saved).__name__
@@ -86,12 +89,16 @@ def read_tutorial_checkpoint(path: str | Path) -> TutorialCheckpoint:
 
 
 def _module_tensors(module: Any, path: Path, part: str) -> dict[str, torch.Tensor]:
+    """The state_dict of a pickled module or the state_dict itself, without the "module."
+    that nn.DataParallel puts before every name."""
     if isinstance(module, PickledObject):
         try:
-            return module.state_dict()
+            module = module.state_dict()
         except ValueError as error:
             raise TutorialImportError(f"{path}: the {part} {error}") from error
     if isinstance(module, Mapping) and all(isinstance(v, torch.Tensor) for v in module.values()):
+        if module and all(name.startswith("module.") for name in module):
+            return {name.removeprefix("module."): tensor for name, tensor in module.items()}
         return dict(module)
     raise TutorialImportError(
         f"{path}: the checkpoint's {part} is a {type(module).__name__}, neither a pickled "

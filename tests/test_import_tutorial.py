@@ -256,6 +256,19 @@ def test_a_state_dict_checkpoint_imports_to_the_same_weights(imported, tutorial_
         assert torch.equal(first[name], second[name]), name
 
 
+def test_modules_wrapped_in_data_parallel_read_as_the_modules(
+    tutorial_modules, tmp_path, monkeypatch
+):
+    encoder, decoder = tutorial_modules
+    path = tmp_path / "parallel.pth.tar"
+    wrapped = {"encoder": nn.DataParallel(encoder), "decoder": nn.DataParallel(decoder)}
+    save_as_the_tutorial(wrapped, path, monkeypatch)
+    saved = read_tutorial_checkpoint(path)
+    for read, module in ((saved.encoder, encoder), (saved.decoder, decoder)):
+        assert read.keys() == module.state_dict().keys()
+        assert all(torch.equal(read[k], v) for k, v in module.state_dict().items())
+
+
 @pytest.mark.parametrize(
     "function, args",
     [
