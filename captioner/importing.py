@@ -23,7 +23,10 @@ PROGRAM = "captioner-import"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Turn another project's trained model into a captioner model directory.",
+    )
     formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
     tutorial = formats.add_parser(
         "tutorial",
