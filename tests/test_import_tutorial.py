@@ -430,3 +430,24 @@ def test_the_encoders_pooling_is_pytorchs_and_exports_to_onnx(height, width, siz
     for batch in (1, 3):  # other batch sizes than the exported example's
         (pooled,) = session.run(None, {"pixels": features[:batch].numpy()})
         torch.testing.assert_close(torch.from_numpy(pooled), expected[:batch])
+
+
+def test_the_app_captions_a_photo_with_the_imported_model(imported, tmp_path, request):
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pytestqt")
+    from conftest import GUI_WAIT_MS, show_main_window
+
+    from gui.models.image_list import Status
+    from gui.settings import Settings
+
+    qtbot = request.getfixturevalue("qtbot")
+    out, _ = imported
+    settings = Settings.from_file(str(tmp_path / "settings.ini"))
+    settings.mark_started()
+    settings.backend = "torch"  # the ONNX graph of a ResNet-101 takes ~10 s to export
+    photo = MODELS_DIR.parent / "samples" / "chelsea.jpg"
+    window = show_main_window(qtbot, settings, str(out), str(tmp_path / "app-data"), [photo])
+    assert not window.session.model_error
+    qtbot.waitUntil(lambda: bool(window.words.words), timeout=GUI_WAIT_MS)
+    assert window.image_model.item(0).status is Status.CAPTIONED
+    assert set(window.words.words) <= SAYABLE
