@@ -27,6 +27,13 @@ from typing import Any
 
 import torch
 
+
+def _plain_dict(default_factory: Any = None) -> dict:
+    """A pickled defaultdict (an optimizer's per-parameter state) as a plain dict: its factory,
+    whatever the pickle names, is never kept, so no later lookup can call it."""
+    return {}
+
+
 # Called while loading: each rebuilds a tensor, a parameter or a container from plain data.
 SAFE_CALLABLES = {
     "torch._utils._rebuild_tensor": torch._utils._rebuild_tensor,
@@ -36,7 +43,7 @@ SAFE_CALLABLES = {
     "torch.nn.parameter.Parameter": torch.nn.Parameter,
     "torch.device": torch.device,  # nn.DataParallel's output device
     "collections.OrderedDict": collections.OrderedDict,
-    "collections.defaultdict": collections.defaultdict,  # an optimizer's per-parameter state
+    "collections.defaultdict": _plain_dict,
     "builtins.dict": dict,  # that defaultdict's factory
     "builtins.set": set,
     "builtins.frozenset": frozenset,
