@@ -294,8 +294,12 @@ def test_garbage_is_collected_in_the_ui_thread_while_workers_allocate(
     monkeypatch.setattr(_CycleWithFinalizer, "freed_in", [])
     window = open_window()
     _CycleWithFinalizer()
+    # The lists are kept: freed ones would take their allocations back off the generation's
+    # count, and the UI thread's collector only runs a generation whose count is over threshold.
+    kept = []
     worker = threading.Thread(
-        target=lambda: [[index] for index in range(50 * gc.get_threshold()[0])], name="allocator"
+        target=lambda: kept.append([[index] for index in range(50 * gc.get_threshold()[0])]),
+        name="allocator",
     )
     worker.start()
     worker.join()
