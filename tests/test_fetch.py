@@ -224,6 +224,20 @@ def test_a_tar_link_pointing_outside_is_refused(tmp_path, member):
     assert list(folder.rglob("*")) == []
 
 
+def test_a_tar_unpacks_with_links_that_stay_inside(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        photo = tarfile.TarInfo("flickr30k-images/1.jpg")
+        photo.size = 3
+        tar.addfile(photo, io.BytesIO(b"jpg"))
+        link = tarfile.TarInfo("flickr30k-images/sub/same.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "../1.jpg"
+        tar.addfile(link)
+    (tmp_path / "ok.tar.gz").write_bytes(buffer.getvalue())
+    extract(tmp_path / "ok.tar.gz", tmp_path / "data")
+    assert (tmp_path / "data" / "flickr30k-images" / "sub" / "same.jpg").read_bytes() == b"jpg"
+
+
 def test_a_zip_symlink_is_refused(tmp_path):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
