@@ -50,19 +50,9 @@ captioner-train "${data[@]}" --out "$RUN/xe" --name coco-xe \
   --batch-size "$BATCH" --lr 4e-4 --attention-lambda 1 --epochs "$XE_EPOCHS" --patience 5 \
   "${extra[@]}"
 
-# 2. ResNet's last three stages are tuned with the decoder. A model's options are its own
-#    under --init-from, so the fine-tuned blocks are set in a copy of its config.json.
-tune_from="$RUN/tune-start"
-rm -rf "$tune_from" && cp -r "$RUN/xe/best" "$tune_from"
-python - "$tune_from/config.json" <<'EOF'
-import json, pathlib, sys
-path = pathlib.Path(sys.argv[1])
-config = json.loads(path.read_text())
-config["encoder"]["fine_tune_blocks"] = 3
-path.write_text(json.dumps(config, indent=2))
-EOF
-captioner-train "${data[@]}" --out "$RUN/tune" --name coco-tune --init-from "$tune_from" \
-  --batch-size "$BATCH" --lr 1e-4 --encoder-lr 1e-4 --attention-lambda 1 \
+# 2. ResNet's last three stages are tuned with the decoder, from the converged decoder.
+captioner-train "${data[@]}" --out "$RUN/tune" --name coco-tune --init-from "$RUN/xe/best" \
+  --fine-tune-blocks 3 --batch-size "$BATCH" --lr 1e-4 --encoder-lr 1e-4 --attention-lambda 1 \
   --epochs "$TUNE_EPOCHS" --patience 3 "${extra[@]}"
 
 # 3. Self-critical training on the CIDEr-D of the model's own sampled captions.

@@ -438,3 +438,23 @@ def test_a_missing_data_file_is_a_usage_error(tmp_path, capsys):
                        "--out", str(tmp_path / "run")]) == 2  # fmt: skip
     assert "gone.json" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_optimizer_moments_of_a_channels_last_conv_are_saved_and_restored(tmp_path):
+    """A fine-tuned conv encoder's Adam moments are channels_last, like its weights."""
+    from training.state import TrainingState, load_training_state, save_training_state
+
+    def optimizer_and_scheduler():
+        conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(conv.parameters())
+        return conv, optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+
+    conv, optimizer, scheduler = optimizer_and_scheduler()
+    conv(torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last)).sum().backward()
+    optimizer.step()
+    saved = optimizer.state_dict()["state"][0]["exp_avg"]
+    assert not saved.is_contiguous()
+    save_training_state(tmp_path, optimizer, scheduler, TrainingState(), {})
+    _, restored, restored_scheduler = optimizer_and_scheduler()
+    load_training_state(tmp_path, restored, restored_scheduler)
+    assert torch.equal(restored.state_dict()["state"][0]["exp_avg"], saved)

@@ -82,7 +82,9 @@ def save_training_state(
         tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     for index, moments in optimizer_state["state"].items():
         for name, value in moments.items():
-            tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().reshape(value.shape)
+            # A conv weight's moments keep its memory format (channels_last under a fine-tuned
+            # encoder), and safetensors writes only contiguous tensors.
+            tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
     save_file(tensors, directory / STATE_TENSORS)
     meta = {"progress": asdict(state), "optimizer_param_groups": optimizer_state["param_groups"],
             "scheduler": scheduler.state_dict(), "options": options}  # fmt: skip

@@ -529,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     if start:
         saved = Captioner.load(start, device=device, backend="torch")  # its modules train on
         encoder, decoder, vocab = saved.encoder, saved.decoder, saved.vocab
+        if not resuming:  # --init-from: which blocks train is this run's choice
+            encoder.fine_tune(args.fine_tune_blocks)
     else:
         encoder = Encoder(encoder_config(args))
     try:
@@ -662,9 +664,13 @@ def take_model_options(
     parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[str]
 ) -> None:
     """With --init-from, the model is that directory's: the model options are set to its, and
-    one the command line gives must equal it."""
+    one the command line gives must equal it, but for --fine-tune-blocks: which of the
+    encoder's blocks train is this run's choice (the tutorial's recipe tunes a converged
+    decoder's encoder), not the model's shape."""
     config = json.loads((args.init_from / "config.json").read_text())
     for dest, value in model_option_values(config).items():
+        if dest == "fine_tune_blocks" and dest in given:
+            continue
         if dest in given and getattr(args, dest) != value:
             option = "--" + dest.replace("_", "-")
             parser.error(f"{option} {getattr(args, dest)} differs from {args.init_from}'s {value}")
