@@ -1,7 +1,6 @@
 """The feature cache at COCO scale: its size is checked before it is built, and --no-cache
 encodes on the fly to the cached run's result."""
 
-import json
 from collections import namedtuple
 
 import pytest
@@ -9,6 +8,7 @@ from safetensors.torch import load_file
 
 import training.features
 from captioner import Captioner
+from tests.test_train import read_log
 from training.features import FeatureCache, human_size
 from training.scenes import generate_split
 from training.train import main as train_main
@@ -33,10 +33,6 @@ def train_args(scenes, out, *extra):
         "--no-progress", "--workers", "0", "--device", "cpu", "--val-max-images", "4",
         "--dropout", "0.3", *SMALL_MODEL, *extra,
     ]  # fmt: skip
-
-
-def read_log(run):
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
 def test_a_cache_too_large_for_the_disk_is_refused_before_encoding(
