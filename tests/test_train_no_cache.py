@@ -2,16 +2,26 @@
 encodes on the fly to the cached run's result."""
 
 from collections import namedtuple
+from types import SimpleNamespace
 
 import pytest
 from safetensors.torch import load_file
 
 import training.features
 from captioner import Captioner
+from captioner.distributed import Distributed
+from captioner.encoder import Encoder, EncoderConfig
 from tests.test_train import read_log
-from training.features import FeatureCache, human_size
+from training.features import (
+    CacheBuiltElsewhereError,
+    CacheTooLargeError,
+    FeatureCache,
+    human_size,
+)
+from training.readers import read_samples
 from training.scenes import generate_split
 from training.train import main as train_main
+from training.train import model_inputs
 
 SMALL_MODEL = ["--embed-dim", "16", "--decoder-dim", "32", "--attention-dim", "16"]
 Usage = namedtuple("Usage", "total used free")
@@ -91,3 +101,40 @@ def test_no_cache_with_a_cache_dir_is_a_usage_error(tmp_path, capsys):
         train_main(["--data", "x", "--images", "y", "--out", str(tmp_path), "--no-cache",
                     "--cache-dir", str(tmp_path)])  # fmt: skip
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+class TwoProcessWorld(Distributed):
+    """This process's place in a 2-process torchrun launch, the other process's part of each
+    sum given: what model_inputs tells the other process, without launching one."""
+
+    def __init__(self, rank: int, other_sum: float) -> None:
+        super().__init__(rank=rank, world_size=2)
+        self.other_sum, self.sums = other_sum, []
+
+    def barrier(self) -> None:
+        raise AssertionError("a bare barrier: a process whose partner failed would wait for ever")
+
+    def sum(self, value: float) -> float:
+        self.sums.append(value)
+        return value + self.other_sum
+
+
+def model_inputs_args(tmp_path):
+    return SimpleNamespace(
+        no_cache=False, cache_dir=tmp_path / "cache", workers=0, no_progress=True
+    )
+
+
+def test_under_torchrun_a_cache_error_reaches_every_process(scenes, tmp_path, monkeypatch):
+    """The main process says it failed before raising; the others raise instead of waiting."""
+    monkeypatch.setattr(training.features.shutil, "disk_usage", lambda path: Usage(1e9, 0, 5000))
+    samples = read_samples(scenes / "captions_train.json", scenes / "train").samples
+    encoder = Encoder(EncoderConfig(image_size=96))
+    main = TwoProcessWorld(rank=0, other_sum=0.0)
+    with pytest.raises(CacheTooLargeError):
+        model_inputs(encoder, samples, [], model_inputs_args(tmp_path), main, "cpu")
+    assert main.sums == [1.0]
+    other = TwoProcessWorld(rank=1, other_sum=1.0)
+    with pytest.raises(CacheBuiltElsewhereError):
+        model_inputs(encoder, samples, [], model_inputs_args(tmp_path), other, "cpu")
+    assert other.sums == [0.0]

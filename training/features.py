@@ -51,7 +51,19 @@ def human_size(size: float) -> str:
     return f"{size:.1f} {unit}"
 
 
-class CacheDiskFullError(Exception):
+class CacheError(Exception):
+    """The feature cache could not be built; the message says why and what to do."""
+
+
+class CacheBuiltElsewhereError(CacheError):
+    """Under torchrun: the main process, which builds the cache, could not; its message says
+    why."""
+
+    def __init__(self) -> None:
+        super().__init__("the main process could not build the feature cache (its error says why)")
+
+
+class CacheDiskFullError(CacheError):
     """The disk (or quota) holding the cache ran out while caching; the message says how much
     more the remaining photos need. The files written so far stay: the next run resumes."""
 
@@ -63,7 +75,7 @@ class CacheDiskFullError(Exception):
         )
 
 
-class CacheTooLargeError(Exception):
+class CacheTooLargeError(CacheError):
     """The photos' features would not fit on the disk holding the cache; nothing was written."""
 
     def __init__(self, root: Path, photos: int, file_size: int, free: int) -> None:

@@ -53,8 +53,8 @@ from training.cider import CiderD
 from training.curves import plot_curves
 from training.dataset import data_record, read_data
 from training.features import (
-    CacheDiskFullError,
-    CacheTooLargeError,
+    CacheBuiltElsewhereError,
+    CacheError,
     FeatureCache,
     OnTheFlyModel,
     default_cache_root,
@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         load, train_samples, val_samples = model_inputs(
             encoder, train_samples, val_samples, args, world, device
         )
-    except (CacheDiskFullError, CacheTooLargeError) as err:
+    except CacheError as err:
         print(f"captioner-train: error: {err}", file=sys.stderr)
         return 1
     log(f"{len(train_samples)} training images, {len(val_samples)} validation images")
@@ -692,21 +692,28 @@ def model_inputs(
     """How a photo becomes the model's input, and the training and validation samples that have
     one. A fine-tuned encoder, or any with --no-cache, reads pixels; a frozen one's features are
     cached once (by the main process; photos it cannot read are dropped), where the disk holds
-    them. Raises CacheTooLargeError or CacheDiskFullError."""
+    them. Raises a CacheError in every process when the main one cannot build the cache."""
     if encoder.trainable or args.no_cache:
         return partial(pixels, encoder), train_samples, val_samples
     cache = FeatureCache(args.cache_dir or default_cache_root(), encoder)
+    cache_error = None
     if world.main:
         paths = [s.image_path for s in train_samples + val_samples]
-        cache.check_space(paths)
-        failed = cache.build(
-            paths, workers=args.workers, device=device, progress=not args.no_progress
-        )
+        try:
+            cache.check_space(paths)
+            failed = cache.build(
+                paths, workers=args.workers, device=device, progress=not args.no_progress
+            )
+        except CacheError as error:
+            cache_error, failed = error, {}
         for error in list(failed.values())[:5]:
             print(f"captioner-train: skipped {error}", file=sys.stderr)
         if failed:
             print(f"{len(failed)} unreadable photos skipped")
-    world.barrier()
+    # Every process waits here for the cache, and learns whether the main one could build
+    # it: a barrier alone would keep the others waiting for ever after its error.
+    if world.sum(float(cache_error is not None)):
+        raise cache_error or CacheBuiltElsewhereError()
     train_samples, val_samples = (
         [s for s in samples if cache.path_for(s.image_path).is_file()]
         for samples in (train_samples, val_samples)
