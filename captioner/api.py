@@ -179,9 +179,16 @@ class Captioner:
 
         options.consensus_samples > 0 reorders each image's beams by their agreement with that
         many captions sampled from the model (captioner/consensus.py), the best-agreeing first.
+        Raises ValueError for features holding inf or NaN, from which no caption can be scored.
         """
         vocab = self.vocab
         features = features.to(self.device)
+        broken = (~torch.isfinite(features)).flatten(1).any(1)  # (batch,)
+        if bool(broken.any()):
+            raise ValueError(
+                f"the features of image {int(broken.nonzero()[0])} (of {len(features)}) hold inf "
+                "or NaN: an encoder whose weights overflow, or a feature cache written from one"
+            )
         special_ids = {
             "start_id": vocab.start_id,
             "end_id": vocab.end_id,
