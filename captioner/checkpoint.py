@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
+from torch.overrides import TorchFunctionMode
 
 from captioner.decoder import (
     ATTENTION_ACTIVATIONS,
@@ -137,8 +138,12 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, Vocabulary, dict[str,
         )
     try:
         config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit number
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid JSON ({err})") from err
+    except OSError as err:
+        raise CheckpointError(f"{path / CONFIG_FILE}: cannot be read ({err.strerror})") from err
+    except RecursionError as err:  # arrays in arrays, thousands deep, exhaust the parser's stack
+        raise CheckpointError(f"{path / CONFIG_FILE}: JSON nested too deeply to read") from err
     if not isinstance(config, dict):
         raise CheckpointError(
             f"{path / CONFIG_FILE}: expected a JSON object, found {type(config).__name__}"
@@ -151,12 +156,13 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, Vocabulary, dict[str,
         )
     where = path / CONFIG_FILE
     check_config(config, where)
+    vocab = _load_vocab(path / VOCAB_FILE)
     try:
-        vocab = Vocabulary.load(path / VOCAB_FILE)
         # Shapes come from the file's header: nothing is allocated until they are known to fit.
         shapes = weight_shapes(path / WEIGHTS_FILE)
         check_weights_fit_config(config, len(vocab), shapes, where, path / WEIGHTS_FILE)
         tensors = load_file(path / WEIGHTS_FILE)
+        check_finite(tensors, path / WEIGHTS_FILE)
         check_noun_ids(tensors, len(vocab), path / WEIGHTS_FILE)
     except CheckpointError:
         raise
@@ -170,6 +176,17 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, Vocabulary, dict[str,
             f"{path / WEIGHTS_FILE}: not a valid safetensors file ({err})"
         ) from err
     return config, vocab, tensors
+
+
+def _load_vocab(path: Path) -> Vocabulary:
+    try:
+        return Vocabulary.load(path)
+    except (ValueError, TypeError, OSError) as err:  # TypeError: words that are not strings
+        message = str(err)
+        # Vocabulary.load names the file in its own errors; JSON's and Python's do not.
+        raise CheckpointError(message if str(path) in message else f"{path}: {message}") from err
+    except RecursionError as err:  # arrays in arrays, thousands deep
+        raise CheckpointError(f"{path}: JSON nested too deeply to read") from err
 
 
 def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -229,9 +246,11 @@ def check_weights_fit_config(
     """Raise CheckpointError unless the decoder config.json describes is the one in `shapes`.
 
     `config` must have passed check_config. Each size is first compared with the tensor that
-    carries it, so the decoder built here to learn every tensor's shape is as large as the
-    weights file, never what a typo in config.json asks for. (Built on the meta device it would
-    allocate nothing, but the meta device's first use imports for 1.8 s, on every start.)
+    carries it, for a message naming the field; then every tensor's shape is compared with
+    those of a decoder built on the meta device, which allocates nothing. Once they all match,
+    the decoder that loading builds holds what the weights file holds, never more than its
+    size, whatever config.json asks for: safetensors refuses a file whose data does not cover
+    every tensor its header lists.
     """
     fields = config["decoder"]
     if fields["vocab_size"] != vocab_size:
@@ -256,8 +275,28 @@ def check_weights_fit_config(
                 f"{where}: {field} does not match the weights "
                 f"(decoder.{tensor} {list(shape)}: {shape[axis]})"
             )
-    expected = Decoder(decoder_config).state_dict()
+    with torch.device("meta"), _SkipInitialisers():
+        expected = Decoder(decoder_config).state_dict()
     check_shapes(weights, "decoder", {k: tuple(v.shape) for k, v in expected.items()}, shapes)
+
+
+class _SkipInitialisers(TorchFunctionMode):
+    """Leaves out torch.nn.init's initialisers: a meta tensor has no values to fill, and
+    normal_ on one imports torch._dynamo, a second on every start."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], weights: Path | str = WEIGHTS_FILE) -> None:
+    """Raise CheckpointError naming the first floating-point tensor that holds inf or NaN:
+    every caption's score would be NaN, and beam search would find none."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{weights}: {name} holds inf or NaN")
 
 
 def check_noun_ids(
