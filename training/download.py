@@ -1,6 +1,11 @@
 """Downloading and unpacking dataset archives: resumable, verified, and unable to write outside
 the folder they are unpacked into.
 
+An archive unpacks only plain files and folders: every member is checked before anything is
+written (links, devices, absolute names, `..` steps and declared sizes far beyond the dataset's
+are refused), and each file is written by this module, created below folders opened without
+following links, so nothing rests on the Python version's own tarfile or zipfile checks.
+
 A download goes to `NAME.part` and takes its final name only once its size (and checksum, where
 one is known) is verified, so a file under its final name is a finished, verified archive. An
 interrupted download continues from the `.part` file's size with an HTTP Range request; a server
@@ -9,8 +14,11 @@ that ignores the Range starts the file again.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import http.client
+import lzma
 import os
 import re
 import shutil
@@ -19,7 +27,9 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
-from pathlib import Path, PurePosixPath
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -33,8 +43,13 @@ class DownloadError(Exception):
     """A download that failed or did not verify; the message says what to do."""
 
 
-class UnsafeArchiveError(Exception):
-    """An archive member that would land outside the folder it is unpacked into."""
+class ArchiveError(Exception):
+    """An archive that cannot be unpacked: broken, too large for the disk, or unsafe."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """An archive member that is not a plain file or folder inside the folder it is unpacked
+    into, or an archive that declares far more than it is expected to unpack to."""
 
 
 def download(
@@ -126,57 +141,326 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def extract(archive: Path, folder: Path) -> None:
-    """Unpack a .zip or .tar(.gz) archive into `folder`.
+# Errors the zip, tar and decompression modules raise while reading a broken or truncated archive
+# (OSError: gzip's BadGzipFile, bz2's invalid data; NotImplementedError: an unknown compression).
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+    NotImplementedError,
+)
+_NAME_MAX = 255  # bytes in one file or folder name, on Linux and macOS
+_PATH_MAX = 4096  # bytes in a whole path
+# The least a file or folder takes on disk: counted per member, an archive of a million empty
+# files costs what it costs on disk, not nothing.
+_BLOCK = 4096
+_KINDS = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
-    A member with an absolute path or a `..` step, or a link to outside `folder`, raises
-    UnsafeArchiveError before it is written (a zip's members are all checked before any is).
+
+@dataclass(frozen=True)
+class _Member:
+    parts: tuple[str, ...]  # its path below the folder, without empty or "." steps
+    is_dir: bool
+    size: int  # bytes, as the archive declares them
+    source: zipfile.ZipInfo | tarfile.TarInfo
+
+
+def extract(archive: Path, folder: Path, *, max_size: int | None = None) -> None:
+    """Unpack a .zip or .tar(.gz) archive into `folder`: only plain files and folders.
+
+    Every member is checked before anything is written: a link of any kind, a device, a FIFO,
+    an absolute name, a `..` step, a drive letter, a backslash or a name too long raises
+    UnsafeArchiveError, and so does an archive that declares more than `max_size` bytes
+    unpacked; one larger than the free disk space, or broken, raises ArchiveError. Files are
+    written without following links (a link already in `folder` is replaced, never written
+    through), and whatever a failed unpacking wrote is removed.
     """
-    if zipfile.is_zipfile(archive):
-        _extract_zip(archive, folder)
-    elif tarfile.is_tarfile(archive):
-        _extract_tar(archive, folder)
-    else:
-        raise UnsafeArchiveError(f"{archive.name} is neither a zip nor a tar archive")
+    with contextlib.ExitStack() as stack:
+        with _reading(archive):
+            if zipfile.is_zipfile(archive):
+                zip_file = stack.enter_context(zipfile.ZipFile(archive))
+                members = [_zip_member(archive, info) for info in zip_file.infolist()]
+                open_member = zip_file.open
+            elif tarfile.is_tarfile(archive):
+                tar = stack.enter_context(tarfile.open(archive))
+                # The whole list first (a second pass through a .tar.gz): nothing is written
+                # before the last member is checked.
+                members = [_tar_member(archive, info) for info in tar.getmembers()]
+                open_member = tar.extractfile
+            else:
+                raise ArchiveError(f"{archive.name} is neither a zip nor a tar archive")
+        members = [m for m in members if m is not None and m.parts]
+        _check_layout(archive, members)
+        _check_size(archive, folder, members, max_size)
+        _unpack(archive, folder, members, open_member)
 
 
-def _extract_zip(archive: Path, folder: Path) -> None:
-    with zipfile.ZipFile(archive) as zip_file:
-        members = [m for m in zip_file.infolist() if not _skipped(m.filename)]
+@contextlib.contextmanager
+def _reading(archive: Path):
+    try:
+        yield
+    except _READ_ERRORS as error:
+        raise ArchiveError(f"{archive.name} is damaged or truncated ({error})") from error
+
+
+def _zip_member(archive: Path, info: zipfile.ZipInfo) -> _Member | None:
+    parts = _parts(archive, info.filename)
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        # zipfile would write a link as a file holding its target: refuse it instead.
+        raise UnsafeArchiveError(
+            f"{archive.name}: {_shown(info.filename)} is {_KINDS.get(kind, 'of an unknown type')}"
+            "; a dataset archive holds only files and folders"
+        )
+    if info.flag_bits & 0x1:
+        raise ArchiveError(f"{archive.name}: {_shown(info.filename)} is encrypted")
+    is_dir = info.is_dir() or kind == stat.S_IFDIR
+    return _member(archive, parts, is_dir, info.file_size, info)
+
+
+def _tar_member(archive: Path, info: tarfile.TarInfo) -> _Member | None:
+    parts = _parts(archive, info.name)
+    if info.issym() or info.islnk():
+        raise UnsafeArchiveError(
+            f"{archive.name}: {_shown(info.name)} links to {_shown(info.linkname)}; links are "
+            "refused, a dataset archive holds none"
+        )
+    if not (info.isreg() or info.isdir()):
+        kind = (
+            "a character device" if info.ischr() else "a block device" if info.isblk()
+            else "a FIFO" if info.isfifo() else "of an unknown type"
+        )  # fmt: skip
+        raise UnsafeArchiveError(
+            f"{archive.name}: {_shown(info.name)} is {kind}; a dataset archive holds only files "
+            "and folders"
+        )
+    return _member(archive, parts, info.isdir(), info.size, info)
+
+
+def _member(
+    archive: Path,
+    parts: tuple[str, ...] | None,
+    is_dir: bool,
+    size: int,
+    source: zipfile.ZipInfo | tarfile.TarInfo,
+) -> _Member | None:
+    if parts is None:
+        return None
+    if not parts and not is_dir:
+        raise UnsafeArchiveError(f"{archive.name}: a file member has an empty name")
+    return _Member(parts, is_dir, 0 if is_dir else size, source)
+
+
+def _parts(archive: Path, name: str) -> tuple[str, ...] | None:
+    """The steps of a member's path below the folder; None for macOS metadata, never unpacked.
+
+    Refuses what could name a place outside the folder, here or on another system, rather
+    than reading it charitably.
+    """
+
+    def refuse(why: str) -> UnsafeArchiveError:
+        return UnsafeArchiveError(f"{archive.name}: member {_shown(name)} {why}")
+
+    if "\0" in name:
+        raise refuse("holds a NUL character")
+    if "\\" in name:
+        raise refuse("holds a backslash, a folder separator on Windows")
+    if name.startswith("/"):
+        raise refuse("is an absolute path, outside the folder it unpacks into")
+    if re.match(r"[A-Za-z]:", name):
+        raise refuse("starts with a drive letter, outside the folder it unpacks into")
+    parts = tuple(step for step in name.split("/") if step not in ("", "."))
+    if ".." in parts:
+        raise refuse("has a '..' step, which could lead outside the folder it unpacks into")
+    if len(os.fsencode(name)) > _PATH_MAX or any(
+        len(os.fsencode(step)) > _NAME_MAX for step in parts
+    ):
+        raise refuse(f"is longer than a file system allows ({_NAME_MAX} bytes a name)")
+    return None if parts[:1] == (_MACOS_METADATA,) else parts
+
+
+def _shown(name: str) -> str:
+    """A member name fit for a one-line message."""
+    return name if name.isprintable() and len(name) <= 100 else repr(name[:100])
+
+
+def _check_layout(archive: Path, members: list[_Member]) -> None:
+    files = {m.parts for m in members if not m.is_dir}
+    for member in members:
+        for end in range(1, len(member.parts) + member.is_dir):
+            if member.parts[:end] in files:
+                raise ArchiveError(
+                    f"{archive.name}: {_shown('/'.join(member.parts[:end]))} is both a file and "
+                    "a folder"
+                )
+
+
+def _check_size(archive: Path, folder: Path, members: list[_Member], max_size: int | None) -> None:
+    needed = sum(max(1, -(-m.size // _BLOCK)) * _BLOCK for m in members)
+    if max_size is not None and needed > max_size:
+        raise UnsafeArchiveError(
+            f"{archive.name} would unpack to {needed:,} bytes, far more than the {max_size:,} "
+            "bytes expected of it: refused unopened"
+        )
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise ArchiveError(
+            f"{archive.name} unpacks to {needed:,} bytes but the disk holding {folder} has "
+            f"{free:,} free: free some space or unpack it on a larger disk"
+        )
+
+
+def _unpack(archive: Path, folder: Path, members: list[_Member], open_member) -> None:
+    """Write the checked members; on any failure remove what was written, and raise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        archive_stat = archive.stat()
+        root = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as error:
+        raise ArchiveError(f"cannot unpack {archive.name} into {folder}: {error}") from error
+    made_files: list[tuple[str, ...]] = []
+    made_dirs: list[tuple[str, ...]] = []
+    parent, parent_fd = None, None
+    try:
         for member in members:
-            _check_name(archive, member.filename)
-            if stat.S_ISLNK(member.external_attr >> 16):
-                # zipfile would write a link as a file holding its target: refuse it instead.
-                raise UnsafeArchiveError(f"{archive.name}: {member.filename} is a symbolic link")
-        zip_file.extractall(folder, members)
+            where = member.parts if member.is_dir else member.parts[:-1]
+            if where != parent:  # members come folder by folder: keep the last one open
+                if parent_fd is not None:
+                    os.close(parent_fd)
+                    parent_fd = None
+                parent_fd, parent = _folder(archive, root, where, made_dirs), where
+            if not member.is_dir:
+                _write_file(archive, parent_fd, member, open_member, archive_stat, made_files)
+    except BaseException:
+        _remove(root, made_files, made_dirs)
+        raise
+    finally:
+        if parent_fd is not None:
+            os.close(parent_fd)
+        os.close(root)
 
 
-def _extract_tar(archive: Path, folder: Path) -> None:
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            if _skipped(member.name):
-                continue
-            _check_name(archive, member.name)
-            if member.issym() or member.islnk():
-                # A symlink's target is relative to its folder; a hard link's to the archive root.
-                base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
-                _check_name(archive, str(base / member.linkname), link=member.name)
-            # The "data" filter refuses the same again, and device files and odd permissions.
-            tar.extract(member, folder, filter="data")
+def _folder(archive: Path, root: int, parts: tuple[str, ...], made: list) -> int:
+    try:
+        return _walk(root, parts, made)
+    except OSError as error:
+        path = error.filename  # the step that failed, as _walk names it
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):
+            with contextlib.suppress(OSError):
+                if stat.S_ISLNK(os.stat(path, dir_fd=root, follow_symlinks=False).st_mode):
+                    raise UnsafeArchiveError(
+                        f"cannot unpack {archive.name}: {_shown(path)} is a symbolic link, and "
+                        "nothing is unpacked through a link"
+                    ) from error
+            raise ArchiveError(
+                f"cannot unpack {archive.name}: {_shown(path)} is a file where a folder is needed"
+            ) from error
+        raise ArchiveError(
+            f"cannot unpack {archive.name}: {_shown(path)}: {error.strerror}"
+        ) from error
 
 
-def _skipped(name: str) -> bool:
-    return PurePosixPath(name).parts[:1] == (_MACOS_METADATA,)
+def _write_file(
+    archive: Path,
+    parent_fd: int,
+    member: _Member,
+    open_member,
+    archive_stat: os.stat_result,
+    made: list[tuple[str, ...]],
+) -> None:
+    path = _shown("/".join(member.parts))
+    with _reading(archive):
+        source = open_member(member.source)
+    try:
+        with source:
+            fd = _create(archive, parent_fd, member.parts[-1], archive_stat)
+            made.append(member.parts)
+            with open(fd, "wb") as out:
+                copied = 0
+                while True:
+                    with _reading(archive):
+                        chunk = source.read(_CHUNK)
+                    if not chunk:
+                        break
+                    # zipfile and tarfile stop at the declared size today; counting here keeps
+                    # the size check from resting on that.
+                    copied += len(chunk)
+                    if copied > member.size:
+                        raise UnsafeArchiveError(
+                            f"{archive.name}: {path} holds more than the {member.size:,} bytes "
+                            "its header declares"
+                        )
+                    out.write(chunk)
+    except OSError as error:
+        raise ArchiveError(f"cannot unpack {archive.name}: {path}: {error.strerror}") from error
 
 
-def _check_name(archive: Path, name: str, link: str | None = None) -> None:
-    """Refuse a member path (or a link's target) that is absolute or climbs out with `..`."""
-    path = PurePosixPath(name.replace("\\", "/"))
-    depth = 0
-    for step in path.parts if not path.is_absolute() else ():
-        depth += -1 if step == ".." else 0 if step == "." else 1
-        if depth < 0:
-            break
-    if path.is_absolute() or depth < 0 or re.match(r"[A-Za-z]:", name):
-        what = f"{link} links to {name}" if link else f"member {name}"
-        raise UnsafeArchiveError(f"{archive.name}: {what}, outside the folder it unpacks into")
+def _create(archive: Path, parent_fd: int, name: str, archive_stat: os.stat_result) -> int:
+    """A new, empty file `name`, created without following a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, 0o644, dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+    existing = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    if os.path.samestat(existing, archive_stat):
+        raise UnsafeArchiveError(f"{archive.name}: a member would overwrite the archive itself")
+    if stat.S_ISDIR(existing.st_mode):
+        raise ArchiveError(f"{archive.name}: {_shown(name)} is a folder already")
+    # Unlinked, not truncated: a symbolic or hard link left here is replaced, never written
+    # through.
+    os.unlink(name, dir_fd=parent_fd)
+    return os.open(name, flags, 0o644, dir_fd=parent_fd)
+
+
+def _remove(root: int, files: list[tuple[str, ...]], dirs: list[tuple[str, ...]]) -> None:
+    """Remove the files and the (then empty) folders an unpacking made, as far as it can."""
+    for parts in files:
+        with contextlib.suppress(OSError):
+            fd = _walk(root, parts[:-1])
+            try:
+                os.unlink(parts[-1], dir_fd=fd)
+            finally:
+                os.close(fd)
+    for parts in reversed(dirs):
+        with contextlib.suppress(OSError):
+            fd = _walk(root, parts[:-1])
+            try:
+                os.rmdir(parts[-1], dir_fd=fd)
+            finally:
+                os.close(fd)
+
+
+def _walk(root: int, parts: tuple[str, ...], made: list | None = None) -> int:
+    """Open the folder `parts` below `root` without following a link; with `made`, make the
+    folders missing and add them to it. An OSError names the path below `root` that failed."""
+    fd = os.dup(root)
+    try:
+        for end, step in enumerate(parts, 1):
+            try:
+                if made is not None:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(step, 0o755, dir_fd=fd)
+                        made.append(parts[:end])
+                inner = os.open(
+                    step, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+            except OSError as error:
+                error.filename = "/".join(parts[:end])
+                raise
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

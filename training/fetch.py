@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from captioner.atomic import write_atomically
-from training.download import DownloadError, UnsafeArchiveError, download, extract, file_sha256
+from training.download import ArchiveError, DownloadError, download, extract, file_sha256
 from training.features import human_size
 from training.readers import DatasetFormatError, read_samples
 
 FLICKR30K_FORM = "https://shannon.cs.illinois.edu/DenotationGraph/"
 MIRROR_VARIABLE = "CAPTIONER_DATA_MIRROR"
+# An archive may unpack to this many times the table's estimate before it is refused as a
+# decompression bomb: room for the estimate being off, and far below what a bomb unpacks to.
+UNPACKED_MARGIN = 2
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ def fetch(
             continue
         path = given.get(archive.name) or _downloaded(archive, folder, mirror, progress, log)
         log(f"unpacking {archive.name}")
-        extract(path, folder)
+        extract(path, folder, max_size=archive.unpacked * UNPACKED_MARGIN)
         write_atomically(
             _marker(folder, archive), json.dumps({"size": path.stat().st_size}).encode()
         )
@@ -301,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             mirror=args.mirror,
             progress=not args.no_progress,
         )
-    except (FetchError, DownloadError, UnsafeArchiveError) as error:
+    except (FetchError, DownloadError, ArchiveError) as error:
         print(f"captioner-data: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
