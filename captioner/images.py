@@ -5,10 +5,12 @@ Everything that captions a photo (the batch CLI, the GUI, the dataset code) goes
 names the file and says what is wrong, instead of deep inside the model.
 """
 
+import functools
 import os
 import stat
 import warnings
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -45,6 +47,12 @@ _SIGNATURES = {
     b"II*\x00": "TIFF",
     b"MM\x00*": "TIFF",
 }
+_NOT_REGULAR_FILES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 class ImageError(Exception):
@@ -100,9 +108,8 @@ def load_image(
         return _normalise(name, image, min_size)
 
     path = os.fspath(source)
-    _check_is_readable_file(name, path)
     try:
-        with open(path, "rb") as file:
+        with _open_file(name, path) as file:
             if os.fstat(file.fileno()).st_size == 0:
                 raise ImageError(name, "file is empty (0 bytes)")
             with _open_header(name, file) as image:
@@ -111,15 +118,8 @@ def load_image(
                     # Only JPEG (and MPO) decoders implement draft; for other formats it is a no-op.
                     image.draft("RGB", (min_size, min_size))
                 decoded = _decode(name, image, ours=True)
-    except PermissionError:
-        raise ImageError(name, "permission denied: the file cannot be read") from None
-    except IsADirectoryError:
-        raise ImageError(name, "is a directory, not an image file") from None
-    except FileNotFoundError:
-        # Checked just before, so the file vanished while we were opening it.
-        raise ImageError(name, "file not found") from None
     except OSError as error:
-        raise ImageError(name, f"cannot read the file ({error.strerror or error})") from None
+        raise _read_error(name, error) from None
     return _normalise(name, decoded, min_size)
 
 
@@ -128,12 +128,47 @@ def image_size(source: str | bytes | os.PathLike) -> tuple[int, int]:
     no pixel is decoded. Raises ImageError as load_image does."""
     name = source_name(source)
     path = os.fspath(source)
-    _check_is_readable_file(name, path)
     try:
-        with open(path, "rb") as file, _open_header(name, file) as image:
+        with _open_file(name, path) as file, _open_header(name, file) as image:
             return image.size
     except OSError as error:
-        raise ImageError(name, f"cannot read the file ({error.strerror or error})") from None
+        raise _read_error(name, error) from None
+
+
+def _open_file(name: str, path: str | bytes) -> BinaryIO:
+    """Open a photo file for reading; anything but a regular file is refused before a read.
+
+    The path is looked at first, so a device or FIFO named as a photo is never opened. The
+    opened file is checked again, as the path may have been swapped for one since (another
+    process can win that race). Raises ImageError, or OSError for the caller's _read_error.
+    """
+    _check_is_readable_file(name, path)
+    return open(path, "rb", opener=functools.partial(_open_regular_file, name))
+
+
+def _open_regular_file(name: str, path: str | bytes, flags: int) -> int:
+    """open()'s opener: a descriptor of `path` if, opened, it is a regular file.
+
+    Opened without blocking, so a FIFO cannot make the open wait for a writer forever, and
+    never as the controlling terminal, were it a terminal.
+    """
+    descriptor = os.open(path, flags | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        _check_file_type(name, os.fstat(descriptor).st_mode)
+        os.set_blocking(descriptor, True)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _read_error(name: str, error: OSError) -> ImageError:
+    if isinstance(error, PermissionError):
+        return ImageError(name, "permission denied: the file cannot be read")
+    if isinstance(error, FileNotFoundError):
+        # Checked just before, so the file vanished while we were opening it.
+        return ImageError(name, "file not found")
+    return ImageError(name, f"cannot read the file ({error.strerror or error})")
 
 
 def _check_is_readable_file(name: str, path: str | bytes) -> None:
@@ -147,11 +182,18 @@ def _check_is_readable_file(name: str, path: str | bytes) -> None:
     except PermissionError:
         reason = "permission denied: a folder on its path cannot be entered"
         raise ImageError(name, reason) from None
+    _check_file_type(name, mode)
+
+
+def _check_file_type(name: str, mode: int) -> None:
+    """Refuse all but regular files: a FIFO or device would block or stream forever."""
     if stat.S_ISDIR(mode):
         raise ImageError(name, "is a directory, not an image file")
     if not stat.S_ISREG(mode):
-        # A FIFO or device would block or stream forever instead of failing.
-        raise ImageError(name, "is not a regular file (a device, pipe or socket)")
+        kind = next(
+            (kind for is_kind, kind in _NOT_REGULAR_FILES if is_kind(mode)), "a special file"
+        )
+        raise ImageError(name, f"is not a regular file but {kind}")
 
 
 def _open_header(name: str, file) -> Image.Image:

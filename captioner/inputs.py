@@ -9,7 +9,9 @@ sequence (sharding relies on it). No torch here: the app imports this at start-u
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -45,7 +47,10 @@ def expand(arguments: Iterable[str], *, recursive: bool) -> Iterator[Photo]:
 
 
 def _expand_pattern(pattern: str, recursive: bool) -> Iterator[Photo]:
-    matches = sorted(glob.iglob(pattern, recursive=True), key=_path_order)
+    # A set: `a/**/**/x.jpg` reaches a photo once per way to split its folders between the two.
+    matches = sorted(
+        {match for match in _glob(pattern, folders_only=False) if match}, key=_path_order
+    )
     if not matches:
         yield Photo(pattern, "no such file, and no file matches it as a pattern")
     for match in matches:
@@ -53,6 +58,60 @@ def _expand_pattern(pattern: str, recursive: bool) -> Iterator[Photo]:
             yield from walk(match, recursive=recursive)
         else:
             yield Photo(match)
+
+
+def _glob(pattern: str, *, folders_only: bool) -> Iterator[str]:
+    """Paths matching `pattern` as glob.glob(recursive=True) matches them, in no set order,
+    except that `**` spans only the folders `walk` enters: glob's would follow links to folders,
+    and two links to `.` make a tree it never finishes listing.
+
+    Like glob, `*`, `?` and `[...]` do not match a hidden name unless the part of the pattern
+    starts with a dot, a pattern ending in a slash matches folders only, and a folder that
+    cannot be listed has no matches.
+    """
+    folder, name = os.path.split(pattern)
+    if folder and folder != pattern and glob.has_magic(folder):
+        folders: Iterable[str] = _glob(folder, folders_only=True)
+    else:
+        folders = [folder]
+    for folder in folders:
+        if name == "**":
+            names = itertools.chain([""], _below(folder, folders_only))
+        elif glob.has_magic(name):
+            names = _names_in(folder, name, folders_only)
+        elif os.path.lexists(os.path.join(folder, name)) if name else os.path.isdir(folder):
+            names = [name]
+        else:
+            continue
+        for found in names:
+            yield os.path.join(folder, found)
+
+
+def _names_in(folder: str, pattern: str, folders_only: bool) -> list[str]:
+    """Names in `folder` matching one part of a pattern (not `**`)."""
+    try:
+        with os.scandir(folder or os.curdir) as listing:
+            names = [entry.name for entry in listing if not folders_only or _is_dir(entry)]
+    except OSError:
+        return []
+    if not pattern.startswith("."):
+        names = [name for name in names if not name.startswith(".")]
+    return fnmatch.filter(names, pattern)
+
+
+def _below(folder: str, folders_only: bool) -> Iterator[str]:
+    """The paths below `folder` that walk would go through, relative to it."""
+    try:
+        entries = _entries(folder or os.curdir)
+    except OSError:
+        return
+    for entry in entries:
+        if _is_dir(entry):
+            yield entry.name
+            for below in _below(os.path.join(folder, entry.name), folders_only):
+                yield os.path.join(entry.name, below)
+        elif not folders_only:
+            yield entry.name
 
 
 def walk(folder: str, *, recursive: bool) -> Iterator[Photo]:
@@ -66,19 +125,39 @@ def walk(folder: str, *, recursive: bool) -> Iterator[Photo]:
     still given, so it is reported instead of silently missing.
     """
     try:
-        with os.scandir(folder) as listing:
-            entries = sorted(listing, key=lambda entry: _name_order(entry.name))
+        entries = _entries(folder)
     except OSError as error:
         yield Photo(folder, f"cannot list the folder ({error.strerror or error})")
         return
     for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            if recursive and not entry.is_symlink():
+        if _is_dir(entry):
+            if recursive:
                 yield from walk(entry.path, recursive=recursive)
         elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
             yield Photo(entry.path)
+
+
+def _entries(folder: str) -> list[os.DirEntry]:
+    """What a walk sees in `folder`, in name order: not hidden names, nor links to folders.
+
+    The one place the walker's rules are written: walk and the `**` of a pattern both go by
+    them. Raises OSError if the folder cannot be listed.
+    """
+    with os.scandir(folder) as listing:
+        entries = [
+            entry
+            for entry in listing
+            if not entry.name.startswith(".") and not (_is_dir(entry) and entry.is_symlink())
+        ]
+    return sorted(entries, key=lambda entry: _name_order(entry.name))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Whether `entry` is a folder or a link to one; one that cannot be looked at is not."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _name_order(name: str) -> tuple[str, str]:
