@@ -11,6 +11,7 @@ model.safetensors, which `captioner --model`, the app and `Captioner.load` read.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,9 +64,11 @@ def check_out_dir(out: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> No
     if out.is_symlink():
         # Replacing it would replace the link, and the rename over it fails half way.
         raise OutDirError(f"{out} is a symbolic link; name the directory itself")
-    here = out.resolve()
+    # realpath, not Path.resolve, which raises on a loop of links instead of leaving it as is
+    here = Path(os.path.realpath(out))
     for held, what in ((Path.cwd(), "the current directory"), *((p, str(p)) for p in inputs)):
-        if here == held.resolve() or here in held.resolve().parents:
+        held = Path(os.path.realpath(held))
+        if here == held or here in held.parents:
             raise OutDirError(f"{out} holds {what}; name a directory of its own for the model")
     parent = out.parent
     while not (parent.exists() or parent.is_symlink()) and parent != parent.parent:

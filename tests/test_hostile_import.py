@@ -387,3 +387,11 @@ def test_an_encoder_weight_that_does_not_fit_is_one_line_and_exit_1(
     checkpoint, words = make_checkpoint(changes={"encoder": encoder_state | {name: value}})
     refused(run(checkpoint, words, tmp_path / "model"), 1, capsys, name, phrase)
     assert not (tmp_path / "model").exists()
+
+
+def test_out_dir_below_a_loop_of_links_is_refused(make_checkpoint, tmp_path, capsys):
+    checkpoint, words = make_checkpoint()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    before = contents(tmp_path)
+    refused(run(checkpoint, words, tmp_path / "loop" / "model"), 2, capsys, "is not a directory")
+    assert contents(tmp_path) == before
