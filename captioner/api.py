@@ -116,7 +116,16 @@ class Captioner:
         config, vocab, tensors = load_model_dir(path)
         encoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
         decoder_state = {k[8:]: v for k, v in tensors.items() if k.startswith("decoder.")}
-        encoder = Encoder(EncoderConfig.from_dict(config["encoder"]), pretrained=not encoder_state)
+        try:
+            # A model's encoder weights come from its directory, a local file config.json
+            # names, or a package; never from a download the user did not ask for.
+            encoder = Encoder(
+                EncoderConfig.from_dict(config["encoder"]),
+                pretrained=not encoder_state,
+                download=False,
+            )
+        except (OSError, ValueError) as err:  # the weights file config.json names, or no file
+            raise CheckpointError(f"{Path(path) / CONFIG_FILE}: {err}") from err
         weights = Path(path) / WEIGHTS_FILE
         if encoder_state:
             expected = {k: tuple(v.shape) for k, v in encoder.state_dict().items()}

@@ -12,7 +12,20 @@ from PIL import Image
 from torch import nn
 
 EFFICIENTNET_LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+# The torchvision classifiers with ResNet's layout (conv1, bn1, layer1-4), the only others the
+# encoder can cut into blocks. Named here so that a config.json naming another model is refused
+# before it is built (some are gigabytes).
+TORCHVISION_RESNETS = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+    "wide_resnet50_2", "wide_resnet101_2",
+)  # fmt: skip
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class EncoderWeightsError(ValueError):
+    """A backbone whose ImageNet weights cannot be had: a local weights file that is missing,
+    is not one, or is another network's; or a download that was not allowed."""
 
 
 @dataclass
@@ -58,38 +71,80 @@ def _efficientnet_lite(
 
 
 def _torchvision_backbone(
-    name: str, weights_path: str | None, pretrained: bool
+    name: str, weights_path: str | None, pretrained: bool, download: bool
 ) -> tuple[nn.Module, list[nn.Module]]:
     """A torchvision classifier (ResNet-50/101/152, ...) minus its pooling and head.
 
-    Weights come from a local file when given (offline use), else torchvision's weights API,
-    which downloads them once into the torch hub cache.
+    Weights come from a local file when given (offline use), else, when `download` allows it,
+    torchvision's weights API, which downloads them once into the torch hub cache.
     """
+    if name not in TORCHVISION_RESNETS:
+        raise ValueError(
+            f"encoder {name!r}: not one of the supported backbones "
+            f"({', '.join(EFFICIENTNET_LITE + TORCHVISION_RESNETS)})"
+        )
+    if pretrained and not weights_path and not download:
+        raise EncoderWeightsError(
+            f"encoder {name}: no ImageNet weights, and none are downloaded when a model is "
+            "loaded: set encoder.weights to a local weights file (.safetensors or .pth)"
+        )
     import torchvision  # imported here: it adds a second to start-up, and Lite0 does not need it
 
     if not pretrained:
         network = torchvision.models.get_model(name, weights=None)
     elif weights_path:
         network = torchvision.models.get_model(name, weights=None)
-        network.load_state_dict(_load_state_dict(Path(weights_path)))
+        path = Path(weights_path)
+        network.load_state_dict(_checked(_load_state_dict(path), network.state_dict(), path, name))
     else:
         network = torchvision.models.get_model(name, weights="DEFAULT")
-    if not hasattr(network, "layer4"):
-        raise ValueError(f"encoder {name!r}: only ResNet-style torchvision backbones are supported")
     stem = nn.Sequential(network.conv1, network.bn1, network.relu, network.maxpool)
     blocks = [stem, network.layer1, network.layer2, network.layer3, network.layer4]
     return nn.Sequential(*blocks), blocks
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"encoder weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    if not path.is_file():
+        raise EncoderWeightsError(f"{path}: not a weights file but a directory or a device")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(path)
-    # torchvision publishes .pth state dicts; weights_only refuses anything but plain tensors.
-    return torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(path)
+        # torchvision publishes .pth state dicts; weights_only refuses anything but plain data.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # each format fails in its own ways on a stranger's bytes
+        raise EncoderWeightsError(
+            f"{path}: not a weights file (neither safetensors nor a PyTorch state dict)"
+        ) from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EncoderWeightsError(f"{path}: not a state dict (a mapping of names to tensors)")
+    return state
+
+
+def _checked(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, name: str
+) -> dict[str, torch.Tensor]:
+    """`state`, once each of its tensors is one `expected` has, of the same shape and finite;
+    else one line naming the first that is not (load_state_dict's message lists them all)."""
+    for key, tensor in expected.items():
+        if key not in state and key.endswith(".num_batches_tracked"):
+            continue  # torchvision's published weights predate it: load_state_dict fills it in
+        if key not in state:
+            raise EncoderWeightsError(f"{path}: not {name}'s weights (no tensor {key})")
+        if state[key].shape != tensor.shape:
+            raise EncoderWeightsError(
+                f"{path}: not {name}'s weights ({key} has shape {list(state[key].shape)}, "
+                f"{name} needs {list(tensor.shape)})"
+            )
+        if state[key].is_floating_point() and not bool(torch.isfinite(state[key]).all()):
+            raise EncoderWeightsError(f"{path}: {key} holds inf or NaN")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise EncoderWeightsError(f"{path}: not {name}'s weights ({extra[0]} is not one of its)")
+    return state
 
 
 @torch.no_grad()
@@ -148,15 +203,21 @@ class AdaptiveAvgPool(nn.Module):
 class Encoder(nn.Module):
     """(batch, 3, image_size, image_size) -> (batch, grid_h, grid_w, encoder_dim)."""
 
-    def __init__(self, config: EncoderConfig | None = None, *, pretrained: bool = True) -> None:
-        """`pretrained=False` skips loading ImageNet weights (a checkpoint brings its own)."""
+    def __init__(
+        self, config: EncoderConfig | None = None, *, pretrained: bool = True, download: bool = True
+    ) -> None:
+        """`pretrained=False` skips loading ImageNet weights (a checkpoint brings its own);
+        `download=False` refuses to fetch a torchvision backbone's (EncoderWeightsError)
+        when `config.weights` names no local file."""
         super().__init__()
         self.config = config = config or EncoderConfig()
         if config.name in EFFICIENTNET_LITE:
             self.backbone, blocks = _efficientnet_lite(config.name, config.image_size, pretrained)
             self.mean, self.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
         else:
-            self.backbone, blocks = _torchvision_backbone(config.name, config.weights, pretrained)
+            self.backbone, blocks = _torchvision_backbone(
+                config.name, config.weights, pretrained, download
+            )
             self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         # The blocks that run, in order: up to the last one at the requested stride. A plain
         # list, so their weights are saved once, under `backbone`.

@@ -4,9 +4,12 @@ line naming the file, or repaired, before anything large is allocated or downloa
 import json
 import resource
 import shutil
+import socket
 
 import pytest
 import torch
+import torchvision
+from PIL import Image
 from safetensors.torch import load_file, save, save_file
 
 from captioner import Captioner, CheckpointError
@@ -91,4 +94,86 @@ def test_decoder_weights_holding_nan_or_inf_are_named(tiny_model_dir, tmp_path, 
     model = copy_model(tiny_model_dir, tmp_path / "model", None, tensors)
     assert load_error(model) == (
         f"{model / 'model.safetensors'}: decoder.output.weight holds inf or NaN"
+    )
+
+
+def torchvision_model(tiny_model_dir, target, weights=None):
+    """The tiny model with a frozen torchvision ResNet-18 as its encoder, its weights the local
+    file `weights` (None: none named)."""
+    return copy_model(tiny_model_dir, target, {"encoder": {"name": "resnet18", "weights": weights}})
+
+
+def not_weights(tmp_path) -> dict:
+    """Files that a config.json's encoder.weights may name but that hold no weights."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    jpeg = tmp_path / "photo.jpg"
+    Image.new("RGB", (8, 8), "red").save(jpeg)
+    renamed = tmp_path / "photo.safetensors"
+    renamed.write_bytes(jpeg.read_bytes())
+    listed = tmp_path / "list.pth"
+    torch.save([torch.zeros(2)], listed)
+    return {
+        passwd: "not a weights file (neither safetensors nor a PyTorch state dict)",
+        jpeg: "not a weights file (neither safetensors nor a PyTorch state dict)",
+        renamed: "not a weights file (neither safetensors nor a PyTorch state dict)",
+        listed: "not a state dict (a mapping of names to tensors)",
+        tmp_path: "not a weights file but a directory or a device",
+        tmp_path / "missing.pth": "encoder weights file not found",
+    }
+
+
+def test_an_encoder_weights_file_that_holds_no_weights_is_named(tiny_model_dir, tmp_path):
+    for number, (path, expected) in enumerate(not_weights(tmp_path).items()):
+        model = torchvision_model(tiny_model_dir, tmp_path / f"model{number}", str(path))
+        message = load_error(model)
+        assert message.startswith(f"{model / 'config.json'}: ")
+        assert str(path) in message and expected in message
+
+
+def test_an_encoder_weights_file_of_another_network_is_named(tiny_model_dir, tmp_path):
+    resnet18 = torchvision.models.resnet18(weights=None).state_dict()
+    cases = {
+        "short": ({k: v for k, v in resnet18.items() if k != "fc.bias"}, "no tensor fc.bias"),
+        "extra": ({**resnet18, "head.weight": torch.zeros(3)}, "head.weight is not one of its"),
+        "wide": ({**resnet18, "fc.bias": torch.zeros(7)}, "fc.bias has shape [7], resnet18 needs"),
+        "nan": ({**resnet18, "fc.bias": torch.full((1000,), float("nan"))}, "fc.bias holds inf"),
+    }
+    for label, (state, expected) in cases.items():
+        weights = tmp_path / f"{label}.pth"
+        torch.save(state, weights)
+        model = torchvision_model(tiny_model_dir, tmp_path / label, str(weights))
+        message = load_error(model)
+        assert message.startswith(f"{model / 'config.json'}: {weights}: ") and expected in message
+
+
+def test_an_encoder_without_local_weights_is_never_downloaded(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """encoder.name resnet18 and no weights: loading the model tried to download them."""
+    attempts = []
+
+    def offline(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network unavailable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(socket.socket, "connect", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no weights downloaded before
+    message = load_error(torchvision_model(tiny_model_dir, tmp_path / "model"))
+    assert "encoder resnet18: no ImageNet weights, and none are downloaded" in message
+    assert "set encoder.weights to a local weights file" in message
+    assert attempts == []
+
+
+def test_an_encoder_of_another_kind_is_refused_before_it_is_built(tiny_model_dir, tmp_path):
+    """Any torchvision classifier was built before its layout was checked: 2.6 GB for this one."""
+    weights = tmp_path / "weights.pth"
+    torch.save({}, weights)
+    edit = {"encoder": {"name": "regnet_y_128gf", "weights": str(weights)}}
+    before = peak_rss_mb()
+    message = load_error(copy_model(tiny_model_dir, tmp_path / "model", edit))
+    assert peak_rss_mb() - before < 200
+    assert "encoder 'regnet_y_128gf': not one of the supported backbones (efficientnet-lite0" in (
+        message
     )
