@@ -75,7 +75,7 @@ def read_tutorial_checkpoint(path: str | Path) -> TutorialCheckpoint:
     {"encoder": Encoder.state_dict(), "decoder": DecoderWithAttention.state_dict()}."""
     path = Path(path)
     if not path.is_file():
-        raise TutorialImportError(f"{path}: no such checkpoint file")
+        raise TutorialImportError(f"{path}: {_no_file(path)}, not the checkpoint file")
     try:
         saved = read_checkpoint(path)
     except UnsafePickleError as error:
@@ -184,8 +184,8 @@ def read_word_map(path: str | Path) -> Any:
     """The parsed WORDMAP_*.json (vocabulary_from_word_map checks what it holds)."""
     path = Path(path)
     try:
-        if not path.is_file():
-            raise TutorialImportError(f"{path}: no such word map file")
+        if not path.is_file():  # a FIFO or device would be read forever
+            raise TutorialImportError(f"{path}: {_no_file(path)}, not the word map file")
         if path.stat().st_size > WORD_MAP_MAX_BYTES:
             raise TutorialImportError(
                 f"{path}: {path.stat().st_size:,} bytes, too large for a word map "
@@ -198,6 +198,12 @@ def read_word_map(path: str | Path) -> Any:
         raise TutorialImportError(f"{path}: JSON nested too deeply to be a word map") from None
     except (OSError, ValueError) as error:  # UnicodeDecodeError, JSONDecodeError are ValueErrors
         raise TutorialImportError(f"{path}: cannot read the word map ({error})") from None
+
+
+def _no_file(path: Path) -> str:
+    if not path.exists():
+        return "no such file"
+    return "a directory" if path.is_dir() else "not a regular file"
 
 
 def _word_id(digits: str) -> int:

@@ -224,6 +224,14 @@ def test_out_dir_under_a_file_is_refused(make_checkpoint, tmp_path, capsys, belo
     assert contents(tmp_path) == before
 
 
+def test_out_dir_below_a_loop_of_links_is_refused(make_checkpoint, tmp_path, capsys):
+    checkpoint, words = make_checkpoint()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    before = contents(tmp_path)
+    refused(run(checkpoint, words, tmp_path / "loop" / "model"), 2, capsys, "is not a directory")
+    assert contents(tmp_path) == before
+
+
 # The word map
 
 
@@ -243,6 +251,20 @@ def test_an_unreadable_word_map_is_one_line_and_exit_2(
     checkpoint, words = make_checkpoint(word_map)
     refused(run(checkpoint, words, tmp_path / "model"), 2, capsys, str(words), phrase)
     assert not (tmp_path / "model").exists()
+
+
+def test_a_word_map_that_is_a_fifo_is_refused_unread(make_checkpoint, tmp_path, capsys):
+    checkpoint, _ = make_checkpoint()
+    fifo = tmp_path / "WORDMAP.json"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    refused(run(checkpoint, fifo, tmp_path / "model"), 2, capsys, "not a regular file")
+
+
+def test_a_word_map_too_large_is_refused_unread(make_checkpoint, tmp_path, capsys):
+    checkpoint, words = make_checkpoint()
+    with open(words, "r+b") as file:
+        file.truncate(65 * 2**20)  # sparse: no disk is spent
+    refused(run(checkpoint, words, tmp_path / "model"), 2, capsys, "too large for a word map")
 
 
 @pytest.mark.parametrize(
@@ -387,11 +409,3 @@ def test_an_encoder_weight_that_does_not_fit_is_one_line_and_exit_1(
     checkpoint, words = make_checkpoint(changes={"encoder": encoder_state | {name: value}})
     refused(run(checkpoint, words, tmp_path / "model"), 1, capsys, name, phrase)
     assert not (tmp_path / "model").exists()
-
-
-def test_out_dir_below_a_loop_of_links_is_refused(make_checkpoint, tmp_path, capsys):
-    checkpoint, words = make_checkpoint()
-    (tmp_path / "loop").symlink_to(tmp_path / "loop")
-    before = contents(tmp_path)
-    refused(run(checkpoint, words, tmp_path / "loop" / "model"), 2, capsys, "is not a directory")
-    assert contents(tmp_path) == before
