@@ -101,17 +101,11 @@ def _names_in(folder: str, pattern: str, folders_only: bool) -> list[str]:
 
 def _below(folder: str, folders_only: bool) -> Iterator[str]:
     """The paths below `folder` that walk would go through, relative to it."""
-    try:
-        entries = _entries(folder or os.curdir)
-    except OSError:
-        return
-    for entry in entries:
-        if _is_dir(entry):
-            yield entry.name
-            for below in _below(os.path.join(folder, entry.name), folders_only):
-                yield os.path.join(entry.name, below)
-        elif not folders_only:
-            yield entry.name
+    top = os.path.join(folder or os.curdir, "")  # what the paths of the entries start with
+    for item in _tree(folder or os.curdir, recursive=True):
+        # Like glob, a folder that cannot be listed has no matches rather than a problem.
+        if isinstance(item, os.DirEntry) and (not folders_only or _is_dir(item)):
+            yield item.path[len(top) :]
 
 
 def walk(folder: str, *, recursive: bool) -> Iterator[Photo]:
@@ -124,32 +118,44 @@ def walk(folder: str, *, recursive: bool) -> Iterator[Photo]:
     into, so a link loop cannot make the walk endless. A broken link with a photo's extension is
     still given, so it is reported instead of silently missing.
     """
-    try:
-        entries = _entries(folder)
-    except OSError as error:
-        yield Photo(folder, f"cannot list the folder ({error.strerror or error})")
-        return
-    for entry in entries:
-        if _is_dir(entry):
-            if recursive:
-                yield from walk(entry.path, recursive=recursive)
-        elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
-            yield Photo(entry.path)
+    for item in _tree(folder, recursive=recursive):
+        if isinstance(item, Photo):
+            yield item
+        elif not _is_dir(item) and os.path.splitext(item.name)[1].lower() in IMAGE_EXTENSIONS:
+            yield Photo(item.path)
 
 
-def _entries(folder: str) -> list[os.DirEntry]:
-    """What a walk sees in `folder`, in name order: not hidden names, nor links to folders.
+def _tree(folder: str, *, recursive: bool) -> Iterator[os.DirEntry | Photo]:
+    """Every entry a walk of `folder` goes through, in walk order (a folder, then what is in
+    it), and for a folder that cannot be listed, a Photo naming it with the problem.
 
     The one place the walker's rules are written: walk and the `**` of a pattern both go by
-    them. Raises OSError if the folder cannot be listed.
+    them. A stack of listings rather than recursion, so a tree thousands of folders deep (a
+    few KB of path) is walked instead of exceeding Python's recursion limit.
     """
-    with os.scandir(folder) as listing:
-        entries = [
-            entry
-            for entry in listing
-            if not entry.name.startswith(".") and not (_is_dir(entry) and entry.is_symlink())
-        ]
-    return sorted(entries, key=lambda entry: _name_order(entry.name))
+    listings = [_listing(folder)]
+    while listings:
+        item = next(listings[-1], None)
+        if item is None:
+            listings.pop()
+            continue
+        yield item
+        if recursive and isinstance(item, os.DirEntry) and _is_dir(item):
+            listings.append(_listing(item.path))
+
+
+def _listing(folder: str) -> Iterator[os.DirEntry | Photo]:
+    """`folder`'s entries in name order, less hidden names and links to folders."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = [
+                entry
+                for entry in listing
+                if not entry.name.startswith(".") and not (_is_dir(entry) and entry.is_symlink())
+            ]
+    except OSError as error:
+        return iter([Photo(folder, f"cannot list the folder ({error.strerror or error})")])
+    return iter(sorted(entries, key=lambda entry: _name_order(entry.name)))
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import sys
 import threading
 
 import pytest
@@ -79,6 +80,22 @@ def test_a_double_star_skips_hidden_folders_and_spans_real_ones(tmp_path):
     paths = [photo.path for photo in expand([f"{tmp_path}/**/*.jpg"], recursive=False)]
     assert paths == [str(tmp_path / "sub/deeper/low.jpg"), str(tmp_path / "top.jpg")]
     assert paths == [photo.path for photo in walk(str(tmp_path), recursive=True)]
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked(tmp_path):
+    """A few KB of path hold more nested folders than Python has stack frames for."""
+    depth = sys.getrecursionlimit() + 100
+    descriptor = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=descriptor)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=descriptor)
+        os.close(descriptor)
+        descriptor = inner
+    os.close(os.open("x.jpg", os.O_WRONLY | os.O_CREAT, dir_fd=descriptor))
+    os.close(descriptor)
+    photo = [Photo(os.path.join(tmp_path, *["d"] * depth, "x.jpg"))]
+    assert list(walk(str(tmp_path), recursive=True)) == photo
+    assert list(expand([f"{tmp_path}/**/*.jpg"], recursive=False)) == photo
 
 
 # --- opening: nothing but a regular file is read ----------------------------------------------
