@@ -565,7 +565,10 @@ def _check_nesting(file: IO[bytes]) -> None:
 
 def _load_pickle(file: IO[bytes], storage: Callable[[Any], Any] | None = None) -> Any:
     start = file.tell()
-    _check_nesting(file)
+    try:
+        _check_nesting(file)
+    except ValueError as error:  # genops: an unknown opcode, or the file ends inside one
+        raise MalformedCheckpointError(f"a damaged pickle ({_reason(error)})") from None
     file.seek(start)
     return Unpickler(file, storage).load()
 
