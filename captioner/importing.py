@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     tutorial.add_argument("checkpoint", type=Path, help="BEST_checkpoint_<data>.pth.tar")
     tutorial.add_argument("word_map", type=Path, help="WORDMAP_<data>.json")
     tutorial.add_argument("out_dir", type=Path, help="the model directory to write")
-    tutorial.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    tutorial.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT_DIR if it is a model directory (its files and no others)",
+    )
     return parser
 
 
