@@ -140,7 +140,7 @@ def test_overwrite_refuses_a_project_folder_that_holds_a_config_json(
     assert contents(tmp_path) == before
 
 
-def test_overwrite_replaces_a_model_directory_with_its_card(make_checkpoint, tmp_path, capsys):
+def test_overwrite_replaces_a_model_directory_with_its_card(make_checkpoint, tmp_path):
     checkpoint, words = make_checkpoint()
     model = tmp_path / "model"
     model.mkdir()
