@@ -7,6 +7,11 @@ changed model never reads a stale graph. The decoder's step is a graph too (capt
 writes it, for running a model elsewhere), but beam search calls it once per word with small
 tensors, and there ONNX Runtime measured 2-3x slower than PyTorch (its per-call overhead, and
 the copy path's ScatterElements): the search keeps PyTorch's step (docs/benchmarks.md).
+
+Beside the cached graph lies its digest (SHA-256 of its bytes and the key it was built for),
+written after it: a graph whose digest is missing or differs (a crash, a full disk, a stray
+edit) or that ONNX Runtime cannot open is built again and replaces it, and where the cache
+folder cannot be written the graph is built in memory, with a warning.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import importlib
 import importlib.util
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,11 +38,16 @@ from captioner.encoder import Encoder
 
 OPSET = 18  # ScatterElements' "max" reduction (the copy path's log-sum-exp) needs 18
 ENCODER_FILE, STEP_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "manifest.json"
+DIGEST_FILE = "digest"  # of the cached encoder.onnx: "sha256 HEX key KEY"
 MEMORY_FIELDS = ImageMemory._fields
 
 
 class OnnxUnavailableError(RuntimeError):
     """onnxruntime (to run) or onnx (to export) is not installed."""
+
+
+class OnnxCacheWarning(UserWarning):
+    """The encoder graph's cache cannot be written: the graph is built on every start."""
 
 
 def graph_key(encoder: Encoder) -> str:
@@ -186,21 +197,69 @@ class OnnxEncoder:
 
 
 def onnx_encoder(encoder: Encoder, cache_root: str | os.PathLike | None = None) -> OnnxEncoder:
-    """The encoder's ONNX Runtime runner, exporting its graph first if it is not cached.
+    """The encoder's ONNX Runtime runner, exporting its graph first if it is not cached, or
+    not as it was written.
 
     Models that share a frozen encoder (most do) share its graph."""
     ort = _require("onnxruntime", "for --backend onnx")
-    path = Path(cache_root or default_cache_root()) / f"encoder-{graph_key(encoder)}" / ENCODER_FILE
-    if not path.is_file():
+    key = graph_key(encoder)
+    folder = Path(cache_root or default_cache_root()) / f"encoder-{key}"
+    graph = _cached_graph(folder, key)
+    if graph is not None:
+        try:
+            return OnnxEncoder(cpu_session(ort, graph))
+        except Exception:  # onnxruntime's errors share no base class; the graph is rebuilt
+            pass
+    graph = _export_encoder_bytes(encoder)
+    _cache_graph(folder, key, graph)
+    return OnnxEncoder(cpu_session(ort, graph))
+
+
+def _digest(graph: bytes, key: str) -> bytes:
+    return f"sha256 {hashlib.sha256(graph).hexdigest()} key {key}\n".encode()
+
+
+def _cached_graph(folder: Path, key: str) -> bytes | None:
+    """The graph cached in `folder`, if its digest says it is the one written for `key`."""
+    try:
+        graph = (folder / ENCODER_FILE).read_bytes()
+        expected = _digest(graph, key)
+        with open(folder / DIGEST_FILE, "rb") as file:
+            recorded = file.read(len(expected) + 1)
+    except OSError:  # missing, a directory, its folder a file, unreadable
+        return None
+    return graph if recorded == expected else None
+
+
+def _export_encoder_bytes(encoder: Encoder) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="captioner-onnx-") as directory:
+        path = Path(directory) / ENCODER_FILE
         export_encoder_graph(encoder, path, _example_pixels(encoder))
-    return OnnxEncoder(cpu_session(ort, path))
+        return path.read_bytes()
 
 
-def cpu_session(ort, path: Path):
+def _cache_graph(folder: Path, key: str, graph: bytes) -> None:
+    """Write the graph, then its digest, each atomically; warn if the folder cannot hold them."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / ENCODER_FILE, graph)
+        write_atomically(folder / DIGEST_FILE, _digest(graph, key))
+    except OSError as error:
+        warnings.warn(
+            f"{folder / ENCODER_FILE}: cannot cache the encoder's ONNX graph "
+            f"({error.strerror or error}); it is exported again on every start",
+            OnnxCacheWarning,
+            stacklevel=3,
+        )
+
+
+def cpu_session(ort, graph: Path | bytes):
+    """An ONNX Runtime session on the CPU for a graph file, or a graph's bytes."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3  # errors only: its shape-inference notes would fill stderr
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = graph if isinstance(graph, bytes) else str(graph)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 @contextlib.contextmanager

@@ -1,18 +1,22 @@
 """Model directories and cached graphs written by someone else: every one is refused in one
 line naming the file, or repaired, before anything large is allocated or downloaded."""
 
+import hashlib
 import json
+import random
 import resource
 import shutil
 import socket
 
+import onnx
 import pytest
 import torch
 import torchvision
 from PIL import Image
 from safetensors.torch import load_file, save, save_file
 
-from captioner import Captioner, CheckpointError
+from captioner import Captioner, CheckpointError, onnx_backend
+from captioner.encoder import Encoder, EncoderConfig
 
 
 def load_error(model_dir) -> str:
@@ -177,3 +181,74 @@ def test_an_encoder_of_another_kind_is_refused_before_it_is_built(tiny_model_dir
     assert "encoder 'regnet_y_128gf': not one of the supported backbones (efficientnet-lite0" in (
         message
     )
+
+
+@pytest.fixture(scope="module")
+def lite0_graph(tmp_path_factory):
+    """A small Lite0 encoder, its freshly exported graph's cache folder, and the features that
+    graph gives for a few random images."""
+    encoder = Encoder(EncoderConfig(image_size=64))
+    root = tmp_path_factory.mktemp("fresh")
+    pixels = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    features = onnx_backend.onnx_encoder(encoder, root)(pixels)
+    return encoder, root / f"encoder-{onnx_backend.graph_key(encoder)}", pixels, features
+
+
+def identity_graph() -> bytes:
+    """A valid ONNX graph with the encoder graph's input and output names."""
+    pixels = onnx.helper.make_tensor_value_info("pixels", onnx.TensorProto.FLOAT, None)
+    features = onnx.helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, None)
+    node = onnx.helper.make_node("Identity", ["pixels"], ["features"])
+    graph = onnx.helper.make_graph([node], "impostor", [pixels], [features])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    return model.SerializeToString()
+
+
+def digest_line(folder, graph: bytes) -> bytes:
+    key = folder.name.removeprefix("encoder-")
+    return f"sha256 {hashlib.sha256(graph).hexdigest()} key {key}\n".encode()
+
+
+GRAPH_DAMAGE = {
+    "random": lambda graph: random.Random(0).randbytes(4096),
+    "truncated": lambda graph: graph[: len(graph) // 2],
+    "empty": lambda graph: b"",
+    "another graph": lambda graph: identity_graph(),
+}
+
+
+@pytest.mark.parametrize(
+    "damage, digest",
+    [(damage, digest) for damage in GRAPH_DAMAGE for digest in ("stale", "missing")]
+    # onnxruntime cannot open these, though their digest was written with them
+    + [(damage, "of the damaged graph") for damage in ("random", "truncated", "empty")],
+)
+def test_a_damaged_cached_encoder_graph_is_rebuilt(lite0_graph, tmp_path, damage, digest):
+    """A broken encoder.onnx was used as it was on every run, until deleted by hand."""
+    encoder, fresh, pixels, expected = lite0_graph
+    folder = tmp_path / fresh.name
+    shutil.copytree(fresh, folder)
+    good = (fresh / "encoder.onnx").read_bytes()
+    broken = GRAPH_DAMAGE[damage](good)
+    (folder / "encoder.onnx").write_bytes(broken)
+    if digest == "missing":
+        (folder / "digest").unlink()
+    elif digest == "of the damaged graph":
+        (folder / "digest").write_bytes(digest_line(folder, broken))
+    features = onnx_backend.onnx_encoder(encoder, tmp_path)(pixels)
+    torch.testing.assert_close(features, expected, rtol=0, atol=0)
+    assert (folder / "encoder.onnx").read_bytes() == good
+    assert (folder / "digest").read_bytes() == digest_line(folder, good)
+
+
+@pytest.mark.parametrize("damage", ["graph a directory", "folder a file"])
+def test_an_unwritable_graph_cache_is_worked_around_with_a_warning(lite0_graph, tmp_path, damage):
+    encoder, fresh, pixels, expected = lite0_graph
+    folder = tmp_path / fresh.name
+    if damage == "folder a file":
+        folder.write_text("not a folder")
+    else:
+        (folder / "encoder.onnx").mkdir(parents=True)
+    with pytest.warns(onnx_backend.OnnxCacheWarning, match="cannot cache the encoder's ONNX"):
+        features = onnx_backend.onnx_encoder(encoder, tmp_path)(pixels)
+    torch.testing.assert_close(features, expected, rtol=0, atol=0)
