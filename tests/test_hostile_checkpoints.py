@@ -167,6 +167,7 @@ def zip_checkpoint(path: Path, data: bytes, storages: dict[str, bytes] | None = 
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("archive/data.pkl", data)
         archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/version", "3\n")
         for key, stored in storages.items():
             archive.writestr(f"archive/data/{key}", stored)
     return path
