@@ -223,7 +223,7 @@ def _zip_member(archive: Path, info: zipfile.ZipInfo) -> _Member | None:
         )
     if info.flag_bits & 0x1:
         raise ArchiveError(f"{archive.name}: {_shown(info.filename)} is encrypted")
-    is_dir = info.is_dir() or kind == stat.S_IFDIR
+    is_dir = info.filename.endswith("/") or kind == stat.S_IFDIR
     return _member(archive, parts, is_dir, info.file_size, info)
 
 
