@@ -82,20 +82,32 @@ def test_a_double_star_skips_hidden_folders_and_spans_real_ones(tmp_path):
     assert paths == [photo.path for photo in walk(str(tmp_path), recursive=True)]
 
 
-def test_a_tree_deeper_than_the_recursion_limit_is_walked(tmp_path):
-    """A few KB of path hold more nested folders than Python has stack frames for."""
+@pytest.fixture
+def deep_tree(tmp_path):
+    """A photo below more nested folders than Python has stack frames for (a few KB of path).
+
+    Removed here, a level at a time: pytest's own clean-up would recurse as deep and fail.
+    """
     depth = sys.getrecursionlimit() + 100
+    levels = [os.path.join(tmp_path, *["d"] * level) for level in range(1, depth + 1)]
     descriptor = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(depth):
+    for _ in levels:
         os.mkdir("d", dir_fd=descriptor)
         inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=descriptor)
         os.close(descriptor)
         descriptor = inner
     os.close(os.open("x.jpg", os.O_WRONLY | os.O_CREAT, dir_fd=descriptor))
     os.close(descriptor)
-    photo = [Photo(os.path.join(tmp_path, *["d"] * depth, "x.jpg"))]
-    assert list(walk(str(tmp_path), recursive=True)) == photo
-    assert list(expand([f"{tmp_path}/**/*.jpg"], recursive=False)) == photo
+    photo = os.path.join(levels[-1], "x.jpg")
+    yield photo
+    os.remove(photo)
+    for level in reversed(levels):
+        os.rmdir(level)
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked(tmp_path, deep_tree):
+    assert list(walk(str(tmp_path), recursive=True)) == [Photo(deep_tree)]
+    assert list(expand([f"{tmp_path}/**/*.jpg"], recursive=False)) == [Photo(deep_tree)]
 
 
 # --- opening: nothing but a regular file is read ----------------------------------------------
