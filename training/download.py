@@ -181,8 +181,9 @@ def extract(archive: Path, folder: Path, *, max_size: int | None = None) -> None
     an absolute name, a `..` step, a drive letter, a backslash or a name too long raises
     UnsafeArchiveError, and so does an archive that declares more than `max_size` bytes
     unpacked; one larger than the free disk space, or broken, raises ArchiveError. Files are
-    written without following links (a link already in `folder` is replaced, never written
-    through), and whatever a failed unpacking wrote is removed.
+    written without following links: a link already in `folder` where a file goes is replaced,
+    never written through, and one where a folder goes is refused. Whatever a failed unpacking
+    wrote is removed.
     """
     with contextlib.ExitStack() as stack:
         with _reading(archive):
@@ -284,13 +285,17 @@ def _parts(archive: Path, name: str) -> tuple[str, ...] | None:
     if len(os.fsencode(name)) > _PATH_MAX or any(
         len(os.fsencode(step)) > _NAME_MAX for step in parts
     ):
-        raise refuse(f"is longer than a file system allows ({_NAME_MAX} bytes a name)")
+        raise refuse(
+            f"is longer than a file system allows ({_NAME_MAX} bytes a name, {_PATH_MAX:,} a path)"
+        )
     return None if parts[:1] == (_MACOS_METADATA,) else parts
 
 
 def _shown(name: str) -> str:
     """A member name fit for a one-line message."""
-    return name if name.isprintable() and len(name) <= 100 else repr(name[:100])
+    if len(name) > 100:
+        return repr(name[:100]) + "..."
+    return name if name.isprintable() else repr(name)
 
 
 def _check_layout(archive: Path, members: list[_Member]) -> None:
@@ -309,7 +314,7 @@ def _check_size(archive: Path, folder: Path, members: list[_Member], max_size: i
     if max_size is not None and needed > max_size:
         raise UnsafeArchiveError(
             f"{archive.name} would unpack to {needed:,} bytes, far more than the {max_size:,} "
-            "bytes expected of it: refused unopened"
+            "bytes expected of it: refused before unpacking"
         )
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     free = shutil.disk_usage(existing).free
