@@ -407,7 +407,10 @@ class Unpickler(pickle._Unpickler):
             return function(*args)
         name = _CALLABLE_NAMES.get(id(function))
         if name is None or SAFE_CALLABLES[name] is not function:
-            raise UnsafePickleError(f"refusing to call {_short(function)}: only allowed names are")
+            raise UnsafePickleError(
+                f"refusing to call {_short(function)}: only the allow-listed functions and "
+                "model classes are called"
+            )
         try:
             return function(*args)
         except pickle.UnpicklingError:
@@ -632,14 +635,20 @@ def _read_zip(file: IO[bytes], size: int) -> Any:
         )
     prefix = pickles[0].removesuffix("data.pkl")
 
+    unread = size  # members may overlap: together they must not hold more than the file
+
     def member(name: str, length: int | None = None) -> bytearray:
+        nonlocal unread
         try:
             info = archive.getinfo(name)
         except KeyError:
             raise MalformedCheckpointError(f"the archive has no {name}") from None
         # torch.save stores members uncompressed; a compressed one could unpack to any size.
-        if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
-            raise MalformedCheckpointError(f"{name} is compressed or larger than the file")
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > unread:
+            raise MalformedCheckpointError(
+                f"{name} is compressed, or with the members read before it larger than the file"
+            )
+        unread -= info.file_size
         if length is not None and info.file_size != length:
             raise MalformedCheckpointError(
                 f"{name} holds {info.file_size} bytes; the pickle declares {length}"
@@ -709,10 +718,14 @@ def _read_legacy(file: IO[bytes], size: int) -> Any:
 
     result = _load_pickle(file, persistent)
     keys = _load_pickle(file)
-    if not isinstance(keys, list) or sorted(keys, key=str) != sorted(storages):
+    if (
+        not isinstance(keys, list)
+        or not all(isinstance(key, str) for key in keys)
+        or sorted(keys) != sorted(storages)
+    ):
         raise MalformedCheckpointError(
-            f"the file lists {_short(keys)} storage keys for the {len(storages)} storages its "
-            "pickle declares"
+            f"the storage keys after the pickle ({_short(keys)}) are not the {len(storages)} "
+            "storages it declares"
         )
     for key in keys:
         found = storages[key]

@@ -441,14 +441,18 @@ def test_the_legacy_format_reads_the_storages(legacy_checkpoint):
 @pytest.mark.parametrize(
     "remake, match",
     [
-        (lambda head, keys, data: head + pickle.dumps([], protocol=2), "lists a list of 0"),
+        (
+            lambda head, keys, data: head + pickle.dumps([], protocol=2),
+            "are not the 1 storages it declares",
+        ),
         (lambda head, keys, data: head, "a damaged pickle"),
         (lambda head, keys, data: head + keys, "not the size its pickle declares"),
         (lambda head, keys, data: head + keys + data[:-4], "cut short"),
         (lambda head, keys, data: head + keys + struct.pack("<q", 5) + data[8:], "not the size"),
         (lambda head, keys, data: head + pickle.dumps(["1"], protocol=2) + data, "storage keys"),
+        (lambda head, keys, data: head + pickle.dumps([0], protocol=2) + data, "storage keys"),
     ],
-    ids=["no-keys", "nothing-after", "no-data", "truncated", "wrong-count", "other-key"],
+    ids=["no-keys", "nothing-after", "no-data", "truncated", "wrong-count", "other-key", "int-key"],
 )
 def test_a_legacy_checkpoint_whose_storages_are_not_all_in_the_file_is_refused(
     remake, match, legacy_checkpoint, tmp_path, capsys
@@ -574,6 +578,79 @@ def test_a_file_that_is_no_checkpoint_is_a_one_line_error(data, match, tmp_path)
     path = tmp_path / "x.pth"
     path.write_bytes(data)
     refused(path, match)
+
+
+def overlapping_zip(path: Path, payload: bytes, levels: int) -> Path:
+    """A stored zip whose members data/0 .. data/<levels - 1> nest: each one's local header
+    lies in the data of the one before, so each member holds the whole payload again."""
+    members = [f"archive/data/{i}" for i in range(levels)]
+
+    def local(name: str, data: bytes) -> bytes:
+        crc, size = zipfile.crc32(data), len(data)
+        head = struct.pack(
+            "<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, size, size, len(name), 0
+        )
+        return head + name.encode()
+
+    body, data = payload, []
+    for name in reversed(members):  # innermost first: each wraps the ones after it
+        data.append(body)
+        body = local(name, body) + body
+    data.reverse()
+    pickled = dumps(
+        {
+            f"w{i}": tensor(storage(str(i), len(d), "ByteStorage"), size=(len(d),))
+            for i, d in enumerate(data)
+        }
+    )
+    entries = [("archive/data.pkl", pickled, 0)]
+    blob = local("archive/data.pkl", pickled) + pickled
+    entries.append((members[0], data[0], len(blob)))
+    offset = len(blob)
+    for name, member_data in zip(members, data, strict=True):
+        if name != members[0]:
+            entries.append((name, member_data, offset))
+        offset += len(local(name, member_data))
+    blob += body
+    directory = b""
+    for name, member_data, at in entries:
+        crc, size = zipfile.crc32(member_data), len(member_data)
+        directory += (
+            struct.pack(
+                "<4s6H3L5H2L",
+                b"PK\x01\x02",
+                20,
+                20,
+                0,
+                0,
+                0,
+                0,
+                crc,
+                size,
+                size,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                0,
+                at,
+            )
+            + name.encode()
+        )
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(directory), len(blob), 0
+    )
+    path.write_bytes(blob + directory + end)
+    return path
+
+
+def test_overlapping_zip_members_cannot_hold_more_than_the_file(tmp_path):
+    path = overlapping_zip(tmp_path / "overlap.pth", bytes(range(256)) * 64, 4)
+    assert len(zipfile.ZipFile(path).read("archive/data/3")) == 256 * 64  # they do overlap
+    refused(path, "larger than the file")
+    single = overlapping_zip(tmp_path / "one.pth", bytes(range(256)), 1)
+    assert torch.equal(read_checkpoint(single)["w0"], torch.arange(256, dtype=torch.uint8))
 
 
 def test_a_compressed_member_is_refused(tmp_path):
