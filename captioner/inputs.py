@@ -33,9 +33,10 @@ def expand(arguments: Iterable[str], *, recursive: bool) -> Iterator[Photo]:
 
     An existing file is taken as is, whatever its extension (the user asked for it). A folder
     gives the photos directly inside it, or with `recursive` every photo below it. An argument
-    that does not exist but holds * ? or [ is a pattern (`**` spans folders), expanded here so a
-    quoted pattern works as in the shell and cannot overflow the command line; its matches are
-    treated like arguments. Anything else is passed on, so opening it reports why it failed.
+    that does not exist but holds * ? or [ is a pattern, expanded here so a quoted pattern works
+    as in the shell and cannot overflow the command line; `**` spans the folders a recursive
+    walk enters (not links to folders). Its matches are treated like arguments. Anything else
+    is passed on, so opening it reports why it failed.
     """
     for argument in arguments:
         if os.path.isdir(argument):
