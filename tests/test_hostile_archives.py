@@ -5,11 +5,11 @@ inside it before the archive is refused, and every refusal is a one-line error."
 
 import io
 import os
+import random
 import stat
 import tarfile
 import tempfile
 import zipfile
-import zlib
 from collections import namedtuple
 from pathlib import Path
 
@@ -256,6 +256,23 @@ def test_a_decompression_bomb_is_refused_before_writing(sandbox, monkeypatch, ca
     archive.unlink()
 
 
+def test_an_archive_of_many_empty_files_is_refused_as_soon_as_the_bound_is_passed(sandbox):
+    # Each empty file takes a disk block: 400 of them are 1.6 MB where 1 MB is expected. The
+    # .tar.gz is cut short in a last, incompressible member: the list is refused as a bomb
+    # before that is reached.
+    noise = random.Random(0).randbytes(100_000)
+    archive = tar_of(
+        sandbox / "empty.tar.gz",
+        [(f"p/{i}.jpg", tarfile.REGTYPE, b"") for i in range(400)]
+        + [("p/last.jpg", tarfile.REGTYPE, noise)],
+        "w:gz",
+    )
+    archive.write_bytes(archive.read_bytes()[: -len(noise) // 2])
+    with pytest.raises(UnsafeArchiveError, match="expected of it: refused before unpacking"):
+        extract(archive, sandbox / "data", max_size=1 << 20)
+    assert not (sandbox / "data").exists()
+
+
 def test_an_archive_larger_than_the_free_disk_is_refused_before_writing(sandbox, monkeypatch):
     archive = zip_of(
         sandbox / "photos.zip", [(f"p/{i}.jpg", bytes(8000), 0o100644) for i in range(8)]
@@ -314,8 +331,7 @@ def test_a_zip_with_a_bad_central_directory_is_a_one_line_error(sandbox, monkeyp
 
 @pytest.mark.parametrize("name", ["flickr30k-images.tar.gz", "flickr30k-images.tar"])
 def test_a_truncated_tar_is_a_one_line_error(sandbox, monkeypatch, capsys, name):
-    noise = zlib.compress(bytes(range(256)) * 800)  # incompressible, so the .gz is long too
-    noise = noise * (200_000 // len(noise) + 1)
+    noise = random.Random(0).randbytes(200_000)  # incompressible: the .gz is long too
     archive = sandbox / "downloads" / name
     tar_of(archive, [("flickr30k-images/1.jpg", tarfile.REGTYPE, noise)],
            "w:gz" if name.endswith(".gz") else "w")  # fmt: skip

@@ -189,19 +189,18 @@ def extract(archive: Path, folder: Path, *, max_size: int | None = None) -> None
         with _reading(archive):
             if zipfile.is_zipfile(archive):
                 zip_file = stack.enter_context(zipfile.ZipFile(archive))
-                members = [_zip_member(archive, info) for info in zip_file.infolist()]
+                members, needed = _listed(archive, zip_file.infolist(), _zip_member, max_size)
                 open_member = zip_file.open
             elif tarfile.is_tarfile(archive):
                 tar = stack.enter_context(tarfile.open(archive))
                 # The whole list first (a second pass through a .tar.gz): nothing is written
                 # before the last member is checked.
-                members = [_tar_member(archive, info) for info in tar.getmembers()]
+                members, needed = _listed(archive, tar, _tar_member, max_size)
                 open_member = tar.extractfile
             else:
                 raise ArchiveError(f"{archive.name} is neither a zip nor a tar archive")
-        members = [m for m in members if m is not None and m.parts]
         _check_layout(archive, members)
-        _check_size(archive, folder, members, max_size)
+        _check_space(archive, folder, needed)
         _unpack(archive, folder, members, open_member)
 
 
@@ -309,13 +308,26 @@ def _check_layout(archive: Path, members: list[_Member]) -> None:
                 )
 
 
-def _check_size(archive: Path, folder: Path, members: list[_Member], max_size: int | None) -> None:
-    needed = sum(max(1, -(-m.size // _BLOCK)) * _BLOCK for m in members)
-    if max_size is not None and needed > max_size:
-        raise UnsafeArchiveError(
-            f"{archive.name} would unpack to {needed:,} bytes, far more than the {max_size:,} "
-            "bytes expected of it: refused before unpacking"
-        )
+def _listed(archive: Path, infos, to_member, max_size: int | None) -> tuple[list[_Member], int]:
+    """The checked members to unpack, and the bytes they take on disk. A bomb is refused as soon
+    as the running total passes `max_size`: a tar's list is read as it goes, so one of a
+    million empty members stops early, not once all are in memory."""
+    members, needed = [], 0
+    for info in infos:
+        member = to_member(archive, info)
+        if member is None or not member.parts:  # macOS metadata, or the folder itself
+            continue
+        members.append(member)
+        needed += max(1, -(-member.size // _BLOCK)) * _BLOCK
+        if max_size is not None and needed > max_size:
+            raise UnsafeArchiveError(
+                f"{archive.name} would unpack to more than {needed:,} bytes, far more than the "
+                f"{max_size:,} bytes expected of it: refused before unpacking"
+            )
+    return members, needed
+
+
+def _check_space(archive: Path, folder: Path, needed: int) -> None:
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     if needed > free:
