@@ -75,21 +75,28 @@ def _torchvision_backbone(
 ) -> tuple[nn.Module, list[nn.Module]]:
     """A torchvision classifier (ResNet-50/101/152, ...) minus its pooling and head.
 
-    Weights come from a local file when given (offline use), else, when `download` allows it,
-    torchvision's weights API, which downloads them once into the torch hub cache.
+    Weights come from a local file when given (offline use), else torchvision's weights API,
+    which downloads them once into the torch hub cache; without `download`, only from there.
     """
     if name not in TORCHVISION_RESNETS:
         raise ValueError(
             f"encoder {name!r}: not one of the supported backbones "
             f"({', '.join(EFFICIENTNET_LITE + TORCHVISION_RESNETS)})"
         )
-    if pretrained and not weights_path and not download:
-        raise EncoderWeightsError(
-            f"encoder {name}: no ImageNet weights, and none are downloaded when a model is "
-            "loaded: set encoder.weights to a local weights file (.safetensors or .pth)"
-        )
     import torchvision  # imported here: it adds a second to start-up, and Lite0 does not need it
 
+    if pretrained and not weights_path and not download:
+        # Weights torchvision downloaded before (training with this encoder) are used; none
+        # are downloaded now.
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+        if not cached.is_file():
+            raise EncoderWeightsError(
+                f"encoder {name}: no ImageNet weights ({cached} does not exist), and none are "
+                "downloaded when a model is loaded: set encoder.weights to a local weights file "
+                "(.safetensors or .pth)"
+            )
+        weights_path = str(cached)
     if not pretrained:
         network = torchvision.models.get_model(name, weights=None)
     elif weights_path:

@@ -164,9 +164,20 @@ def test_an_encoder_without_local_weights_is_never_downloaded(
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     monkeypatch.setattr(socket.socket, "connect", offline)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no weights downloaded before
-    message = load_error(torchvision_model(tiny_model_dir, tmp_path / "model"))
-    assert "encoder resnet18: no ImageNet weights, and none are downloaded" in message
+    model = torchvision_model(tiny_model_dir, tmp_path / "model")
+    message = load_error(model)
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert f"encoder resnet18: no ImageNet weights ({cached} does not exist), and none are " in (
+        message
+    )
     assert "set encoder.weights to a local weights file" in message
+    assert attempts == []
+    # Weights torchvision downloaded before, when asked to (captioner-train), are read.
+    resnet18 = torchvision.models.resnet18(weights=None)
+    cached.parent.mkdir(parents=True)
+    torch.save(resnet18.state_dict(), cached)
+    encoder = Encoder(EncoderConfig(name="resnet18"), download=False)
+    torch.testing.assert_close(encoder.backbone[4][1].conv2.weight, resnet18.layer4[1].conv2.weight)
     assert attempts == []
 
 
