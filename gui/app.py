@@ -14,6 +14,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from captioner.hub import is_hub_model
+from gui.binding_check import binding_problem
 from gui.main_window import MainWindow
 from gui.settings import APPLICATION, ORGANIZATION, Settings, is_model_name
 
@@ -103,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = parse_args(argv)
         app = create_application([sys.argv[0]])
+    problem = binding_problem()
+    if problem is not None:
+        print(f"captioner-gui: {problem}", file=sys.stderr)
+        return 1
     settings = Settings.from_file(args.settings) if args.settings else Settings()
     model = model_argument(args.model) if args.model is not None else None
     window = MainWindow(settings, paths=args.paths, model_dir=model)

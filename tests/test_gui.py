@@ -160,7 +160,7 @@ def test_a_dropped_corrupt_file_gets_an_error_entry_and_the_rest_still_works(
     data.setUrls([QUrl.fromLocalFile(str(bad))])
     centre = window.rect().center()
     copy, no_button = Qt.DropAction.CopyAction, Qt.MouseButton.NoButton
-    enter = QDragEnterEvent(QPointF(centre), copy, data, no_button, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(centre, copy, data, no_button, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()
     drop = QDropEvent(QPointF(centre), copy, data, no_button, Qt.KeyboardModifier.NoModifier)
