@@ -135,6 +135,17 @@ def image_size(source: str | bytes | os.PathLike) -> tuple[int, int]:
         raise _read_error(name, error) from None
 
 
+def open_photo_file(source: str | bytes | os.PathLike) -> BinaryIO:
+    """The photo file opened for binary reading, for code that reads its bytes itself (Qt's
+    thumbnail reader, the metadata writer). Raises ImageError unless it is a regular file,
+    checked on the path and again on the opened file, so a FIFO swapped in never blocks."""
+    name = source_name(source)
+    try:
+        return _open_file(name, os.fspath(source))
+    except OSError as error:
+        raise _read_error(name, error) from None
+
+
 def _open_file(name: str, path: str | bytes) -> BinaryIO:
     """Open a photo file for reading; anything but a regular file is refused before a read.
 

@@ -21,6 +21,7 @@ import zlib
 import pyexiv2
 
 from captioner.atomic import write_atomically
+from captioner.images import ImageError, open_photo_file
 
 # Exiv2's XMP toolkit keeps global state and is not thread-safe; the GUI writes from workers.
 _EXIV2_LOCK = threading.Lock()
@@ -84,7 +85,7 @@ def write_caption_metadata(
     and PermissionError when the photo is read-only (we would otherwise replace it anyway).
     """
     path = pathlib.Path(os.fsdecode(image_path))
-    original = path.read_bytes()
+    original = _photo_bytes(path)
     kind = _writable_format(path, original)
     if not os.access(path, os.W_OK):
         raise PermissionError(f"{path}: photo is read-only; not storing the caption in it")
@@ -116,7 +117,7 @@ def read_caption_metadata(image_path: str | bytes | os.PathLike) -> dict[str, st
     Raises ValueError naming the file when Exiv2 cannot read its metadata.
     """
     path = pathlib.Path(os.fsdecode(image_path))
-    descriptions = _descriptions(path, path.read_bytes())
+    descriptions = _descriptions(path, _photo_bytes(path))
     captions = {}
     if _XMP_FIELD in descriptions:
         captions["xmp"] = descriptions[_XMP_FIELD]
@@ -132,7 +133,16 @@ def existing_description(image_path: str | bytes | os.PathLike) -> str | None:
     shows it when asking whether to replace it. Raises ValueError like read_caption_metadata.
     """
     path = pathlib.Path(os.fsdecode(image_path))
-    return next(iter(_descriptions(path, path.read_bytes()).values()), None)
+    return next(iter(_descriptions(path, _photo_bytes(path)).values()), None)
+
+
+def _photo_bytes(path: pathlib.Path) -> bytes:
+    """The photo's bytes; a FIFO or device in its place is refused (ValueError), never read."""
+    try:
+        with open_photo_file(path) as photo:
+            return photo.read()
+    except ImageError as error:
+        raise ValueError(str(error)) from None
 
 
 # Field names as people know them from exiftool or digiKam, used in messages.

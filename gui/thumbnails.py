@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from PySide6.QtCore import QObject, QSize, Qt, Signal
+from PySide6.QtCore import QBuffer, QByteArray, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QImageReader
 
+from captioner.images import ImageError, load_image, open_photo_file
 from gui.convert import pil_to_qimage
 
 THUMBNAIL_SIZE = 128  # device pixels; the list shows them at 64 logical px on 2x screens
@@ -35,8 +36,6 @@ class Thumbnailer(QObject):
     def _load(self, path: str) -> None:
         image = _read_with_qt(path)
         if image is None:
-            from captioner.images import ImageError, load_image
-
             try:
                 picture = load_image(path, min_size=THUMBNAIL_SIZE)
             except ImageError as error:
@@ -54,7 +53,14 @@ QT_PHOTO_FORMATS = frozenset({"jpeg", "jpg", "png", "gif", "webp", "tiff", "tif"
 
 
 def _read_with_qt(path: str) -> QImage | None:
-    reader = QImageReader(path)
+    # Qt would open a FIFO named x.jpg and wait for a writer for ever: captioner opens it.
+    buffer = QBuffer()  # holds its own copy of the bytes (setData), unlike QBuffer(QByteArray)
+    try:
+        with open_photo_file(path) as photo:
+            buffer.setData(QByteArray(photo.read()))
+    except ImageError:
+        return None  # load_image then says why
+    reader = QImageReader(buffer)
     if bytes(reader.format().data()).decode().lower() not in QT_PHOTO_FORMATS:
         return None
     reader.setAutoTransform(True)  # EXIF orientation, as load_image applies it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 
@@ -193,3 +194,17 @@ def test_thumbnails_refuse_what_captioning_refuses(qtbot, photos, tmp_path):
         assert max(ready.args[1].width(), ready.args[1].height()) == THUMBNAIL_SIZE
     finally:
         thumbnailer.shutdown()
+
+
+def test_a_fifo_named_like_a_photo_gets_a_reason_not_a_hung_thumbnail_thread(qtbot, tmp_path):
+    """Qt's reader would open the FIFO and wait for a writer for ever (issue #21)."""
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    thumbnailer = Thumbnailer()
+    try:
+        with qtbot.waitSignal(thumbnailer.failed, timeout=20_000) as failed:
+            thumbnailer.request(str(fifo))
+        assert failed.args == [str(fifo), "is not a regular file but a FIFO (named pipe)"]
+    finally:
+        with open(os.open(fifo, os.O_RDWR | os.O_NONBLOCK), "wb"):  # frees a reader, if blocked
+            thumbnailer.shutdown()

@@ -663,3 +663,14 @@ def test_a_repeated_image_description_is_found_and_replaced(tmp_path):
     write_caption_metadata(photo, "a caption", overwrite=True)
     assert exiv2_tags(photo)["Exif.Image.ImageDescription"] == ("Ascii", "a caption")
     assert b"Dad" not in photo.read_bytes()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("read", [read_caption_metadata, existing_description])
+def test_a_fifo_in_place_of_a_photo_is_refused_not_waited_on(tmp_path, read):
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file but a FIFO"):
+        read(fifo)
+    with pytest.raises(ValueError, match="not a regular file but a FIFO"):
+        write_caption_metadata(fifo, "a cat")
