@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from captioner.decoder import Decoder
+from captioner.rules import apply_rules, decoding_rules
 
 
 @dataclass
@@ -65,30 +66,17 @@ def beam_search(
     state = decoder.initial_state(memory).repeat_rows(k)
     words = torch.full((batch * k,), start_id, dtype=torch.long, device=features.device)
 
-    never = torch.zeros(vocab_size, dtype=torch.bool, device=features.device)
-    never[list(banned_ids)] = True
-    # A caption has at least one word: an empty one says nothing and ranks first in a search.
-    not_yet = never.clone()
-    not_yet[end_id] = True
-    only_end = torch.ones_like(never)
+    rules = decoding_rules(
+        decoder,
+        end_id=end_id,
+        banned_ids=banned_ids,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        device=features.device,
+    )
+    # At the length limit a caption can only end.
+    only_end = torch.ones(vocab_size, dtype=torch.bool, device=features.device)
     only_end[end_id] = False
     neg_inf = torch.tensor(-math.inf, device=features.device)
-    # Every caption a copy model learned from names an object, and none puts two nouns side by
-    # side (a two-word noun is one word). On photos unlike its training images, its sentence
-    # can drift into "one above the other" or "bridges bridges bridges"; like the first-word
-    # rule, these masks keep the search among captions of the form it was taught (a mild
-    # version of constrained beam search, Anderson et al. 2017).
-    # Its captions name each object once ("two dogs", never "a dog next to a dog"), so a noun
-    # said is not said again: on photos, a second noun would otherwise repeat the first.
-    noun_of_word = torch.full((vocab_size,), -1, dtype=torch.long, device=features.device)
-    if decoder.config.copy_nouns:
-        noun_index = torch.arange(decoder.config.copy_nouns, device=features.device)
-        noun_of_word[decoder.noun_singular_ids] = noun_index
-        noun_of_word[decoder.noun_plural_ids] = noun_index
-    is_noun = noun_of_word >= 0
-    said = torch.zeros(batch * k, vocab_size, dtype=torch.bool, device=features.device)
-    named = torch.zeros(batch * k, dtype=torch.bool, device=features.device)
-    after_noun = torch.zeros(batch * k, dtype=torch.bool, device=features.device)
     # Pools of finished captions, one row per image for the whole search.
     pool_score = torch.full((batch, k), -math.inf, device=features.device)
     pool_logp = torch.zeros((batch, k), device=features.device)
@@ -100,6 +88,7 @@ def beam_search(
     images = torch.arange(batch, device=features.device)
     alive = torch.full((batch, k), -math.inf, device=features.device)  # log-probs of live beams
     alive[:, 0] = 0.0  # at the start all beams are the same, so only one may expand
+    # Each live beam's words so far, (searching * beams, steps): what the rules read.
     sequences = torch.empty((batch * k, 0), dtype=torch.long, device=features.device)
     history = []  # per step: what each live beam did, how the next descend, and whose they are
 
@@ -108,16 +97,10 @@ def beam_search(
         out = decoder.step(words, state, memory)
         log_probs = out.logits.float().log_softmax(-1)  # (searching * beams, vocab)
         # Masked after the softmax, so scores stay the model's own log-probabilities.
-        banned = only_end if t == max_length else not_yet if t == 0 else never
-        log_probs = log_probs.masked_fill(banned, -math.inf)
-        if decoder.config.copy_nouns and t < max_length:
-            rules = (~named).unsqueeze(1) & (
-                torch.arange(vocab_size, device=named.device) == end_id
-            )
-            rules |= (after_noun.unsqueeze(1) & is_noun) | said  # (searching * beams, vocab)
-            log_probs = log_probs.masked_fill(rules, -math.inf)
-        if no_repeat_ngram_size > 0:
-            log_probs = _block_repeated_ngrams(log_probs, sequences, no_repeat_ngram_size, end_id)
+        if t == max_length:
+            log_probs = log_probs.masked_fill(only_end, -math.inf)
+        else:
+            log_probs = apply_rules(rules, log_probs, sequences)
         candidates = (alive.unsqueeze(-1) + log_probs.view(searching, k, vocab_size)).flatten(1)
         # 2k candidates guarantee k that do not end, whatever number of them pick <end>.
         top_logp, top_index = candidates.topk(min(2 * k, candidates.shape[1]), dim=1)
@@ -149,13 +132,7 @@ def beam_search(
             images, alive, next_word = images[kept], alive[kept], next_word[kept]
         state = out.state.select_rows(rows)
         words = next_word.view(-1)
-        after_noun = is_noun[words]
-        named = named.index_select(0, rows) | after_noun
-        if decoder.config.copy_nouns:
-            same_noun = (noun_of_word == noun_of_word[words].unsqueeze(1)) & after_noun.unsqueeze(1)
-            said = said.index_select(0, rows) | same_noun
-        if no_repeat_ngram_size > 0:
-            sequences = torch.cat([sequences.index_select(0, rows), words.unsqueeze(1)], 1)
+        sequences = torch.cat([sequences.index_select(0, rows), words.unsqueeze(1)], 1)
 
     return _backtrack(history, pool_score, pool_logp, pool_step, pool_beam, num_return, k)
 
@@ -173,24 +150,6 @@ def _best_reachable(
         length_penalty(t + 2, length_alpha), length_penalty(max_length + 1, length_alpha)
     )
     return best / largest_penalty
-
-
-def _block_repeated_ngrams(
-    log_probs: torch.Tensor, sequences: torch.Tensor, n: int, end_id: int
-) -> torch.Tensor:
-    """Forbid any word that would complete an n-gram already present in the beam's caption."""
-    rows, length = sequences.shape
-    if length < n:  # no complete n-gram yet
-        return log_probs
-    if n == 1:
-        banned = torch.zeros_like(log_probs).scatter_(1, sequences, 1.0) > 0
-    else:
-        grams = sequences.unfold(1, n, 1)  # (rows, length - n + 1, n)
-        suffix = sequences[:, length - n + 1 :]  # (rows, n - 1)
-        matches = (grams[:, :, :-1] == suffix.unsqueeze(1)).all(-1).float()  # (rows, grams)
-        banned = torch.zeros_like(log_probs).scatter_add_(1, grams[:, :, -1], matches) > 0
-    banned[:, end_id] = False
-    return log_probs.masked_fill(banned, -math.inf)
 
 
 def _backtrack(history, pool_score, pool_logp, pool_step, pool_beam, num_return, k):

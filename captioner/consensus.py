@@ -20,6 +20,8 @@ import torch
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from captioner.decoder import Decoder
+from captioner.rules import apply_rules, decoding_rules
+from captioner.sampling import ImageNoise
 
 SAMPLING_SEED = 0
 # Add-one smoothing (Lin and Och 2004): short captions, or ones that share no 4-gram, still score
@@ -37,13 +39,15 @@ def sample_captions(
     end_id: int,
     banned_ids: tuple[int, ...] = (),
     max_length: int = 20,
+    no_repeat_ngram_size: int = 0,
     temperature: float = 0.7,
 ) -> list[list[list[int]]]:
     """Draw num_samples captions per image from (batch, grid_h, grid_w, encoder_dim) features.
 
     Returns per image a list of word-id lists (without <start> and <end>), each at least one
-    word long. A temperature below 1 sharpens the model's distribution, so the samples stay on
-    its likely wordings.
+    word long and, as beam search's, within the decoding rules (captioner/rules.py). A
+    temperature below 1 sharpens the model's distribution, so the samples stay on its likely
+    wordings.
     """
     if num_samples < 1 or temperature <= 0:
         raise ValueError("num_samples must be at least 1 and temperature above 0")
@@ -51,36 +55,34 @@ def sample_captions(
     memory = decoder.prepare(features)
     state = decoder.initial_state(memory).repeat_rows(n)
     words = torch.full((batch * n,), start_id, dtype=torch.long, device=device)
-    generators = [torch.Generator().manual_seed(SAMPLING_SEED) for _ in range(batch)]
-    vocab_size = decoder.config.vocab_size
-    banned = torch.zeros(vocab_size, dtype=torch.bool, device=device)
-    banned[list(banned_ids)] = True
-    # As in beam search, a caption has at least one word.
-    banned_first = banned.clone()
-    banned_first[end_id] = True
+    rules = decoding_rules(
+        decoder,
+        end_id=end_id,
+        banned_ids=banned_ids,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        device=device,
+    )
+    noise = ImageNoise(batch, n, SAMPLING_SEED)
 
     drawn = []  # per step: (batch, n) words, <end> for images no longer sampling
     # An image whose samples have all ended leaves the batch; its generator is its own, so the
     # others' draws do not change.
     images = torch.arange(batch, device=device)
     finished = torch.zeros(batch * n, dtype=torch.bool, device=device)
+    history = torch.empty((batch * n, 0), dtype=torch.long, device=device)  # (sampling * n, t)
     for t in range(max_length + 1):
         out = decoder.step(words, state, memory)
-        logits = out.logits.float() / temperature
-        logits = logits.masked_fill(banned_first if t == 0 else banned, -torch.inf)
         if t == max_length:
             words = torch.full_like(words, end_id)
         else:
-            # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
-            uniform = torch.cat(
-                [torch.rand((n, vocab_size), generator=generators[i]) for i in images.tolist()]
-            )
-            gumbel = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0)))  # (sampling * n, vocab)
-            words = (logits + gumbel.to(device)).argmax(-1)  # (sampling * n,)
+            scores = apply_rules(rules, out.logits.float() / temperature, history)
+            gumbel = noise.draw(images.tolist(), scores.shape[1]).to(device)
+            words = (scores + gumbel).argmax(-1)  # (sampling * n,)
         words = words.masked_fill(finished, end_id)
         step_words = torch.full((batch, n), end_id, dtype=torch.long, device=device)
         step_words[images] = words.view(-1, n)
         drawn.append(step_words)
+        history = torch.cat([history, words.unsqueeze(1)], 1)
         finished |= words == end_id
         still = ~finished.view(-1, n).all(1)  # (sampling,)
         if not bool(still.any()):
@@ -91,6 +93,7 @@ def sample_captions(
             rows = (kept.unsqueeze(1) * n + torch.arange(n, device=device)).view(-1)
             memory, images = memory.select_images(kept), images[kept]
             state, words, finished = state.select_rows(rows), words[rows], finished[rows]
+            history = history[rows]
 
     ids = torch.stack(drawn, 2).cpu().tolist()  # (batch, n, steps)
     return [[row[: row.index(end_id)] for row in image] for image in ids]

@@ -25,6 +25,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from captioner.distributed import Distributed
+from captioner.rules import apply_rules, decoding_rules
+from captioner.sampling import gumbel_noise
 from captioner.vocab import Vocabulary
 from training.model import CaptionModel, mixed_precision
 from training.readers import Sample
@@ -33,8 +35,6 @@ BASELINES = ("mean", "greedy")
 # Sentence BLEU-4 of a caption sharing no 4-gram would be 0 whatever its shorter n-grams; a tiny
 # count for the missing ones (Chen and Cherry 2014's method 1) keeps them ranked.
 _smoothing = SmoothingFunction().method1
-# As beam search: the model never says these, so it is never rewarded for them.
-BANNED_IDS = (Vocabulary.pad_id, Vocabulary.start_id, Vocabulary.unk_id)
 
 
 class Scorer(Protocol):
@@ -117,18 +117,16 @@ class CaptionSampler(nn.Module):
         state = decoder.initial_state(memory).repeat_rows(num_samples)
         rows, device = state.h.shape[0], state.h.device
         words = torch.full((rows,), Vocabulary.start_id, dtype=torch.long, device=device)
-        banned = torch.zeros(decoder.config.vocab_size, dtype=torch.bool, device=device)
-        banned[list(BANNED_IDS)] = True
-        banned_first = banned.clone()
-        banned_first[Vocabulary.end_id] = True  # as in beam search: at least one word
+        # As beam search's, so the policy is never rewarded for a caption it could not return.
+        rules = decoding_rules(decoder, end_id=Vocabulary.end_id, device=device)
         going = torch.ones(rows, dtype=torch.bool, device=device)
-        drawn, log_probs, entropies = [], [], []
-        for t in range(max_length):
+        history = torch.empty((rows, 0), dtype=torch.long, device=device)  # (rows, t)
+        log_probs, entropies = [], []
+        for _ in range(max_length):
             out = decoder.step(words, state, memory)
             # A copy model's logits are already log-probabilities; log_softmax renormalises
-            # both kinds after the ban.
-            masked = out.logits.float().masked_fill(banned_first if t == 0 else banned, -torch.inf)
-            log_p = masked.log_softmax(-1)  # (rows, vocab)
+            # both kinds after the rules.
+            log_p = apply_rules(rules, out.logits.float(), history).log_softmax(-1)  # (rows, vocab)
             p = log_p.detach().exp()
             scores = log_p.detach()
             if noise is not None:  # Gumbel-max: the argmax of log p + Gumbel noise draws from p
@@ -139,16 +137,15 @@ class CaptionSampler(nn.Module):
             log_probs.append(torch.where(going, chosen, 0.0))
             entropies.append(torch.where(going, entropy, 0.0))
             words = words.masked_fill(~going, Vocabulary.pad_id)
-            drawn.append(words)
+            history = torch.cat([history, words.unsqueeze(1)], 1)
             going = going & (words != Vocabulary.end_id)
             if not bool(going.any()):
                 break
             state = out.state
-        words = torch.stack(drawn, 1)  # (rows, steps)
         return Drawn(
-            words,
+            history,
             torch.stack(log_probs, 1).sum(1),
-            (words != Vocabulary.pad_id).sum(1),
+            (history != Vocabulary.pad_id).sum(1),
             torch.stack(entropies, 1).sum(1),
         )
 
@@ -177,8 +174,7 @@ class SharedNoise:
         uniform = torch.rand(
             (*self.shape, vocab_size), generator=self.generator, device=self.device
         )
-        gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(uniform.dtype).tiny)))
-        return gumbel[self.world.rank :: self.world.world_size].flatten(0, 1)
+        return gumbel_noise(uniform[self.world.rank :: self.world.world_size].flatten(0, 1))
 
 
 def candidates(words: torch.Tensor) -> list[list[int]]:

@@ -1,0 +1,144 @@
+"""Decoding rules: which words a caption may say next, written once for every search.
+
+Beam search (beam.py), consensus sampling (consensus.py) and self-critical training's sampler
+(training/scst.py) apply the same rules, built by `decoding_rules`, so no sampler draws a
+caption the beam search could never return. A rule is a filter in the shape of whisper's
+LogitFilter or transformers' LogitsProcessor: it takes one step's scores (rows, vocab) and the
+rows' words so far (rows, steps), and returns the scores with the words it forbids at -inf.
+Masking keeps the other scores as they were, so a beam's score stays the model's own
+log-probability.
+
+Rules keep no state: they read everything from the history, so they follow the rows wherever
+a search reorders or drops them, as long as the search moves the history with its rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from captioner.vocab import Vocabulary
+
+# Words the model never says: it learned no caption with them.
+BANNED_IDS = (Vocabulary.pad_id, Vocabulary.start_id, Vocabulary.unk_id)
+
+
+class Rule(Protocol):
+    def __call__(self, scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """(rows, vocab) scores of the next word, (rows, steps) words so far without <start>
+        -> the scores with the banned words at -inf."""
+        ...
+
+
+class SpecialTokens:
+    """The banned words never, and <end> not before the first word: an empty caption says
+    nothing, and would rank first in a search."""
+
+    def __init__(
+        self, vocab_size: int, banned_ids: Sequence[int], end_id: int, device: torch.device
+    ) -> None:
+        self.never = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        self.never[list(banned_ids)] = True
+        self.at_first_word = self.never.clone()
+        self.at_first_word[end_id] = True
+
+    def __call__(self, scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        banned = self.at_first_word if history.shape[1] == 0 else self.never
+        return scores.masked_fill(banned, -math.inf)
+
+
+class NoRepeatNgram:
+    """No n-gram twice in a caption: a word that would complete one already said is banned
+    (<end> never is, so a caption can always finish)."""
+
+    def __init__(self, n: int, end_id: int) -> None:
+        self.n, self.end_id = n, end_id
+
+    def __call__(self, scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        n, length = self.n, history.shape[1]
+        if length < n:  # no complete n-gram yet
+            return scores
+        if n == 1:
+            banned = torch.zeros_like(scores).scatter_(1, history, 1.0) > 0
+        else:
+            grams = history.unfold(1, n, 1)  # (rows, length - n + 1, n)
+            suffix = history[:, length - n + 1 :]  # (rows, n - 1)
+            matches = (grams[:, :, :-1] == suffix.unsqueeze(1)).all(-1).float()  # (rows, grams)
+            banned = torch.zeros_like(scores).scatter_add_(1, grams[:, :, -1], matches) > 0
+        banned[:, self.end_id] = False
+        return scores.masked_fill(banned, -math.inf)
+
+
+class CopyGrammar:
+    """A copy model's sentence form: <end> only once a noun has been said, and never a noun
+    right after a noun."""
+
+    def __init__(self, noun_of_word: torch.Tensor, end_id: int) -> None:
+        self.is_noun = noun_of_word >= 0  # (vocab,)
+        self.end_id = end_id
+
+    def __call__(self, scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        is_noun = self.is_noun[history]  # (rows, steps)
+        if history.shape[1]:
+            after_noun = is_noun[:, -1]
+        else:
+            after_noun = torch.zeros(len(history), dtype=torch.bool, device=history.device)
+        banned = after_noun.unsqueeze(1) & self.is_noun  # (rows, vocab)
+        banned[:, self.end_id] |= ~is_noun.any(1)
+        return scores.masked_fill(banned, -math.inf)
+
+
+class EachNounOnce:
+    """A copy model names each thing once ("two dogs", never "a dog next to a dog"), so a noun
+    said, singular or plural, is not said again: on photos, a second noun would otherwise
+    repeat the first."""
+
+    def __init__(self, noun_of_word: torch.Tensor) -> None:
+        # Column 0 stands for "no noun", so words that are none index something harmless.
+        self.column = noun_of_word + 1  # (vocab,)
+        self.columns = int(self.column.max()) + 1
+
+    def __call__(self, scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        said = torch.zeros(
+            (len(history), self.columns), dtype=torch.bool, device=history.device
+        ).scatter_(1, self.column[history], True)  # (rows, nouns + 1)
+        said[:, 0] = False
+        return scores.masked_fill(said[:, self.column], -math.inf)  # (rows, vocab)
+
+
+def decoding_rules(
+    decoder,
+    *,
+    end_id: int,
+    banned_ids: Sequence[int] = BANNED_IDS,
+    no_repeat_ngram_size: int = 0,
+    device: torch.device | str = "cpu",
+) -> list[Rule]:
+    """The rules every search of `decoder` applies (anything with the Decoder's `config`, and
+    for a copy model its `noun_singular_ids` and `noun_plural_ids`), on `device`."""
+    vocab_size = decoder.config.vocab_size
+    rules: list[Rule] = [SpecialTokens(vocab_size, banned_ids, end_id, device)]
+    if decoder.config.copy_nouns:
+        # Every caption a copy model learned from names an object, and none puts two nouns side
+        # by side (a two-word noun is one word). On photos unlike its training images, its
+        # sentence can drift into "one above the other" or "bridges bridges bridges"; like the
+        # first-word rule, these keep the search among captions of the form it was taught (a
+        # mild version of constrained beam search, Anderson et al. 2017).
+        noun_of_word = torch.full((vocab_size,), -1, dtype=torch.long, device=device)
+        noun_index = torch.arange(decoder.config.copy_nouns, device=device)
+        noun_of_word[decoder.noun_singular_ids.to(device)] = noun_index
+        noun_of_word[decoder.noun_plural_ids.to(device)] = noun_index
+        rules += [CopyGrammar(noun_of_word, end_id), EachNounOnce(noun_of_word)]
+    if no_repeat_ngram_size > 0:
+        rules.append(NoRepeatNgram(no_repeat_ngram_size, end_id))
+    return rules
+
+
+def apply_rules(rules: Sequence[Rule], scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """(rows, vocab) scores with every rule's banned words at -inf."""
+    for rule in rules:
+        scores = rule(scores, history)
+    return scores
