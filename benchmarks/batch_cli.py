@@ -74,7 +74,7 @@ def ensure_photos(folder: Path, count: int) -> list[Path]:
 
 def ensure_model(requested: str | None, folder: Path) -> tuple[Path, str]:
     """The model to measure, and a line saying which it is."""
-    from captioner.api import DEFAULT_MODEL_DIR
+    from captioner.registry import DEFAULT_MODEL_DIR
 
     if requested:
         return Path(requested), f"model: {requested}"
@@ -112,8 +112,8 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
     import torch
 
     from captioner import Captioner
-    from captioner.inputs import Photo
     from captioner.options import DecodeOptions
+    from captioner.photos.inputs import Photo
     from captioner.pipeline import photo_batches
 
     captioner = Captioner.load(options.model, device=options.device, backend=options.backend)
@@ -133,8 +133,8 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
         for batch in batches:
             captioner.encode(batch.pixels)  # as the CLI does
     elif mode == "cli":
-        from captioner.batch.command import parse_args
-        from captioner.batch.run import run
+        from captioner.cli.batch.command import parse_args
+        from captioner.cli.batch.run import run
 
         with tempfile.TemporaryDirectory() as folder:
             listing = Path(folder, "photos.txt")

@@ -228,7 +228,7 @@ def main() -> None:
 
     import torch
 
-    from captioner.api import DEFAULT_MODEL_DIR
+    from captioner.registry import DEFAULT_MODEL_DIR
 
     if args.cores:
         torch.set_num_threads(args.cores)

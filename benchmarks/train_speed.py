@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.encoder import Encoder, EncoderConfig
-from captioner.images import load_image
+from captioner.photos.images import load_image
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
 from training.features import FeatureCache

@@ -1,17 +1,17 @@
 """captioner: image captioning with a CNN encoder and a soft-attention LSTM decoder.
 
-The public names load on first use, so light modules (captioner.atomic, captioner.inputs, ...)
-can be imported without paying for torch.
+The public names load on first use, so light modules (captioner.registry, captioner.photos.inputs,
+...) can be imported without paying for torch.
 """
 
 import importlib
 
 _PUBLIC = {
     "Captioner": "captioner.api",
-    "CaptionResult": "captioner.api",
-    "CheckpointError": "captioner.checkpoint",
+    "CaptionResult": "captioner.results",
+    "CheckpointError": "captioner.registry",
     "DecodeOptions": "captioner.options",
-    "ImageError": "captioner.images",
+    "ImageError": "captioner.photos.images",
 }
 __all__ = list(_PUBLIC)
 

@@ -5,66 +5,24 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from captioner.backends import resolve_backend
 from captioner.beam import Hypothesis, beam_search
-from captioner.checkpoint import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    CheckpointError,
-    check_shapes,
-    load_model_dir,
-    save_model_dir,
-)
 from captioner.consensus import consensus_ranking, sample_captions
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
-from captioner.hub import download_model, is_hub_model
-from captioner.images import ImageError, ImageSource, load_image
+from captioner.files.checkpoint import check_shapes, load_model_dir, save_model_dir
 from captioner.onnx_backend import onnx_encoder
 from captioner.options import DecodeOptions
+from captioner.photos.images import ImageError, ImageSource, load_image
+from captioner.pipeline import caption_batches, photo_batches
+from captioner.registry import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, resolve_model
+from captioner.results import CaptionResult
 from captioner.vocab import Vocabulary, fix_articles
-
-MODELS_DIR = Path(__file__).parent / "models"  # the models shipped in the package, by name
-DEFAULT_MODEL_DIR = MODELS_DIR / "default"
-
-
-@dataclass
-class CaptionResult:
-    """A caption for one image, with where the decoder looked and what its cell did per word."""
-
-    text: str
-    tokens: list[str]  # no special tokens
-    score: float  # log_prob, divided by the length penalty when one is asked for
-    log_prob: float
-    alphas: np.ndarray  # (len(tokens), grid_h, grid_w); each map sums to 1
-    context_gate: np.ndarray  # (len(tokens),) the attention gate beta
-    gates: dict[str, np.ndarray] = field(default_factory=dict)  # LSTM: input/forget/output/cell
-    # (len(tokens),) the copy gate: each word's probability of being copied from the image
-    # (its noun read where alphas look), for models that copy nouns; None for others.
-    copy_gate: np.ndarray | None = None
-    beams: list[CaptionResult] = field(default_factory=list)  # all hypotheses, best first
-    source: str | None = None  # the path, or a description of an in-memory image
-    error: str | None = None  # set instead of a caption when the image could not be used
-
-    @classmethod
-    def failed(cls, source: str, error: str) -> CaptionResult:
-        return cls(
-            "",
-            [],
-            float("-inf"),
-            float("-inf"),
-            np.zeros((0, 0, 0)),
-            np.zeros(0),
-            source=source,
-            error=error,
-        )
 
 
 class Captioner:
@@ -102,11 +60,11 @@ class Captioner:
         backend: str = "auto",
     ) -> Captioner:
         """A model directory, the name of a model shipped in the package ("default",
-        "shapes"; see `shipped_models()`), or a Hugging Face Hub model, "hf:OWNER/NAME" or
+        "shapes"; see `registry.shipped_models()`), or a Hugging Face Hub model, "hf:OWNER/NAME" or
         "hf:OWNER/NAME@REVISION" (downloaded once into huggingface_hub's cache; HubError when
         it cannot be had); None is "default". A path that exists is always read as a
         directory, so a folder named "shapes" in the current directory is never taken for the
-        shipped model; `shipped_model("shapes")` names the shipped one.
+        shipped model; `registry.shipped_model("shapes")` names the shipped one.
 
         backend: "auto" runs ONNX Runtime on a CPU when it is installed, else PyTorch;
         "torch" or "onnx" (CPU only) choose."""
@@ -175,8 +133,8 @@ class Captioner:
         if self.device.type != "cpu":
             return self._run_encoder(images)
         # A CPU encodes fastest a few photos at a time, while their activations still fit in
-        # cache (Lite0, one thread: 34 ms a photo in fours, 51 ms in sixteens); beam search is
-        # the other way round, so callers keep batches large and only this call is split.
+        # cache; beam search is the other way round, so callers keep batches large and only
+        # this call is split.
         chunk = max(4, torch.get_num_threads())
         return torch.cat([self._run_encoder(part) for part in images.split(chunk)])
 
@@ -214,8 +172,8 @@ class Captioner:
         )
         if options.consensus_samples > 0:
             # Each step holds (images x samples x grid cells x attention_dim) energies; on a CPU
-            # they stay in cache a few images at a time (30 samples: 12 ms a photo in fours,
-            # 30 ms in 32s). Samples do not depend on the batch, so the split changes nothing.
+            # they stay in cache a few images at a time. Samples do not depend on the batch, so
+            # the split changes nothing.
             chunk = 4 if self.device.type == "cpu" else len(features)
             samples = [
                 drawn
@@ -254,9 +212,6 @@ class Captioner:
         that fails unexpectedly included). A list: returns a result per item in order; an
         unreadable item gets `error` set and the others are still captioned.
         """
-        # The engine imports this module, so it is imported here, when first used.
-        from captioner.pipeline import caption_batches, photo_batches
-
         single = _is_single(images)
         batches = photo_batches(self, [images] if single else images, batch_size=batch_size)
         results = [result for batch in caption_batches(self, batches, options) for result in batch]
@@ -278,44 +233,6 @@ class Captioner:
             gates=hypothesis.gates,
             copy_gate=hypothesis.copy_gate,
         )
-
-
-def shipped_models() -> list[str]:
-    """The names of the models shipped in the package, sorted ("default", "shapes")."""
-    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / CONFIG_FILE).is_file())
-
-
-def shipped_model(name: str) -> Path:
-    """The directory of the shipped model `name`; CheckpointError if there is none."""
-    directory = DEFAULT_MODEL_DIR if name == "default" else MODELS_DIR / name
-    if Path(name).name == name and (directory / CONFIG_FILE).is_file():
-        return directory
-    if name == "default":
-        raise CheckpointError(
-            "no default model is installed in this copy of captioner. Pass a model "
-            "directory, e.g. Captioner.load('runs/scenes/best') or `--model DIR`: one "
-            "written by captioner-train, holding config.json, vocab.json, model.safetensors"
-        )
-    raise CheckpointError(
-        f"{name}: no such model directory, nor a model shipped with captioner "
-        f"(those are: {', '.join(shipped_models()) or 'none'})"
-    )
-
-
-def resolve_model(model: str | os.PathLike | None) -> Path:
-    """The directory `Captioner.load(model)` reads: for "hf:OWNER/NAME[@REVISION]", the Hub
-    model's, downloaded into huggingface_hub's cache if it is not there (captioner/hub.py);
-    else a path that exists; else, for a bare name ("shapes", no slash), the shipped model of
-    that name; else the path, which load reports missing. None is the shipped "default"."""
-    if model is None:
-        return shipped_model("default")
-    text = os.fspath(model)
-    if is_hub_model(text):
-        return download_model(text)
-    path = Path(text)
-    if text == path.name and not path.exists():
-        return shipped_model(text)
-    return path
 
 
 def _is_single(images) -> bool:

@@ -1,8 +1,6 @@
-"""The `--device auto` choice shared by the CLI, the GUI and training."""
+"""Which device a name means ("auto" included), shared by the API, the app and training."""
 
 from __future__ import annotations
-
-import argparse
 
 import torch
 
@@ -41,12 +39,3 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{name!r} requested, but this machine has no MPS device")
     return device
-
-
-def device_argument(text: str) -> str:
-    """--device, checked while parsing: a device this machine lacks is a usage error."""
-    try:
-        resolve_device(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text

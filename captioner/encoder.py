@@ -231,7 +231,7 @@ class Encoder(nn.Module):
         self.blocks, self.encoder_dim = _blocks_up_to_stride(blocks, config.feature_stride)
         self.pool = AdaptiveAvgPool(config.grid_size) if config.grid_size else nn.Identity()
         self.fine_tune(config.fine_tune_blocks)
-        # Channels-last convolutions are about 1.5x faster on CPU (oneDNN) and no slower on GPU.
+        # Channels-last convolutions are faster on CPU (oneDNN) and no slower on GPU.
         self.to(memory_format=torch.channels_last)
         self.eval()
 

@@ -1,12 +1,12 @@
 """ONNX graphs of a model: the encoder and the decoder's step, and running the encoder's.
 
-On a CPU, ONNX Runtime runs the encoder 2-4x faster than PyTorch's eager mode (one planned
-graph of large convolutions), so `--backend onnx` encodes with it; the encoder graph is
+On a CPU, ONNX Runtime runs the encoder faster than PyTorch's eager mode (one planned graph
+of large convolutions), so `--backend onnx` encodes with it; the encoder graph is
 exported once and cached in a folder named by a hash of the weights and configuration, so a
 changed model never reads a stale graph. The decoder's step is a graph too (captioner-export
 writes it, for running a model elsewhere), but beam search calls it once per word with small
-tensors, and there ONNX Runtime measured 2-3x slower than PyTorch (its per-call overhead, and
-the copy path's ScatterElements): the search keeps PyTorch's step (docs/benchmarks.md).
+tensors, and there ONNX Runtime measured slower than PyTorch (its per-call overhead, and
+the copy path's ScatterElements): the search keeps PyTorch's step (docs/reports/benchmarks.md).
 
 Beside the cached graph lies its digest (SHA-256 of its bytes and the key it was built for),
 written after it: a graph whose digest is missing or differs (a crash, a full disk, a stray
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from captioner.atomic import write_atomically
 from captioner.decoder import Decoder, DecoderState, ImageMemory
 from captioner.encoder import Encoder
+from captioner.photos.atomic import write_atomically
 
 OPSET = 18  # ScatterElements' "max" reduction (the copy path's log-sum-exp) needs 18
 ENCODER_FILE, STEP_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "manifest.json"

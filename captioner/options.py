@@ -6,7 +6,6 @@ DecodeOptions, so a default or a limit changes here and nowhere else.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -45,10 +44,9 @@ class DecodeOptions:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             low, high = self.LIMITS[field.name]
-            is_number = isinstance(value, int | float) and not isinstance(value, bool)
-            if field.type == "int" and not (is_number and float(value).is_integer()):
+            if field.type == "int" and not (is_number(value) and float(value).is_integer()):
                 raise ValueError(f"{field.name} must be a whole number, got {value!r}")
-            if not is_number or math.isnan(value) or not low <= value <= high:
+            if not is_number(value) or math.isnan(value) or not low <= value <= high:
                 raise ValueError(f"{field.name} must be from {low:g} to {high:g}, got {value!r}")
 
     @classmethod
@@ -70,55 +68,7 @@ class DecodeOptions:
             kept[field.name] = min(max(value, convert(low)), convert(high))
         return cls(**kept)
 
-    @classmethod
-    def add_arguments(cls, group: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-        """--beam-size, --max-length, --length-penalty, --no-repeat-ngram-size,
-        --consensus-samples, each checked against its limits while parsing."""
-        defaults = cls()
-        for field in dataclasses.fields(cls):
-            low, high = cls.LIMITS[field.name]
-            group.add_argument(
-                "--" + field.name.replace("_", "-"),
-                type=number_argument(int if field.type == "int" else float, low, high),
-                default=getattr(defaults, field.name),
-                help=f"{cls.HELP[field.name]}; {low:g} to {high:g} (default: %(default)s)",
-            )
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> DecodeOptions:
-        """The options add_arguments' arguments parsed into `args`."""
-        return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
-
-
-def number_argument(convert: type, low: float, high: float = math.inf):
-    """An argparse `type` that accepts a number from low to high; a usage error otherwise."""
-
-    def parse(text: str) -> int | float:
-        if convert is float:
-            value = _float_or_nan(text)
-            if not low <= value <= high:  # NaN fails it too
-                raise argparse.ArgumentTypeError(
-                    f"must be a number from {low:g} to {high:g}, got {text!r}"
-                )
-            return value
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be {low:g} or more, got {value}")
-        if value > high:
-            raise argparse.ArgumentTypeError(f"must be {high:g} or less, got {value}")
-        return value
-
-    return parse
-
-
-positive_int = number_argument(int, 1)
-
-
-def _float_or_nan(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
+def is_number(value: object) -> bool:
+    """An int or a float, not a bool (which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

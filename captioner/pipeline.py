@@ -10,29 +10,27 @@ and beam search overlaps with the encoder (see caption_batches). Inputs go to th
 through the DataLoader's batch sampler, pulled from the input generator only a few batches
 ahead, so neither paths nor pixels pile up however long the run; batches come back in input
 order. An input that cannot be read becomes a result with `error` set, in its place.
-
-This module imports captioner.api; api.py imports this one only inside `Captioner.caption`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from captioner.api import Captioner, CaptionResult
-from captioner.backends import BACKENDS
-from captioner.device import device_argument
-from captioner.images import ImageError, ImageSource, source_name
-from captioner.inputs import Photo
-from captioner.options import DecodeOptions, number_argument, positive_int
+from captioner.options import DecodeOptions
+from captioner.photos.images import ImageError, ImageSource, source_name
+from captioner.photos.inputs import Photo
+from captioner.results import CaptionResult
+
+if TYPE_CHECKING:  # the engine runs a Captioner; api.py imports this module to do so
+    from captioner.api import Captioner
 
 
 @dataclass
@@ -167,27 +165,3 @@ def _decode(captioner: Captioner, batch: PhotoBatch, options: DecodeOptions) -> 
         else dataclasses.replace(next(captions), source=source)
         for source, error in zip(batch.sources, batch.errors, strict=True)
     ]
-
-
-def add_engine_arguments(group: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--device, --backend, --batch-size and --workers: how the engine runs, for every command
-    that runs it."""
-    group.add_argument(
-        "--device",
-        type=device_argument,
-        default="auto",
-        help="auto (CUDA, MPS, CPU), cpu, cuda:1, mps",
-    )
-    group.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: ONNX Runtime on a CPU (faster), PyTorch on CUDA/MPS (default: %(default)s)",
-    )
-    group.add_argument("--batch-size", type=positive_int, default=16, help="default: %(default)s")
-    group.add_argument(
-        "--workers",
-        type=number_argument(int, 0),
-        default=min(4, os.cpu_count() or 1),
-        help="processes that decode and resize photos (0: none; default: %(default)s)",
-    )

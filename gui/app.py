@@ -13,7 +13,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
-from captioner.hub import is_hub_model
+from captioner.registry import is_hub_model
 from gui.binding_check import binding_problem
 from gui.main_window import MainWindow
 from gui.settings import APPLICATION, ORGANIZATION, Settings, is_model_name

@@ -18,7 +18,7 @@ from PySide6.QtCore import QBuffer, QIODevice
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
-from captioner.atomic import save_atomically, write_atomically
+from captioner.photos.atomic import save_atomically, write_atomically
 
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
@@ -51,7 +51,7 @@ def copy_caption(window: QMainWindow, caption: str) -> None:
 def save_sidecar(window: QMainWindow, photo: str, caption: str) -> Path | None:
     """Write `caption` to the text file beside `photo`, asking before replacing one; returns
     the file written, None if the user declined or it failed."""
-    from captioner.metadata import sidecar_path, write_sidecar
+    from captioner.photos.metadata import sidecar_path, write_sidecar
 
     try:
         try:
@@ -74,7 +74,7 @@ def save_sidecar(window: QMainWindow, photo: str, caption: str) -> Path | None:
 def write_metadata(window: QMainWindow, photo: str, caption: str) -> bool:
     """Store `caption` in `photo`'s XMP and EXIF description, asking before replacing one
     already there; True if it was written."""
-    from captioner.metadata import existing_description, write_caption_metadata
+    from captioner.photos.metadata import existing_description, write_caption_metadata
 
     try:
         try:

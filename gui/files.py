@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import captioner
-from captioner.inputs import IMAGE_EXTENSIONS, walk
+from captioner.photos.inputs import IMAGE_EXTENSIONS, walk
 
 OPEN_FILTER = (
     "Images (" + " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS)) + ");;All files (*)"

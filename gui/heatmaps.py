@@ -103,7 +103,7 @@ class WordHeatmaps(QObject):
             self._base = display[0].resize(target, Image.Resampling.BILINEAR)
             self._overlays.clear()
         if index not in self._overlays:
-            from captioner.heatmap import overlay
+            from captioner.photos.heatmap import overlay
 
             blended = overlay(self._base, caption.alphas[index], self.opacity.value() / 100)
             self._overlays[index] = pil_to_qimage(blended)
@@ -116,7 +116,7 @@ class WordHeatmaps(QObject):
         display = self.session.display_for(self.session.current_path)
         if caption is None or display is None or not caption.tokens:
             return None
-        from captioner.heatmap import attention_grid
+        from captioner.photos.heatmap import attention_grid
 
         return attention_grid(
             display[0], caption.tokens, caption.alphas, columns=GRID_COLUMNS,

@@ -12,8 +12,8 @@ import os
 from PySide6.QtCore import QByteArray, QSettings
 
 from captioner.backends import BACKENDS
-from captioner.hub import is_hub_model
 from captioner.options import DecodeOptions
+from captioner.registry import is_hub_model
 
 ORGANIZATION, APPLICATION = "captioner", "captioner-gui"
 MAX_RECENT = 10

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from PySide6.QtCore import QBuffer, QByteArray, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QImageReader
 
-from captioner.images import ImageError, load_image, open_photo_file
+from captioner.photos.images import ImageError, load_image, open_photo_file
 from gui.convert import pil_to_qimage
 
 THUMBNAIL_SIZE = 128  # device pixels; the list shows them at 64 logical px on 2x screens

@@ -273,7 +273,7 @@ class CaptionWorker(QObject):
         self._generation = job.generation
         try:
             from captioner import Captioner
-            from captioner.api import resolve_model, shipped_model
+            from captioner.registry import resolve_model, shipped_model
 
             # A name is looked up among the shipped models only: a folder of that name in the
             # app's working directory is never loaded instead (directories come absolute). A
@@ -315,7 +315,7 @@ class CaptionWorker(QObject):
                 CaptionFailure(job.path, job.generation, reason, bad_image=False)
             )
             return
-        from captioner.images import ImageError
+        from captioner.photos.images import ImageError
         from captioner.pipeline import caption_batches
 
         self.caption_started.emit(job.path)
@@ -343,7 +343,7 @@ class CaptionWorker(QObject):
         )
 
     def _display(self, job: _DisplayJob) -> None:
-        from captioner.images import ImageError
+        from captioner.photos.images import ImageError
 
         try:
             display = load_display(job.path)
@@ -379,7 +379,7 @@ def load_display(path: str, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
     DISPLAY_MAX_SIDE. Raises captioner's ImageError for a file that cannot be read."""
     from PIL import Image
 
-    from captioner.images import load_image
+    from captioner.photos.images import load_image
 
     display = load_image(path, min_size=min_side)
     if max(display.size) > DISPLAY_MAX_SIDE:

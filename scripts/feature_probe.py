@@ -19,7 +19,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from captioner.encoder import Encoder, EncoderConfig
-from captioner.images import load_image
+from captioner.photos.images import load_image
 from training.grounding import cells_overlapping
 
 ATTRIBUTES = ("shape", "color", "size")

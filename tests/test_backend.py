@@ -10,8 +10,8 @@ from conftest import tiny_copy_captioner
 
 from captioner import Captioner, DecodeOptions
 from captioner.backends import resolve_backend
-from captioner.batch.command import main as batch_main
-from captioner.export import main as export_main
+from captioner.cli.batch.command import main as batch_main
+from captioner.cli.export import main as export_main
 from training import evaluate
 
 

@@ -11,7 +11,8 @@ from conftest import tiny_copy_captioner
 from safetensors.torch import load_file, save_file
 
 import captioner.api
-import captioner.checkpoint
+import captioner.files.checkpoint
+import captioner.registry
 from captioner import Captioner, CheckpointError
 from captioner.options import DecodeOptions
 
@@ -79,7 +80,7 @@ def test_failed_save_keeps_the_previous_model(tmp_path, tiny_captioner, monkeypa
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(captioner.checkpoint, "save", crash)
+    monkeypatch.setattr(captioner.files.checkpoint, "save", crash)
     with pytest.raises(OSError, match="disk full"):
         tiny_captioner.save(target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
@@ -102,7 +103,7 @@ def test_a_saved_model_can_be_shared_as_the_umask_allows(tmp_path, tiny_captione
 
 
 def test_missing_default_model_says_how_to_pass_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(captioner.api, "DEFAULT_MODEL_DIR", tmp_path)
+    monkeypatch.setattr(captioner.registry, "DEFAULT_MODEL_DIR", tmp_path)
     with pytest.raises(CheckpointError, match="Pass a model directory"):
         Captioner.load()
 

@@ -23,16 +23,17 @@ from conftest import PHOTO_CAPTIONS
 from PIL import Image
 from pycocotools.coco import COCO
 
-import captioner.batch.run as batch_run
-from captioner import Captioner, images
-from captioner.batch.command import main, parse_args
-from captioner.batch.config import BatchRun
-from captioner.batch.extras import attention_grid_path
-from captioner.batch.output import OutputExistsError, OutputNotWritableError, ResumeError
-from captioner.batch.run import run
+import captioner.cli.batch.run as batch_run
+from captioner import Captioner
+from captioner.cli.batch.command import main, parse_args
+from captioner.cli.batch.config import BatchRun
+from captioner.cli.batch.extras import attention_grid_path
+from captioner.cli.batch.output import OutputExistsError, OutputNotWritableError, ResumeError
+from captioner.cli.batch.run import run
 from captioner.device import resolve_device
-from captioner.metadata import read_caption_metadata
 from captioner.options import DecodeOptions
+from captioner.photos import images
+from captioner.photos.metadata import read_caption_metadata
 from training import evaluate
 from training.scenes import generate_split
 

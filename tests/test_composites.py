@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 from pycocotools.coco import COCO
 
-from captioner.batch.writers import coco_image_id
+from captioner.cli.batch.writers import coco_image_id
 from captioner.nouns import NounTable, indefinite_article
 from training import composites
 from training.composites import (

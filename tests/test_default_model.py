@@ -5,7 +5,7 @@ import json
 import pytest
 
 from captioner import Captioner
-from captioner.api import shipped_model
+from captioner.registry import shipped_model
 from training.evaluate import main as evaluate_main
 from training.scenes import generate_split
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from captioner import Captioner  # noqa: E402
 from captioner.decoder import Decoder, DecoderConfig  # noqa: E402
 from captioner.encoder import Encoder, EncoderConfig  # noqa: E402
-from captioner.metadata import read_caption_metadata, sidecar_path  # noqa: E402
+from captioner.photos.metadata import read_caption_metadata, sidecar_path  # noqa: E402
 from captioner.vocab import Vocabulary  # noqa: E402
 from gui import main_window as main_window_module  # noqa: E402
 from gui.app import parse_args  # noqa: E402

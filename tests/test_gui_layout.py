@@ -16,7 +16,7 @@ from conftest import PHOTO_CAPTIONS, show_main_window  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from captioner import Captioner  # noqa: E402
-from captioner.metadata import read_caption_metadata, write_caption_metadata  # noqa: E402
+from captioner.photos.metadata import read_caption_metadata, write_caption_metadata  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from gui.settings import Settings  # noqa: E402
 from gui.widgets.banner import ModelBanner  # noqa: E402

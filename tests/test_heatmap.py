@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner.heatmap import attention_grid, overlay, upsample
+from captioner.photos.heatmap import attention_grid, overlay, upsample
 
 
 def corner_map() -> np.ndarray:

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from captioner.importing import main
-from captioner.safe_unpickle import (
+from captioner.cli.importing import main
+from captioner.files.safe_unpickle import (
     MAX_NESTING,
     SAFE_CALLABLES,
     MalformedCheckpointError,

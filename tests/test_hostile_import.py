@@ -18,10 +18,10 @@ import torch
 import torchvision
 from safetensors.torch import load_file
 
-import captioner.tutorial_import
-from captioner.checkpoint import load_model_dir
-from captioner.importing import main
-from captioner.tutorial_import import SOURCE, TutorialImportError, decoder_tensors
+import captioner.files.tutorial_import
+from captioner.cli.importing import main
+from captioner.files.checkpoint import load_model_dir
+from captioner.files.tutorial_import import SOURCE, TutorialImportError, decoder_tensors
 
 WORDS = ["a", "dog", "on", "the", "grass", "cat"]
 WORD_MAP = {word: i + 1 for i, word in enumerate(WORDS)}
@@ -353,7 +353,7 @@ def test_weights_sharing_a_storage_are_written_each_in_its_own(
     decoder["init_c.weight"] = decoder["init_h.weight"]
     decoder["attention.encoder_att.bias"] = decoder["attention.decoder_att.bias"]
     saved = {"encoder": encoder_state, "decoder": decoder}
-    monkeypatch.setattr(captioner.tutorial_import, "read_checkpoint", lambda path: saved)
+    monkeypatch.setattr(captioner.files.tutorial_import, "read_checkpoint", lambda path: saved)
     checkpoint, words = tmp_path / "checkpoint.pth", tmp_path / "WORDMAP.json"
     checkpoint.write_bytes(b"stand-in")
     words.write_text(json.dumps(WORD_MAP))

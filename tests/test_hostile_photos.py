@@ -11,8 +11,8 @@ import threading
 import pytest
 from PIL import Image
 
-from captioner.images import ImageError, image_size, load_image
-from captioner.inputs import Photo, expand, unique, walk
+from captioner.photos.images import ImageError, image_size, load_image
+from captioner.photos.inputs import Photo, expand, unique, walk
 
 # --- listing: a pattern's `**` goes where the walker goes -----------------------------------
 

@@ -20,8 +20,9 @@ from conftest import photo
 from huggingface_hub import constants
 
 from captioner import Captioner
-from captioner.api import MODELS_DIR, resolve_model
-from captioner.hub import MODEL_FILES, HubError, parse_hub_model, push_main
+from captioner.cli.push import main as push_main
+from captioner.registry import HUB_FILES as MODEL_FILES
+from captioner.registry import MODELS_DIR, HubError, parse_hub_model, resolve_model
 
 TOKEN = "hf_fake_write_token_0123456789"
 REPO = r"(?P<repo>[^/]+/[^/]+)"
@@ -346,7 +347,7 @@ def test_push_refuses_what_does_not_load_and_reports_a_missing_token(
 
 
 def test_the_batch_command_captions_with_a_hub_model(hub, model_dir, tmp_path):
-    from captioner.batch.command import main
+    from captioner.cli.batch.command import main
 
     assert push_main([str(model_dir), "someone/shapes"]) == 0
     photo("coffee").save(tmp_path / "coffee.jpg")
@@ -358,7 +359,7 @@ def test_the_batch_command_captions_with_a_hub_model(hub, model_dir, tmp_path):
 
 
 def test_captioner_export_names_a_missing_hub_model(hub, tmp_path, capsys):
-    from captioner.export import main
+    from captioner.cli.export import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["hf:someone/missing", "--onnx", str(tmp_path / "out")])
@@ -384,7 +385,7 @@ def test_the_app_opens_a_hub_model_by_name_off_the_ui_thread(
     from conftest import GUI_WAIT_MS, show_main_window
     from PySide6.QtWidgets import QInputDialog
 
-    import captioner.api
+    import captioner.registry
     from gui.app import model_argument
     from gui.settings import Settings
     from gui.widgets.settings_panel import HUB
@@ -398,8 +399,8 @@ def test_the_app_opens_a_hub_model_by_name_off_the_ui_thread(
         download_threads.append(threading.current_thread())
         return downloading(model)
 
-    downloading = captioner.api.download_model
-    monkeypatch.setattr(captioner.api, "download_model", download_model)
+    downloading = captioner.registry.download_model
+    monkeypatch.setattr(captioner.registry, "download_model", download_model)
     settings = Settings.from_file(str(tmp_path / "settings.ini"))
     settings.mark_started()
     settings.backend = "torch"

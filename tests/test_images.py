@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from captioner import images
-from captioner.images import ImageError, load_image, source_name
+from captioner.photos import images
+from captioner.photos.images import ImageError, load_image, source_name
 
 RED, BLUE, GRAY, WHITE = (255, 0, 0), (0, 0, 255), (128, 128, 128), (255, 255, 255)
 RUNNING_AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -302,7 +302,7 @@ def test_converting_in_strips_gives_the_whole_image_result(monkeypatch):
 
 PEAK_MEMORY = """
 import sys
-from captioner.images import load_image
+from captioner.photos.images import load_image
 
 def peak_rss():  # this process's own high-water mark; ru_maxrss would include its parent's
     with open("/proc/self/status") as status:

@@ -20,16 +20,17 @@ import torchvision
 from safetensors.torch import load_file
 from torch import nn
 
-from captioner.api import MODELS_DIR, Captioner
-from captioner.batch.command import main as caption_main
+from captioner.api import Captioner
 from captioner.beam import beam_search
-from captioner.importing import main
-from captioner.safe_unpickle import PickledObject, UnsafePickleError, read_checkpoint
-from captioner.tutorial_import import (
+from captioner.cli.batch.command import main as caption_main
+from captioner.cli.importing import main
+from captioner.files.safe_unpickle import PickledObject, UnsafePickleError, read_checkpoint
+from captioner.files.tutorial_import import (
     TutorialImportError,
     decoder_tensors,
     read_tutorial_checkpoint,
 )
+from captioner.registry import MODELS_DIR
 from captioner.vocab import Vocabulary
 
 WORDS = ["a", "dog", "on", "the", "grass", "cat"]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from captioner.inputs import expand, unique
+from captioner.photos.inputs import expand, unique
 from gui.files import collect_images
 
 NAMES = ["b.jpg", "a.JPG", "C.png", "A.jpg", "Z.webp", "sub/y.gif", "sub/X.tif", "notes.txt"]

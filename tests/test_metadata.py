@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 from skimage import data
 
-from captioner.metadata import (
+from captioner.photos.metadata import (
     existing_description,
     read_caption_metadata,
     sidecar_path,

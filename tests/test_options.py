@@ -5,7 +5,8 @@ import dataclasses
 
 import pytest
 
-from captioner.batch.command import build_parser
+from captioner.cli.args import add_decode_arguments, decode_options
+from captioner.cli.batch.command import build_parser
 from captioner.options import DecodeOptions
 from training import evaluate
 
@@ -58,19 +59,19 @@ def test_clamped_takes_what_a_lenient_store_hands_back():
     ids=["captioner", "captioner-evaluate"],
 )
 def test_the_commands_offer_every_option_with_the_same_defaults(parse, required):
-    assert DecodeOptions.from_args(parse(required)) == DecodeOptions()
+    assert decode_options(parse(required)) == DecodeOptions()
     given = DecodeOptions(
         beam_size=3, max_length=9, length_penalty=-0.5, no_repeat_ngram_size=2, consensus_samples=4
     )
     argv = [
         f"--{name.replace('_', '-')}={getattr(given, name)}" for name in FIELDS
     ]  # "=" keeps "-0.5" a value
-    assert DecodeOptions.from_args(parse(required + argv)) == given
+    assert decode_options(parse(required + argv)) == given
 
 
 def test_add_arguments_refuses_values_outside_the_limits_while_parsing(capsys):
     parser = argparse.ArgumentParser(prog="p")
-    DecodeOptions.add_arguments(parser)
+    add_decode_arguments(parser)
     with pytest.raises(SystemExit):
         parser.parse_args(["--no-repeat-ngram-size", "11"])
     assert "argument --no-repeat-ngram-size: must be 10 or less, got 11" in capsys.readouterr().err

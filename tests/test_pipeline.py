@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import PHOTO_CAPTIONS
 
-from captioner.inputs import Photo
 from captioner.options import DecodeOptions
+from captioner.photos.inputs import Photo
 from captioner.pipeline import PhotoBatch, caption_batches, photo_batches
 
 OPTIONS = DecodeOptions(beam_size=3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner.batch.writers import coco_image_id
+from captioner.cli.batch.writers import coco_image_id
 from training.scenes import (
     COLORS,
     SHAPE_PLURALS,

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from captioner import Captioner, CheckpointError
-from captioner.api import MODELS_DIR, resolve_model, shipped_model, shipped_models
+from captioner.registry import MODELS_DIR, resolve_model, shipped_model, shipped_models
 
 ROOT = Path(__file__).resolve().parent.parent
 CARD_SECTIONS = ("## Data", "## Recipe", "## Scores", "## Licences")

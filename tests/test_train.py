@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 import training.features
 import training.train
 from captioner import Captioner
-from captioner.api import shipped_model
 from captioner.options import DecodeOptions
+from captioner.registry import shipped_model
 from captioner.vocab import Vocabulary
 from training.features import human_size
 from training.run_dir import check_run_dir

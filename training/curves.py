@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from captioner.atomic import save_atomically
+from captioner.photos.atomic import save_atomically
 
 
 def plot_curves(run_dir: Path) -> None:

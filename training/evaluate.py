@@ -24,7 +24,6 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,18 @@ import torch
 from tqdm import tqdm
 
 from captioner import Captioner, CaptionResult, CheckpointError
-from captioner.atomic import write_atomically
+from captioner.cli.args import (
+    add_decode_arguments,
+    add_engine_arguments,
+    decode_options,
+    positive_int,
+)
 from captioner.device import resolve_device
-from captioner.images import image_size
 from captioner.onnx_backend import OnnxUnavailableError
-from captioner.options import DecodeOptions, positive_int
-from captioner.pipeline import add_engine_arguments, caption_batches, photo_batches
+from captioner.options import DecodeOptions, is_number
+from captioner.photos.atomic import write_atomically
+from captioner.photos.images import image_size
+from captioner.pipeline import caption_batches, photo_batches
 from training.grounding import CaptionGrounding, ground_caption, grounding_scores
 from training.metrics import coco_metrics
 from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
@@ -194,7 +199,7 @@ def _check_objects(sample: Sample) -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)
 
 
 def _is_shapes_scene(sample: Sample) -> bool:
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = evaluate_samples(
             captioner,
             samples,
-            DecodeOptions.from_args(args),
+            decode_options(args),
             batch_size=args.batch_size,
             workers=args.workers,
             meteor=not args.no_meteor,
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_dir": str(args.model),
         "annotations": str(args.annotations),
         "split": args.split,
-        **dataclasses.asdict(DecodeOptions.from_args(args)),
+        **dataclasses.asdict(decode_options(args)),
         "warnings": evaluation.warnings,
     }
     try:
@@ -321,7 +326,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--format", choices=FORMATS, help="annotation format (default: detect)")
     add_engine_arguments(parser)
-    DecodeOptions.add_arguments(parser)
+    add_decode_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--results", type=Path, help="COCO results JSON [{image_id, caption}]")
     parser.add_argument(

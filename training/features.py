@@ -27,9 +27,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from captioner.atomic import write_atomically
 from captioner.encoder import Encoder
-from captioner.images import ImageError, load_image
+from captioner.photos.atomic import write_atomically
+from captioner.photos.images import ImageError, load_image
 from training.model import CaptionModel
 
 # Files take whole blocks of the file system; 4 kB is the usual block (ext4, APFS, NTFS).

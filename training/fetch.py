@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from captioner.atomic import write_atomically
+from captioner.photos.atomic import write_atomically
 from training.download import ArchiveError, DownloadError, download, extract, file_sha256
 from training.features import human_size
 from training.readers import DatasetFormatError, read_samples

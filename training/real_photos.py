@@ -32,10 +32,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from captioner.cli.args import add_device_argument
 from captioner.encoder import EFFICIENTNET_LITE, Encoder, EncoderConfig
-from captioner.images import load_image
 from captioner.nouns import DEFAULT_WEIGHTING, WEIGHTINGS, NounTable, indefinite_article, pluralize
 from captioner.options import DecodeOptions
+from captioner.photos.images import load_image
 from captioner.vocab import tokenize
 
 DEV_SET_PATH = Path(__file__).parent / "data" / "real_photos.json"
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "--image-size", type=int, default=EncoderConfig.image_size, help="--head-only: pixels"
     )
     parser.add_argument("--length-penalty", type=float, default=0.0, help="the model's beam search")
-    parser.add_argument("--device", default="auto")
+    add_device_argument(parser)
     parser.add_argument("--dev-set", type=Path, default=DEV_SET_PATH)
     args = parser.parse_args(argv)
 

@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from captioner.atomic import write_atomically
+from captioner.photos.atomic import write_atomically
 from training.model import MODEL_OPTIONS
 from training.state import STATE_JSON
 

@@ -42,7 +42,7 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageDraw, ImageFilter
 
-from captioner.atomic import write_atomically
+from captioner.photos.atomic import write_atomically
 
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")
 SHAPE_PLURALS = {

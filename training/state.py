@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from captioner import Captioner
-from captioner.checkpoint import write_dir_atomically, write_model_files
+from captioner.files.checkpoint import write_model_files
+from captioner.photos.atomic import write_dir_atomically
 
 STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
 

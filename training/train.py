@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
 import sys
 import time
@@ -39,13 +38,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from captioner import Captioner
+from captioner.cli.args import add_batch_size_argument, add_device_argument, add_workers_argument
 from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder
-from captioner.device import device_argument, resolve_device
+from captioner.device import resolve_device
 from captioner.distributed import Distributed
 from captioner.encoder import EFFICIENTNET_LITE, Encoder
-from captioner.images import load_image
 from captioner.nouns import DEFAULT_WEIGHTING, NounTable
 from captioner.options import DecodeOptions
+from captioner.photos.images import load_image
 from captioner.pipeline import PhotoBatch, caption_batches
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
@@ -156,12 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="encode the photos on the fly every epoch, caching nothing (a frozen encoder's "
         "features are otherwise cached on disk: ~800 kB a photo for ResNet-101 at 14 x 14)",
     )
-    data.add_argument(
-        "--workers",
-        type=int,
-        default=min(4, os.cpu_count() or 1),
-        help="processes loading photos (default: the CPU count, at most 4)",
-    )
+    add_workers_argument(data, help="processes loading photos (default: the CPU count, at most 4)")
 
     model = p.add_argument_group("model")
     model.add_argument(
@@ -235,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument(
         "--epochs", type=int, default=20, help="epochs in all, counting those a resumed run did"
     )
-    opt.add_argument("--batch-size", type=int, default=64, help="global batch size (all processes)")
+    add_batch_size_argument(opt, default=64, help="global batch size (all processes)")
     opt.add_argument(
         "--lr",
         type=float,
@@ -263,12 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-beam-size", type=int, default=3, help="beam size of the validation captions"
     )
     opt.add_argument("--seed", type=int, default=0, help="weights, dropout and batch order")
-    opt.add_argument(
-        "--device",
-        type=device_argument,
-        default="auto",
-        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps",
-    )
+    add_device_argument(opt, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     again = opt.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run in OUT from last/")
     again.add_argument(

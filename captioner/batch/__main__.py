@@ -2,6 +2,6 @@
 
 import sys
 
-from captioner.batch.command import main
+from captioner.cli.batch.command import main
 
 sys.exit(main())

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from captioner.api import CaptionResult
-from captioner.atomic import save_atomically
-from captioner.batch.config import BatchRun
-from captioner.batch.report import Reporter
-from captioner.heatmap import attention_grid
-from captioner.images import ImageError, load_image, source_name
-from captioner.metadata import sidecar_path, write_caption_metadata, write_sidecar
+from captioner.cli.batch.config import BatchRun
+from captioner.cli.batch.report import Reporter
+from captioner.photos.atomic import save_atomically
+from captioner.photos.heatmap import attention_grid
+from captioner.photos.images import ImageError, load_image, source_name
+from captioner.photos.metadata import sidecar_path, write_caption_metadata, write_sidecar
+from captioner.results import CaptionResult
 
 ATTENTION_CELL_SIZE = 224
 

@@ -16,21 +16,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from captioner.checkpoint import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, save_model_dir
-from captioner.hub import CARD_FILE, METRICS_FILE
-from captioner.safe_unpickle import UnsafePickleError
-from captioner.tutorial_import import (
+from captioner.files.checkpoint import save_model_dir
+from captioner.files.safe_unpickle import UnsafePickleError
+from captioner.files.tutorial_import import (
     SOURCE,
     TutorialImportError,
     read_word_map,
     tutorial_model_files,
 )
+from captioner.registry import CARD_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILES
 
 PROGRAM = "captioner-import"
 # What a model directory holds: its three files, and the model card and captioner-evaluate
-# report that captioner-push publishes with them (captioner/hub.py). The app caches ONNX
+# report that captioner-push publishes with them (captioner/cli/push.py). The app caches ONNX
 # graphs elsewhere (onnx_backend.default_cache_root), never in the model directory.
-MODEL_DIR_FILES = frozenset({CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE})
+MODEL_DIR_FILES = frozenset({*MODEL_FILES, CARD_FILE, METRICS_FILE})
 
 
 class OutDirError(ValueError):

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import BinaryIO
 
-from captioner.batch.config import BatchRun
-from captioner.batch.writers import CaptionWriter
-from captioner.inputs import Photo, expand, unique
+from captioner.cli.batch.config import BatchRun
+from captioner.cli.batch.writers import CaptionWriter
+from captioner.photos.inputs import Photo, expand, unique
 
 
 def all_photos(config: BatchRun) -> Iterator[Photo]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,9 +21,10 @@ from captioner.decoder import (
     Decoder,
     DecoderConfig,
 )
+from captioner.photos.atomic import write_dir_atomically
+from captioner.registry import CONFIG_FILE, MODEL_FILES, VOCAB_FILE, WEIGHTS_FILE, CheckpointError
 from captioner.vocab import SPECIAL_TOKENS, Vocabulary
 
-CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "model.safetensors"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
 
@@ -69,10 +68,6 @@ _SIZE_CARRIERS = {
 }
 
 
-class CheckpointError(ValueError):
-    """A model directory that is missing, incomplete, or in a format we refuse to load."""
-
-
 def save_model_dir(
     path: str | os.PathLike, config: dict, vocab: Vocabulary, tensors: dict[str, torch.Tensor]
 ) -> Path:
@@ -92,28 +87,6 @@ def write_model_files(
     (directory / WEIGHTS_FILE).write_bytes(weights)
 
 
-def write_dir_atomically(path: str | os.PathLike, write) -> Path:
-    """Fill a temporary sibling directory with `write(tmp_dir)`, then swap it in for `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkdtemp, whose directory only its owner may open: a model is made to be shared.
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        write(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
-
-
 def load_model_dir(path: str | os.PathLike) -> tuple[dict, Vocabulary, dict[str, torch.Tensor]]:
     """Read config, vocabulary and weights; refuse pickle files with an explanation."""
     path = Path(path)
@@ -126,9 +99,7 @@ def load_model_dir(path: str | os.PathLike) -> tuple[dict, Vocabulary, dict[str,
         )
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such model directory")
-    missing = [
-        name for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE) if not (path / name).is_file()
-    ]
+    missing = [name for name in MODEL_FILES if not (path / name).is_file()]
     if missing:
         pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
         if pickles:
@@ -282,7 +253,7 @@ def check_weights_fit_config(
 
 class _SkipInitialisers(TorchFunctionMode):
     """Leaves out torch.nn.init's initialisers: a meta tensor has no values to fill, and
-    normal_ on one imports torch._dynamo, a second on every start."""
+    normal_ on one imports torch._dynamo, which would slow every start."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
-from captioner.checkpoint import CheckpointError, check_config
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.encoder import EncoderConfig
-from captioner.safe_unpickle import PickledObject, UnsafePickleError, read_checkpoint
+from captioner.files.checkpoint import CheckpointError, check_config
+from captioner.files.safe_unpickle import PickledObject, UnsafePickleError, read_checkpoint
 from captioner.vocab import SPECIAL_TOKENS, Vocabulary
 
 SOURCE = "sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning"

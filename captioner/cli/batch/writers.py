@@ -5,7 +5,7 @@ every batch, so a run that is killed keeps every finished row. The file is writt
 (not to a temporary file and renamed): a half-written output is the point, because `scan`
 reads it back to resume. Only the last row can be cut short, and `scan` drops it.
 
-Paths are written in printable form (`captioner.images.source_name`): a file name that is not
+Paths are written in printable form (`captioner.photos.images.source_name`): a file name that is not
 valid UTF-8 appears with backslash escapes, so every output file is valid UTF-8.
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from captioner.api import CaptionResult
-from captioner.images import source_name
+from captioner.photos.images import source_name
+from captioner.results import CaptionResult
 
 
 class Scan(NamedTuple):

@@ -1,10 +1,8 @@
-"""Models on the Hugging Face Hub: `hf:OWNER/NAME[@REVISION]` names, their download into
-huggingface_hub's cache, and `captioner-push DIR OWNER/NAME`, which publishes a model directory
-with a generated model card.
+"""`captioner-push DIR OWNER/NAME`: publish a model directory on the Hugging Face Hub, with a
+generated model card.
 
-huggingface_hub (and torch, for checking a model before it is pushed) are imported where they
-are used: the app's window and the commands' --help come up before either is needed, and the
-app reads `is_hub_model` on its UI thread.
+huggingface_hub and torch (to check that the model loads before it is pushed) are imported where
+they are used, so --help comes up at once.
 """
 
 from __future__ import annotations
@@ -12,129 +10,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from captioner.options import DecodeOptions
+from captioner.files.hub import short_reason
+from captioner.options import DecodeOptions, is_number
+from captioner.registry import (
+    CARD_FILE,
+    CONFIG_FILE,
+    HUB_PREFIX,
+    METRICS_FILE,
+    MODEL_FILES,
+    WEIGHTS_FILE,
+    CheckpointError,
+    parse_hub_model,
+)
 
-HUB_PREFIX = "hf:"
-# What a model directory needs (captioner/checkpoint.py) and its card, which the app shows:
-# a repository's other files (training logs, checkpoints to resume) are never downloaded.
-MODEL_FILES = ("config.json", "vocab.json", "model.safetensors", "README.md")
-CONFIG_FILE, CARD_FILE = "config.json", "README.md"
-METRICS_FILE = "metrics.json"  # a captioner-evaluate report kept beside the model, if any
 DEFAULT_LICENSE = "apache-2.0"  # captioner's own licence
 CARD_TAGS = ["captioner", "image-captioning", "image-to-text", "show-attend-tell"]
-# Hub repository ids: OWNER/NAME, each of letters, digits, "-", "_", "." (huggingface_hub's rule).
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 # Fields of a captioner-evaluate report that are decoding settings or counts, not scores.
 _NOT_SCORES = {field.name for field in dataclasses.fields(DecodeOptions)} | {
     "num_images",
     "skipped_images",
 }
-
-
-class HubError(ValueError):
-    """A Hub model that cannot be had: a bad name, no such repository or revision, a repository
-    that is not a captioner model, no network (or HF_HUB_OFFLINE) and no cached copy."""
-
-
-@dataclass(frozen=True)
-class HubModel:
-    repo_id: str  # OWNER/NAME
-    revision: str | None  # a branch, tag or commit; None is the repository's default branch
-
-    def __str__(self) -> str:
-        return HUB_PREFIX + self.repo_id + (f"@{self.revision}" if self.revision else "")
-
-
-def is_hub_model(model: str) -> bool:
-    """Whether a --model value names a Hub model ("hf:OWNER/NAME[@REVISION]") rather than a
-    directory or a shipped model. The prefix always wins: a directory whose path starts with
-    "hf:" is given as "./hf:..."."""
-    return model.startswith(HUB_PREFIX)
-
-
-def parse_hub_model(model: str) -> HubModel:
-    """Parse "hf:OWNER/NAME[@REVISION]" into a HubModel; HubError for anything else."""
-    if not is_hub_model(model):
-        raise HubError(f"{model}: a Hub model's name starts with {HUB_PREFIX}")
-    repo_id, at, revision = model[len(HUB_PREFIX) :].partition("@")
-    if not _REPO_ID.fullmatch(repo_id) or ".." in repo_id or (at and not revision):
-        raise HubError(
-            f"{model}: not a Hub model name; write hf:OWNER/NAME or hf:OWNER/NAME@REVISION "
-            "(a branch, tag or commit), e.g. hf:someone/captioner-coco@main"
-        )
-    return HubModel(repo_id, revision or None)
-
-
-def download_model(model: str) -> Path:
-    """The directory of the Hub model `model` names, in huggingface_hub's cache: downloaded if
-    the cache lacks it, else read from the cache (offline too, HF_HUB_OFFLINE=1). Raises
-    HubError with the reason; Captioner.load then checks the files like any directory's."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    hub_model = parse_hub_model(model)
-    where = f"the Hub at {constants.ENDPOINT}"
-    try:
-        folder = Path(
-            snapshot_download(
-                hub_model.repo_id,
-                revision=hub_model.revision,
-                allow_patterns=list(MODEL_FILES),
-                library_name="captioner",
-            )
-        )
-    except RevisionNotFoundError as error:
-        raise HubError(
-            f"{model}: {hub_model.repo_id} has no revision {hub_model.revision!r} on {where}"
-        ) from error
-    except RepositoryNotFoundError as error:  # also what a private or gated one answers
-        raise HubError(
-            f"{model}: no model repository {hub_model.repo_id} on {where} (a private one needs "
-            "a token: set HF_TOKEN or run `hf auth login`)"
-        ) from error
-    except LocalEntryNotFoundError as error:  # not cached, and the Hub could not be asked
-        if constants.is_offline_mode():
-            raise HubError(
-                f"{model}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and "
-                "HF_HUB_OFFLINE is set, so it is not downloaded; unset HF_HUB_OFFLINE to "
-                "download it once"
-            ) from error
-        raise HubError(
-            f"{model}: cannot reach {where}, and the model is not in the Hugging Face cache "
-            f"({_cause(error.__cause__ or error)})"
-        ) from error
-    except HfHubHTTPError as error:
-        raise HubError(f"{model}: {where} answered {_cause(error)}") from error
-    except OSError as error:  # the network or the cache directory
-        raise HubError(f"{model}: cannot download it ({_cause(error)})") from error
-    if not (folder / CONFIG_FILE).is_file():
-        raise HubError(
-            f"{model}: not a captioner model: the repository has no {CONFIG_FILE} (a captioner "
-            f"model holds {', '.join(MODEL_FILES[:3])})"
-        )
-    return folder
-
-
-def _cause(error: BaseException) -> str:
-    """The first line of an error and of the error behind it: huggingface_hub's messages run
-    to paragraphs of advice that a one-line report does not need."""
-    lines = [str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__]
-    if error.__cause__ is not None and str(error.__cause__).strip():
-        lines.append(str(error.__cause__).strip().splitlines()[0])
-    return ": ".join(lines)
-
-
-# Publishing.
 
 
 def model_card(
@@ -201,13 +99,13 @@ def _scores_table(training: dict, metrics: dict | None) -> str:
         rows += [
             f"| {key} | {value:.4g} | {where} (captioner-evaluate) |"
             for key, value in metrics.items()
-            if _is_number(value) and key not in _NOT_SCORES
+            if is_number(value) and key not in _NOT_SCORES
         ]
     epoch = training.get("best_epoch")
     rows += [
         f"| {key} | {value:.4g} | validation, best epoch {epoch} (captioner-train) |"
         for key, value in training.items()
-        if _is_number(value) and key not in ("epoch", "best_epoch")
+        if is_number(value) and key not in ("epoch", "best_epoch")
     ]
     if not rows:
         return (
@@ -227,10 +125,6 @@ def _data_list(data: object) -> str:
             facts = f"`{source}`"
         lines.append(f"- {split}: {facts or 'no details recorded'}")
     return "\n".join(lines)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _strip_front_matter(text: str) -> str:
@@ -260,7 +154,7 @@ def push_model(
     from huggingface_hub import CommitOperationAdd, HfApi
 
     from captioner.api import Captioner
-    from captioner.checkpoint import WEIGHTS_FILE, CheckpointError, weight_shapes
+    from captioner.files.checkpoint import weight_shapes
 
     directory = Path(directory)
     parse_hub_model(HUB_PREFIX + repo_id)
@@ -284,7 +178,6 @@ def push_model(
     operations = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(directory / name))
         for name in MODEL_FILES
-        if name != CARD_FILE
     ]
     operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode()))
     api = HfApi(library_name="captioner")
@@ -300,7 +193,7 @@ def push_model(
     return commit.oid
 
 
-def push_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """captioner-push DIR OWNER/NAME: publish a model directory on the Hugging Face Hub."""
     parser = argparse.ArgumentParser(
         prog="captioner-push",
@@ -359,8 +252,8 @@ def _push_failure(error: BaseException) -> str:
             f"the Hub refused the upload ({status}): log in with `hf auth login` or set "
             "HF_TOKEN to a token that may write to this repository"
         )
-    return _cause(error)
+    return short_reason(error)
 
 
 if __name__ == "__main__":
-    sys.exit(push_main())
+    sys.exit(main())

@@ -11,17 +11,21 @@ import dataclasses
 import os
 
 from captioner.api import Captioner
-from captioner.batch.config import BatchRun
-from captioner.batch.output import OutputError
-from captioner.batch.report import PROGRAM
-from captioner.batch.run import run
-from captioner.batch.writers import WRITERS
-from captioner.checkpoint import CheckpointError
+from captioner.cli.args import (
+    add_decode_arguments,
+    add_engine_arguments,
+    decode_options,
+    positive_int,
+)
+from captioner.cli.batch.config import BatchRun
+from captioner.cli.batch.output import OutputError
+from captioner.cli.batch.report import PROGRAM
+from captioner.cli.batch.run import run
+from captioner.cli.batch.writers import WRITERS
 from captioner.device import resolve_device
 from captioner.distributed import Distributed
 from captioner.onnx_backend import OnnxUnavailableError
-from captioner.options import DecodeOptions, positive_int
-from captioner.pipeline import add_engine_arguments
+from captioner.registry import CheckpointError
 
 EXAMPLES = """\
 examples:
@@ -75,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a name (default: default)",
     )
     add_engine_arguments(model)
-    DecodeOptions.add_arguments(model)
+    add_decode_arguments(model)
 
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=sorted(WRITERS), default="jsonl")
@@ -142,7 +146,7 @@ def parse_args(argv: list[str] | None = None) -> BatchRun:
             model=args.model,
             device=args.device,
             backend=args.backend,
-            decoding=DecodeOptions.from_args(args),
+            decoding=decode_options(args),
             batch_size=args.batch_size,
             workers=args.workers,
             format=args.format,

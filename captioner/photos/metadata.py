@@ -20,8 +20,8 @@ import zlib
 
 import pyexiv2
 
-from captioner.atomic import write_atomically
-from captioner.images import ImageError, open_photo_file
+from captioner.photos.atomic import write_atomically
+from captioner.photos.images import ImageError, open_photo_file
 
 # Exiv2's XMP toolkit keeps global state and is not thread-safe; the GUI writes from workers.
 _EXIV2_LOCK = threading.Lock()

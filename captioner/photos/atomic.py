@@ -1,6 +1,8 @@
-"""The one way files are written: to a temporary sibling, flushed, then renamed over the target.
+"""The one way files and folders are written: to a temporary sibling, then renamed over the
+target.
 
-A crash, a kill or a full disk leaves either the old file or the new one, never half of one.
+A crash, a kill or a full disk leaves either the old file (or folder) or the new one, never half
+of one.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pathlib
+import shutil
 import uuid
 from collections.abc import Callable
 
@@ -40,3 +43,28 @@ def save_atomically(path: str | os.PathLike, save: Callable[[io.BytesIO], object
     buffer = io.BytesIO()
     save(buffer)
     return write_atomically(path, buffer.getvalue())
+
+
+def write_dir_atomically(
+    path: str | os.PathLike, write: Callable[[pathlib.Path], object]
+) -> pathlib.Path:
+    """Fill a temporary sibling folder with `write(folder)`, then swap it in for `path`: a crash
+    or an error in `write` leaves the old folder (or none) in place, never half of a new one."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not mkdtemp, whose folder only its owner may open: models and exports are made to be shared.
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    temporary.mkdir()
+    try:
+        write(temporary)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(temporary, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return path

@@ -7,15 +7,16 @@ import math
 import os
 import sys
 
-from captioner.api import Captioner, CaptionResult
-from captioner.batch.config import BatchRun
-from captioner.batch.extras import write_extras
-from captioner.batch.output import open_output
-from captioner.batch.photos import Counted, all_photos, count_photos, still_to_do
-from captioner.batch.report import Reporter, shows_progress
-from captioner.batch.writers import WRITERS, CaptionWriter
-from captioner.images import source_name
+from captioner.api import Captioner
+from captioner.cli.batch.config import BatchRun
+from captioner.cli.batch.extras import write_extras
+from captioner.cli.batch.output import open_output
+from captioner.cli.batch.photos import Counted, all_photos, count_photos, still_to_do
+from captioner.cli.batch.report import Reporter, shows_progress
+from captioner.cli.batch.writers import WRITERS, CaptionWriter
+from captioner.photos.images import source_name
 from captioner.pipeline import caption_batches, photo_batches
+from captioner.results import CaptionResult
 
 
 def run(config: BatchRun, captioner: Captioner) -> int:

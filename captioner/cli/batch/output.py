@@ -7,8 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from captioner.batch.config import BatchRun
-from captioner.batch.writers import WRITERS, CaptionWriter
+from captioner.cli.batch.config import BatchRun
+from captioner.cli.batch.writers import WRITERS, CaptionWriter
 
 
 class OutputError(Exception):

@@ -300,8 +300,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparent areas become white, as photo viewers show them.
 
     Wide and transparent modes are converted a strip of rows at a time, so the peak memory is
-    the photo plus its 8-bit result, not several full-size float64 or RGBA copies (a 16-bit
-    10950 x 10950 scan peaked at 3.3 GB).
+    the photo plus its 8-bit result, not several full-size float64 or RGBA copies (gigabytes
+    for a large 16-bit scan).
     """
     if image.mode.startswith("I;16"):
         return _gray_to_rgb(image, lambda values: values / 257.0)

@@ -1,0 +1,39 @@
+"""CaptionResult: a caption for one image, with where the decoder looked for each word."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class CaptionResult:
+    """A caption for one image, with where the decoder looked and what its cell did per word."""
+
+    text: str
+    tokens: list[str]  # no special tokens
+    score: float  # log_prob, divided by the length penalty when one is asked for
+    log_prob: float
+    alphas: np.ndarray  # (len(tokens), grid_h, grid_w); each map sums to 1
+    context_gate: np.ndarray  # (len(tokens),) the attention gate beta
+    gates: dict[str, np.ndarray] = field(default_factory=dict)  # LSTM: input/forget/output/cell
+    # (len(tokens),) the copy gate: each word's probability of being copied from the image
+    # (its noun read where alphas look), for models that copy nouns; None for others.
+    copy_gate: np.ndarray | None = None
+    beams: list[CaptionResult] = field(default_factory=list)  # all hypotheses, best first
+    source: str | None = None  # the path, or a description of an in-memory image
+    error: str | None = None  # set instead of a caption when the image could not be used
+
+    @classmethod
+    def failed(cls, source: str, error: str) -> CaptionResult:
+        return cls(
+            "",
+            [],
+            float("-inf"),
+            float("-inf"),
+            np.zeros((0, 0, 0)),
+            np.zeros(0),
+            source=source,
+            error=error,
+        )
