@@ -1,46 +1,49 @@
 """Soft-attention recurrent decoder ("Show, Attend and Tell", Xu et al. 2015).
 
-At every word the decoder scores each cell of the image's feature grid against its hidden state
-(additive attention), averages the features with those weights, scales the average by a learned
-gate (the paper's one scalar, or one per feature channel), and feeds [word embedding, gated
-context] to its recurrent cell.
+At every word the decoder looks at the image's feature grid through its attention (attention.py:
+where to look, and how much of what it sees to let in), and feeds [word embedding, gated context]
+to its recurrent cell, whose new state scores the vocabulary. A copy model (`copy_nouns`) also
+hands that state and where it looked to its copy head (copy_head.py), which can say a noun the
+ImageNet classifier sees in the attended cells instead of a word from the vocabulary.
 
-With `copy_nouns` it can also copy a noun from the image (as the pointer-generator of See et al.
-2017 copies from its source, and LSTM-P and Neural Baby Talk name novel objects): the encoder's
-ImageNet classifier runs on every grid cell, a fixed class -> noun matrix turns each cell's
-class probabilities into noun probabilities, and at each word a learned gate g mixes the
-vocabulary's distribution with the noun distribution of the cells the decoder attends to:
-
-    p(w) = (1 - g) p_vocab(w) + g p_copy(w)
-
-The table's nouns (and their plurals) are masked out of p_vocab, so they are said only by copying
-("forced copy"): a vocabulary path learned from a few training images does not transfer to
-photos, the ImageNet head does.
+The attention's and the copy head's weights are saved under the names they had when the decoder
+held them itself ("encoder_att.weight", "copy_gate.bias"), so every model file keeps loading.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from captioner.attention import ATTENTION_ACTIVATIONS, CONTEXT_GATES, Attention
+from captioner.copy_head import CopyHead, CopyMemory
+
 # Pre-activation blocks per cell: LSTM (input, forget, cell, output), GRU (reset, update, new).
 GATE_BLOCKS = {"lstm": 4, "gru": 3, "rnn": 1}
 START_STATES = ("mean", "learned")
-ATTENTION_ACTIVATIONS = ("tanh", "relu")
-# "scalar": the paper's one gate for the whole context; "channel": one gate per feature
-# channel, as the PyTorch tutorial's f_beta (sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning).
-CONTEXT_GATES = ("scalar", "channel")
-# Share of each cell's noun distribution spread evenly over all nouns. Without it a noun that
-# the ImageNet head gives no probability anywhere (float32 rounds e^-120 to 0) would have a
-# log-probability of -inf, an infinite training loss; with it every noun keeps at least
-# COPY_SMOOTHING / copy_nouns of the copy path.
-COPY_SMOOTHING = 1e-4
+# The submodule that holds each weight and buffer the model files name flat ("encoder_att.weight",
+# "class_to_noun"), as the decoder held them itself before it had submodules. The state_dict
+# hooks below translate, so files keep their names, and attribute access (decoder.copy_gate)
+# still finds them.
+MOVED_TO = {
+    "encoder_att": "attention",
+    "decoder_att": "attention",
+    "word_att": "attention",
+    "full_att": "attention",
+    "context_gate": "attention",
+    "copy_gate": "copy_head",
+    "plural_switch": "copy_head",
+    "noun_head_weight": "copy_head",
+    "noun_head_bias": "copy_head",
+    "class_to_noun": "copy_head",
+    "noun_singular_ids": "copy_head",
+    "noun_plural_ids": "copy_head",
+}
 
 
 @dataclass
@@ -115,15 +118,11 @@ class ImageMemory(NamedTuple):
     # into a weighted sum of projected rows. That pays when features are wide (1280-d Lite0,
     # 2048-d ResNet); narrow ones (the default model's 112-d) are cheaper to average first.
     projected_features: torch.Tensor | None  # (batch, num_pixels, gate_blocks * decoder_dim)
-    # Copy models only: each cell's distribution over the copyable nouns (renormalised over the
-    # classes the noun table names, and smoothed), and the share of the cell's class
-    # probability that those classes hold: low on background.
-    noun_probs: torch.Tensor | None = None  # (batch, num_pixels, copy_nouns), rows sum to 1
+    # Copy models only: the fields of copy_head.CopyMemory, which says what they hold.
+    noun_probs: torch.Tensor | None = None  # (batch, num_pixels, copy_nouns)
     noun_mass: torch.Tensor | None = None  # (batch, num_pixels)
-    # The distinct word ids the copy path says, and which of them each noun's singular and
-    # plural is: a noun whose plural is its singular ("sheep") names one word twice.
     copy_words: torch.Tensor | None = None  # (distinct words,)
-    copy_slots: torch.Tensor | None = None  # (2 * copy_nouns,) indices into copy_words
+    copy_slots: torch.Tensor | None = None  # (2 * copy_nouns,)
 
     def select_images(self, images: torch.Tensor) -> ImageMemory:
         """The memory of `images` (indices into the batch) alone, in that order."""
@@ -135,6 +134,9 @@ class ImageMemory(NamedTuple):
                 if getattr(self, name) is not None
             }
         )
+
+    def copy_memory(self) -> CopyMemory:
+        return CopyMemory(self.noun_probs, self.noun_mass, self.copy_words, self.copy_slots)
 
 
 class StepOutput(NamedTuple):
@@ -167,16 +169,18 @@ class Decoder(nn.Module):
             raise ValueError("semantic_features needs a copy model (copy_nouns above 0)")
         cell_dim = c.copy_classes if c.semantic_features else c.encoder_dim
         feature_dim = cell_dim + (2 if c.coordinates else 0)
+        # Built in the order the weights were before the submodules existed, so a seed gives the
+        # same initial weights and parameters() (what an optimizer's saved state is matched by)
+        # the same order.
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
         self.feature_norm = nn.LayerNorm(cell_dim) if c.normalize_features else nn.Identity()
-        self.encoder_att = nn.Linear(feature_dim, c.attention_dim)
-        self.decoder_att = nn.Linear(c.decoder_dim, c.attention_dim)
-        self.word_att = nn.Linear(c.embed_dim, c.attention_dim) if c.word_attention else None
-        # No bias: softmax ignores a shift, so its gradient is pure rounding noise that Adam
-        # would blow up into full-size steps.
-        self.full_att = nn.Linear(c.attention_dim, 1, bias=False)
-        self.context_gate = nn.Linear(
-            c.decoder_dim, feature_dim if c.context_gate == "channel" else 1
+        self.attention = Attention(
+            feature_dim,
+            c.decoder_dim,
+            c.attention_dim,
+            word_dim=c.embed_dim if c.word_attention else None,
+            activation=c.attention_activation,
+            gate=c.context_gate,
         )
         if c.start_state not in START_STATES:
             raise ValueError(f"unknown start state {c.start_state!r}; use one of {START_STATES}")
@@ -193,18 +197,24 @@ class Decoder(nn.Module):
         self.output = nn.Linear(c.decoder_dim, c.vocab_size)
         if c.copy_nouns < 0 or c.copy_classes < 1:
             raise ValueError("copy_nouns must be at least 0 and copy_classes at least 1")
-        if c.copy_nouns:
-            # The gate reads the state and how much of the attended cells the table names.
-            self.copy_gate = nn.Linear(c.decoder_dim + 1, 1)
-            self.plural_switch = nn.Linear(c.decoder_dim, 1)
-            # Frozen, and saved with the weights so a model directory is self-contained.
-            self.register_buffer("noun_head_weight", torch.zeros(c.copy_classes, c.encoder_dim))
-            self.register_buffer("noun_head_bias", torch.zeros(c.copy_classes))
-            self.register_buffer("class_to_noun", torch.zeros(c.copy_classes, c.copy_nouns))
-            self.register_buffer("noun_singular_ids", torch.zeros(c.copy_nouns, dtype=torch.long))
-            self.register_buffer("noun_plural_ids", torch.zeros(c.copy_nouns, dtype=torch.long))
+        self.copy_head = (
+            CopyHead(c.vocab_size, c.encoder_dim, c.decoder_dim, c.copy_classes, c.copy_nouns)
+            if c.copy_nouns
+            else None
+        )
+        self.register_state_dict_post_hook(_save_flat_names)
+        self.register_load_state_dict_pre_hook(_load_flat_names)
 
-    @torch.no_grad()
+    def __getattr__(self, name: str) -> Any:
+        """nn.Module's lookup, and the old names of what moved into a submodule (MOVED_TO)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            owner = getattr(self, MOVED_TO[name], None) if name in MOVED_TO else None
+            if owner is None:
+                raise
+            return getattr(owner, name)
+
     def attach_noun_head(
         self,
         head_weight: torch.Tensor,
@@ -213,43 +223,13 @@ class Decoder(nn.Module):
         singular_ids: torch.Tensor,
         plural_ids: torch.Tensor,
     ) -> None:
-        """Set what the copy path reads: the encoder's ImageNet classifier (head_weight
+        """Set what the copy head reads: the encoder's ImageNet classifier (head_weight
         (copy_classes, encoder_dim), head_bias (copy_classes,)), the non-negative class -> noun
         matrix (copy_classes, copy_nouns), and each noun's singular and plural word ids
         (copy_nouns,) each; a noun whose plural is its singular ("sheep") may repeat its id."""
-        c = self.config
-        if not c.copy_nouns:
+        if self.copy_head is None:
             raise ValueError("this decoder has no copy mechanism (copy_nouns is 0)")
-        if head_weight.ndim == 2 and head_weight.shape[1] != c.encoder_dim:
-            raise ValueError(
-                f"the ImageNet classifier reads {head_weight.shape[1]} features per cell, but "
-                f"the decoder's encoder_dim is {c.encoder_dim}: the copy mechanism needs the "
-                "features the classifier was trained on (Lite0: feature_stride 32, 1280 features)"
-            )
-        expected = {
-            "head_weight": (head_weight, (c.copy_classes, c.encoder_dim)),
-            "head_bias": (head_bias, (c.copy_classes,)),
-            "class_to_noun": (class_to_noun, (c.copy_classes, c.copy_nouns)),
-            "singular_ids": (singular_ids, (c.copy_nouns,)),
-            "plural_ids": (plural_ids, (c.copy_nouns,)),
-        }
-        for name, (tensor, shape) in expected.items():
-            if tuple(tensor.shape) != shape:
-                raise ValueError(
-                    f"{name} has shape {list(tensor.shape)}; copy_classes {c.copy_classes}, "
-                    f"copy_nouns {c.copy_nouns} and encoder_dim {c.encoder_dim} need {list(shape)}"
-                )
-        if not (torch.isfinite(class_to_noun).all() and (class_to_noun >= 0).all()):
-            raise ValueError("class_to_noun must hold finite, non-negative weights")
-        for name in ("singular_ids", "plural_ids"):
-            ids = expected[name][0]
-            if ids.is_floating_point() or not ((ids >= 0) & (ids < c.vocab_size)).all():
-                raise ValueError(f"{name} must be word ids below vocab_size {c.vocab_size}")
-        self.noun_head_weight.copy_(head_weight)
-        self.noun_head_bias.copy_(head_bias)
-        self.class_to_noun.copy_(class_to_noun)
-        self.noun_singular_ids.copy_(singular_ids)
-        self.noun_plural_ids.copy_(plural_ids)
+        self.copy_head.attach(head_weight, head_bias, class_to_noun, singular_ids, plural_ids)
 
     def prepare(self, features: torch.Tensor) -> ImageMemory:
         """(batch, grid_h, grid_w, encoder_dim) -> the per-image memory `step` reads."""
@@ -264,7 +244,7 @@ class Decoder(nn.Module):
         project = cheaper and self.config.context_gate == "scalar"
         return ImageMemory(
             features=features,
-            attention_keys=self.encoder_att(features),
+            attention_keys=self.attention.keys(features),
             projected_features=features @ context_weight.T if project else None,
             **copy_memory,
         )
@@ -278,31 +258,12 @@ class Decoder(nn.Module):
         c = self.init_c(mean_features) if self.init_c is not None else None
         return DecoderState(self.init_h(mean_features), c)
 
-    def attend(
-        self, memory: ImageMemory, h: torch.Tensor, embedded_words: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention weights (rows, num_pixels) and the context gate for (batch * beams) rows:
-        their hidden state `h` from the last step and the embedding of the word they read now.
-        The gate is (rows, 1), or (rows, feature_dim) with a gate per channel."""
-        batch, num_pixels, _ = memory.attention_keys.shape
-        query = self.decoder_att(h)  # (rows, attention_dim)
-        if self.word_att is not None:
-            query = query + self.word_att(embedded_words)
-        query = query.view(batch, -1, 1, self.config.attention_dim)
-        # In place: this is the decoder's largest tensor; allocating a second one for the
-        # activation's output costs more than the arithmetic (7x slower decoding at 196 cells
-        # on a CPU).
-        energy = memory.attention_keys.unsqueeze(1) + query  # (batch, beams, P, A)
-        energy = energy.relu_() if self.config.attention_activation == "relu" else energy.tanh_()
-        alpha = self.full_att(energy).squeeze(-1).softmax(dim=-1)  # (batch, beams, num_pixels)
-        gate = torch.sigmoid(self.context_gate(h))  # (batch * beams, 1 or feature_dim)
-        return alpha.reshape(-1, num_pixels), gate
-
     def step(self, words: torch.Tensor, state: DecoderState, memory: ImageMemory) -> StepOutput:
         """One word for each of (batch * beams) rows; rows are grouped by image, beams inner."""
         batch = memory.features.shape[0]
         embedded_words = self.embedding(words)  # (rows, embed_dim)
-        alpha, gate = self.attend(memory, state.h, embedded_words)  # (rows, P), (rows, 1 or F)
+        # (rows, num_pixels), (rows, 1 or feature_dim)
+        alpha, gate = self.attention(memory.attention_keys, state.h, embedded_words)
         if memory.projected_features is not None:  # a scalar gate: it scales the weights
             weights = (alpha * gate).view(batch, -1, alpha.shape[-1])
             context_in = torch.bmm(weights, memory.projected_features)  # (batch, beams, gates)
@@ -332,12 +293,13 @@ class Decoder(nn.Module):
         """
         copy_memory = self._copy_memory(features)
         features = self._grid_cells(features)  # (batch, num_pixels, feature_dim)
-        memory = ImageMemory(features, self.encoder_att(features), None, **copy_memory)
+        memory = ImageMemory(features, self.attention.keys(features), None, **copy_memory)
         state = self.initial_state(memory)
         embeddings = self.embedding(captions)  # (batch, length, embed_dim)
         all_logits, all_alphas = [], []
         for t in range(captions.shape[1] - 1):
-            alpha, gate = self.attend(memory, state.h, embeddings[:, t])  # (batch, P), (batch, 1|F)
+            # (batch, num_pixels), (batch, 1 or feature_dim)
+            alpha, gate = self.attention(memory.attention_keys, state.h, embeddings[:, t])
             context = torch.bmm(alpha.unsqueeze(1), memory.features).squeeze(1)  # (batch, F)
             cell_in = self.input_proj(torch.cat([embeddings[:, t], gate * context], 1))
             state, _ = self._cell(cell_in, state)
@@ -347,27 +309,9 @@ class Decoder(nn.Module):
         return torch.stack(all_logits, 1), torch.stack(all_alphas, 1)
 
     def _copy_memory(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The ImageMemory fields of the copy path, from (batch, grid_h, grid_w, encoder_dim)
-        raw encoder features; none without a copy mechanism. The classifier reads the features
-        it was trained on: before layer normalisation and coordinates."""
-        if not self.config.copy_nouns:
-            return {}
-        with _full_precision(features):
-            cells = features.flatten(1, 2).float()  # (batch, num_pixels, encoder_dim)
-            classes = F.linear(cells, self.noun_head_weight, self.noun_head_bias).softmax(-1)
-            nouns = classes @ self.class_to_noun  # (batch, num_pixels, copy_nouns)
-            # p_copy is renormalised over the classes the table names, so it stays a
-            # distribution; the share those classes hold (low where the head sees background,
-            # or a class the table leaves out as too vague) tells the gate how noun-like the
-            # cells it looks at are, whatever the matrix's weighting.
-            named = (self.class_to_noun.sum(1) > 0).to(classes.dtype)  # (copy_classes,)
-            mass = classes @ named  # (batch, num_pixels)
-            total = nouns.sum(-1, keepdim=True)
-            nouns = nouns / total.clamp_min(torch.finfo(nouns.dtype).tiny)
-            smoothed = nouns * (1.0 - COPY_SMOOTHING) + COPY_SMOOTHING / nouns.shape[-1]
-        ids = torch.cat([self.noun_singular_ids, self.noun_plural_ids])  # (2 * copy_nouns,)
-        words, slots = torch.unique(ids, return_inverse=True)
-        return {"noun_probs": smoothed, "noun_mass": mass, "copy_words": words, "copy_slots": slots}
+        """The ImageMemory fields of the copy head, from (batch, grid_h, grid_w, encoder_dim)
+        raw encoder features; none without one."""
+        return self.copy_head.prepare(features)._asdict() if self.copy_head is not None else {}
 
     def _word_scores(
         self, hidden: torch.Tensor, alpha: torch.Tensor, memory: ImageMemory
@@ -376,46 +320,14 @@ class Decoder(nn.Module):
         or None. A copy model's logits are log p(w) of the mixture: normalised, so a softmax,
         a cross-entropy or Gumbel-max sampling reads them exactly as it reads plain logits."""
         logits = self.output(hidden)
-        if not self.config.copy_nouns:
+        if self.copy_head is None:
             return logits, None
-        batch, num_pixels, _ = memory.noun_probs.shape
-        with _full_precision(hidden):
-            alpha = alpha.float().view(batch, -1, num_pixels)  # (batch, beams, num_pixels)
-            copy = torch.bmm(alpha, memory.noun_probs).flatten(0, 1)  # (rows, copy_nouns)
-            mass = torch.bmm(alpha, memory.noun_mass.unsqueeze(-1)).flatten(0, 1)  # (rows, 1)
-            hidden = hidden.float()
-            gate = self.copy_gate(torch.cat([hidden, mass], 1))  # (rows, 1) pre-sigmoid
-            plural = self.plural_switch(hidden)  # (rows, 1) pre-sigmoid
-            log_copy = copy.log() + F.logsigmoid(gate)
-            # (rows, 2 * copy_nouns): every singular, then every plural, as in copy_slots.
-            copied = torch.cat(
-                [log_copy + F.logsigmoid(-plural), log_copy + F.logsigmoid(plural)], 1
-            )
-            # Forced copy: the vocabulary path cannot say a table noun, so the two supports are
-            # disjoint and each word's log-probability is one path's.
-            # In place and fused, as the vocabulary is the step's largest tensor: the output
-            # layer's result is not needed for its backward, and log_softmax(z) + log(1 - g)
-            # is z - (logsumexp(z) - log(1 - g)).
-            generated = logits.float().index_fill_(1, memory.copy_words, -math.inf)
-            shift = generated.logsumexp(-1, keepdim=True) - F.logsigmoid(-gate)  # (rows, 1)
-            generated = generated - shift  # (rows, vocab_size)
-            # A word reached twice (a plural that is its singular: "sheep") gets both shares,
-            # summed stably as log-sum-exp around the largest.
-            rows, words = copied.shape[0], memory.copy_words.shape[0]
-            slots = memory.copy_slots.expand(rows, -1)  # (rows, 2 * copy_nouns)
-            peak = copied.new_full((rows, words), -math.inf)
-            peak = peak.scatter_reduce(1, slots, copied, "amax").detach()  # (rows, words)
-            shares = (copied - peak.gather(1, slots)).exp()
-            total = copied.new_zeros((rows, words)).scatter_add(1, slots, shares).log() + peak
-            mixed = generated.scatter_(1, memory.copy_words.expand(rows, -1), total)
-            return mixed, torch.sigmoid(gate).squeeze(-1)
+        return self.copy_head(logits, hidden, alpha, memory.copy_memory())
 
     def _grid_cells(self, features: torch.Tensor) -> torch.Tensor:
         """(batch, grid_h, grid_w, encoder_dim) -> (batch, num_pixels, feature_dim)."""
         if self.config.semantic_features:
-            with _full_precision(features):
-                classes = F.linear(features.float(), self.noun_head_weight, self.noun_head_bias)
-                features = classes.log_softmax(-1)  # (batch, grid_h, grid_w, copy_classes)
+            features = self.copy_head.class_log_probs(features)  # (batch, gh, gw, copy_classes)
         features = self.feature_norm(features)
         if self.config.coordinates:
             batch, grid_h, grid_w, _ = features.shape
@@ -450,6 +362,30 @@ class Decoder(nn.Module):
         return DecoderState(torch.tanh(cell_in + hidden_in), None), {}
 
 
-def _full_precision(tensor: torch.Tensor) -> torch.autocast:
-    """Autocast off: the copy path takes logs of probabilities that float16 rounds to 0."""
-    return torch.autocast(tensor.device.type, enabled=False)
+def _save_flat_names(
+    decoder: Decoder, state_dict: dict[str, torch.Tensor], prefix: str, local_metadata: dict
+) -> None:
+    """state_dict post-hook: "attention.encoder_att.weight" is saved as "encoder_att.weight",
+    in the order nn.Module gave when the decoder held everything itself: its own tensors (the
+    names without a dot) before its layers'. The decoder's keys are the last in `state_dict`
+    when the hook runs, so putting them back at its end keeps everyone else's order."""
+    submodules = set(MOVED_TO.values())
+    flat = {}  # key -> its saved name
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        submodule, _, name = key.removeprefix(prefix).partition(".")
+        flat[key] = name if submodule in submodules else key.removeprefix(prefix)
+    for key in sorted(flat, key=lambda key: "." in flat[key]):
+        state_dict[prefix + flat[key]] = state_dict.pop(key)
+
+
+def _load_flat_names(
+    decoder: Decoder, state_dict: dict[str, torch.Tensor], prefix: str, *_
+) -> None:
+    """load_state_dict pre-hook: "encoder_att.weight" is loaded into attention.encoder_att. A
+    name this decoder lacks (a copy head's, into a decoder without one) is left as it is, so
+    the error names it as the file does."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        name = key.removeprefix(prefix)
+        held_by = name.split(".")[0]
+        if held_by in MOVED_TO and getattr(decoder, held_by, None) is not None:
+            state_dict[f"{prefix}{MOVED_TO[held_by]}.{name}"] = state_dict.pop(key)
