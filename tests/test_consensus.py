@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import PHOTO_CAPTIONS, train_tiny_captioner
-from test_beam import BANNED, END, START, noise_images, rows_counted, tiny_random_decoder
+from test_beam import (
+    BANNED,
+    END,
+    START,
+    follows_copy_rules,
+    noise_images,
+    rows_counted,
+    tiny_random_decoder,
+)
 
 from captioner.consensus import consensus_ranking, sample_captions
 from captioner.options import DecodeOptions
@@ -129,3 +137,18 @@ def test_images_whose_samples_all_ended_leave_the_batch(tiny_captioner, photos):
     assert rows_per_step[-1] < 4 * 6
     for i, samples in enumerate(batched):
         assert draw(tiny_captioner, features[i : i + 1], 6, max_length=40)[0] == samples
+
+
+def test_samples_keep_the_rules_beam_search_keeps():
+    """A copy model that would rather end at once, or say its noun again and again, samples
+    only captions of the form it learned; no n-gram twice when told so."""
+    decoder, features = tiny_random_decoder(3, copy=True)
+    with torch.no_grad():
+        decoder.output.bias[END] = 8.0  # <end> as soon as it is allowed
+        decoder.copy_gate.bias.fill_(6.0)  # and nouns, nouns, nouns
+    search = {"start_id": START, "end_id": END, "banned_ids": BANNED, "max_length": 6}
+    for caption in sample_captions(decoder, features, num_samples=200, **search)[0]:
+        assert follows_copy_rules(decoder, tuple(caption), 6), caption
+    plain, _ = tiny_random_decoder(5)
+    once = sample_captions(plain, features, num_samples=200, no_repeat_ngram_size=1, **search)
+    assert all(len(set(caption)) == len(caption) for caption in once[0])

@@ -16,6 +16,7 @@ from captioner.decoder import Decoder, DecoderConfig
 from captioner.distributed import Distributed
 from tests import test_train
 from tests.conftest import PHOTO_CAPTIONS, tiny_copy_captioner, train_tiny_captioner
+from tests.test_beam import follows_copy_rules
 from tests.test_train import read_log, subprocess_environment, train_args
 from training.cider import CiderD
 from training.model import CaptionModel
@@ -265,3 +266,22 @@ def test_two_process_scst_trains_the_model_one_process_trains(scenes, tmp_path):
     one, two = read_log(single)[0], read_log(double)[0]
     for key in ("sample_reward", "caption_length", "entropy"):
         assert two[key] == pytest.approx(one[key], rel=1e-5), key
+
+
+def test_drawn_captions_obey_the_copy_rules_as_beam_search_does(tiny_captioner, photo_features):
+    """A copy model that copies at almost every word still draws only captions beam search
+    could return: a noun before <end>, never two nouns side by side, each noun once."""
+    captioner = tiny_copy_captioner(tiny_captioner, ["cat", "coffee cup"])
+    decoder, max_length, num_samples = captioner.decoder, 8, 40
+    sampler = CaptionSampler(CaptionModel(captioner.encoder, decoder))
+    torch.manual_seed(0)
+    noise = SharedNoise(len(photo_features), num_samples, Distributed(), "cpu")
+    with torch.no_grad():
+        drawn = sampler(photo_features, num_samples, max_length, noise)
+        greedy = sampler(photo_features, 1, max_length)
+    captions = candidates(drawn.words) + candidates(greedy.words)
+    for words in captions:
+        ended = words[-1] == captioner.vocab.end_id
+        words = words[:-1] if ended else words
+        assert ended or len(words) == max_length
+        assert follows_copy_rules(decoder, tuple(words), max_length), words
