@@ -1,11 +1,15 @@
 """Decoder options that a toy task shows are needed: coordinates (where did it look?) and word
 attention (look where the word just read points)."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
-from captioner.decoder import Decoder, DecoderConfig
+from captioner.decoder import MOVED_TO, Decoder, DecoderConfig
 
 START, END, LEFT, RIGHT, SMALL, LARGE = 1, 2, 4, 5, 6, 7
 COLOURS = 4  # colour words are ids 8 to 11
@@ -184,3 +188,115 @@ def test_the_step_graph_exports_the_tutorials_options(encoder_dim, tmp_path):
     for name in ("logits", "alpha", "beta"):
         torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(ours.state.h, theirs.state.h, atol=1e-5, rtol=1e-4)
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "captioner" / "models"
+# Recorded from the one-class decoder (captioner/decoder.py at commit 946429e), before attention
+# and the copy head became modules, for the inputs of the test below: the third step's best word
+# and its score per row, the cell each row looks at most, the context gate, the copy gate and the
+# log-probability of saying a plural; then teacher forcing's best score at each position.
+BEFORE_THE_SPLIT = {
+    "default": {
+        "grid": 7,
+        "words": [[1, 1, 1, 1], [4, 10, 4, 10], [20, 30, 40, 50]],
+        "best": [2, 9, 2, 8],
+        "score": [-0.40585, -1.4999, -0.20468, -2.21216],
+        "cell": [21, 2, 1, 1],
+        "beta": [0.69109, 0.66385, 0.69173, 0.66445],
+        "copy_gate": [0.11877, 0.0918, 0.01885, 0.12698],
+        "plural": [-8.37835, -2.79986, -8.0421, -2.36931],
+        "forced": [-0.88212, -0.76309, -2.32726, -0.87317, -0.92959, -1.11393],
+    },
+    "shapes": {
+        "grid": 14,
+        "words": [[1, 1, 1, 1], [4, 10, 4, 10], [20, 30, 40, 41]],
+        "best": [13, 13, 13, 13],
+        "score": [5.98017, 3.91336, 5.07503, 2.83355],
+        "cell": [194, 21, 82, 50],
+        "beta": [0.93864, 0.90698, 0.93886, 0.90754],
+        "copy_gate": None,
+        "plural": None,
+        "forced": [3.96663, 5.52862, 7.73061, 3.95786, 4.03179, 7.43132],
+    },
+}
+
+
+@pytest.mark.parametrize("name", BEFORE_THE_SPLIT)
+def test_the_shipped_models_load_strictly_and_step_as_before(name):
+    folder = SHIPPED / name
+    config = DecoderConfig.from_dict(json.loads((folder / "config.json").read_text())["decoder"])
+    tensors = load_file(folder / "model.safetensors")
+    state = {k.removeprefix("decoder."): v for k, v in tensors.items() if k.startswith("decoder.")}
+    decoder = Decoder(config).eval()
+    decoder.load_state_dict(state, strict=True)
+    saved = decoder.state_dict()  # saving gives the file's names and tensors back
+    assert sorted(saved) == sorted(state)
+    assert all(torch.equal(saved[key], state[key]) for key in state)
+
+    before = BEFORE_THE_SPLIT[name]
+    grid, dim = before["grid"], config.encoder_dim
+    # Two images of smooth, deterministic features (no random generator involved).
+    features = torch.arange(2 * grid * grid * dim).mul(0.37).sin().mul(2).view(2, grid, grid, dim)
+    with torch.no_grad():
+        memory = decoder.prepare(features)
+        state = decoder.initial_state(memory).repeat_rows(2)  # two beams an image
+        for words in before["words"]:
+            out = decoder.step(torch.tensor(words), state, memory)
+            state = out.state
+        forced, _ = decoder(features, torch.tensor([[1, 4, 5, 6], [1, 7, 8, 9]]))
+    close = {"atol": 1e-4, "rtol": 0, "check_dtype": False}
+    best = out.logits.max(-1)
+    assert best.indices.tolist() == before["best"]
+    torch.testing.assert_close(best.values, torch.tensor(before["score"]), **close)
+    assert out.alpha.argmax(-1).tolist() == before["cell"]
+    torch.testing.assert_close(out.beta, torch.tensor(before["beta"]), **close)
+    if before["copy_gate"] is None:
+        assert out.copy_gate is None
+    else:
+        torch.testing.assert_close(out.copy_gate, torch.tensor(before["copy_gate"]), **close)
+        plurals = set(decoder.noun_plural_ids.tolist()) - set(decoder.noun_singular_ids.tolist())
+        plural = out.logits[:, sorted(plurals)].logsumexp(-1)
+        torch.testing.assert_close(plural, torch.tensor(before["plural"]), **close)
+    torch.testing.assert_close(
+        forced.max(-1).values.flatten(), torch.tensor(before["forced"]), **close
+    )
+
+
+def copy_decoder() -> Decoder:
+    config = DecoderConfig(30, 12, 8, 16, 10, word_attention=True, copy_nouns=3, copy_classes=7)
+    return Decoder(config)
+
+
+def test_moved_to_names_everything_the_attention_and_the_copy_head_hold():
+    decoder = copy_decoder()
+    held = {
+        submodule: {key.split(".")[0] for key in getattr(decoder, submodule).state_dict()}
+        for submodule in ("attention", "copy_head")
+    }
+    assert held == {
+        submodule: {name for name, owner in MOVED_TO.items() if owner == submodule}
+        for submodule in held
+    }
+    for name, submodule in MOVED_TO.items():  # the old attribute names still reach them
+        assert getattr(decoder, name) is getattr(getattr(decoder, submodule), name)
+    assert not hasattr(Decoder(DecoderConfig(30, 12)), "copy_gate")  # no copy head, no gate
+
+
+def test_the_state_dict_keeps_flat_names_inside_a_larger_model_and_loads_back():
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"encoder": torch.nn.Linear(2, 2), "decoder": copy_decoder()})
+    state = model.state_dict()
+    assert "decoder.encoder_att.weight" in state and "decoder.copy_gate.bias" in state
+    assert not any(".attention." in key or ".copy_head." in key for key in state)
+    assert list(state)[:3] == ["encoder.weight", "encoder.bias", "decoder.noun_head_weight"]
+    torch.manual_seed(1)
+    other = torch.nn.ModuleDict({"encoder": torch.nn.Linear(2, 2), "decoder": copy_decoder()})
+    other.load_state_dict(state, strict=True)
+    assert torch.equal(other["decoder"].attention.full_att.weight, state["decoder.full_att.weight"])
+    assert torch.equal(other["decoder"].copy_head.copy_gate.bias, state["decoder.copy_gate.bias"])
+
+
+def test_a_copy_heads_weights_into_a_decoder_without_one_are_named_as_saved():
+    plain = Decoder(DecoderConfig(30, 12, 8, 16, 10, word_attention=True))
+    with pytest.raises(RuntimeError, match='Unexpected key.*"copy_gate.weight"'):
+        plain.load_state_dict(copy_decoder().state_dict())
