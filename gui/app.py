@@ -13,10 +13,10 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
-from captioner.registry import is_hub_model
+from captioner.registry import is_hub_model, is_model_name
 from gui.binding_check import binding_problem
 from gui.main_window import MainWindow
-from gui.settings import APPLICATION, ORGANIZATION, Settings, is_model_name
+from gui.settings import APPLICATION, ORGANIZATION, Settings
 
 SETTINGS_ENV = "CAPTIONER_GUI_SETTINGS"
 

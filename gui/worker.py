@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal, Slot
 
 from captioner.options import DecodeOptions
-from gui.settings import is_model_name
 
 if TYPE_CHECKING:
     import torch
@@ -273,7 +272,7 @@ class CaptionWorker(QObject):
         self._generation = job.generation
         try:
             from captioner import Captioner
-            from captioner.registry import resolve_model, shipped_model
+            from captioner.registry import is_model_name, resolve_model, shipped_model
 
             # A name is looked up among the shipped models only: a folder of that name in the
             # app's working directory is never loaded instead (directories come absolute). A

@@ -2,7 +2,7 @@
 
 sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning saves `BEST_checkpoint_<data>.pth.tar`: a dict
 whose "encoder" and "decoder" are whole pickled modules of its models.py (read here as data,
-captioner/safe_unpickle.py), and a `WORDMAP_<data>.json` of word -> id. Its modules map onto
+captioner/files/safe_unpickle.py), and a `WORDMAP_<data>.json` of word -> id. Its modules map onto
 captioner's one to one:
 
 * Encoder: torchvision's ResNet minus pooling and head (`resnet`, children 0-7), then

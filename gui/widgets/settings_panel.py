@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 
 from captioner.backends import BACKENDS
 from captioner.options import DecodeOptions
-from captioner.registry import HUB_PREFIX, is_hub_model
-from gui.settings import DEVICES, SHIPPED_MODELS, is_model_name
+from captioner.registry import HUB_PREFIX, is_hub_model, is_model_name
+from gui.settings import DEVICES, SHIPPED_MODELS
 from gui.widgets.elided_label import ElidedLabel
 from gui.worker import ModelInfo
 
