@@ -73,7 +73,8 @@ def beam_search(
         no_repeat_ngram_size=no_repeat_ngram_size,
         device=features.device,
     )
-    # At the length limit a caption can only end.
+    # At the length limit a caption can only end, in place of the rules: a copy model's
+    # caption that has named nothing by then ends too.
     only_end = torch.ones(vocab_size, dtype=torch.bool, device=features.device)
     only_end[end_id] = False
     neg_inf = torch.tensor(-math.inf, device=features.device)

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import torch
 
+from captioner.decoder import Decoder
 from captioner.vocab import Vocabulary
 
 # Words the model never says: it learned no caption with them.
@@ -38,7 +39,7 @@ class SpecialTokens:
     nothing, and would rank first in a search."""
 
     def __init__(
-        self, vocab_size: int, banned_ids: Sequence[int], end_id: int, device: torch.device
+        self, vocab_size: int, banned_ids: Sequence[int], end_id: int, device: torch.device | str
     ) -> None:
         self.never = torch.zeros(vocab_size, dtype=torch.bool, device=device)
         self.never[list(banned_ids)] = True
@@ -97,7 +98,7 @@ class EachNounOnce:
     repeat the first."""
 
     def __init__(self, noun_of_word: torch.Tensor) -> None:
-        # Column 0 stands for "no noun", so words that are none index something harmless.
+        # Column 0 gathers the words that are no noun; it is never banned.
         self.column = noun_of_word + 1  # (vocab,)
         self.columns = int(self.column.max()) + 1
 
@@ -110,15 +111,15 @@ class EachNounOnce:
 
 
 def decoding_rules(
-    decoder,
+    decoder: Decoder,
     *,
     end_id: int,
     banned_ids: Sequence[int] = BANNED_IDS,
     no_repeat_ngram_size: int = 0,
     device: torch.device | str = "cpu",
 ) -> list[Rule]:
-    """The rules every search of `decoder` applies (anything with the Decoder's `config`, and
-    for a copy model its `noun_singular_ids` and `noun_plural_ids`), on `device`."""
+    """The rules every search of `decoder` applies, their tables on `device`. Of the decoder
+    they read only `config` and, for a copy model, `noun_singular_ids` and `noun_plural_ids`."""
     vocab_size = decoder.config.vocab_size
     rules: list[Rule] = [SpecialTokens(vocab_size, banned_ids, end_id, device)]
     if decoder.config.copy_nouns:
