@@ -22,6 +22,7 @@ from captioner.photos.images import ImageError, ImageSource, load_image
 from captioner.pipeline import caption_batches, photo_batches
 from captioner.registry import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, resolve_model
 from captioner.results import CaptionResult
+from captioner.rules import BANNED_IDS
 from captioner.vocab import Vocabulary, fix_articles
 
 
@@ -159,7 +160,7 @@ class Captioner:
         special_ids = {
             "start_id": vocab.start_id,
             "end_id": vocab.end_id,
-            "banned_ids": (vocab.pad_id, vocab.start_id, vocab.unk_id),
+            "banned_ids": BANNED_IDS,
         }
         hypotheses = beam_search(
             self.decoder,

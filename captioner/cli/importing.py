@@ -4,7 +4,7 @@
         WORDMAP_coco_5_cap_per_img_5_min_word_freq.json models/tutorial-coco
 
 reads a checkpoint of sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning without running any of its
-pickled code (docs/tutorial_checkpoints.md), and writes config.json, vocab.json and
+pickled code (docs/guides/tutorial_checkpoints.md), and writes config.json, vocab.json and
 model.safetensors, which `captioner --model`, the app and `Captioner.load` read.
 """
 
