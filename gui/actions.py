@@ -1,81 +1,85 @@
-"""The main window's commands: QActions with their shortcuts, and the menu bar that lists them."""
+"""The main window's commands: QActions with their shortcuts and tips, and the menu bar that
+lists them. What each one does is the window's to wire (MainWindow._connect_actions)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMenu
+from PySide6.QtWidgets import QDockWidget, QMenu, QMenuBar
 
-from gui.settings import SHIPPED_MODELS
+from gui.settings import Settings, shipped_model_labels
 
-if TYPE_CHECKING:
-    from gui.main_window import MainWindow
+
+class ActionHost(Protocol):
+    """What the actions need of the window that owns them: the window keeps the actions (so
+    their shortcuts work even while the menu bar is hidden), shows the menu bar, and opens
+    what the Open Recent menu lists."""
+
+    settings: Settings
+
+    def addAction(self, text: str) -> QAction: ...
+
+    def menuBar(self) -> QMenuBar: ...
+
+    def open_paths(self, paths: list[str]) -> list[str]: ...
 
 
 class WindowActions:
-    def __init__(self, window: MainWindow) -> None:
-        """Every action triggers one of `window`'s public methods; the window owns them, so
-        their shortcuts work even while the menu bar is hidden."""
+    def __init__(self, window: ActionHost) -> None:
         self.window = window
         seq = QKeySequence.StandardKey
-        self.open_files = self._action("&Open Files…", window.open_files_dialog, seq.Open)
-        self.open_folder = self._action("Open &Folder…", window.open_folder_dialog, "Ctrl+Shift+O")
-        self.recursive = QAction("Include &Subfolders", window, checkable=True)
+        self.open_files = self._action("&Open Files…", seq.Open)
+        self.open_folder = self._action("Open &Folder…", "Ctrl+Shift+O")
+        self.recursive = self._action("Include &Subfolders")
+        self.recursive.setCheckable(True)
         self.recursive.setChecked(window.settings.recursive)
-        self.recursive.toggled.connect(window.set_recursive)
-        self.samples = self._action("Open Sa&mple Images", window.open_samples)
-        self.paste = self._action("&Paste Image", window.paste, seq.Paste)
-        self.copy = self._action("&Copy Caption", window.copy_caption, seq.Copy)
+        self.samples = self._action("Open Sa&mple Images")
+        self.paste = self._action("&Paste Image", seq.Paste)
+        self.copy = self._action("&Copy Caption", seq.Copy)
         self.sidecar = self._action(
-            "&Save Caption as Text File", window.save_sidecar, seq.Save,
+            "&Save Caption as Text File", seq.Save,
             tip="Write the caption to a .txt file next to the photo",
         )  # fmt: skip
         self.metadata = self._action(
-            "Write Caption into Photo &Metadata", window.write_metadata, "Ctrl+E",
+            "Write Caption into Photo &Metadata", "Ctrl+E",
             tip="Store the caption in the photo's XMP and EXIF description",
         )  # fmt: skip
-        self.save_grid = self._action(
-            "Save Heatmap &Grid…", lambda: window.save_grid(), "Ctrl+Shift+S"
-        )
-        self.remove = self._action("&Remove from List", window.remove_selected, seq.Delete)
-        self.quit = self._action("&Quit", window.close, seq.Quit)
-        self.next = self._action("&Next Image", lambda: window.step_image(1), "PgDown")
-        self.previous = self._action("&Previous Image", lambda: window.step_image(-1), "PgUp")
-        self.play = self._action("Play words", lambda: window.heatmaps.toggle_play())
+        self.save_grid = self._action("Save Heatmap &Grid…", "Ctrl+Shift+S")
+        self.remove = self._action("&Remove from List", seq.Delete)
+        self.quit = self._action("&Quit", seq.Quit)
+        self.next = self._action("&Next Image", "PgDown")
+        self.previous = self._action("&Previous Image", "PgUp")
+        self.play = self._action("Play words")
         self.play.setCheckable(True)
         self.play.setToolTip("Step through the words' heatmaps (Space)")
-        self.grid = self._action("Attention grid", window.show_grid, "Ctrl+G")
+        self.grid = self._action("Attention grid", "Ctrl+G")
         self.grid.setToolTip("Every word's heatmap at once (Ctrl+G)")
-        self.caption_all = self._action("Caption &All", window.caption_all, "F5")
-        self.cancel = self._action("&Cancel", window.cancel_caption_all, "Esc")
+        self.caption_all = self._action("Caption &All", "F5")
+        self.cancel = self._action("&Cancel", "Esc")
         self.cancel.setEnabled(False)
-        self.model_dir = self._action("&Model Directory…", window.choose_model_dir)
+        self.model_dir = self._action("&Model Directory…")
         self.hub_model = self._action(
-            "Hugging Face &Hub Model…", window.choose_hub_model,
+            "Hugging Face &Hub Model…",
             tip="Open a model from the Hugging Face Hub by name (hf:OWNER/NAME)",
-        )  # fmt: skip
-        self.shipped_models = [
-            self._action(
-                f"Use the {name.capitalize()} Model",
-                lambda _=False, shipped=name: window.set_model(shipped),
-                tip=label,
-            )
-            for name, label in SHIPPED_MODELS.items()
-        ]
-        self.about_model = self._action("About This &Model…", window.show_model_about)
+        )
+        self.shipped_models = {  # a shipped model's name -> the action that uses it
+            name: self._action(f"Use the {name.capitalize()} Model", tip=label)
+            for name, label in shipped_model_labels().items()
+        }
+        self.decoding_options = self._action("Decoding &Options…")
+        self.about_model = self._action("About This &Model…")
         self.about_model.setEnabled(False)
-        self.about = self._action("&About Captioner", window.show_about)
+        self.about = self._action("&About Captioner")
 
-    def _action(self, text: str, slot, shortcut=None, *, tip: str = "") -> QAction:
-        action = QAction(text, self.window)
+    def _action(
+        self, text: str, shortcut: str | QKeySequence.StandardKey | None = None, *, tip: str = ""
+    ) -> QAction:
+        action = self.window.addAction(text)
         if shortcut is not None:
-            shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
-            action.setShortcuts([QKeySequence(s) for s in shortcuts])
+            action.setShortcut(QKeySequence(shortcut))
         if tip:
             action.setStatusTip(tip)
-        action.triggered.connect(slot)
-        self.window.addAction(action)  # shortcuts work even while the menu bar is hidden
         return action
 
     def update(self, *, has_caption: bool, batch_running: bool) -> None:
@@ -89,8 +93,7 @@ class WindowActions:
 
     def fill_menu_bar(self, docks: dict[str, QDockWidget]) -> None:
         """The menu bar; View lists the docks to show or hide."""
-        window = self.window
-        bar = window.menuBar()
+        bar = self.window.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addActions([self.open_files, self.open_folder, self.recursive])
         recent_menu = file_menu.addMenu("Open &Recent")
@@ -111,9 +114,8 @@ class WindowActions:
         caption_menu = bar.addMenu("&Caption")
         caption_menu.addActions([self.caption_all, self.cancel])
         settings_menu = bar.addMenu("&Settings")
-        settings_menu.addActions([*self.shipped_models, self.model_dir, self.hub_model])
-        show_settings = settings_menu.addAction("Decoding &Options…")
-        show_settings.triggered.connect(window.show_settings_dock)
+        settings_menu.addActions([*self.shipped_models.values(), self.model_dir, self.hub_model])
+        settings_menu.addAction(self.decoding_options)
         help_menu = bar.addMenu("&Help")
         help_menu.addActions([self.about_model, self.about])
 

@@ -2,7 +2,8 @@
 
 The window lays out the widgets and wires them to the session, which holds the app's state and
 talks to the caption worker (gui/session.py). Heatmaps and word playback live in
-gui/heatmaps.py, the actions and menus in gui/actions.py, the exports in gui/export.py.
+gui/word_heatmaps.py, the actions and menus in gui/actions.py, the files the app writes in
+gui/saving.py, the dialogs in gui/dialogs/.
 """
 
 from __future__ import annotations
@@ -23,23 +24,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui import export
+from gui import saving
 from gui.actions import WindowActions
+from gui.dialogs.about_model import AboutModelDialog
+from gui.dialogs.attention_grid import AttentionGridDialog
 from gui.files import OPEN_FILTER, collect_images, sample_images_dir
 from gui.garbage import UiThreadGarbageCollector
-from gui.heatmaps import WordHeatmaps
 from gui.models.image_list import ImageItem, ImageListModel, PathRole, Status
 from gui.session import Session
 from gui.settings import Settings
 from gui.thumbnails import Thumbnailer
-from gui.widgets.about_model import AboutModelDialog
-from gui.widgets.attention_grid import AttentionGridDialog
 from gui.widgets.banner import NO_MODEL, ModelBanner
 from gui.widgets.caption_panel import BeamList, CaptionPanel, format_score
 from gui.widgets.image_list import ImageListView
 from gui.widgets.lstm_panel import LstmPanel
 from gui.widgets.settings_panel import SettingsPanel
 from gui.widgets.viewer import ImageViewer
+from gui.word_heatmaps import WordHeatmaps
 from gui.worker import CaptionFailure, CaptionOutcome, ModelInfo
 
 
@@ -77,6 +78,7 @@ class MainWindow(QMainWindow):
         self.actions = WindowActions(self)
         self._create_widgets()
         self.actions.fill_menu_bar(self.docks)
+        self._connect_actions()
         self._connect_session()
         self._restore_window()
 
@@ -166,6 +168,36 @@ class MainWindow(QMainWindow):
             [self.docks["beams"], self.docks["lstm"]], [170, 420], Qt.Orientation.Vertical
         )
 
+    def _connect_actions(self) -> None:
+        actions = self.actions
+        for action, slot in (
+            (actions.open_files, self.open_files_dialog),
+            (actions.open_folder, self.open_folder_dialog),
+            (actions.samples, self.open_samples),
+            (actions.paste, self.paste),
+            (actions.copy, self.copy_caption),
+            (actions.sidecar, self.save_sidecar),
+            (actions.metadata, self.write_metadata),
+            (actions.save_grid, lambda: self.save_grid()),  # not triggered's `checked` as path
+            (actions.remove, self.remove_selected),
+            (actions.quit, self.close),
+            (actions.next, lambda: self.step_image(1)),
+            (actions.previous, lambda: self.step_image(-1)),
+            (actions.play, self.heatmaps.toggle_play),
+            (actions.grid, self.show_grid),
+            (actions.caption_all, self.caption_all),
+            (actions.cancel, self.cancel_caption_all),
+            (actions.model_dir, self.choose_model_dir),
+            (actions.hub_model, self.choose_hub_model),
+            (actions.decoding_options, self.show_settings_dock),
+            (actions.about_model, self.show_model_about),
+            (actions.about, self.show_about),
+        ):
+            action.triggered.connect(slot)
+        actions.recursive.toggled.connect(self.set_recursive)
+        for name, action in actions.shipped_models.items():
+            action.triggered.connect(lambda _=False, shipped=name: self.set_model(shipped))
+
     def _connect_session(self) -> None:
         session = self.session
         session.model_loading.connect(self._on_model_loading)
@@ -250,7 +282,7 @@ class MainWindow(QMainWindow):
 
     def _open_image_data(self, image: QImage) -> None:
         try:
-            path = export.save_pasted_image(image, self._data_dir)
+            path = saving.save_pasted_image(image, self._data_dir)
         except OSError as error:
             self.statusBar().showMessage(str(error), 8000)
             return
@@ -429,21 +461,21 @@ class MainWindow(QMainWindow):
         )
         self._update_actions()
 
-    # Exporting the caption and its heatmaps (gui/export.py does the writing).
+    # Copying and saving the caption and its heatmaps (gui/saving.py does the writing).
 
     def copy_caption(self) -> None:
         if self.session.current is not None:
-            export.copy_caption(self, self.session.current.text)
+            saving.copy_caption(self, self.session.current.text)
 
     def save_sidecar(self) -> Path | None:
         if self.session.current is None:
             return None
-        return export.save_sidecar(self, self.session.current_path, self.session.current.text)
+        return saving.save_sidecar(self, self.session.current_path, self.session.current.text)
 
     def write_metadata(self) -> bool:
         if self.session.current is None:
             return False
-        return export.write_metadata(self, self.session.current_path, self.session.current.text)
+        return saving.write_metadata(self, self.session.current_path, self.session.current.text)
 
     def show_grid(self) -> None:
         grid = self.heatmaps.grid()
@@ -463,7 +495,7 @@ class MainWindow(QMainWindow):
         if grid is None:
             self.statusBar().showMessage("Caption a photo first", 4000)
             return None
-        return export.save_grid(self, grid, self.session.current_path, path)
+        return saving.save_grid(self, grid, self.session.current_path, path)
 
     # Caption all.
 

@@ -9,7 +9,6 @@ worker's cached encoder features.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -18,6 +17,7 @@ from PySide6.QtGui import QImage
 
 from captioner.options import DecodeOptions
 from gui.convert import pil_to_qimage
+from gui.lru import LruCache
 from gui.models.image_list import ImageListModel, Status
 from gui.settings import Settings
 from gui.worker import CaptionFailure, CaptionOutcome, CaptionWorker, ModelInfo
@@ -27,23 +27,6 @@ if TYPE_CHECKING:
 
 RESULT_CACHE_SIZE = 64  # full results (attention maps, gates) kept for instant re-selection
 DISPLAY_CACHE_SIZE = 8  # viewer copies of photos, a few megabytes each
-
-
-class _LruCache(OrderedDict):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key, value) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
-
-    def fetch(self, key):
-        if key in self:
-            self.move_to_end(key)
-        return self.get(key)
 
 
 class Session(QObject):
@@ -73,8 +56,9 @@ class Session(QObject):
         self.beams: list[CaptionResult] = []  # one per beam of the shown photo's caption
         self.current: CaptionResult | None = None  # the beam shown (one of beams)
         self.timing = ""  # how long the shown caption took
-        self._results = _LruCache(RESULT_CACHE_SIZE)  # path -> CaptionOutcome
-        self._displays = _LruCache(DISPLAY_CACHE_SIZE)  # path -> (PIL image, QImage)
+        self._results: LruCache[str, CaptionOutcome] = LruCache(RESULT_CACHE_SIZE)
+        # path -> the viewer's copy as PIL (to blend heatmaps on) and as Qt (to draw)
+        self._displays: LruCache[str, tuple[Image.Image, QImage]] = LruCache(DISPLAY_CACHE_SIZE)
         self._start_worker()
 
     def _start_worker(self) -> None:
@@ -182,14 +166,14 @@ class Session(QObject):
 
     def result_for(self, path: str) -> CaptionOutcome | None:
         """`path`'s cached caption, if it is from the current model and options."""
-        outcome = self._results.fetch(path)
+        outcome = self._results.get(path)
         if outcome is None or outcome.generation != self.generation:
             return None
         return outcome if outcome.options == self.options else None
 
     def display_for(self, path: str | None) -> tuple[Image.Image, QImage] | None:
         """The viewer's copy of `path` (PIL for blending heatmaps, Qt for drawing), if cached."""
-        return self._displays.fetch(path) if path is not None else None
+        return self._displays.get(path) if path is not None else None
 
     def request_caption(self, path: str, *, want_display: bool) -> bool:
         """Ask the worker for `path`'s caption (and its viewer copy if `want_display`); without a

@@ -7,22 +7,26 @@ passes an INI file path for tests and benchmarks, so they never touch the user's
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from PySide6.QtCore import QByteArray, QSettings
 
 from captioner.backends import BACKENDS
 from captioner.options import DecodeOptions
-from captioner.registry import is_hub_model
+from captioner.registry import shipped_models
 
 ORGANIZATION, APPLICATION = "captioner", "captioner-gui"
 MAX_RECENT = 10
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# The models shipped with captioner, by the names Captioner.load knows, as Settings offers them.
-SHIPPED_MODELS = {
+# What the model menus call the shipped models; one not listed here is offered by its name.
+MODEL_LABELS = {
     "default": "Default (names everyday things)",
     "shapes": "Shapes (generated scenes)",
 }
+
+
+def shipped_model_labels() -> dict[str, str]:
+    """The models shipped with captioner (captioner.registry), by name, with their labels."""
+    return {name: MODEL_LABELS.get(name, name.capitalize()) for name in shipped_models()}
 
 
 class Settings:
@@ -60,9 +64,9 @@ class Settings:
 
     @property
     def model(self) -> str:
-        """A shipped model's name (SHIPPED_MODELS), a Hub model ("hf:OWNER/NAME[@REVISION]")
-        or a model directory, kept absolute so that is_model_name tells them apart; settings
-        from before shipped names hold "" for default."""
+        """A shipped model's name, a Hub model ("hf:OWNER/NAME[@REVISION]") or a model
+        directory, kept absolute so that captioner.registry.is_model_name tells them apart;
+        settings from before shipped names hold "" for default."""
         return str(self.store.value("model/directory", "") or "") or "default"
 
     @model.setter
@@ -129,13 +133,3 @@ class Settings:
 
     def sync(self) -> None:
         self.store.sync()
-
-
-def is_model_name(model: str) -> bool:
-    """Whether a model setting is a shipped model's name ("shapes") rather than a directory or
-    a Hub model: a name has no slash, and the app keeps directories as absolute paths."""
-    return (
-        model == os.path.basename(model)
-        and model not in ("", ".", "..")
-        and not is_hub_model(model)
-    )

@@ -46,9 +46,9 @@ class Thumbnailer(QObject):
         self.ready.emit(path, image)
 
 
-# What Qt calls the formats captioner opens (captioner.images.ALLOWED_FORMATS). Qt reads more
-# (SVG, ICO, PPM, TGA, ...): those go to load_image, which refuses them with the reason the
-# list then shows, instead of a thumbnail for a photo that cannot be captioned.
+# What Qt calls the formats captioner opens (captioner.photos.images.ALLOWED_FORMATS). Qt
+# reads more (SVG, ICO, PPM, TGA, ...): those go to load_image, which refuses them with the
+# reason the list then shows, instead of a thumbnail for a photo that cannot be captioned.
 QT_PHOTO_FORMATS = frozenset({"jpeg", "jpg", "png", "gif", "webp", "tiff", "tif", "bmp"})
 
 

@@ -6,7 +6,8 @@ Jobs run in order, with two exceptions that keep the window responsive: a new ca
 for the selected photo replaces an older one still waiting, and "Caption all" items run only
 when nothing interactive is waiting, one photo at a time, so Cancel takes effect between photos.
 Each photo is a one-photo batch of the captioning engine (captioner.pipeline), its encoder
-features kept per photo so a change of decoding options only reruns beam search.
+features kept per photo (the encoded photos) so a change of decoding options only reruns beam
+search.
 
 The captioner library (and with it torch, which takes seconds to import) is imported here, in
 the worker thread, so the window is up before the model is.
@@ -14,17 +15,27 @@ the worker thread, so the window is up before the model is.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from captioner.options import DecodeOptions
+from captioner.registry import (
+    CARD_FILE,
+    CONFIG_FILE,
+    CheckpointError,
+    is_model_name,
+    resolve_model,
+    shipped_model,
+)
+from gui.lru import LruCache
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +48,7 @@ if TYPE_CHECKING:
 # 50-megapixel photo costs no more than a small one.
 DISPLAY_MIN_SIDE = 800
 DISPLAY_MAX_SIDE = 1600
-FEATURE_CACHE_BYTES = 256 * 2**20
+ENCODED_PHOTOS_BYTES = 256 * 2**20  # the encoder features kept, least recently used out first
 
 
 RUNTIMES = {"torch": "PyTorch", "onnx": "ONNX Runtime"}
@@ -56,11 +67,7 @@ class ModelInfo:
     nouns: tuple[str, ...] = ()  # the singular nouns a copy model can copy, sorted; else none
     copy_words: frozenset[str] = frozenset()  # every word the copy path says: nouns, plurals
     card: str = ""  # the model card (README.md in the model directory), if it has one
-
-    @property
-    def is_scenes(self) -> bool:
-        """Trained on generated shapes scenes: it knows circles and squares, not photos."""
-        return self.name.lower().startswith("scenes")
+    shapes: bool = False  # the shapes model: it knows circles and squares, not photos
 
     @property
     def copies_nouns(self) -> bool:
@@ -88,7 +95,7 @@ class CaptionFailure:
 
 @dataclass
 class _LoadJob:
-    model: str  # a shipped model's name or a model directory (gui.settings.is_model_name)
+    model: str  # a shipped model's name, a model directory or "hf:OWNER/NAME"
     device: str
     backend: str  # auto, torch or onnx (captioner.onnx_backend.BACKENDS)
     generation: int
@@ -114,38 +121,6 @@ class _FinishBatch:
     """Queue marker: the batch ran out of photos (or was cancelled); report and reset."""
 
 
-class FeatureCache:
-    """Encoder features per photo, least recently used dropped first once over a byte budget."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, path: str) -> torch.Tensor | None:
-        features = self._items.get(path)
-        if features is not None:
-            self._items.move_to_end(path)
-        return features
-
-    def put(self, path: str, features: torch.Tensor) -> None:
-        if path in self._items:
-            self._bytes -= self._nbytes(self._items.pop(path))
-        self._items[path] = features
-        self._bytes += self._nbytes(features)
-        while self._bytes > self.max_bytes and len(self._items) > 1:
-            _, dropped = self._items.popitem(last=False)
-            self._bytes -= self._nbytes(dropped)
-
-    def clear(self) -> None:
-        self._items.clear()
-        self._bytes = 0
-
-    @staticmethod
-    def _nbytes(features: torch.Tensor) -> int:
-        return features.numel() * features.element_size()
-
-
 class CaptionWorker(QObject):
     model_loaded = Signal(object)  # ModelInfo
     model_failed = Signal(int, str)  # generation, message
@@ -167,7 +142,10 @@ class CaptionWorker(QObject):
         self._stopping = False
         self._captioner = None
         self._generation = -1
-        self._features = FeatureCache(FEATURE_CACHE_BYTES)
+        # path -> its encoder features, (1, gh, gw, C)
+        self._encoded_photos: LruCache[str, torch.Tensor] = LruCache(
+            ENCODED_PHOTOS_BYTES, cost=lambda features: features.numel() * features.element_size()
+        )
         self.encode_count = 0  # how many photos went through the encoder; tests read it
 
     # Called from the UI thread. They only touch the queue, under the lock.
@@ -268,20 +246,20 @@ class CaptionWorker(QObject):
 
     def _load(self, job: _LoadJob) -> None:
         self._captioner = None
-        self._features.clear()
+        self._encoded_photos.clear()
         self._generation = job.generation
         try:
             from captioner import Captioner
-            from captioner.registry import is_model_name, resolve_model, shipped_model
 
             # A name is looked up among the shipped models only: a folder of that name in the
-            # app's working directory is never loaded instead (directories come absolute). A
-            # Hub model is downloaded here, in the worker thread, or read from the cache.
+            # app's working directory is never loaded instead (the app keeps directories
+            # absolute: gui.app.model_argument). A Hub model is downloaded here, in the worker
+            # thread, or read from the cache.
             path = (
                 shipped_model(job.model) if is_model_name(job.model) else resolve_model(job.model)
             )
             captioner = Captioner.load(path, device=job.device, backend=job.backend)
-            card = path / "README.md"
+            card = path / CARD_FILE
             card_text = card.read_text("utf-8", errors="replace") if card.is_file() else ""
         except Exception as error:  # CheckpointError, a bad device name, damaged weights, ...
             self.model_failed.emit(job.generation, str(error) or type(error).__name__)
@@ -304,6 +282,7 @@ class CaptionWorker(QObject):
                     _words(captioner, "noun_singular_ids") | _words(captioner, "noun_plural_ids")
                 ),
                 card=card_text,
+                shapes=is_shapes_model(captioner.name),
             )
         )
 
@@ -335,7 +314,9 @@ class CaptionWorker(QObject):
             return
         if encoded:
             self.encode_count += 1
-            self._features.put(job.path, batch.features)  # the engine stored them in the batch
+            self._encoded_photos.put(
+                job.path, batch.features
+            )  # the engine stored them in the batch
         seconds = time.perf_counter() - start
         self.captioned.emit(
             CaptionOutcome(job.path, job.generation, job.options, result, display, encoded, seconds)
@@ -361,7 +342,7 @@ class CaptionWorker(QObject):
         viewer's copy or None. Raises ImageError for a photo that cannot be read."""
         from captioner.pipeline import PhotoBatch
 
-        features = self._features.get(job.path)  # (1, gh, gw, C)
+        features = self._encoded_photos.get(job.path)  # (1, gh, gw, C)
         display = None
         if job.want_display:
             image_size = self._captioner.encoder.config.image_size
@@ -384,6 +365,16 @@ def load_display(path: str, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
     if max(display.size) > DISPLAY_MAX_SIDE:
         display.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BICUBIC)
     return display
+
+
+def is_shapes_model(name: str) -> bool:
+    """Whether a model named `name` is the shapes model: the one shipped as "shapes", or one
+    trained as it was (scripts/train_shapes_model.sh names it as the shipped one's config does)."""
+    try:
+        config = json.loads((shipped_model("shapes") / CONFIG_FILE).read_text("utf-8"))
+    except (CheckpointError, OSError, ValueError):  # a copy of captioner without it
+        return False
+    return name == config.get("name")
 
 
 def feature_grid(image_size: int, feature_stride: int, grid_size: int | None) -> int:

@@ -29,7 +29,7 @@ from gui.convert import pil_to_qimage  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from gui.models.image_list import Status  # noqa: E402
 from gui.settings import Settings  # noqa: E402
-from gui.widgets.banner import NO_MODEL, SCENES_MODEL  # noqa: E402
+from gui.widgets.banner import NO_MODEL, SHAPES_MODEL  # noqa: E402
 
 WAIT_MS = 90_000  # two busy cores: a model load or a caption can take seconds
 NAMES = ["astronaut", "chelsea", "coffee"]
@@ -247,7 +247,7 @@ def test_the_scenes_model_says_what_it_can_describe(qtbot, open_window, tiny_mod
     (scenes / "config.json").write_text(json.dumps({**config, "name": "scenes-default"}))
     window = open_window(model_dir=scenes)
     assert window.banner.isVisible()
-    assert window.banner.text.text() == SCENES_MODEL
+    assert window.banner.text.text() == SHAPES_MODEL
     assert window.settings_panel.model_name.text() == "scenes-default"
     assert window.docks["lstm"].windowTitle() == "Inside the LSTM"
     vocab_size = len(json.loads((scenes / "vocab.json").read_text())["itos"])

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QFileDialog  # noqa: E402
 from gui.app import model_argument  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from gui.settings import Settings  # noqa: E402
-from gui.widgets.banner import SCENES_MODEL, copy_model_text  # noqa: E402
+from gui.widgets.banner import SHAPES_MODEL, copy_model_text  # noqa: E402
 from gui.widgets.settings_panel import BROWSE  # noqa: E402
 
 WAIT_MS = 90_000  # two busy cores: a model load or a caption can take seconds
@@ -124,7 +124,7 @@ def test_settings_choose_a_shipped_model_or_a_directory_and_keep_it(
 
     switch_model(qtbot, window, lambda: choice.activated.emit(choice.findData("shapes")))
     assert window.session.model_info.name == "scenes-default"
-    assert window.banner.text.text() == SCENES_MODEL
+    assert window.banner.text.text() == SHAPES_MODEL
     assert settings.model == "shapes"
     assert choice.currentData() == "shapes"
     assert Settings.from_file(settings.store.fileName()).model == "shapes"

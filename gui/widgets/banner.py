@@ -15,7 +15,7 @@ from gui.widgets.elided_label import ElidedLabel
 from gui.worker import ModelInfo
 
 NO_MODEL = "No model loaded — Settings → Model directory…"
-SCENES_MODEL = (
+SHAPES_MODEL = (
     "This model was trained on generated shapes scenes; it describes circles and squares, "
     "not everyday photos. To caption photos, choose the Default model in Settings."
 )
@@ -61,8 +61,8 @@ class ModelBanner(QFrame):
     def show_model(self, info: ModelInfo) -> None:
         """Say what a loaded model knows, when that is worth a line: the shapes model warns
         that it describes shapes, a copy model says how many things it names."""
-        if info.is_scenes:
-            self.show_message(SCENES_MODEL, warning=False)
+        if info.shapes:
+            self.show_message(SHAPES_MODEL, warning=False)
         elif info.copies_nouns:
             self.show_message(copy_model_text(len(info.nouns)), warning=False, about=True)
         else:

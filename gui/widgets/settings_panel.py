@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QSpinBox,
@@ -26,8 +25,9 @@ from PySide6.QtWidgets import (
 
 from captioner.backends import BACKENDS
 from captioner.options import DecodeOptions
-from captioner.registry import HUB_PREFIX, is_hub_model, is_model_name
-from gui.settings import DEVICES, SHIPPED_MODELS
+from captioner.registry import is_hub_model, is_model_name
+from gui.dialogs.hub_model import ask_hub_model
+from gui.settings import DEVICES, shipped_model_labels
 from gui.widgets.elided_label import ElidedLabel
 from gui.worker import ModelInfo
 
@@ -86,7 +86,8 @@ class SettingsPanel(QWidget):
 
         self.model_choice = QComboBox()
         self.model_choice.setAccessibleName("Model")
-        for name, label in SHIPPED_MODELS.items():
+        self._shipped = shipped_model_labels()
+        for name, label in self._shipped.items():
             self.model_choice.addItem(label, name)
         self.model_choice.addItem("Model directory…", BROWSE)
         self.model_choice.addItem("Hugging Face Hub model…", HUB)
@@ -168,7 +169,7 @@ class SettingsPanel(QWidget):
         index = self.model_choice.findData(model)
         if index < 0:  # a directory or Hub model: one entry for it, above "Model directory…"
             other = self.model_choice.findData(BROWSE)
-            if self.model_choice.itemData(other - 1) not in SHIPPED_MODELS:
+            if self.model_choice.itemData(other - 1) not in self._shipped:
                 self.model_choice.removeItem(other - 1)
                 other -= 1
             label = model if is_hub_model(model) else os.path.basename(model) or model
@@ -188,16 +189,9 @@ class SettingsPanel(QWidget):
     def choose_hub_model(self) -> None:
         """Ask for a Hub model's name; the worker downloads it (or reads the cache) when it
         loads, and a bad name or a failed download is reported as any failed load is."""
-        current = self._model if is_hub_model(self._model) else HUB_PREFIX
-        name, accepted = QInputDialog.getText(
-            self,
-            "Open a Hugging Face Hub model",
-            "Model: hf:OWNER/NAME, or hf:OWNER/NAME@REVISION for a branch, tag or commit",
-            text=current,
-        )
-        name = name.strip()
-        if accepted and name not in ("", HUB_PREFIX):
-            self._choose(name if is_hub_model(name) else HUB_PREFIX + name)
+        name = ask_hub_model(self, self._model)
+        if name is not None:
+            self._choose(name)
         else:
             self.set_model(self._model)  # leave "Hugging Face Hub model…" for what is in use
 

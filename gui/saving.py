@@ -2,8 +2,8 @@
 grid, and pasted images.
 
 Each export reports how it went in the window's status bar and asks before replacing what a
-person may have written; every file goes through captioner.atomic, so a crash never leaves half
-of one.
+person may have written; every file goes through captioner.photos.atomic, so a crash never
+leaves half of one.
 """
 
 from __future__ import annotations
