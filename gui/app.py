@@ -61,9 +61,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def model_argument(model: str) -> str:
-    """--model as the window takes it: a Hub model as it is; an existing path, or anything but
-    a bare name, as an absolute directory; a bare name ("shapes") that is no path here, as a
-    shipped model's."""
+    """--model as the window takes it, read by the command line's rule
+    (captioner.registry.resolve_model): a Hub model as it is; a bare name ("shapes") that is no
+    path here, as a shipped model's; any other path absolute, as the app keeps directories (its
+    worker takes a name for a shipped model's even where a folder of that name exists)."""
     if is_hub_model(model) or (is_model_name(model) and not os.path.exists(model)):
         return model
     return os.path.abspath(model)

@@ -6,11 +6,11 @@ Jobs run in order, with two exceptions that keep the window responsive: a new ca
 for the selected photo replaces an older one still waiting, and "Caption all" items run only
 when nothing interactive is waiting, one photo at a time, so Cancel takes effect between photos.
 Each photo is a one-photo batch of the captioning engine (captioner.pipeline), its encoder
-features kept per photo (the encoded photos) so a change of decoding options only reruns beam
-search.
+features kept per photo so a change of decoding options only reruns beam search.
 
 The captioner library (and with it torch, which takes seconds to import) is imported here, in
-the worker thread, so the window is up before the model is.
+the worker thread, so the window is up before the model is; only its torch-free registry of
+models is imported at once.
 """
 
 from __future__ import annotations
