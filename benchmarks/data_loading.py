@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from captioner.encoder import EncoderConfig
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
-from training.features import FeatureCache
+from training.features import DiskFeatureCache
 from training.readers import read_samples
 
 WORDS = [
@@ -90,14 +90,14 @@ def counting_stats(counts: Counter):
         os.stat, os.lstat = stat, lstat
 
 
-def feature_cache(root: Path) -> FeatureCache:
+def feature_cache(root: Path) -> DiskFeatureCache:
     # The cache only needs an encoder for its fingerprint: no backbone is loaded
-    return FeatureCache(root / "cache", SimpleNamespace(config=EncoderConfig()))
+    return DiskFeatureCache(root / "cache", SimpleNamespace(config=EncoderConfig()))
 
 
 def fill_cache(root: Path, photos: Path) -> None:
     """One tiny feature file per photo, so that the run below finds every photo cached. Its own
-    FeatureCache object: the timed one must start with nothing remembered."""
+    DiskFeatureCache object: the timed one must start with nothing remembered."""
     cache = feature_cache(root)
     features = np.zeros((1, 1, 4), np.float16)
     for photo in sorted(photos.iterdir()):

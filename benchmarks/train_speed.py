@@ -23,7 +23,7 @@ from captioner.encoder import Encoder, EncoderConfig
 from captioner.photos.images import load_image
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
-from training.features import FeatureCache
+from training.features import DiskFeatureCache
 from training.model import caption_loss
 from training.readers import read_samples
 from training.scenes import generate_split
@@ -70,7 +70,7 @@ def main() -> None:
         samples = read_samples(annotations, root / "train").samples
         encoder = Encoder(EncoderConfig())
         vocab = Vocabulary.build((c for s in samples for c in s.captions), min_count=1)
-        cache = FeatureCache(root / "cache", encoder)
+        cache = DiskFeatureCache(root / "cache", encoder)
         cache.build([s.image_path for s in samples], progress=False)
 
         def pixels(path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import training.scst
+import training.objectives
 from captioner import Captioner
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.distributed import Distributed
@@ -20,14 +20,8 @@ from tests.test_beam import follows_copy_rules
 from tests.test_train import read_log, subprocess_environment, train_args
 from training.cider import CiderD
 from training.model import CaptionModel
-from training.scst import (
-    CaptionSampler,
-    MixedReward,
-    SelfCritical,
-    SharedNoise,
-    candidates,
-    mean_of_others,
-)
+from training.objectives import SelfCritical, candidates, mean_of_others
+from training.scst import CaptionSampler, MixedReward, SharedNoise
 from training.train import main as train_main
 
 scenes = test_train.scenes  # the generated shape scenes captioner-train's tests train on
@@ -192,14 +186,14 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(
 ):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     assert train_main(scst_args(scenes, cross_entropy_run, straight, "--epochs", "1")) == 0
-    real_loss = training.scst.scst_loss
+    real_loss = training.objectives.scst_loss
 
     def interrupt_on_first_batch(*args):
-        monkeypatch.setattr(training.scst, "scst_loss", real_loss)
+        monkeypatch.setattr(training.objectives, "scst_loss", real_loss)
         signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C mid-batch
         return real_loss(*args)
 
-    monkeypatch.setattr(training.scst, "scst_loss", interrupt_on_first_batch)
+    monkeypatch.setattr(training.objectives, "scst_loss", interrupt_on_first_batch)
     assert train_main(scst_args(scenes, cross_entropy_run, interrupted, "--epochs", "1")) == 130
     state = json.loads((interrupted / "last" / "training_state.json").read_text())
     assert state["progress"]["batch"] == 1 and state["progress"]["epoch"] == 0

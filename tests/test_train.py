@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import training.features
+import training.objectives
 import training.train
 from captioner import Captioner
 from captioner.options import DecodeOptions
@@ -23,6 +24,7 @@ from training.features import human_size
 from training.run_dir import check_run_dir
 from training.scenes import generate_split
 from training.train import main as train_main
+from training.train_run import resolve_run
 
 SMALL_MODEL = ["--embed-dim", "32", "--decoder-dim", "64", "--attention-dim", "32"]
 
@@ -98,7 +100,7 @@ def test_ctrl_c_mid_epoch_finishes_the_batch_saves_and_resumes_exactly(
     common = ("--epochs", "1", "--val-max-images", "4")
     assert train_main(train_args(scenes, straight, *common)) == 0
 
-    real_loss, calls = training.train.caption_loss, []
+    real_loss, calls = training.objectives.caption_loss, []
 
     def interrupt_on_fourth_batch(*args):
         calls.append(1)
@@ -106,12 +108,12 @@ def test_ctrl_c_mid_epoch_finishes_the_batch_saves_and_resumes_exactly(
             signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C mid-batch
         return real_loss(*args)
 
-    monkeypatch.setattr(training.train, "caption_loss", interrupt_on_fourth_batch)
+    monkeypatch.setattr(training.objectives, "caption_loss", interrupt_on_fourth_batch)
     assert train_main(train_args(scenes, interrupted, *common)) == 130
     state = json.loads((interrupted / "last" / "training_state.json").read_text())
     assert state["progress"]["batch"] == 4 and state["progress"]["epoch"] == 0
     assert state["options"]["batch_size"] == 24 and state["options"]["min_word_count"] == 1
-    monkeypatch.setattr(training.train, "caption_loss", real_loss)
+    monkeypatch.setattr(training.objectives, "caption_loss", real_loss)
     assert train_main(train_args(scenes, interrupted, *common, "--resume")) == 0
     assert read_log(interrupted)[0]["train_loss"] == read_log(straight)[0]["train_loss"]
     assert read_log(interrupted)[0]["val_loss"] == read_log(straight)[0]["val_loss"]
@@ -319,7 +321,8 @@ def test_resume_takes_the_options_it_keeps_from_the_run(tmp_path):
         parser, ["--data", "x.json", "--images", "x", "--out", str(run), "--resume", "--seed", "3"]
     )
     assert check_run_dir(parser, args, given)
-    assert {name: getattr(args, name) for name in RUN_OPTIONS} == RUN_OPTIONS
+    resumed = resolve_run(parser, args, given)
+    assert {name: getattr(resumed, name) for name in RUN_OPTIONS} == RUN_OPTIONS
 
 
 def test_resume_without_a_checkpoint_in_an_existing_run_is_refused(tmp_path, capsys):
@@ -367,7 +370,7 @@ def test_tokens_per_second_after_resume_counts_only_the_resumed_batches(
 ):
     run = tmp_path / "run"
     common = ("--epochs", "1", "--val-max-images", "2")
-    real_loss, calls = training.train.caption_loss, []
+    real_loss, calls = training.objectives.caption_loss, []
 
     def interrupt_on_third_batch(*args):
         calls.append(1)
@@ -375,7 +378,7 @@ def test_tokens_per_second_after_resume_counts_only_the_resumed_batches(
             signal.raise_signal(signal.SIGINT)
         return real_loss(*args)
 
-    monkeypatch.setattr(training.train, "caption_loss", interrupt_on_third_batch)
+    monkeypatch.setattr(training.objectives, "caption_loss", interrupt_on_third_batch)
     assert train_main(train_args(scenes, run, *common)) == 130
 
     # A clock that moves one second per batch: tokens/s is then tokens per batch run here.
@@ -387,7 +390,7 @@ def test_tokens_per_second_after_resume_counts_only_the_resumed_batches(
             tokens.append(int((captions[:, 1:] != Vocabulary.pad_id).sum()))
         return real_loss(logits, alphas, captions, attention_lambda)
 
-    monkeypatch.setattr(training.train, "caption_loss", count_and_tick)
+    monkeypatch.setattr(training.objectives, "caption_loss", count_and_tick)
     monkeypatch.setattr(training.train, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     assert train_main(train_args(scenes, run, *common, "--resume")) == 0
     assert len(tokens) > 0

@@ -15,13 +15,13 @@ from tests.test_train import read_log
 from training.features import (
     CacheBuiltElsewhereError,
     CacheTooLargeError,
-    FeatureCache,
+    DiskFeatureCache,
     human_size,
+    model_inputs,
 )
 from training.readers import read_samples
 from training.scenes import generate_split
 from training.train import main as train_main
-from training.train import model_inputs
 
 SMALL_MODEL = ["--embed-dim", "16", "--decoder-dim", "32", "--attention-dim", "16"]
 Usage = namedtuple("Usage", "total used free")
@@ -72,7 +72,7 @@ def test_the_estimate_covers_what_the_cache_writes(scenes, tmp_path):
     assert len(files) == 20
     written = sum(f.stat().st_size for f in files)
     encoder = Captioner.load(tmp_path / "run" / "best").encoder
-    estimate = 20 * FeatureCache(cache, encoder).file_size()
+    estimate = 20 * DiskFeatureCache(cache, encoder).file_size()
     assert written <= estimate < written + 20 * 4096  # whole blocks, at most one more a file
 
 

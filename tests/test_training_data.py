@@ -94,11 +94,11 @@ def test_feature_cache_stats_and_resolves_each_photo_once(tmp_path, monkeypatch)
     from types import SimpleNamespace
 
     from captioner.encoder import EncoderConfig
-    from training.features import FeatureCache
+    from training.features import DiskFeatureCache
 
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"x")
-    cache = FeatureCache(tmp_path / "cache", SimpleNamespace(config=EncoderConfig()))
+    cache = DiskFeatureCache(tmp_path / "cache", SimpleNamespace(config=EncoderConfig()))
     calls = []
     stat, lstat = os.stat, os.lstat
     monkeypatch.setattr(os, "stat", lambda *a, **k: calls.append(a[0]) or stat(*a, **k))

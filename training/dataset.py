@@ -6,35 +6,31 @@ file's name and SHA-256, the image folder's name), never by where it lay on the 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 from training.readers import DatasetFormatError, ReadResult, Sample, read_samples
+from training.train_run import TrainRun
 
 
-def read_data(
-    args: argparse.Namespace, log: Callable[[str], None]
-) -> tuple[list[Sample], list[Sample]]:
+def read_data(run: TrainRun, log: Callable[[str], None]) -> tuple[list[Sample], list[Sample]]:
     """Training and validation samples; a Karpathy file brings its own val split."""
-    result = read_samples(
-        args.data, args.images, format=args.format, skip_missing=args.skip_missing
-    )
-    report_read(args.data, result, log)
+    result = read_samples(run.data, run.images, format=run.format, skip_missing=run.skip_missing)
+    report_read(run.data, result, log)
     train = [s for s in result.samples if s.split == "train"]
     if not train:
         raise DatasetFormatError(
-            f"{args.data}: no training images (splits: {sorted({s.split for s in result.samples})})"
+            f"{run.data}: no training images (splits: {sorted({s.split for s in result.samples})})"
         )
-    if args.val_data:
+    if run.val_data:
         val_result = read_samples(
-            args.val_data,
-            args.val_images or args.images,
-            format=args.format,
-            skip_missing=args.skip_missing,
+            run.val_data,
+            run.val_images or run.images,
+            format=run.format,
+            skip_missing=run.skip_missing,
         )
-        report_read(args.val_data, val_result, log)
+        report_read(run.val_data, val_result, log)
         val = val_result.samples
     else:
         val = [s for s in result.samples if s.split == "val"]
@@ -54,11 +50,11 @@ def report_read(path: Path, result: ReadResult, log: Callable[[str], None]) -> N
         log(f"{path}: {len(result.missing_images)} images missing, skipped")
 
 
-def data_record(args: argparse.Namespace) -> dict:
+def data_record(run: TrainRun) -> dict:
     """config.json's "data": the training files, and the validation files when they are
     separate ("val" is null when validation used the training file's val split, or none)."""
-    val = describe_files(args.val_data, args.val_images or args.images) if args.val_data else None
-    return {"train": describe_files(args.data, args.images), "val": val}
+    val = describe_files(run.val_data, run.val_images or run.images) if run.val_data else None
+    return {"train": describe_files(run.data, run.images), "val": val}
 
 
 def describe_files(captions: Path, images: Path) -> dict:

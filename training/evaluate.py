@@ -47,7 +47,7 @@ from training.grounding import CaptionGrounding, ground_caption, grounding_score
 from training.metrics import coco_metrics
 from training.readers import FORMATS, DatasetFormatError, Sample, read_samples
 from training.scenes import possible_captions
-from training.train import HelpWithDefaults
+from training.train_run import HelpWithDefaults
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ Files live under `root/<encoder fingerprint>/<key[:2]>/<key>.npy` (float16). The
 covers the encoder's config, so changing the backbone, image size or grid starts a new cache;
 the key covers the photo's path, size and modification time, so an edited photo is re-encoded.
 
-At COCO scale the cache is large (ResNet-101's 14 x 14 x 2048 grid: about 800 kB a photo, ~100 GB
-for 123k photos), so its size is checked against the free disk first; where it does not fit,
-OnTheFlyModel encodes every batch instead (captioner-train --no-cache).
+At COCO scale the cache is large (a deep backbone's fine grid is hundreds of kilobytes a photo),
+so its size is checked against the free disk first; where it does not fit, OnTheFlyModel encodes
+every batch instead (captioner-train --no-cache). `model_inputs` chooses between them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +29,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from captioner.distributed import Distributed
 from captioner.encoder import Encoder
 from captioner.photos.atomic import write_atomically
 from captioner.photos.images import ImageError, load_image
 from training.model import CaptionModel
+from training.readers import Sample
+from training.train_run import TrainRun
 
 # Files take whole blocks of the file system; 4 kB is the usual block (ext4, APFS, NTFS).
 _BLOCK = 4096
@@ -113,7 +118,9 @@ def _collate(items):
     return items
 
 
-class FeatureCache:
+class DiskFeatureCache:
+    """A frozen encoder's features of each photo, in one .npy file a photo under `root`."""
+
     def __init__(self, root: str | os.PathLike, encoder: Encoder) -> None:
         self.encoder, self.root = encoder, Path(root)
         self.directory = self.root / encoder_fingerprint(encoder)
@@ -228,3 +235,48 @@ class OnTheFlyModel(CaptionModel):
         super().train(mode)
         self.encoder.eval()  # dropout or drop-connect in a backbone would change its features
         return self
+
+
+def model_inputs(
+    encoder: Encoder,
+    train_samples: list[Sample],
+    val_samples: list[Sample],
+    run: TrainRun,
+    world: Distributed,
+    device: torch.device,
+) -> tuple[Callable[[Path], torch.Tensor], list[Sample], list[Sample]]:
+    """How a photo becomes the model's input, and the training and validation samples that have
+    one. A fine-tuned encoder, or any with --no-cache, reads pixels; a frozen one's features are
+    cached once (by the main process; photos it cannot read are dropped), where the disk holds
+    them. Raises a CacheError in every process when the main one cannot build the cache."""
+    if encoder.trainable or run.no_cache:
+        return partial(pixels, encoder), train_samples, val_samples
+    cache = DiskFeatureCache(run.cache_dir or default_cache_root(), encoder)
+    cache_error = None
+    if world.main:
+        paths = [s.image_path for s in train_samples + val_samples]
+        try:
+            cache.check_space(paths)
+            failed = cache.build(
+                paths, workers=run.workers, device=device, progress=not run.no_progress
+            )
+        except CacheError as error:
+            cache_error, failed = error, {}
+        for error in list(failed.values())[:5]:
+            print(f"captioner-train: skipped {error}", file=sys.stderr)
+        if failed:
+            print(f"{len(failed)} unreadable photos skipped")
+    # Every process waits here for the cache, and learns whether the main one could build
+    # it: a barrier alone would keep the others waiting for ever after its error.
+    if world.sum(float(cache_error is not None)):
+        raise cache_error or CacheBuiltElsewhereError()
+    train_samples, val_samples = (
+        [s for s in samples if cache.path_for(s.image_path).is_file()]
+        for samples in (train_samples, val_samples)
+    )
+    return cache.load, train_samples, val_samples
+
+
+def pixels(encoder: Encoder, path: Path) -> torch.Tensor:
+    """A photo as the encoder's input, (3, image_size, image_size)."""
+    return encoder.preprocess(load_image(path, min_size=encoder.config.image_size))

@@ -7,8 +7,8 @@ command-line names; their defaults are the dataclasses' own, so they are written
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,9 @@ from torch import nn
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.vocab import Vocabulary
+
+if TYPE_CHECKING:  # train_run reads the options' defaults from here
+    from training.train_run import TrainRun
 
 # Options the model is built from, and where a run's config.json records each. Resuming
 # rebuilds the model from config.json, so a different value on the command line is refused.
@@ -56,22 +59,22 @@ def model_option_values(config: dict) -> dict:
     return values
 
 
-def _fields(args: argparse.Namespace, section: str) -> dict:
+def _fields(run: TrainRun, section: str) -> dict:
     return {
-        key: getattr(args, dest) for dest, (part, key) in MODEL_OPTIONS.items() if part == section
+        key: getattr(run, dest) for dest, (part, key) in MODEL_OPTIONS.items() if part == section
     }
 
 
-def encoder_config(args: argparse.Namespace) -> EncoderConfig:
-    return EncoderConfig(**_fields(args, "encoder"))
+def encoder_config(run: TrainRun) -> EncoderConfig:
+    return EncoderConfig(**_fields(run, "encoder"))
 
 
 def decoder_config(
-    args: argparse.Namespace, vocab_size: int, encoder_dim: int, copy_nouns: int
+    run: TrainRun, vocab_size: int, encoder_dim: int, copy_nouns: int
 ) -> DecoderConfig:
     """The decoder the options describe, for a vocabulary and an encoder; `copy_nouns` is the
     number of nouns the decoder copies (0: none)."""
-    fields = {**_fields(args, "decoder"), "copy_nouns": copy_nouns}
+    fields = {**_fields(run, "decoder"), "copy_nouns": copy_nouns}
     return DecoderConfig(vocab_size=vocab_size, encoder_dim=encoder_dim, **fields)
 
 

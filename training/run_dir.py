@@ -9,8 +9,9 @@ import shutil
 from pathlib import Path
 
 from captioner.photos.atomic import write_atomically
-from training.model import MODEL_OPTIONS
-from training.state import STATE_JSON
+from captioner.registry import CONFIG_FILE
+from training.model import model_option_values
+from training.state import STATE_JSON, saved_options
 
 RUN_FILES = ("best", "last", "log.jsonl", "curves.png")  # what a run writes in its directory
 # Options a resumed run keeps from its checkpoint, which saves them: the vocabulary, the
@@ -24,8 +25,7 @@ def check_run_dir(
 ) -> bool:
     """Exit with a usage error where the command would replace a run or ignore an option.
 
-    Returns whether the run in OUT is resumed from its last/ checkpoint; if so, the kept
-    options the command line did not give are set to the run's.
+    Returns whether the run in OUT is resumed from its last/ checkpoint.
     """
     last = args.out / "last"
     holds_run = any((args.out / name).exists() for name in RUN_FILES)
@@ -43,16 +43,10 @@ def check_run_dir(
                 "pass --overwrite to start again (its best/ model is replaced)"
             )
         return False
-    config = json.loads((last / "config.json").read_text())
-    run_values = {dest: config[section].get(key) for dest, (section, key) in MODEL_OPTIONS.items()}
-    run_values["copy_nouns"] = bool(run_values["copy_nouns"])
+    run_values = model_option_values(json.loads((last / CONFIG_FILE).read_text()))
     # Checkpoints from before the options were saved have none: those options go unchecked.
-    kept = json.loads((last / STATE_JSON).read_text()).get("options", {})
-    for dest in KEPT_OPTIONS:
-        if dest in kept:
-            run_values[dest] = kept[dest]
-            if dest not in given:
-                setattr(args, dest, kept[dest])
+    kept = saved_options(last)
+    run_values.update({dest: kept[dest] for dest in KEPT_OPTIONS if dest in kept})
     for dest in [dest for dest in run_values if dest in given]:
         ours, theirs = getattr(args, dest), run_values[dest]
         if ours != theirs:

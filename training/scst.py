@@ -1,15 +1,6 @@
-"""Self-critical sequence training (Rennie et al. 2017): REINFORCE on the metric people report.
-
-Per image the model draws K captions from its own distribution; each is rewarded with its
-CIDEr-D against the image's training references, and the loss raises the log-probability of
-the captions that scored above a baseline and lowers that of the others:
-
-    loss = -sum_samples (reward - baseline) * sum_t log p(w_t)
-
-The baseline is the mean reward of the image's other K - 1 samples ("new self-critical", as in
-ruotianluo's self-critical.pytorch; unbiased, and needs no extra decoding), or the reward of
-the model's greedy caption (the paper's). The sampled `<end>` is scored as a word, so a caption
-cut off at the length limit earns less than one the model finished.
+"""What self-critical sequence training (training/objectives.py) draws and scores: captions
+sampled from the model with gradients through the decoder, the same noise on every process, and
+rewards against the training references.
 """
 
 from __future__ import annotations
@@ -28,10 +19,9 @@ from captioner.distributed import Distributed
 from captioner.rules import apply_rules, decoding_rules
 from captioner.sampling import gumbel_noise
 from captioner.vocab import Vocabulary
-from training.model import CaptionModel, mixed_precision
+from training.model import CaptionModel
 from training.readers import Sample
 
-BASELINES = ("mean", "greedy")
 # Sentence BLEU-4 of a caption sharing no 4-gram would be 0 whatever its shorter n-grams; a tiny
 # count for the missing ones (Chen and Cherry 2014's method 1) keeps them ranked.
 _smoothing = SmoothingFunction().method1
@@ -49,8 +39,7 @@ class Scorer(Protocol):
 class MixedReward:
     """CIDEr-D plus `bleu_weight` times sentence BLEU-4 against the same references, for
     --scst-bleu-weight: BLEU rewards the exact wording CIDEr-D's tf-idf weighting discounts.
-    nltk's BLEU costs about 0.2 ms per caption against 5 references (one CPU core), 70 ms
-    for a batch of 64 images x 5 samples, so the mix slows training."""
+    nltk scores one caption at a time in Python, so the mix slows training."""
 
     def __init__(
         self, cider: Scorer, references: Sequence[Sequence[Sequence[int]]], bleu_weight: float
@@ -175,107 +164,6 @@ class SharedNoise:
             (*self.shape, vocab_size), generator=self.generator, device=self.device
         )
         return gumbel_noise(uniform[self.world.rank :: self.world.world_size].flatten(0, 1))
-
-
-def candidates(words: torch.Tensor) -> list[list[int]]:
-    """The (rows, steps) drawn ids as the scorer reads them: each row without its padding."""
-    return [[w for w in row if w != Vocabulary.pad_id] for row in words.tolist()]
-
-
-def rewards(scorer: Scorer, images: Sequence[int], drawn: Drawn, num_samples: int) -> torch.Tensor:
-    """(len(images), num_samples) CIDEr-D of the drawn captions of `images`."""
-    indices = np.repeat(np.asarray(images), num_samples)
-    scores = np.asarray(scorer.scores(indices.tolist(), candidates(drawn.words)), dtype=np.float32)
-    return torch.from_numpy(scores).view(len(images), num_samples)
-
-
-def mean_of_others(rewards: torch.Tensor) -> torch.Tensor:
-    """(images, K) -> (images, K): each sample's baseline, the mean reward of the image's
-    other K - 1 samples (K >= 2)."""
-    num_samples = rewards.shape[1]
-    return (rewards.sum(1, keepdim=True) - rewards) / (num_samples - 1)
-
-
-def scst_loss(log_probs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
-    """Summed policy-gradient loss: -(reward - baseline) * log p(caption), over (rows,)
-    captions. A sum, so the caller can divide by the tokens drawn over all processes."""
-    return -(advantages.detach() * log_probs).sum()
-
-
-class SelfCritical:
-    """The SCST objective of one batch of (inputs, image indices), and the epoch's statistics.
-
-    `trained` is a CaptionSampler, or its DistributedDataParallel wrapper under torchrun.
-    """
-
-    def __init__(
-        self,
-        trained: nn.Module,
-        model: CaptionModel,
-        scorer: Scorer,
-        world: Distributed,
-        *,
-        num_samples: int,
-        baseline: str,
-        max_length: int,
-    ) -> None:
-        if baseline not in BASELINES or num_samples < (2 if baseline == "mean" else 1):
-            raise ValueError(f"baseline one of {BASELINES}; the mean of others needs 2 samples")
-        self.trained, self.greedy = trained, CaptionSampler(model)
-        self.scorer, self.world = scorer, world
-        self.num_samples, self.baseline, self.max_length = num_samples, baseline, max_length
-        self.sums = dict.fromkeys(("reward", "baseline", "length", "entropy", "captions"), 0.0)
-
-    def __call__(
-        self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
-    ) -> tuple[torch.Tensor, float, int]:
-        """The loss to back-propagate (per token drawn over all processes, the usual
-        normalisation, as cross-entropy's), the summed loss of this process's captions, and
-        the tokens drawn over all processes."""
-        inputs, images = batch[0].to(device), batch[1].tolist()
-        global_images = int(self.world.sum(len(images)))
-        noise = SharedNoise(global_images, self.num_samples, self.world, device)
-        with mixed_precision(device):
-            drawn = self.trained(inputs, self.num_samples, self.max_length, noise)
-        reward = rewards(self.scorer, images, drawn, self.num_samples)  # (images, K)
-        if self.baseline == "mean":
-            baseline = mean_of_others(reward)
-        else:
-            model = self.greedy.model
-            model.eval()
-            with torch.no_grad(), mixed_precision(device):
-                greedy = self.greedy(inputs, 1, self.max_length)
-            model.train()
-            baseline = rewards(self.scorer, images, greedy, 1).expand_as(reward)
-        advantages = (reward - baseline).flatten().to(device)  # (images * K,)
-        summed = scst_loss(drawn.log_probs, advantages)
-        tokens = int(self.world.sum(float(drawn.lengths.sum())))
-        batch_sums = {
-            "reward": float(reward.sum()),
-            "baseline": float(baseline.sum()),
-            "length": float(drawn.lengths.sum()),
-            "entropy": float(drawn.entropy.sum()),
-            "captions": float(reward.numel()),
-        }
-        for key, value in batch_sums.items():
-            self.sums[key] += self.world.sum(value)
-        return self.world.world_size * summed / tokens, summed.item(), tokens
-
-    def epoch_row(self) -> dict:
-        """The log's SCST columns for the batches run since the last call (in a resumed
-        epoch, those since it resumed), and a fresh start for the next epoch: mean sample
-        reward and baseline, mean caption length (tokens, <end> included) and the mean
-        entropy of the word distributions drawn from (nats per token)."""
-        s = self.sums
-        captions, tokens = max(s["captions"], 1.0), max(s["length"], 1.0)
-        row = {
-            "sample_reward": round(s["reward"] / captions, 6),
-            "baseline_reward": round(s["baseline"] / captions, 6),
-            "caption_length": round(s["length"] / captions, 3),
-            "entropy": round(s["entropy"] / tokens, 6),
-        }
-        self.sums = dict.fromkeys(self.sums, 0.0)
-        return row
 
 
 def collapse_warnings(log: Sequence[dict]) -> list[str]:

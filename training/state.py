@@ -92,6 +92,12 @@ def save_training_state(
     (directory / STATE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
 
 
+def saved_options(directory: Path) -> dict:
+    """The options a checkpoint saved for --resume to keep; none in one from before they were
+    saved."""
+    return json.loads((directory / STATE_JSON).read_text()).get("options", {})
+
+
 def load_training_state(
     directory: Path,
     optimizer: torch.optim.Optimizer,

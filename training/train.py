@@ -7,7 +7,7 @@
 
     captioner-train ... --init-from runs/coco/best --objective scst --out runs/coco-scst
 
-The second phase, self-critical sequence training (training/scst.py), starts from a
+The second phase, self-critical sequence training (training/objectives.py), starts from a
 cross-entropy model and optimises the CIDEr-D of the model's own sampled captions.
 
 A run directory holds `best/` and `last/` (model directories `Captioner.load` reads; `last/`
@@ -15,19 +15,20 @@ also holds the optimizer and RNG state for `--resume`), `log.jsonl` (one line pe
 `curves.png`. A directory holding a run is continued with `--resume` or started again with
 `--overwrite`, never either by default.
 
-The shape is torchvision's references/: `main(argv)` parses, sets up (device, processes, data,
-model, optimizer), then alternates `train_one_epoch` and `evaluate`, saving after each epoch.
+The shape is torchvision's references/: `main(argv)` parses the command line into a frozen
+`TrainRun` (training/train_run.py), builds the model, the data and the objective, then `fit`
+alternates `train_one_epoch` and `evaluate`, saving after each epoch.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import random
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -38,342 +39,290 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from captioner import Captioner
-from captioner.cli.args import add_batch_size_argument, add_device_argument, add_workers_argument
-from captioner.decoder import GATE_BLOCKS, START_STATES, Decoder
+from captioner.decoder import Decoder
 from captioner.device import resolve_device
 from captioner.distributed import Distributed
-from captioner.encoder import EFFICIENTNET_LITE, Encoder
+from captioner.encoder import Encoder
 from captioner.nouns import DEFAULT_WEIGHTING, NounTable
 from captioner.options import DecodeOptions
-from captioner.photos.images import load_image
 from captioner.pipeline import PhotoBatch, caption_batches
 from captioner.vocab import Vocabulary
 from training.batches import BucketBatchSampler, CaptionPairs, collate
 from training.cider import CiderD
 from training.curves import plot_curves
 from training.dataset import data_record, read_data
-from training.features import (
-    CacheBuiltElsewhereError,
-    CacheError,
-    FeatureCache,
-    OnTheFlyModel,
-    default_cache_root,
-)
+from training.features import CacheError, OnTheFlyModel, model_inputs
 from training.metrics import coco_metrics
 from training.model import (
-    MODEL_OPTIONS,
     CaptionModel,
     caption_loss,
-    config_default,
     decoder_config,
     encoder_config,
-    mixed_precision,
-    model_option_values,
     word_count,
 )
-from training.readers import FORMATS, DatasetFormatError, Sample
-from training.run_dir import KEPT_OPTIONS, append_log, check_run_dir, clear_run, truncate_log
-from training.scst import (
-    BASELINES,
-    CaptionSampler,
-    MixedReward,
-    Photos,
-    SelfCritical,
-    collapse_warnings,
-    reference_ids,
-)
-from training.state import (
-    STATE_JSON,
-    TrainingState,
-    load_training_state,
-    save_model,
-    save_training_state,
-)
+from training.objectives import CrossEntropy, SelfCritical
+from training.readers import DatasetFormatError, Sample
+from training.run_dir import append_log, clear_run, truncate_log
+from training.scst import CaptionSampler, MixedReward, Photos, collapse_warnings, reference_ids
+from training.state import TrainingState, load_training_state, save_model, save_training_state
 from training.stop import StopRequest
+from training.train_run import TrainRun, build_parser, parse_args, resolve_run
+
+Objective = CrossEntropy | SelfCritical
 
 
-class HelpWithDefaults(argparse.HelpFormatter):
-    """--help adds each option's default, unless there is none to show (None, an unset flag)
-    or its help already says it."""
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, given = parse_args(parser, argv)
+    run = resolve_run(parser, args, given)
+    try:
+        world = Distributed.from_environment()
+    except ValueError as err:
+        parser.error(str(err))
+    device = world.local_device(resolve_device(run.device))
+    world.start(device)
+    log = print if world.main else (lambda *a, **k: None)
+    torch.manual_seed(run.seed)
+    random.seed(run.seed)
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (
-            not action.option_strings
-            or action.default is None
-            or action.default is False
-            or action.default == argparse.SUPPRESS
-            or "default" in text
-        ):
-            return text
-        return f"{text} (default: %(default)s)".lstrip()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="captioner-train",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=HelpWithDefaults,
-    )
-    data = p.add_argument_group("data")
-    data.add_argument(
-        "--data",
-        required=True,
-        type=Path,
-        help="training captions (COCO, Karpathy, Flickr, CSV, JSONL)",
-    )
-    data.add_argument(
-        "--images",
-        required=True,
-        type=Path,
-        help="folder the caption file's image names are relative to",
-    )
-    data.add_argument(
-        "--val-data", type=Path, help="validation captions (default: the val split of --data)"
-    )
-    data.add_argument("--val-images", type=Path, help="folder for --val-data (default: --images)")
-    data.add_argument("--format", choices=FORMATS, help="caption file format (default: detected)")
-    data.add_argument(
-        "--skip-missing", action="store_true", help="drop captions whose image is missing"
-    )
-    data.add_argument("--min-word-count", type=int, default=5, help="rarer words become <unk>")
-    data.add_argument(
-        "--max-caption-length", type=int, default=50, help="longer captions are clipped"
-    )
-    data.add_argument(
-        "--val-max-images", type=int, default=1000, help="images captioned for val metrics"
-    )
-    cache = data.add_mutually_exclusive_group()
-    cache.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="encoder feature cache (default: captioner/features in $XDG_CACHE_HOME or ~/.cache)",
-    )
-    cache.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="encode the photos on the fly every epoch, caching nothing (a frozen encoder's "
-        "features are otherwise cached on disk: ~800 kB a photo for ResNet-101 at 14 x 14)",
-    )
-    add_workers_argument(data, help="processes loading photos (default: the CPU count, at most 4)")
-
-    model = p.add_argument_group("model")
-    model.add_argument(
-        "--name", default=None, help="model name stored in config.json (default: OUT's name)"
-    )
-    add_model_option(model, "--encoder", help="efficientnet-lite0 or a torchvision ResNet")
-    add_model_option(model, "--encoder-weights", help="local weights file (torchvision backbones)")
-    add_model_option(model, "--image-size", type=int, help="photos are resized to N x N")
-    add_model_option(
-        model,
-        "--feature-stride",
-        type=int,
-        choices=[16, 32],
-        help="32: the backbone's last features; 16: an earlier, finer stage",
-    )
-    add_model_option(
-        model,
-        "--grid-size",
-        type=int,
-        help="pool the feature map to N x N (default: image size / feature stride)",
-    )
-    add_model_option(
-        model,
-        "--fine-tune-blocks",
-        type=int,
-        help="train the encoder's last N blocks",
-    )
-    add_model_option(model, "--cell", choices=list(GATE_BLOCKS), help="decoder cell")
-    add_model_option(
-        model,
-        "--start-state",
-        choices=START_STATES,
-        help="decoder start state: from the mean feature (the paper) or learned, one for all",
-    )
-    model.add_argument(
-        "--coordinates",
-        action="store_true",
-        help="give the decoder each grid cell's position next to its features",
-    )
-    model.add_argument(
-        "--word-attention",
-        action="store_true",
-        help="let the attention query see the word being read (the paper's does not)",
-    )
-    model.add_argument(
-        "--normalize-features",
-        action="store_true",
-        help="layer-normalise each grid cell's features (for mid-network, unnormalised stages)",
-    )
-    add_model_option(model, "--embed-dim", type=int, help="word embedding size")
-    add_model_option(model, "--decoder-dim", type=int, help="decoder state size")
-    add_model_option(model, "--attention-dim", type=int, help="attention layer size")
-    add_model_option(model, "--dropout", type=float, help="before the word classifier")
-    model.add_argument(
-        "--copy-nouns",
-        action="store_true",
-        help="name objects by copying nouns from the encoder's ImageNet classifier (issue #12): "
-        "the noun table's nouns and plurals join the vocabulary and are said only by copying; "
-        "needs an efficientnet-lite encoder at --feature-stride 32",
-    )
-    model.add_argument(
-        "--semantic-features",
-        action="store_true",
-        help="with --copy-nouns: the decoder reads each grid cell as the ImageNet classifier "
-        "sees it (class log-probabilities), not its raw features, so sentences learned from "
-        "composites carry over to photos",
-    )
-
-    opt = p.add_argument_group("optimisation")
-    opt.add_argument("--out", required=True, type=Path, help="run directory")
-    opt.add_argument(
-        "--epochs", type=int, default=20, help="epochs in all, counting those a resumed run did"
-    )
-    add_batch_size_argument(opt, default=64, help="global batch size (all processes)")
-    opt.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help=f"decoder learning rate (default: {LEARNING_RATES['cross-entropy']:g}, "
-        f"with --objective scst {LEARNING_RATES['scst']:g})",
-    )
-    opt.add_argument(
-        "--encoder-lr", type=float, default=1e-4, help="learning rate of fine-tuned blocks"
-    )
-    opt.add_argument("--grad-clip", type=float, default=5.0, help="gradient norm limit")
-    opt.add_argument(
-        "--attention-lambda", type=float, default=1.0, help="doubly stochastic attention weight"
-    )
-    opt.add_argument(
-        "--metric", choices=["CIDEr", "Bleu_4"], default="CIDEr", help="model selection metric"
-    )
-    opt.add_argument(
-        "--patience", type=int, default=5, help="stop after N epochs without improvement"
-    )
-    opt.add_argument(
-        "--lr-patience", type=int, default=2, help="halve the learning rate after N flat epochs"
-    )
-    opt.add_argument(
-        "--val-beam-size", type=int, default=3, help="beam size of the validation captions"
-    )
-    opt.add_argument("--seed", type=int, default=0, help="weights, dropout and batch order")
-    add_device_argument(opt, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    again = opt.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue the run in OUT from last/")
-    again.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start again in an OUT holding a run: its best/, last/ and log are replaced",
-    )
-    opt.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    scst = p.add_argument_group("self-critical training (issue #15)")
-    scst.add_argument(
-        "--objective",
-        choices=list(LEARNING_RATES),
-        default="cross-entropy",
-        help="scst: reinforce the CIDEr-D of sampled captions; needs --init-from (or --resume)",
-    )
-    scst.add_argument(
-        "--init-from",
-        type=Path,
-        help="start from this model directory's weights, vocabulary and model options "
-        "(a cross-entropy run's best/); model options given must equal its",
-    )
-    scst.add_argument("--scst-samples", type=int, default=5, help="captions drawn per image")
-    scst.add_argument(
-        "--scst-baseline",
-        choices=BASELINES,
-        default="mean",
-        help="each sample's baseline: the mean reward of the image's other samples, or the "
-        "reward of the greedy caption (Rennie et al.)",
-    )
-    scst.add_argument(
-        "--scst-max-length",
-        type=int,
-        default=16,
-        help="tokens drawn per caption, <end> included; a longer one is cut off and loses the "
-        "reward of its <end>",
-    )
-    scst.add_argument(
-        "--scst-bleu-weight",
-        type=float,
-        default=0.0,
-        help="add this times sentence BLEU-4 to each caption's CIDEr-D reward",
-    )
-    return p
+    try:
+        train_samples, val_samples = read_data(run, log)
+    except (DatasetFormatError, FileNotFoundError) as err:
+        print(f"captioner-train: {err}", file=sys.stderr)
+        return 2
+    if run.resume and not run.resuming:
+        log(f"no checkpoint in {run.last}; starting a new run")
+    encoder, start = build_encoder(run, device)
+    try:
+        load, train_samples, val_samples = model_inputs(
+            encoder, train_samples, val_samples, run, world, device
+        )
+    except CacheError as err:
+        print(f"captioner-train: error: {err}", file=sys.stderr)
+        return 1
+    log(f"{len(train_samples)} training images, {len(val_samples)} validation images")
+    model, captioner = build_model(run, encoder, start, train_samples, device, log)
+    data = build_data(run, captioner, load, train_samples, val_samples, world, log)
+    objective = build_objective(run, model, data, captioner.vocab, world, device)
+    status = fit(run, model, captioner, data, objective, world, device)
+    if status == 0:
+        world.stop()
+    return status
 
 
-# SCST starts from a model that is already good, and its policy gradient is far noisier than
-# cross-entropy's (one reward per whole caption, estimated from a few samples): at the
-# cross-entropy rate a few bad batches undo what the first phase learned.
-LEARNING_RATES = {"cross-entropy": 4e-4, "scst": 5e-5}
-# The options of the objective, which a resumed run keeps from its checkpoint as KEPT_OPTIONS.
-OBJECTIVE_OPTIONS = (
-    "objective", "scst_samples", "scst_baseline", "scst_max_length", "scst_bleu_weight"
-)  # fmt: skip
+def build_encoder(run: TrainRun, device: torch.device) -> tuple[Encoder, Captioner | None]:
+    """The encoder, and the model the run starts from (last/ or --init-from's; None: new
+    weights), whose modules train on."""
+    if run.start is None:
+        return Encoder(encoder_config(run)), None
+    start = Captioner.load(run.start, device=device, backend="torch")
+    if not run.resuming:  # --init-from: which blocks train is this run's choice
+        start.encoder.fine_tune(run.fine_tune_blocks)
+    return start.encoder, start
 
 
-def add_model_option(group: argparse._ArgumentGroup, option: str, **kwargs) -> None:
-    """A model option, whose default is that of the config field it sets."""
-    group.add_argument(option, default=config_default(option[2:].replace("-", "_")), **kwargs)
+def build_model(
+    run: TrainRun,
+    encoder: Encoder,
+    start: Captioner | None,
+    train_samples: list[Sample],
+    device: torch.device,
+    log: Callable[[str], None],
+) -> tuple[CaptionModel, Captioner]:
+    """The module that trains, and the Captioner of the same encoder and decoder that
+    validates and saves it."""
+    if start:
+        vocab, decoder = start.vocab, start.decoder
+    else:
+        vocab, decoder = new_decoder(run, encoder, train_samples)
+    on_the_fly = run.no_cache and not encoder.trainable
+    model = (OnTheFlyModel if on_the_fly else CaptionModel)(encoder, decoder).to(device)
+    log(
+        f"vocabulary: {len(vocab)} words (min count {run.min_word_count}); "
+        f"{decoder.config.cell} decoder, {sum(p.numel() for p in decoder.parameters()):,} weights"
+    )
+    captioner = Captioner(encoder, decoder, vocab, name=run.name or run.out.name, device=device)
+    return model, captioner
 
 
-def parse_args(
-    parser: argparse.ArgumentParser, argv: list[str] | None
-) -> tuple[argparse.Namespace, set[str]]:
-    """The arguments, and which of the options a run records the command line gave.
+def new_decoder(
+    run: TrainRun, encoder: Encoder, train_samples: list[Sample]
+) -> tuple[Vocabulary, Decoder]:
+    """A new run's vocabulary and decoder. The words are those of the photos that remain (an
+    unreadable photo's captions bring none); with --copy-nouns every noun of the table joins
+    them, whether or not a caption says it, and the decoder reads the encoder's classifier."""
+    vocab = Vocabulary.from_tokens(
+        (tokens for s in train_samples for tokens in s.tokens), run.min_word_count
+    )
+    if not run.copy_nouns:
+        return vocab, Decoder(decoder_config(run, len(vocab), encoder.encoder_dim, 0))
+    table = NounTable.load()
+    vocab = Vocabulary(dict.fromkeys([*vocab.itos[4:], *table.nouns, *table.plurals]))
+    decoder = Decoder(decoder_config(run, len(vocab), encoder.encoder_dim, len(table.nouns)))
+    decoder.attach_noun_head(
+        *encoder.imagenet_classifier(),
+        table.class_to_noun_matrix(DEFAULT_WEIGHTING),
+        torch.tensor([vocab.stoi[noun] for noun in table.nouns]),
+        torch.tensor([vocab.stoi[plural] for plural in table.plurals]),
+    )
+    return vocab, decoder
 
-    argparse leaves an attribute the namespace already has unless the option is given, so a
-    marker left in place means the option's default applies.
-    """
-    unset = object()
-    recorded = [*MODEL_OPTIONS, *KEPT_OPTIONS, *OBJECTIVE_OPTIONS]
-    args = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(recorded, unset)))
-    given = {dest for dest in recorded if getattr(args, dest) is not unset}
-    for dest in set(recorded) - given:
-        setattr(args, dest, parser.get_default(dest))
-    return args, given
+
+@dataclass(frozen=True)
+class TrainData:
+    """What a run trains and validates on."""
+
+    train_samples: list[Sample]
+    loader: DataLoader  # batches of (inputs, captions), or with SCST of (inputs, image indices)
+    sampler: BucketBatchSampler  # the loader's batches, epoch by epoch
+    val_samples: list[Sample]
+    val_pairs: CaptionPairs
 
 
-class CrossEntropy:
-    """Teacher forcing's objective of one batch of (inputs, captions).
+def build_data(
+    run: TrainRun,
+    captioner: Captioner,
+    load: Callable[[Path], torch.Tensor],
+    train_samples: list[Sample],
+    val_samples: list[Sample],
+    world: Distributed,
+    log: Callable[[str], None],
+) -> TrainData:
+    """The training batches and the validation pairs, in `captioner`'s vocabulary; `load`
+    turns a photo into the model's input (features or pixels)."""
+    vocab = captioner.vocab
+    train_pairs = CaptionPairs(train_samples, vocab, load, run.max_caption_length)
+    if train_pairs.clipped:
+        log(f"{train_pairs.clipped} captions longer than {run.max_caption_length} words clipped")
+    val_pairs = CaptionPairs(val_samples, vocab, load, run.max_caption_length)
+    # SCST reads each image once per epoch, and draws its captions itself.
+    scst = run.objective == "scst"
+    train_set = Photos(train_samples, load) if scst else train_pairs
+    sampler = BucketBatchSampler(
+        [1] * len(train_set) if scst else train_pairs.lengths(),
+        run.batch_size,
+        seed=run.seed,
+        rank=world.rank,
+        world_size=world.world_size,
+    )
+    # Cached features load faster in-process; photos are decoded in worker processes.
+    reads_pixels = captioner.encoder.trainable or run.no_cache
+    # Loaders get their own generator: drawing their seed from the global RNG would shift the
+    # dropout masks whenever a run builds its cache or resumes, and break exact resumption.
+    loader = DataLoader(
+        train_set, batch_sampler=sampler, collate_fn=None if scst else collate,
+        num_workers=run.workers if reads_pixels else 0, generator=torch.Generator(),
+    )  # fmt: skip
+    return TrainData(train_samples, loader, sampler, val_samples, val_pairs)
 
-    `trained` is the CaptionModel, or its DistributedDataParallel wrapper under torchrun.
-    """
 
-    def __init__(self, trained: nn.Module, world: Distributed, attention_lambda: float) -> None:
-        self.trained, self.world, self.attention_lambda = trained, world, attention_lambda
+def build_objective(
+    run: TrainRun,
+    model: CaptionModel,
+    data: TrainData,
+    vocab: Vocabulary,
+    world: Distributed,
+    device: torch.device,
+) -> Objective:
+    """The loss of a batch: cross-entropy, or SCST's rewarded against the training captions.
+    Under torchrun, what runs the forward pass is wrapped in DistributedDataParallel."""
+    scst = run.objective == "scst"
+    trained = CaptionSampler(model) if scst else model
+    if world.launched:
+        trained = DistributedDataParallel(
+            trained, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if not scst:
+        return CrossEntropy(trained, world, run.attention_lambda)
+    references = reference_ids(data.train_samples, vocab)
+    scorer = CiderD(references)
+    if run.scst_bleu_weight:
+        scorer = MixedReward(scorer, references, run.scst_bleu_weight)
+    return SelfCritical(
+        trained, model, scorer, world,
+        num_samples=run.scst_samples, baseline=run.scst_baseline, max_length=run.scst_max_length,
+    )  # fmt: skip
 
-    def __call__(
-        self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
-    ) -> tuple[torch.Tensor, float, int]:
-        """The loss to back-propagate, the summed cross-entropy of this process's words, and
-        the words over all processes."""
-        inputs, captions = batch[0].to(device), batch[1].to(device)
-        tokens = word_count(captions)
-        global_tokens, global_captions = self.world.sum(tokens), self.world.sum(len(captions))
-        with mixed_precision(device):
-            logits, alphas = self.trained(inputs, captions)
-        cross_entropy, penalty = caption_loss(logits, alphas, captions, self.attention_lambda)
-        # DDP averages gradients over processes, hence the world-size factor.
-        loss = self.world.world_size * (cross_entropy / global_tokens + penalty / global_captions)
-        return loss, cross_entropy.item(), global_tokens
 
-    def epoch_row(self) -> dict:
-        return {}
+def fit(
+    run: TrainRun,
+    model: CaptionModel,
+    captioner: Captioner,
+    data: TrainData,
+    objective: Objective,
+    world: Distributed,
+    device: torch.device,
+) -> int:
+    """Train from where the run stands to its last epoch or an early stop, validating and
+    saving after each epoch; returns the exit status, 130 when Ctrl-C stopped it."""
+    log = print if world.main else (lambda *a, **k: None)
+    optimizer = torch.optim.Adam(model.parameter_groups(run.lr, run.encoder_lr))
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.5, patience=run.lr_patience
+    )
+    state = TrainingState()
+    if run.resuming:
+        state = load_training_state(run.last, optimizer, scheduler)
+        log(f"resuming from epoch {state.epoch + 1}, batch {state.batch}")
+        truncate_log(run.out / "log.jsonl", state.epoch)
+    save = partial(save_run, run=run, captioner=captioner, state=state, data=data_record(run),
+                   optimizer=optimizer, scheduler=scheduler)  # fmt: skip
+
+    if world.main and not run.resuming:
+        # Only now, with the data read and cached: a failure before leaves the old run whole.
+        clear_run(run.out)
+    run.out.mkdir(parents=True, exist_ok=True)
+    for _ in range(state.epoch, run.epochs):
+        row = train_one_epoch(
+            objective, model, optimizer, data.loader, data.sampler, state, world, run, device
+        )
+        if row is None:
+            if world.main:
+                save(run.last)
+                log(f"interrupted: saved {run.last}; continue with --resume")
+            return 130
+        if world.main:
+            row.update(
+                evaluate(model, captioner, data.val_pairs, data.val_samples,
+                         batch_size=run.batch_size, beam_size=run.val_beam_size,
+                         max_images=run.val_max_images)
+            )  # fmt: skip
+        score = world.sum(row.get(run.metric, -state.train_loss) if world.main else 0.0)
+        row["lr"] = optimizer.param_groups[0]["lr"]
+        scheduler.step(score)
+        improved = state.end_epoch(score)
+        if world.main:
+            if improved:
+                save(run.out / "best", resumable=False)
+            save(run.last)
+            report_epoch(run, row)
+        world.barrier()
+        if state.stale_epochs >= run.patience:
+            log(f"early stop: no {run.metric} improvement for {run.patience} epochs")
+            break
+    log(f"best {run.metric} {state.best:.4f} (epoch {state.best_epoch}) in {run.out}")
+    return 0
+
+
+def report_epoch(run: TrainRun, row: dict) -> None:
+    """An epoch's line in log.jsonl and on the terminal, the curves, and SCST's warnings."""
+    append_log(run.out, row)
+    plot_curves(run.out)
+    if run.objective == "scst":
+        for warning in collapse_warnings(read_log(run.out)):
+            print(f"captioner-train: warning: {warning}", file=sys.stderr)
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
 
 def train_one_epoch(
-    objective: CrossEntropy | SelfCritical,
+    objective: Objective,
     model: CaptionModel,
     optimizer: torch.optim.Optimizer,
     loader: DataLoader,
     sampler: BucketBatchSampler,
     state: TrainingState,
     world: Distributed,
-    args: argparse.Namespace,
+    run: TrainRun,
     device: torch.device,
 ) -> dict | None:
     """Train the epoch `state` is in, from the batch it is at; returns the epoch's log row, or
@@ -389,8 +338,8 @@ def train_one_epoch(
     bar = tqdm(
         total=len(sampler),
         initial=state.batch,
-        desc=f"epoch {epoch + 1}/{args.epochs}",
-        disable=args.no_progress or not world.main,
+        desc=f"epoch {epoch + 1}/{run.epochs}",
+        disable=run.no_progress or not world.main,
         unit="batch",
     )
     interrupted = False
@@ -399,7 +348,7 @@ def train_one_epoch(
             loss, summed, global_tokens = objective(batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
             optimizer.step()
             state.loss_sum += world.sum(summed)
             state.tokens += global_tokens
@@ -474,275 +423,14 @@ def evaluate(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, given = parse_args(parser, argv)
-    resuming = check_run_dir(parser, args, given)
-    if resuming:
-        keep_objective(parser, args, given)
-    if args.objective == "scst" and not (resuming or args.init_from):
-        parser.error("--objective scst starts from a trained model: give --init-from RUN/best")
-    if args.scst_baseline == "mean" and args.scst_samples < 2:
-        parser.error("--scst-baseline mean needs --scst-samples 2 or more")
-    if args.init_from and not resuming:
-        take_model_options(parser, args, given)
-    if args.lr is None:
-        args.lr = LEARNING_RATES[args.objective]
-    if args.copy_nouns and (args.encoder not in EFFICIENTNET_LITE or args.feature_stride != 32):
-        parser.error(
-            "--copy-nouns reads the ImageNet classifier of an efficientnet-lite encoder, which "
-            "was trained on the last stage's features: use --feature-stride 32"
-        )
-    if args.semantic_features and not args.copy_nouns:
-        parser.error("--semantic-features reads the ImageNet classifier: it needs --copy-nouns")
-    try:
-        world = Distributed.from_environment()
-    except ValueError as err:
-        parser.error(str(err))
-    device = world.local_device(resolve_device(args.device))
-    world.start(device)
-    log = print if world.main else (lambda *a, **k: None)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-
-    try:
-        train_samples, val_samples = read_data(args, log)
-    except (DatasetFormatError, FileNotFoundError) as err:
-        print(f"captioner-train: {err}", file=sys.stderr)
-        return 2
-    data = data_record(args)
-
-    last = args.out / "last"
-    if args.resume and not resuming:
-        log(f"no checkpoint in {last}; starting a new run")
-    start = last if resuming else args.init_from
-    if start:
-        saved = Captioner.load(start, device=device, backend="torch")  # its modules train on
-        encoder, decoder, vocab = saved.encoder, saved.decoder, saved.vocab
-        if not resuming:  # --init-from: which blocks train is this run's choice
-            encoder.fine_tune(args.fine_tune_blocks)
-    else:
-        encoder = Encoder(encoder_config(args))
-    try:
-        load, train_samples, val_samples = model_inputs(
-            encoder, train_samples, val_samples, args, world, device
-        )
-    except CacheError as err:
-        print(f"captioner-train: error: {err}", file=sys.stderr)
-        return 1
-    log(f"{len(train_samples)} training images, {len(val_samples)} validation images")
-    if not start:
-        vocab, decoder = new_decoder(args, encoder, train_samples)
-    on_the_fly = args.no_cache and not encoder.trainable
-    model = (OnTheFlyModel if on_the_fly else CaptionModel)(encoder, decoder).to(device)
-    log(
-        f"vocabulary: {len(vocab)} words (min count {args.min_word_count}); "
-        f"{decoder.config.cell} decoder, {sum(p.numel() for p in decoder.parameters()):,} weights"
-    )
-
-    train_pairs = CaptionPairs(train_samples, vocab, load, args.max_caption_length)
-    if train_pairs.clipped:
-        log(f"{train_pairs.clipped} captions longer than {args.max_caption_length} words clipped")
-    val_pairs = CaptionPairs(val_samples, vocab, load, args.max_caption_length)
-    # SCST reads each image once per epoch, and draws its captions itself.
-    scst = args.objective == "scst"
-    train_set = Photos(train_samples, load) if scst else train_pairs
-    sampler = BucketBatchSampler(
-        [1] * len(train_set) if scst else train_pairs.lengths(),
-        args.batch_size,
-        seed=args.seed,
-        rank=world.rank,
-        world_size=world.world_size,
-    )
-    # Cached features load faster in-process; photos are decoded in worker processes.
-    workers = args.workers if encoder.trainable or on_the_fly else 0
-    # Loaders get their own generator: drawing their seed from the global RNG would shift the
-    # dropout masks whenever a run builds its cache or resumes, and break exact resumption.
-    train_loader = DataLoader(
-        train_set, batch_sampler=sampler, collate_fn=None if scst else collate,
-        num_workers=workers, generator=torch.Generator(),
-    )  # fmt: skip
-    optimizer = torch.optim.Adam(model.parameter_groups(args.lr, args.encoder_lr))
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=0.5, patience=args.lr_patience
-    )
-    state = TrainingState()
-    if resuming:
-        state = load_training_state(last, optimizer, scheduler)
-        log(f"resuming from epoch {state.epoch + 1}, batch {state.batch}")
-        truncate_log(args.out / "log.jsonl", state.epoch)
-    trained = CaptionSampler(model) if scst else model
-    if world.launched:
-        trained = DistributedDataParallel(
-            trained, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if scst:
-        references = reference_ids(train_samples, vocab)
-        scorer = CiderD(references)
-        if args.scst_bleu_weight:
-            scorer = MixedReward(scorer, references, args.scst_bleu_weight)
-        objective = SelfCritical(
-            trained, model, scorer, world,
-            num_samples=args.scst_samples, baseline=args.scst_baseline,
-            max_length=args.scst_max_length,
-        )  # fmt: skip
-    else:
-        objective = CrossEntropy(trained, world, args.attention_lambda)
-    captioner = Captioner(encoder, decoder, vocab, name=args.name or args.out.name, device=device)
-    save = partial(save_run, args=args, captioner=captioner, state=state, data=data,
-                   optimizer=optimizer, scheduler=scheduler)  # fmt: skip
-
-    if world.main and not resuming:
-        # Only now, with the data read and cached: a failure before leaves the old run whole.
-        clear_run(args.out)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for _ in range(state.epoch, args.epochs):
-        row = train_one_epoch(
-            objective, model, optimizer, train_loader, sampler, state, world, args, device
-        )
-        if row is None:
-            if world.main:
-                save(last)
-                log(f"interrupted: saved {last}; continue with --resume")
-            return 130
-        if world.main:
-            row.update(
-                evaluate(model, captioner, val_pairs, val_samples, batch_size=args.batch_size,
-                         beam_size=args.val_beam_size, max_images=args.val_max_images)
-            )  # fmt: skip
-        score = world.sum(row.get(args.metric, -state.train_loss) if world.main else 0.0)
-        row["lr"] = optimizer.param_groups[0]["lr"]
-        scheduler.step(score)
-        improved = state.end_epoch(score)
-        if world.main:
-            if improved:
-                save(args.out / "best", resumable=False)
-            save(last)
-            append_log(args.out, row)
-            plot_curves(args.out)
-            if scst:
-                for warning in collapse_warnings(read_log(args.out)):
-                    print(f"captioner-train: warning: {warning}", file=sys.stderr)
-            log(
-                " ".join(
-                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                )
-            )
-        world.barrier()
-        if state.stale_epochs >= args.patience:
-            log(f"early stop: no {args.metric} improvement for {args.patience} epochs")
-            break
-    log(f"best {args.metric} {state.best:.4f} (epoch {state.best_epoch}) in {args.out}")
-    world.stop()
-    return 0
-
-
-def keep_objective(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[str]
-) -> None:
-    """A resumed run keeps the objective options its checkpoint saved (see KEPT_OPTIONS)."""
-    kept = json.loads((args.out / "last" / STATE_JSON).read_text()).get("options", {})
-    for dest in (dest for dest in OBJECTIVE_OPTIONS if dest in kept):
-        if dest not in given:
-            setattr(args, dest, kept[dest])
-        elif getattr(args, dest) != kept[dest]:
-            option = "--" + dest.replace("_", "-")
-            parser.error(f"{option} {getattr(args, dest)} differs from the run's {kept[dest]}")
-
-
-def take_model_options(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, given: set[str]
-) -> None:
-    """With --init-from, the model is that directory's: the model options are set to its, and
-    one the command line gives must equal it, but for --fine-tune-blocks: which of the
-    encoder's blocks train is this run's choice (the tutorial's recipe tunes a converged
-    decoder's encoder), not the model's shape."""
-    config = json.loads((args.init_from / "config.json").read_text())
-    for dest, value in model_option_values(config).items():
-        if dest == "fine_tune_blocks" and dest in given:
-            continue
-        if dest in given and getattr(args, dest) != value:
-            option = "--" + dest.replace("_", "-")
-            parser.error(f"{option} {getattr(args, dest)} differs from {args.init_from}'s {value}")
-        setattr(args, dest, value)
-
-
 def read_log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-
-
-def model_inputs(
-    encoder: Encoder,
-    train_samples: list[Sample],
-    val_samples: list[Sample],
-    args: argparse.Namespace,
-    world: Distributed,
-    device: torch.device,
-) -> tuple[Callable[[Path], torch.Tensor], list[Sample], list[Sample]]:
-    """How a photo becomes the model's input, and the training and validation samples that have
-    one. A fine-tuned encoder, or any with --no-cache, reads pixels; a frozen one's features are
-    cached once (by the main process; photos it cannot read are dropped), where the disk holds
-    them. Raises a CacheError in every process when the main one cannot build the cache."""
-    if encoder.trainable or args.no_cache:
-        return partial(pixels, encoder), train_samples, val_samples
-    cache = FeatureCache(args.cache_dir or default_cache_root(), encoder)
-    cache_error = None
-    if world.main:
-        paths = [s.image_path for s in train_samples + val_samples]
-        try:
-            cache.check_space(paths)
-            failed = cache.build(
-                paths, workers=args.workers, device=device, progress=not args.no_progress
-            )
-        except CacheError as error:
-            cache_error, failed = error, {}
-        for error in list(failed.values())[:5]:
-            print(f"captioner-train: skipped {error}", file=sys.stderr)
-        if failed:
-            print(f"{len(failed)} unreadable photos skipped")
-    # Every process waits here for the cache, and learns whether the main one could build
-    # it: a barrier alone would keep the others waiting for ever after its error.
-    if world.sum(float(cache_error is not None)):
-        raise cache_error or CacheBuiltElsewhereError()
-    train_samples, val_samples = (
-        [s for s in samples if cache.path_for(s.image_path).is_file()]
-        for samples in (train_samples, val_samples)
-    )
-    return cache.load, train_samples, val_samples
-
-
-def pixels(encoder: Encoder, path: Path) -> torch.Tensor:
-    """A photo as the encoder's input, (3, image_size, image_size)."""
-    return encoder.preprocess(load_image(path, min_size=encoder.config.image_size))
-
-
-def new_decoder(
-    args: argparse.Namespace, encoder: Encoder, train_samples: list[Sample]
-) -> tuple[Vocabulary, Decoder]:
-    """A new run's vocabulary and decoder. The words are those of the photos that remain (an
-    unreadable photo's captions bring none); with --copy-nouns every noun of the table joins
-    them, whether or not a caption says it, and the decoder reads the encoder's classifier."""
-    vocab = Vocabulary.from_tokens(
-        (tokens for s in train_samples for tokens in s.tokens), args.min_word_count
-    )
-    if not args.copy_nouns:
-        return vocab, Decoder(decoder_config(args, len(vocab), encoder.encoder_dim, 0))
-    table = NounTable.load()
-    vocab = Vocabulary(dict.fromkeys([*vocab.itos[4:], *table.nouns, *table.plurals]))
-    decoder = Decoder(decoder_config(args, len(vocab), encoder.encoder_dim, len(table.nouns)))
-    decoder.attach_noun_head(
-        *encoder.imagenet_classifier(),
-        table.class_to_noun_matrix(DEFAULT_WEIGHTING),
-        torch.tensor([vocab.stoi[noun] for noun in table.nouns]),
-        torch.tensor([vocab.stoi[plural] for plural in table.plurals]),
-    )
-    return vocab, decoder
 
 
 def save_run(
     directory: Path,
     *,
-    args: argparse.Namespace,
+    run: TrainRun,
     captioner: Captioner,
     state: TrainingState,
     data: dict,
@@ -752,11 +440,10 @@ def save_run(
 ) -> None:
     """The model in `directory` (best/, last/), with where training stood in its config.json;
     `resumable` adds what --resume reads (last/)."""
-    record = {"epoch": state.epoch, "best_epoch": state.best_epoch, args.metric: state.best,
+    record = {"epoch": state.epoch, "best_epoch": state.best_epoch, run.metric: state.best,
               "data": data}  # fmt: skip
-    options = {dest: getattr(args, dest) for dest in (*KEPT_OPTIONS, *OBJECTIVE_OPTIONS)}
     add_state = partial(save_training_state, optimizer=optimizer, scheduler=scheduler,
-                        state=state, options=options)  # fmt: skip
+                        state=state, options=run.recorded_options())  # fmt: skip
     save_model(directory, captioner, record, add_state if resumable else None)
 
 
