@@ -72,6 +72,12 @@ def is_model_name(model: str) -> bool:
     )
 
 
+def names_shipped_model(model: str) -> bool:
+    """Whether a --model value means a shipped model: a bare name ("shapes") that is no path
+    here. An existing folder of that name wins, as on any command line."""
+    return is_model_name(model) and not Path(model).exists()
+
+
 def shipped_models() -> list[str]:
     """The names of the models shipped in the package, sorted ("default", "shapes")."""
     return sorted(p.name for p in MODELS_DIR.iterdir() if (p / CONFIG_FILE).is_file())
@@ -118,6 +124,6 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
     text = os.fspath(model)
     if is_hub_model(text):
         return download_model(text)
-    if is_model_name(text) and not Path(text).exists():
+    if names_shipped_model(text):
         return shipped_model(text)
     return Path(text)

@@ -13,7 +13,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
-from captioner.registry import is_hub_model, is_model_name
+from captioner.registry import is_hub_model, names_shipped_model
 from gui.binding_check import binding_problem
 from gui.main_window import MainWindow
 from gui.settings import APPLICATION, ORGANIZATION, Settings
@@ -65,7 +65,7 @@ def model_argument(model: str) -> str:
     (captioner.registry.resolve_model): a Hub model as it is; a bare name ("shapes") that is no
     path here, as a shipped model's; any other path absolute, as the app keeps directories (its
     worker takes a name for a shipped model's even where a folder of that name exists)."""
-    if is_hub_model(model) or (is_model_name(model) and not os.path.exists(model)):
+    if is_hub_model(model) or names_shipped_model(model):
         return model
     return os.path.abspath(model)
 

@@ -28,7 +28,8 @@ def test_the_default_model_copies_nouns():
 def test_the_default_model_names_the_subject_at_least_as_often_as_the_classifier(photos):
     """The baseline is the classifier's top noun over the whole photo (pooled, as it was
     trained). Its most confident cell does as well on all 48 photos (65%) but names one photo
-    more of the nine Python-package ones (6 against the model's 5): see docs/reports/real_photos.md."""
+    more of the nine Python-package ones (6 against the model's 5): see
+    docs/reports/real_photos.md."""
     model = model_report(photos, None, "cpu")
     reports = head_only_reports(photos, weightings=(DEFAULT_WEIGHTING,))
     assert model.rate >= reports[DEFAULT_WEIGHTING, "pooled"].rate, model.table()
