@@ -139,9 +139,7 @@ def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return circles
 
 
-# The one circle left: the scenes command line draws composites, which reuse scenes' drawing.
-# It goes when scenes becomes a package with a table of generators; then empty this list.
-KNOWN_CIRCLES = [["training.composites", "training.scenes"]]
+KNOWN_CIRCLES: list[list[str]] = []
 
 
 def test_no_module_imports_itself_through_others():
