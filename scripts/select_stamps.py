@@ -1,4 +1,5 @@
-"""Chooses the photographic Tux Paint stamps that training/composites.py pastes onto backgrounds.
+"""Chooses the photographic Tux Paint stamps that training/scenes/composites.py pastes onto
+backgrounds.
 
     .venv/bin/python scripts/select_stamps.py [--stamps /usr/share/tuxpaint/stamps] [--out FILE]
 
@@ -28,7 +29,7 @@ from PIL import Image
 from scipy import ndimage
 
 from captioner.nouns import NounTable
-from training.composites import DEFAULT_STAMPS_DIR, STAMP_LIST
+from training.scenes.composites import DEFAULT_STAMPS_DIR, STAMP_LIST
 
 # Drawings have large areas of one exact colour; photographs, even ones reduced to a 256-colour
 # palette, have fine texture almost everywhere.

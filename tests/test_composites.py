@@ -16,8 +16,9 @@ from pycocotools.coco import COCO
 
 from captioner.cli.batch.writers import coco_image_id
 from captioner.nouns import NounTable, indefinite_article
-from training import composites
-from training.composites import (
+from training.scenes import composites, generate_split
+from training.scenes.command import main
+from training.scenes.composites import (
     DESCRIPTION,
     STAMP_LIST,
     describe,
@@ -26,7 +27,6 @@ from training.composites import (
     read_stamp_list,
     scene_maker,
 )
-from training.scenes import generate_split, main
 
 SIZE = 256
 SYNTHETIC = ("texture", "plain", "gradient", "noise")

@@ -13,10 +13,10 @@ from test_grounding import SIZE, peaked
 import training.evaluate
 from captioner import CaptionResult
 from captioner.nouns import pluralize
-from training.composites import describe, load_config, read_stamp_list, scene_maker
 from training.evaluate import main
 from training.grounding import OBJECT_WORDS, ground_caption, grounding_scores
 from training.scenes import generate_split
+from training.scenes.composites import describe, load_config, read_stamp_list, scene_maker
 
 # 100 x 100 image, 4 x 4 grid of 25 px cells (as in test_grounding): the apple lies in cell
 # (1, 1), the large teddy bear covers cells (2..3, 2..3), the small one cell (0, 3).

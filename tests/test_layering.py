@@ -26,6 +26,7 @@ TORCH_FREE = (
     "captioner.photos.inputs",
     "captioner.photos.atomic",
     "captioner.cli.push",
+    "captioner.library",
 )
 
 

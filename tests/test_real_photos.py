@@ -10,7 +10,6 @@ import torch
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.nouns import NounTable
 from training import real_photos
-from training.composites import LANDSCAPE_PHOTOS
 from training.real_photos import (
     DEV_SET_PATH,
     RealPhoto,
@@ -20,6 +19,7 @@ from training.real_photos import (
     named_subject_rate,
     names_subject,
 )
+from training.scenes.composites import LANDSCAPE_PHOTOS
 
 RESERVED = {"darknet", "opencv-doc", "mate-backgrounds", "plasma-workspace-wallpapers"}
 

@@ -14,10 +14,10 @@ from training.scenes import (
     SHAPE_PLURALS,
     caption_vocabulary,
     generate_split,
-    main,
     make_scene,
     possible_captions,
 )
+from training.scenes.command import main
 
 SIZE = 256
 SIZE_WORDS = {"small": {"small"}, "large": {"large", "big"}}

@@ -3,9 +3,9 @@
     captioner-evaluate --model runs/scenes/best --annotations data/captions_test.json \
         --images data/test --out metrics.json --results results.json --per-image per_image.jsonl
 
-Scores are the COCO caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, see training/metrics.py),
-written under their COCO names. When the annotations list each image's objects (the generated
-shapes scenes, training/scenes.py, and composites, training/composites.py), the attention maps
+Scores are the COCO caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, see
+training/metrics.py), written under their COCO names. When the annotations list each image's
+objects (the generated scenes of training/scenes/: shapes and composites), the attention maps
 are also scored against the object boxes (training/grounding.py); for a model that copies nouns,
 pointing accuracy is reported for its copied nouns too (pointing_nouns). On shapes scenes,
 entirely_true is the share of captions that say only what the scene shows. Images that cannot be
@@ -76,7 +76,7 @@ class EvaluatedImage:
     scores: dict[str, float]  # Bleu_4 and CIDEr of this image alone
     grounding: CaptionGrounding | None  # None when the annotations list no objects for it
     # Shapes scenes only (None elsewhere): the grammar could have written the caption for this
-    # scene, so every word of it is true (training/scenes.py's possible_captions).
+    # scene, so every word of it is true (training/scenes/grammar.py's possible_captions).
     entirely_true: bool | None = None
 
 
@@ -203,7 +203,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _is_shapes_scene(sample: Sample) -> bool:
-    """A generated shapes scene (training/scenes.py), whose every true caption is known; the
+    """A generated shapes scene (training/scenes/shapes.py), whose every true caption is known; the
     composites name their objects by "noun" with a grammar of their own."""
     objects = sample.extra.get("objects")
     return bool(objects) and all("shape" in obj for obj in objects)

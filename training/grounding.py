@@ -1,9 +1,9 @@
 """Attention grounding: does the decoder look at the object a word names?
 
-For generated data whose images list their objects with a pixel box (the shapes scenes,
-training/scenes.py: {"shape", "color", "bbox"}; the composites, training/composites.py:
-{"noun", "color" or null, "bbox"}), every generated object word is matched to the objects in
-the image that it names, and that word's attention map is checked against their boxes:
+For generated data whose images list their objects with a pixel box (training/scenes/: the
+shapes scenes' {"shape", "color", "bbox"}; the composites' {"noun", "color" or null, "bbox"}),
+every generated object word is matched to the objects in the image that it names, and that
+word's attention map is checked against their boxes:
 
 - pointing hit: the grid cell holding the map's maximum overlaps one of the boxes;
 - attention in box: the share of the map's mass in the cells that overlap any of the boxes;
@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from captioner.nouns import NounTable
-from training.composites import read_stamp_list
 from training.scenes import COLORS, SHAPE_PLURALS, SHAPES
+from training.scenes.composites import read_stamp_list
 
 
 def _object_words() -> dict[str, tuple[tuple[str, str], ...]]:

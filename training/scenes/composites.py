@@ -8,10 +8,10 @@ them, flipped, scaled, slightly turned and with brightness, contrast and saturat
 keeps them recognisable, on a background: a photo from a Debian wallpaper package, a
 scikit-image texture in random colours, a plain colour, a gradient or blurred noise.
 
-Composites reuse the shapes scenes' machinery (training/scenes.py): placement (disjoint boxes
+Composites reuse the shapes scenes' machinery (training/scenes/): placement (disjoint boxes
 off the edges, a clear relation between some pair when there are several objects), the caption
 grammar (counts, small/large, colours, left/right/above relations, five distinct captions) and
-the COCO output of scenes.generate_split, so whatever reads generated scenes reads these.
+the COCO output of generate_split, so whatever reads generated scenes reads these.
 Objects are {"noun", "color" (a word or null), "size", "bbox", "stamp"}; the bbox is tight around
 the stamp's pixels that are at least half opaque, and boxes never overlap, so what a box holds is
 that stamp. Nouns are drawn uniformly, then one of the noun's stamps, so a noun with fifteen
@@ -33,9 +33,11 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from captioner.nouns import indefinite_article
-from training import scenes
+from training.scenes.grammar import Lexicon, captions_for, has_clear_relation
+from training.scenes.shapes import MIN_IMAGE_SIZE, place, texture_crop
+from training.scenes.splits import SceneMaker
 
-STAMP_LIST = Path(__file__).parent / "data" / "stamps.tsv"
+STAMP_LIST = Path(__file__).parent.parent / "data" / "stamps.tsv"
 DEFAULT_STAMPS_DIR = Path("/usr/share/tuxpaint/stamps")
 # Landscapes of lomiri-wallpapers-16.04 (CC-BY-4.0, CC-BY-SA-4.0, CC0) without a prominent
 # object that the captions would leave unnamed; its other photos show dogs, a bird, a clock, ...
@@ -277,7 +279,7 @@ def _background(
         start, end = _muted_colour(rng), _muted_colour(rng)
         return start + blobs[..., None] * (end - start)
     if kind == "texture":
-        grey = scenes.texture_crop(rng, size)
+        grey = texture_crop(rng, size)
         # Adding the same amount to every channel keeps the colour's saturation.
         contrast = rng.uniform(15, 45)
         shade = (grey - grey.mean()) / (grey.std() + 1e-6) * contrast
@@ -346,9 +348,9 @@ def _paste(canvas: np.ndarray, image: Image.Image, left: int, top: int) -> None:
 
 
 @functools.cache
-def _lexicon(config: CompositeConfig) -> scenes.Lexicon:
+def _lexicon(config: CompositeConfig) -> Lexicon:
     plurals = {stamp.noun: stamp.plural for stamp in config.stamps}
-    return scenes.Lexicon(plurals, indefinite_article, COLOR_PROBABILITY)
+    return Lexicon(plurals, indefinite_article, COLOR_PROBABILITY)
 
 
 def make_composite(
@@ -356,8 +358,8 @@ def make_composite(
 ) -> tuple[Image.Image, list[dict], list[dict]]:
     """One random composite: the RGB image, its objects and five captions (see the module
     docstring). Pure function of rng's state and config."""
-    if size < scenes.MIN_IMAGE_SIZE:
-        raise ValueError(f"image size must be at least {scenes.MIN_IMAGE_SIZE} px, got {size}")
+    if size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image size must be at least {MIN_IMAGE_SIZE} px, got {size}")
     while True:
         stamps = _draw_stamps(rng, config)
         size_classes = ["small" if rng.random() < 0.5 else "large" for _ in stamps]
@@ -374,7 +376,7 @@ def make_composite(
             for i in images
         ]
         for _ in range(20):  # then other stamps: these may be too big to fit together
-            placed = scenes.place(corners, rng, size)
+            placed = place(corners, rng, size)
             if placed is not None:
                 break
         if placed is None:
@@ -387,7 +389,7 @@ def make_composite(
         ]
         # place() saw the whole images; the captions see the half-opaque boxes, which can differ
         # enough (a lobster's faint antennae) to lose the relation the captions need.
-        if scenes.has_clear_relation(bboxes, size):
+        if has_clear_relation(bboxes, size):
             break
     canvas = _background(
         config.backgrounds[rng.integers(len(config.backgrounds))], rng, size, config
@@ -415,7 +417,7 @@ def make_composite(
         {"shape": o["noun"], "color": o["color"] or "", "size": o["size"], "bbox": o["bbox"]}
         for o in objects
     ]
-    return Image.fromarray(pixels), objects, scenes.captions_for(views, size, rng, _lexicon(config))
+    return Image.fromarray(pixels), objects, captions_for(views, size, rng, _lexicon(config))
 
 
 def describe(config: CompositeConfig) -> dict[str, object]:
@@ -431,6 +433,6 @@ def describe(config: CompositeConfig) -> dict[str, object]:
     }
 
 
-def scene_maker(config: CompositeConfig) -> scenes.SceneMaker:
+def scene_maker(config: CompositeConfig) -> SceneMaker:
     """make_composite bound to config, in a form worker processes can receive."""
     return functools.partial(make_composite, config=config)
