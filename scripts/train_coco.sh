@@ -23,7 +23,7 @@
 #   WIDTH         embedding, LSTM and attention size (512)
 #   BATCH         batch size (32)
 #   TRAIN_ARGS    more captioner-train options for every phase, e.g. "--no-cache" where the
-#                 feature cache (~800 kB a photo, ~100 GB in all) does not fit the disk
+#                 feature cache of ResNet-101's 14 x 14 grid does not fit the disk
 #   EVALUATE      the phases whose best model is scored on the test split ("xe tune scst")
 #   EVALUATE_ARGS more captioner-evaluate options
 set -euo pipefail

@@ -129,7 +129,7 @@ class CiderD:
 
         # An n-gram no training image uses has df 0, hence the full log(images) weight: it
         # lengthens the candidate's vector without matching anything, as in pycocoevalcap.
-        # Looked up once per distinct n-gram of the batch, in order: 4x faster than per pair.
+        # Looked up once per distinct n-gram of the batch, in order: faster than per pair.
         position = np.minimum(np.searchsorted(self._codes, codes), self._codes.size - 1)
         known = (self._codes[position] == codes)[code_id]
         position = position[code_id]

@@ -102,7 +102,7 @@ class CaptionModel(nn.Module):
 
 
 def mixed_precision(device: torch.device) -> torch.autocast:
-    """bfloat16 autocast on CUDA, where it is about twice as fast; full precision elsewhere."""
+    """bfloat16 autocast on CUDA, where it is faster; full precision elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
