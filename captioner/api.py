@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,6 +104,21 @@ class Captioner:
         decoder.load_state_dict(decoder_state)
         name = config.get("name") or Path(path).resolve().name
         return cls(encoder, decoder, vocab, name=name, device=device, backend=backend)
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """A SHA-256 (hex) of the model's config and weights, as `save` would write them: the
+        same for every load of one model directory, different for a retrained model under
+        the same name. The caption library keys the model's captions by it. Computed once,
+        on first use (a few milliseconds for the shipped models' weights)."""
+        config, vocab, tensors = self.model_files()
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+        digest.update(json.dumps(vocab.itos).encode())
+        for name in sorted(tensors):
+            tensor = tensors[name].detach().to("cpu").contiguous()
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
 
     def save(self, path: str | os.PathLike, extra_config: dict | None = None) -> Path:
         """Write config.json, vocab.json, model.safetensors (encoder weights only if fine-tuned)."""

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from captioner.library import schema
+import captioner.library.schema as schema
 from captioner.library.files import (
     default_library_path,
     file_state,

@@ -24,6 +24,7 @@ from captioner.cli.batch.run import run
 from captioner.cli.batch.writers import WRITERS
 from captioner.device import resolve_device
 from captioner.distributed import Distributed
+from captioner.library import LibraryError, default_library_path
 from captioner.onnx_backend import OnnxUnavailableError
 from captioner.registry import CheckpointError
 
@@ -34,6 +35,7 @@ examples:
   captioner 'scans/*.tif' --sidecar                  # scans/a.tif -> scans/a.txt
   find /data -name '*.jpg' | captioner - --format csv -o captions.csv
   torchrun --nproc-per-node 8 -m captioner.batch -r /data -o out.jsonl  # out.0-of-8.jsonl ...
+  captioner -r ~/Pictures --library                  # into the app's library; rerun to finish
 
 exit status: 0 every photo captioned (or already done) and every extra output written;
 1 some photo failed or an extra output was not written (a kept sidecar or description too);
@@ -117,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(--write-metadata), and --output when not resuming",
     )
     output.add_argument(
+        "--library",
+        action="store_true",
+        help="also keep the captions in the caption library the app shows "
+        f"({default_library_path()}); photos it has from the same model and options are "
+        "skipped, so a stopped run carries on where it was; without -o, rows go only there",
+    )
+    output.add_argument(
+        "--library-path",
+        metavar="FILE",
+        help="as --library, with the caption library in FILE",
+    )
+    output.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing on stderr but errors"
     )
     return parser
@@ -158,6 +172,7 @@ def parse_args(argv: list[str] | None = None) -> BatchRun:
             save_attention=args.save_attention,
             overwrite=args.overwrite,
             quiet=args.quiet,
+            library=args.library_path or (str(default_library_path()) if args.library else None),
         )
         return _this_process_share(config, Distributed.from_environment())
     except ValueError as error:
@@ -173,8 +188,10 @@ def _this_process_share(config: BatchRun, world: Distributed) -> BatchRun:
         return config
     if config.shard is not None:
         raise ValueError("--shard cannot be combined with torchrun (RANK and WORLD_SIZE are set)")
-    if config.output is None:
-        raise ValueError("under torchrun every rank writes its own file: pass -o FILE")
+    if config.output is None and config.library is None:
+        raise ValueError(
+            "under torchrun every rank writes its own file: pass -o FILE (or --library)"
+        )
     device = world.local_device(resolve_device(config.device))
     return dataclasses.replace(config, shard=(world.rank, world.world_size), device=str(device))
 
@@ -187,5 +204,5 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(str(error))
     try:
         return run(config, captioner)
-    except OutputError as error:
+    except (OutputError, LibraryError) as error:
         build_parser().error(str(error))

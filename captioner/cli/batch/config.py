@@ -40,6 +40,9 @@ class BatchRun:
     save_attention: str | None = None  # a folder for the attention grids
     overwrite: bool = False
     quiet: bool = False
+    # The caption library the results also go to (captioner.library); None: none. Photos it
+    # has from the same model and options are skipped, so a killed run picks up where it was.
+    library: str | None = None
 
     def __post_init__(self) -> None:
         if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
@@ -56,6 +59,11 @@ class BatchRun:
     @property
     def reads_stdin(self) -> bool:
         return "-" in (*self.paths, self.files_from)
+
+    @property
+    def writes_rows(self) -> bool:
+        """False when the library alone gets the results: no -o, so no rows on stdout."""
+        return self.output is not None or self.library is None
 
     @property
     def output_file(self) -> str | None:

@@ -48,6 +48,10 @@ def open_output(config: BatchRun) -> Output:
     """
     writer_class = WRITERS[config.format]
     path = config.output_file
+    if not config.writes_rows:
+        # The library alone gets the results; the writer still runs, into nothing.
+        null = open(os.devnull, "wb")  # noqa: SIM115 (closed by Output.close)
+        return Output(null, writer_class(null, beams=config.beams))
     if path is None:
         sys.stdout.flush()
         stdout = sys.stdout.buffer

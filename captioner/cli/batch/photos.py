@@ -10,7 +10,10 @@ from typing import BinaryIO
 
 from captioner.cli.batch.config import BatchRun
 from captioner.cli.batch.writers import CaptionWriter
+from captioner.library import Library, ModelKey
 from captioner.photos.inputs import Photo, expand, unique
+
+LIBRARY_CHUNK = 256  # photos per question to the library: what is already captioned?
 
 
 def all_photos(config: BatchRun) -> Iterator[Photo]:
@@ -77,15 +80,44 @@ def _with_first_of_key(
         yield photo, key, first_with_key.setdefault(key, photo.path)
 
 
-def count_photos(config: BatchRun, writer_class: type[CaptionWriter], done: set) -> int | None:
-    """How many photos there are, for the progress bar's ETA: a walk of the file names only.
+def not_in_library(
+    photos: Iterable[Photo],
+    library: Library | None,
+    model: ModelKey | None,
+    skip_done: Callable[[], object],
+) -> Iterator[Photo]:
+    """The photos, less those the library has from `model` (its identity and options), their
+    files unchanged since: each of those calls `skip_done` instead. Asked a chunk at a time,
+    so a folder of thousands costs a few queries, and captioning starts at once."""
+    if library is None or model is None:
+        yield from photos
+        return
+    iterator = iter(photos)
+    while chunk := list(itertools.islice(iterator, LIBRARY_CHUNK)):
+        done = library.captioned_by([photo.path for photo in chunk], model)
+        for photo in chunk:
+            if photo.path in done and photo.problem is None:
+                skip_done()
+            else:
+                yield photo
+
+
+def count_photos(
+    config: BatchRun,
+    writer_class: type[CaptionWriter],
+    done: set,
+    library: Library | None = None,
+    model: ModelKey | None = None,
+) -> int | None:
+    """How many photos there are, for the progress bar's ETA: a walk of the file names only
+    (and, with a library, a look at which it has).
 
     None when paths come from stdin, which can be read only once.
     """
     if config.reads_stdin:
         return None
     photos = still_to_do(all_photos(config), config, writer_class, done, skip_done=lambda: None)
-    return sum(1 for _ in photos)
+    return sum(1 for _ in not_in_library(photos, library, model, skip_done=lambda: None))
 
 
 class Counted:

@@ -11,9 +11,16 @@ from captioner.api import Captioner
 from captioner.cli.batch.config import BatchRun
 from captioner.cli.batch.extras import write_extras
 from captioner.cli.batch.output import open_output
-from captioner.cli.batch.photos import Counted, all_photos, count_photos, still_to_do
+from captioner.cli.batch.photos import (
+    Counted,
+    all_photos,
+    count_photos,
+    not_in_library,
+    still_to_do,
+)
 from captioner.cli.batch.report import Reporter, shows_progress
 from captioner.cli.batch.writers import WRITERS, CaptionWriter
+from captioner.library import Library, LibraryError, ModelKey, ModelResult
 from captioner.photos.images import source_name
 from captioner.pipeline import caption_batches, photo_batches
 from captioner.results import CaptionResult
@@ -25,20 +32,37 @@ def run(config: BatchRun, captioner: Captioner) -> int:
     Raises an OutputError, before any photo is read, when the output cannot be opened as asked.
     """
     writer_class = WRITERS[config.format]
+    library = Library.open(config.library) if config.library is not None else None
+    model = (
+        ModelKey.of(captioner.identity, config.decoding, captioner.name)
+        if library is not None
+        else None
+    )
     output = open_output(config)
     total = (
-        count_photos(config, writer_class, output.done) if shows_progress(config.quiet) else None
+        count_photos(config, writer_class, output.done, library, model)
+        if shows_progress(config.quiet)
+        else None
     )
     reporter = Reporter(quiet=config.quiet, total=total)
     inputs = Counted(all_photos(config))
     photos = still_to_do(inputs, config, writer_class, output.done, reporter.skip_done)
+    photos = not_in_library(photos, library, model, reporter.skip_done)
     batches = photo_batches(captioner, photos, batch_size=config.batch_size, workers=config.workers)
     try:
         for results in caption_batches(captioner, batches, config.decoding):
+            results = [_with_finite_scores(result) for result in results]
             for result in results:
                 _handle(result, output.writer, config, reporter)
             output.writer.flush()
+            if library is not None:
+                # One transaction per batch, committed before the next batch is captioned.
+                captioned = [r for r in results if r.error is None]
+                library.add_model_results(map(ModelResult.from_caption_result, captioned), model)
             reporter.advance(len(results))
+    except LibraryError as error:
+        reporter.error(f"cannot keep the captions in the library: {error}")
+        return 1
     except KeyboardInterrupt:
         reporter.error(f"interrupted; the finished rows are kept{_resume_hint(config)}")
         return 130
@@ -50,6 +74,8 @@ def run(config: BatchRun, captioner: Captioner) -> int:
     finally:
         output.close()
         reporter.close()
+        if library is not None:
+            library.close()
     if inputs.count == 0:
         reporter.error("no photos found in the given paths")
         return 1
@@ -61,7 +87,6 @@ def _handle(
     result: CaptionResult, writer: CaptionWriter, config: BatchRun, reporter: Reporter
 ) -> None:
     """Write the row, then the photo's extra outputs; every problem is reported, none is fatal."""
-    result = _with_finite_scores(result)
     writer.write(result)
     if result.error is not None:
         reporter.photo_failed(f"{source_name(result.source)}: {result.error}")
@@ -89,5 +114,6 @@ def _with_finite_scores(result: CaptionResult) -> CaptionResult:
 
 def _resume_hint(config: BatchRun) -> str:
     if config.output_file is None:
-        return ""
+        # The library has every finished batch and skips them next time: no --resume needed.
+        return "; run it again to caption the rest" if config.library is not None else ""
     return f" in {config.output_file}; run again with --resume to caption the rest"
