@@ -275,6 +275,7 @@ def test_filters_checked_unchecked_and_mine(searchable):
     assert found(library, "", filter="unchecked") == {"dog", "cafe"}
     assert found(library, "", filter="mine") == {"mine"}
     assert found(library, "bicycle", filter="unchecked") == {"dog"}
+    assert {Path(p).stem for p in library.matching_paths("bic", filter="checked")} == {"ok"}
     with pytest.raises(ValueError, match="filter"):
         library.search("", filter="everything")
 

@@ -46,7 +46,10 @@ from captioner.library.records import (
 BUSY_TIMEOUT_S = 10.0  # how long a writer waits for another process's transaction
 FILTERS = ("all", "checked", "unchecked", "mine")
 _SQLITE_HEADER = b"SQLite format 3\x00"
-_CHUNK = 500  # values per IN (...): well below every SQLite's limit on bound parameters
+_CHUNK = 500
+# Photos with the same bytes looked at for one that moved: a few. Each costs a stat(), and a
+# folder of a thousand identical files (blank scans) must not cost a million.
+MOVED_CANDIDATES = 8  # values per IN (...): well below every SQLite's limit on bound parameters
 
 # The person's caption, per filter; "mine" leaves out the model's words merely confirmed.
 _FILTER_SQL = {
@@ -236,13 +239,19 @@ class Library:
             ]
 
     def search(
-        self, query: str = "", *, filter: str = "all", limit: int | None = None
+        self,
+        query: str = "",
+        *,
+        filter: str = "all",
+        limit: int | None = None,
+        captions: bool = True,
     ) -> list[Entry]:
         """The photos whose person's caption, model captions or seen nouns match every word
         of `query` (whole words and prefixes, any case, accents ignored), by path; an empty
         query matches every photo. filter: "checked" (the person has a caption), "unchecked",
         "mine" (written, not just accepted), "all". FTS5 syntax ("dog OR cat", "bicy*") works;
-        a query FTS5 cannot parse is searched for as plain words."""
+        a query FTS5 cannot parse is searched for as plain words. captions=False leaves out
+        the model's captions (faster for many matches)."""
         if filter not in FILTERS:
             raise ValueError(f"filter must be one of {', '.join(FILTERS)}, not {filter!r}")
         where = _FILTER_SQL[filter]
@@ -258,7 +267,12 @@ class Library:
                 rows = self._db.execute(sql, parameters).fetchall()
             else:
                 rows = self._matching(sql, query)
-            return self._entries(rows, None)
+            return self._entries(rows, None, with_model=captions)
+
+    def matching_paths(self, query: str = "", *, filter: str = "all") -> list[str]:
+        """The paths `search` would give, without their captions: the app's search box
+        filters the list it already shows, and so stays fast for a query of one letter."""
+        return [entry.path for entry in self.search(query, filter=filter, captions=False)]
 
     def photo_count(self) -> int:
         """How many photos the library knows (missing ones included)."""
@@ -448,7 +462,8 @@ class Library:
             return row[0]
         if state is not None and state.sha256 is not None:
             for photo_id, old in self._db.execute(
-                "SELECT id, path FROM photos WHERE sha256 = ?", (state.sha256,)
+                "SELECT id, path FROM photos WHERE sha256 = ? LIMIT ?",
+                (state.sha256, MOVED_CANDIDATES),
             ).fetchall():
                 if stat_state(old) is None:
                     self._db.execute(
@@ -509,11 +524,13 @@ class Library:
                     raise
         return []
 
-    def _entries(self, rows: list[tuple], model: ModelKey | None) -> list[Entry]:
-        """Entries for photo rows (_PHOTO_COLUMNS), each with one model caption: `model`'s,
-        else the newest."""
+    def _entries(
+        self, rows: list[tuple], model: ModelKey | None, *, with_model: bool = True
+    ) -> list[Entry]:
+        """Entries for photo rows (_PHOTO_COLUMNS), each with one model caption (`model`'s,
+        else the newest) unless with_model is False."""
         captions: dict[int, ModelCaption] = {}
-        ids = [row[0] for row in rows]
+        ids = [row[0] for row in rows] if with_model else []
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             sql = (
