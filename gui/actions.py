@@ -46,8 +46,39 @@ class WindowActions:
             tip="Store the caption in the photo's XMP and EXIF description",
         )  # fmt: skip
         self.save_grid = self._action("Save Heatmap &Grid…", "Ctrl+Shift+S")
+        self.export = self._action(
+            "E&xport Captions…", tip="Write your captions as sidecar .txt files, into the photos, "
+            "or to a CSV, JSONL or COCO file",
+        )  # fmt: skip
         self.remove = self._action("&Remove from List", seq.Delete)
         self.quit = self._action("&Quit", seq.Quit)
+        self.undo = self._action("&Undo", seq.Undo)
+        self.redo = self._action("&Redo", "Ctrl+Shift+Z")
+        self.undo.setEnabled(False)
+        self.redo.setEnabled(False)
+        self.edit_caption = self._action(
+            "&Edit Caption", "F2", tip="Write the photo's caption (or simply start typing)"
+        )
+        self.accept = self._action(
+            "&Accept Caption", "Ctrl+Return", tip="Mark the model's caption as checked"
+        )
+        self.take_beam = [  # Ctrl+N takes the Nth of the Alternatives as the caption
+            self._action(f"Take Alternative &{n}", f"Ctrl+{n}") for n in range(1, 10)
+        ]
+        self.find = self._action("&Find Photos…", seq.Find)
+        self.next_unchecked = self._action(
+            "Next &Unchecked Photo", "Ctrl+PgDown",
+            tip="The next photo whose caption you have not checked yet",
+        )  # fmt: skip
+        self.library = self._action(
+            "Caption &Library…", tip="Choose the file that keeps your captions"
+        )
+        self.sidecars = self._action(
+            "Keep photo.&txt in Step With My Captions",
+            tip="Write each caption you set to a .txt file beside its photo",
+        )
+        self.sidecars.setCheckable(True)
+        self.sidecars.setChecked(window.settings.sidecars)
         self.next = self._action("&Next Image", "PgDown")
         self.previous = self._action("&Previous Image", "PgUp")
         self.play = self._action("Play words")
@@ -82,12 +113,13 @@ class WindowActions:
             action.setStatusTip(tip)
         return action
 
-    def update(self, *, has_caption: bool, batch_running: bool) -> None:
-        """Enable what applies: exports and heatmaps need a caption; Cancel a running batch."""
-        for action in (
-            self.copy, self.sidecar, self.metadata, self.save_grid, self.grid, self.play,
-        ):  # fmt: skip
+    def update(self, *, has_caption: bool, batch_running: bool, has_maps: bool = True) -> None:
+        """Enable what applies: exports need a caption, heatmaps the model's run of the photo
+        (a caption from the library has none until then); Cancel a running batch."""
+        for action in (self.copy, self.sidecar, self.metadata, self.accept):
             action.setEnabled(has_caption)
+        for action in (self.save_grid, self.grid, self.play):
+            action.setEnabled(has_caption and has_maps)
         self.caption_all.setEnabled(not batch_running)
         self.cancel.setEnabled(batch_running)
 
@@ -100,13 +132,19 @@ class WindowActions:
         recent_menu.aboutToShow.connect(lambda: self._fill_recent_menu(recent_menu))
         file_menu.addActions([self.samples, self.paste])
         file_menu.addSeparator()
-        file_menu.addActions([self.sidecar, self.metadata, self.save_grid])
+        file_menu.addActions([self.sidecar, self.metadata, self.save_grid, self.export])
         file_menu.addSeparator()
         file_menu.addActions([self.remove, self.quit])
         edit_menu = bar.addMenu("&Edit")
-        edit_menu.addAction(self.copy)
+        edit_menu.addActions([self.undo, self.redo])
+        edit_menu.addSeparator()
+        edit_menu.addActions([self.edit_caption, self.accept])
+        alternatives = edit_menu.addMenu("Take A&lternative")
+        alternatives.addActions(self.take_beam)
+        edit_menu.addSeparator()
+        edit_menu.addActions([self.copy, self.find])
         view_menu = bar.addMenu("&View")
-        view_menu.addActions([self.next, self.previous])
+        view_menu.addActions([self.next, self.previous, self.next_unchecked])
         view_menu.addSeparator()
         view_menu.addActions([self.play, self.grid])
         view_menu.addSeparator()
@@ -116,6 +154,8 @@ class WindowActions:
         settings_menu = bar.addMenu("&Settings")
         settings_menu.addActions([*self.shipped_models.values(), self.model_dir, self.hub_model])
         settings_menu.addAction(self.decoding_options)
+        settings_menu.addSeparator()
+        settings_menu.addActions([self.library, self.sidecars])
         help_menu = bar.addMenu("&Help")
         help_menu.addActions([self.about_model, self.about])
 

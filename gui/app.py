@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         "over a name, as for `captioner --model`",
     )
     parser.add_argument(
+        "--library-path",
+        metavar="FILE",
+        help="keep captions in this caption library file instead of the one in Settings "
+        "(by default the user's, shared with `captioner --library`)",
+    )
+    parser.add_argument(
         "--settings",
         metavar="INI",
         default=os.environ.get(SETTINGS_ENV),
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     settings = Settings.from_file(args.settings) if args.settings else Settings()
     model = model_argument(args.model) if args.model is not None else None
-    window = MainWindow(settings, paths=args.paths, model_dir=model)
+    window = MainWindow(settings, paths=args.paths, model_dir=model, library_path=args.library_path)
     probe = _FirstPaint(window)
     if args.quit_after_show:
         window.installEventFilter(probe)

@@ -9,10 +9,11 @@ gui/saving.py, the dialogs in gui/dialogs/.
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QStandardPaths, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtGui import QGuiApplication, QImage, QUndoStack
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -24,8 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from captioner.library import CaptionRefused, LibraryCorrupt, ModelCaption, ModelKey
+from captioner.library.records import checked_caption, options_key
 from gui import saving
 from gui.actions import WindowActions
+from gui.captions import CaptionChange, CaptionStore
 from gui.dialogs.about_model import AboutModelDialog
 from gui.dialogs.attention_grid import AttentionGridDialog
 from gui.files import OPEN_FILTER, collect_images, sample_images_dir
@@ -37,11 +41,22 @@ from gui.thumbnails import Thumbnailer
 from gui.widgets.banner import NO_MODEL, ModelBanner
 from gui.widgets.caption_panel import BeamList, CaptionPanel, format_score
 from gui.widgets.image_list import ImageListView
+from gui.widgets.library_banner import LibraryBanner
 from gui.widgets.lstm_panel import LstmPanel
+from gui.widgets.photo_search import PhotoSearch
 from gui.widgets.settings_panel import SettingsPanel
 from gui.widgets.viewer import ImageViewer
 from gui.word_heatmaps import WordHeatmaps
 from gui.worker import CaptionFailure, CaptionOutcome, ModelInfo
+
+# Where a person's caption came from, as the caption panel says it.
+CAPTION_ORIGINS = {
+    "typed": "Your caption",
+    "sidecar": "Your caption, from the photo's .txt file",
+    "xmp": "Your caption, from the photo's description (XMP)",
+    "exif": "Your caption, from the photo's description (EXIF)",
+    "iptc": "Your caption, from the photo's description (IPTC)",
+}
 
 
 class MainWindow(QMainWindow):
@@ -56,10 +71,12 @@ class MainWindow(QMainWindow):
         paths: list[str] | None = None,
         model_dir: str | None = None,
         data_dir: str | None = None,
+        library_path: str | None = None,
     ) -> None:
         """paths: photos or folders to open, else the samples on first start; model_dir: a
         model for this run only, a shipped model's name or an absolute directory (else the one
-        in Settings); data_dir: where pasted images are stored."""
+        in Settings); data_dir: where pasted images are stored; library_path: the caption
+        library file (else the one in Settings, else the user's)."""
         super().__init__()
         self.settings = settings
         self.setWindowTitle("Captioner")
@@ -75,12 +92,20 @@ class MainWindow(QMainWindow):
 
         self.image_model = ImageListModel(self)
         self.session = Session(settings, self.image_model, self)
+        self.captions = CaptionStore(self)  # the caption library (gui/captions.py)
+        self.captions.sidecars = settings.sidecars
+        self.undo_stack = QUndoStack(self)  # every caption change, across photos
+        self._editing_path: str | None = None  # the photo whose caption is being written
+        self._beam_texts: list[str] = []  # the Alternatives listed, best first
+        self._maps_asked: str | None = None  # the library-shown photo the model was asked for
         self.actions = WindowActions(self)
         self._create_widgets()
         self.actions.fill_menu_bar(self.docks)
         self._connect_actions()
         self._connect_session()
+        self._connect_captions()
         self._restore_window()
+        self._open_library(library_path or settings.library_path or None)
 
         self.session.load_model(model_dir if model_dir is not None else settings.model)
         if paths:
@@ -96,17 +121,34 @@ class MainWindow(QMainWindow):
         self.image_list.setModel(self.image_model)
         self.image_list.selectionModel().currentChanged.connect(self._on_current_changed)
         self.image_list.installEventFilter(self)
+        self.search = PhotoSearch()
+        self.search.changed.connect(self.apply_search)
+        self.images_panel = QWidget()
+        images_layout = QVBoxLayout(self.images_panel)
+        images_layout.setContentsMargins(0, 0, 0, 0)
+        images_layout.setSpacing(0)
+        images_layout.addWidget(self.search)
+        images_layout.addWidget(self.image_list, 1)
 
+        self.library_banner = LibraryBanner()
+        self.library_banner.retry.connect(self.captions.flush)
         self.banner = ModelBanner()
         self.banner.choose_model.connect(self.choose_model_dir)
         self.banner.about_model.connect(self.show_model_about)
         self.viewer = ImageViewer()
         self.caption_panel = CaptionPanel(self.actions.play, self.actions.grid)
         self.words = self.caption_panel.words
+        self.words.installEventFilter(self)
+        self.words.edit_requested.connect(self.start_editing)
+        self.words.word_hovered.connect(self._want_maps)
+        self.words.word_selected.connect(self._want_maps)
+        self.caption_panel.editor.committed.connect(self._finish_editing)
+        self.caption_panel.editor.cancelled.connect(self._close_editor)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
+        layout.addWidget(self.library_banner)
         layout.addWidget(self.banner)
         layout.addWidget(self.viewer, 1)
         layout.addWidget(self.caption_panel)
@@ -114,6 +156,7 @@ class MainWindow(QMainWindow):
 
         self.beam_list = BeamList()
         self.beam_list.beam_chosen.connect(self._show_beam)
+        self.beam_list.beam_taken.connect(self.take_beam)
         self.lstm_panel = LstmPanel()
         self.lstm_panel.word_clicked.connect(self.words.select)
         self.words.word_selected.connect(self.lstm_panel.set_selected)
@@ -149,7 +192,7 @@ class MainWindow(QMainWindow):
     def _create_docks(self) -> None:
         self.docks: dict[str, QDockWidget] = {}
         for name, title, widget, area in (
-            ("images", "Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea),
+            ("images", "Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
             ("beams", "Alternatives", self.beam_list, Qt.DockWidgetArea.RightDockWidgetArea),
             ("lstm", "Inside the LSTM", self.lstm_panel, Qt.DockWidgetArea.RightDockWidgetArea),
             ("settings", "Settings", self.settings_panel, Qt.DockWidgetArea.RightDockWidgetArea),
@@ -192,9 +235,20 @@ class MainWindow(QMainWindow):
             (actions.decoding_options, self.show_settings_dock),
             (actions.about_model, self.show_model_about),
             (actions.about, self.show_about),
+            (actions.undo, self.undo),
+            (actions.redo, self.redo),
+            (actions.edit_caption, lambda: self.start_editing()),
+            (actions.accept, self.accept_caption),
+            (actions.find, self.focus_search),
+            (actions.next_unchecked, self.next_unchecked),
+            (actions.library, self.choose_library),
+            (actions.export, self.export_captions),
         ):
             action.triggered.connect(slot)
+        for index, action in enumerate(actions.take_beam):
+            action.triggered.connect(lambda _=False, i=index: self.take_beam(i))
         actions.recursive.toggled.connect(self.set_recursive)
+        actions.sidecars.toggled.connect(self.set_sidecars)
         for name, action in actions.shipped_models.items():
             action.triggered.connect(lambda _=False, shipped=name: self.set_model(shipped))
 
@@ -203,7 +257,8 @@ class MainWindow(QMainWindow):
         session.model_loading.connect(self._on_model_loading)
         session.model_loaded.connect(self._on_model_loaded)
         session.model_failed.connect(self._on_model_failed)
-        session.options_changed.connect(self._show_current_photo_again)
+        session.options_changed.connect(self._on_options_changed)
+        session.photo_captioned.connect(self._on_photo_captioned)
         session.result_ready.connect(self._on_result_ready)
         session.caption_failed.connect(self._on_caption_failed)
         session.display_ready.connect(self._on_display_ready)
@@ -218,7 +273,24 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event) -> None:
+        if self._editing_path is not None:
+            self._finish_editing(self.caption_panel.editor.text())
+        if self.captions.unsaved and not self.captions.flush():
+            count = self.captions.unsaved
+            answer = QMessageBox.question(
+                self,
+                "Quit without saving your captions?",
+                f"{count} caption edit{'s' * (count != 1)} could not be written to the caption "
+                f"library, and will be lost if you quit now.\n\n{self.captions.problem}\n\n"
+                "Quit anyway?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
         self.heatmaps.stop_play()
+        self.undo_stack.blockSignals(True)
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.session.shutdown()
@@ -228,6 +300,7 @@ class MainWindow(QMainWindow):
             self._grid_dialog.close()
         if self.about_model_dialog is not None:
             self.about_model_dialog.close()
+        self.captions.close()
         super().closeEvent(event)
 
     # Opening photos.
@@ -242,6 +315,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("No photos found in " + ", ".join(paths), 8000)
             return []
         rows = self.image_model.add_paths(images)
+        self._load_entries(images)
+        if self.search.active:
+            self.apply_search(self.search.query, self.search.filter_name)
         self.select_row(rows[0])
         self.statusBar().showMessage(f"Opened {len(images)} photo{'s' * (len(images) != 1)}", 4000)
         return images
@@ -320,17 +396,32 @@ class MainWindow(QMainWindow):
         self.image_list.scrollTo(index)
 
     def step_image(self, delta: int) -> None:
-        count = self.image_model.rowCount()
-        if count:
+        """Move `delta` photos down the list (up if negative), over those a search hides."""
+        rows = self._visible_rows()
+        if rows:
             current = self.image_list.currentIndex().row()
-            self.select_row(min(max(current + delta, 0), count - 1))
+            if current in rows:
+                position = rows.index(current) + delta
+            else:  # the shown photo is hidden: the nearest shown one in that direction
+                position = sum(row < current for row in rows) + (delta - 1 if delta > 0 else delta)
+            self.select_row(rows[min(max(position, 0), len(rows) - 1)])
+
+    def _visible_rows(self) -> list[int]:
+        return [
+            row
+            for row in range(self.image_model.rowCount())
+            if not self.image_list.isRowHidden(row)
+        ]
 
     def _on_current_changed(self, current, _previous) -> None:
         if current.isValid():
             self.show_photo(current.data(PathRole))
 
     def show_photo(self, path: str) -> None:
-        """Show a photo with its caption; ask the worker for whatever is not cached."""
+        """Show a photo with its caption; ask the worker for whatever is not cached. A caption
+        the library holds from this model and options is shown without running the model."""
+        if self._editing_path is not None and self._editing_path != path:
+            self._finish_editing(self.caption_panel.editor.text())
         self.heatmaps.stop_play()
         self.session.select(path)
         if self.statusBar().currentMessage() == self._photo_error:
@@ -349,6 +440,11 @@ class MainWindow(QMainWindow):
             self._show_result(outcome)
             if display is not None:
                 return
+        elif self._known(path):
+            self._show_library_caption(path)
+            if display is None:
+                self.session.request_display(path)
+            return
         else:
             self._show_no_caption(item)
         if self.session.request_caption(path, want_display=display is None):
@@ -360,6 +456,12 @@ class MainWindow(QMainWindow):
 
     def _show_no_caption(self, item: ImageItem) -> None:
         self.session.clear_caption()
+        self._beam_texts = []
+        if self.captions.person(item.path) is not None and item.status is not Status.FAILED:
+            # The person's caption is theirs whatever the model does: shown at once.
+            self.beam_list.set_beams([])
+            self._render_caption()
+            return
         if item.status is Status.FAILED:
             text = f"Cannot caption this file: {item.error}"
             self.viewer.set_placeholder(f"{item.name}\n{item.error}")
@@ -383,6 +485,7 @@ class MainWindow(QMainWindow):
 
     def _clear_caption_panels(self) -> None:
         self.caption_panel.summary.setText("")
+        self.caption_panel.show_model_said("")
         self.beam_list.set_beams([])
         self.lstm_panel.clear()
 
@@ -435,13 +538,17 @@ class MainWindow(QMainWindow):
     def _show_result(self, outcome: CaptionOutcome) -> None:
         self.session.set_result(outcome)
         beams = self.session.beams
+        self._beam_texts = [beam.text for beam in beams]
         self.beam_list.set_beams([(beam.text, beam.score) for beam in beams])
-        self._show_beam(0)
+        self._render_caption()
         self.caption_shown.emit(outcome.path)
 
     def _show_beam(self, index: int) -> None:
+        self.caption_panel.show_model_said("")
         beam = self.session.choose_beam(index)
         if beam is None:
+            if 0 <= index < len(self._beam_texts):  # from the library: words, no maps yet
+                self._show_library_beam(index)
             return
         self.heatmaps.stop_play()
         self.heatmaps.reset()
@@ -452,6 +559,7 @@ class MainWindow(QMainWindow):
         self.words.set_words(beam.tokens, "(an empty caption)", copied)
         words = len(beam.tokens)
         self.caption_panel.summary.setText(
+            f"{self._checked_prefix(beam.text)}"
             f"Beam {index + 1} of {len(self.session.beams)} · score {format_score(beam.score)} · "
             f"{words} word{'s' * (words != 1)} · {self.session.timing}"
         )
@@ -464,18 +572,21 @@ class MainWindow(QMainWindow):
     # Copying and saving the caption and its heatmaps (gui/saving.py does the writing).
 
     def copy_caption(self) -> None:
-        if self.session.current is not None:
-            saving.copy_caption(self, self.session.current.text)
+        text = self.shown_caption()
+        if text:
+            saving.copy_caption(self, text)
 
     def save_sidecar(self) -> Path | None:
-        if self.session.current is None:
+        text = self.shown_caption()
+        if not text:
             return None
-        return saving.save_sidecar(self, self.session.current_path, self.session.current.text)
+        return saving.save_sidecar(self, self.session.current_path, text)
 
     def write_metadata(self) -> bool:
-        if self.session.current is None:
+        text = self.shown_caption()
+        if not text:
             return False
-        return saving.write_metadata(self, self.session.current_path, self.session.current.text)
+        return saving.write_metadata(self, self.session.current_path, text)
 
     def show_grid(self) -> None:
         grid = self.heatmaps.grid()
@@ -611,13 +722,393 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         self.actions.update(
-            has_caption=self.session.current is not None,
+            has_caption=bool(self.shown_caption()),
             batch_running=self.session.batch_running,
+            has_maps=self.session.current is not None,
         )
+        self.actions.edit_caption.setEnabled(self.session.current_path is not None)
+
+    # The caption library (gui/captions.py): known captions, edits, undo.
+
+    def _connect_captions(self) -> None:
+        self.captions.entry_changed.connect(self._on_entry_changed)
+        self.captions.availability_changed.connect(self.library_banner.show_problem)
+        stack = self.undo_stack
+        stack.canUndoChanged.connect(self._on_undo_changed)
+        stack.canRedoChanged.connect(self._on_undo_changed)
+        stack.undoTextChanged.connect(self._on_undo_changed)
+        stack.redoTextChanged.connect(self._on_undo_changed)
+
+    def _on_undo_changed(self) -> None:
+        stack = self.undo_stack
+        self.actions.undo.setEnabled(stack.canUndo())
+        self.actions.redo.setEnabled(stack.canRedo())
+        self.actions.undo.setText(f"&Undo {stack.undoText()}".strip())
+        self.actions.redo.setText(f"&Redo {stack.redoText()}".strip())
+
+    def _open_library(self, path: str | None) -> None:
+        """Open the caption library; a file that is not one is kept, and set aside for a new
+        library only if the person agrees."""
+        try:
+            self.captions.open(path)
+        except LibraryCorrupt as error:
+            answer = QMessageBox.question(
+                self,
+                "The caption library cannot be read",
+                f"{error}\n\nStart a new, empty caption library in its place? The file is "
+                "kept: it is renamed, never deleted. If you choose No, captions you write are "
+                "not saved until you choose another library (Settings → Caption Library…).",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer == QMessageBox.StandardButton.Yes:
+                moved = self.captions.set_aside_and_open()
+                self.statusBar().showMessage(
+                    f"Started a new caption library; the old file was kept as {moved}", 15000
+                )
+            else:
+                self.captions.run_without_library(
+                    f"Your captions are not being saved: {error.path} is not a caption library. "
+                    "Choose another in Settings → Caption Library…"
+                )
+
+    def choose_library(self) -> None:
+        current = str(self.captions.path or "")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Caption library", current, "Caption library (*.sqlite3);;All files (*)",
+            options=QFileDialog.Option.DontConfirmOverwrite,
+        )  # fmt: skip
+        if path:
+            self.use_library(path)
+
+    def use_library(self, path: str) -> None:
+        """Keep captions in the library at `path` from now on (and in later sessions)."""
+        self.settings.library_path = path
+        self.captions.close()
+        self.undo_stack.clear()
+        self._open_library(path)
+        self._load_entries([item.path for item in self.image_model.items()])
+        self._show_current_photo_again()
+
+    def set_sidecars(self, on: bool) -> None:
+        self.settings.sidecars = on
+        self.captions.sidecars = on
+
+    @property
+    def model_key(self) -> ModelKey | None:
+        """The model and options captions are made with now; None until a model is loaded."""
+        info = self.session.model_info
+        if info is None or not info.identity:
+            return None
+        return ModelKey(info.identity, options_key(self.session.options), info.name)
+
+    def _model_matches(self, caption: ModelCaption) -> bool:
+        key = self.model_key
+        if key is None:  # no model yet: the library's newest caption stands for now
+            return True
+        return (caption.model.identity, caption.model.options) == (key.identity, key.options)
+
+    def _known(self, path: str) -> bool:
+        """The library holds this photo's caption by the model and options in use (or, before
+        the model is loaded, by any model), its file unchanged since: no need to run the model."""
+        entry = self.captions.entry(path)
+        return (
+            entry.on_disk == "ok" and entry.model is not None and self._model_matches(entry.model)
+        )
+
+    def _load_entries(self, paths: list[str]) -> None:
+        """What the library knows of these listed photos, into the list: captioned rows for
+        the captions it holds by this model and options, whose caption each one is."""
+        key = self.model_key
+        for path, entry in self.captions.load(paths, key).items():
+            row = self.image_model.row_of(path)
+            if row is None:
+                continue
+            item = self.image_model.item(row)
+            if self.session.result_for(path) is None and item.status is not Status.FAILED:
+                if self._known(path):
+                    self.image_model.set_status(path, Status.CAPTIONED, caption=entry.model.text)
+                elif item.status is Status.CAPTIONED:
+                    self.image_model.set_status(path, Status.PENDING)
+            self.image_model.set_caption_state(path, entry.state, entry.caption)
+
+    def _on_options_changed(self) -> None:
+        self._load_entries([item.path for item in self.image_model.items()])
+        self._show_current_photo_again()
+
+    def _on_photo_captioned(self, outcome: CaptionOutcome) -> None:
+        """A fresh caption of any photo: into the library, for next time."""
+        key = self.model_key
+        if key is not None:
+            self.captions.add_model_result(outcome.path, outcome.result, key, outcome.file)
+        entry = self.captions.entry(outcome.path)
+        self.image_model.set_caption_state(outcome.path, entry.state, entry.caption)
+
+    def _on_entry_changed(self, path: str) -> None:
+        entry = self.captions.entry(path)
+        self.image_model.set_caption_state(path, entry.state, entry.caption)
+        if path == self.session.current_path and self._editing_path is None:
+            self._render_caption()
+
+    def _show_library_caption(self, path: str) -> None:
+        """The library's caption of the shown photo, at once, without running the model."""
+        model = self.captions.entry(path).model
+        self.session.clear_caption()
+        self.viewer.set_busy(False)
+        self._beam_texts = [model.text, *(text for text, _ in model.alternatives)]
+        scores = [model.score or 0.0, *(score for _, score in model.alternatives)]
+        self.beam_list.set_beams(list(zip(self._beam_texts, scores, strict=True)))
+        self._render_caption()
+        self.caption_shown.emit(path)
+
+    def _show_library_beam(self, index: int) -> None:
+        self.heatmaps.reset()
+        text = self._beam_texts[index]
+        self.words.set_words(text.split(), "(an empty caption)")
+        self.caption_panel.summary.setText(
+            f"{self._checked_prefix(text)}From the caption library · hover a word to see where "
+            "the model looked"
+        )
+        self.lstm_panel.clear()
+        self._update_actions()
+
+    def _render_caption(self, beam: int | None = None) -> None:
+        """The shown photo's caption: the person's as they wrote it (with what the model said
+        below it), else the model's beam they accepted or took, else the model's best."""
+        path = self.session.current_path
+        if path is None:
+            return
+        person = self.captions.person(path)
+        self.heatmaps.stop_play()
+        if person is not None and person.written_by_person:
+            self.session.current = None
+            self.heatmaps.reset()
+            self.words.set_words(person.text.split(), "")
+            self.caption_panel.show_model_said(self._beam_texts[0] if self._beam_texts else "")
+            origin = CAPTION_ORIGINS.get(person.source, "Your caption")
+            self.caption_panel.summary.setText(f"✎ {origin} · F2 edits · Ctrl+Z undoes")
+            self.lstm_panel.clear()
+            self._update_actions()
+            return
+        if beam is None:
+            texts = self._beam_texts
+            beam = texts.index(person.text) if person is not None and person.text in texts else 0
+        if beam < len(self._beam_texts):
+            self.beam_list.set_beams(
+                [(b.text, b.score) for b in self.session.beams]
+                or [(t, s) for t, s in self._library_beams()],
+                chosen=beam,
+            )
+            self._show_beam(beam)
+        elif person is not None:  # accepted, but the model's beams are not at hand
+            self.session.current = None
+            self.words.set_words(person.text.split(), "")
+            self.caption_panel.summary.setText("✓ Checked · F2 edits · Ctrl+Z undoes")
+            self._update_actions()
+
+    def _library_beams(self) -> list[tuple[str, float]]:
+        model = self.captions.entry(self.session.current_path).model
+        if model is None:
+            return [(text, 0.0) for text in self._beam_texts]
+        return [(model.text, model.score or 0.0), *model.alternatives]
+
+    def _checked_prefix(self, text: str) -> str:
+        person = self.captions.person(self.session.current_path or "")
+        return "✓ Checked · " if person is not None and person.text == text else ""
+
+    def shown_caption(self) -> str:
+        """The caption on screen: the person's, or the model's beam shown."""
+        path = self.session.current_path
+        if path is None:
+            return ""
+        person = self.captions.person(path)
+        if person is not None and person.written_by_person:
+            return person.text
+        if self.session.current is not None:
+            return self.session.current.text
+        return " ".join(self.words.words)
+
+    def _want_maps(self, index: int) -> None:
+        """A word of a caption shown from the library was pointed at: its heatmap needs the
+        model's run of the photo, asked for once."""
+        path = self.session.current_path
+        if index < 0 or path is None or self.session.current is not None:
+            return
+        person = self.captions.person(path)
+        if self._maps_asked == path or not self._beam_texts:
+            return
+        if person is not None and person.written_by_person:
+            return  # the person's words have no heatmaps
+        self._maps_asked = path
+        display = self.session.display_for(path)
+        if self.session.request_caption(path, want_display=display is None):
+            self.viewer.set_busy(True)
+
+    # Editing.
+
+    def start_editing(self, initial: str | None = None) -> None:
+        """Write the shown photo's caption: `initial` typed so far, else the caption shown."""
+        path = self.session.current_path
+        if path is None:
+            return
+        editor = self.caption_panel.editor
+        if self._editing_path is None:
+            self._editing_path = path
+            editor.setText(initial if initial is not None else self.shown_caption())
+            self.words.hide()
+            self.caption_panel.model_said.hide()
+            editor.show()
+            editor.setFocus()
+            if initial is None:
+                editor.selectAll()
+        elif initial is not None:
+            editor.insert(initial)
+
+    def _finish_editing(self, text: str) -> None:
+        path = self._editing_path
+        if path is None:
+            return
+        self._close_editor()
+        text = " ".join(text.split())
+        if not text:
+            self.statusBar().showMessage(
+                "A caption cannot be empty; Ctrl+Z takes an edit back", 6000
+            )
+        elif text != self.shown_caption() or self.captions.person(path) is None:
+            self.change_caption(path, text, "typed", "Edit caption")
+
+    def _close_editor(self) -> None:
+        had_focus = self.caption_panel.editor.hasFocus()
+        self._editing_path = None
+        self.caption_panel.editor.hide()
+        self.words.show()
+        self._render_caption()
+        if had_focus:
+            self.image_list.setFocus()
+
+    def change_caption(self, path: str, text: str, source: str, label: str) -> bool:
+        """Make `text` the photo's caption, as one step on the undo stack; False (and said
+        why in the status bar) for a caption the library would refuse."""
+        try:
+            text = checked_caption(text)
+        except CaptionRefused as error:
+            self.statusBar().showMessage(f"Caption not changed: {error}", 10000)
+            return False
+        self.undo_stack.push(CaptionChange(self.captions, path, text, source, label))
+        return True
+
+    def take_beam(self, index: int) -> None:
+        """Make Alternative `index` (0: the best) the shown photo's caption."""
+        path = self.session.current_path
+        if path is None or not 0 <= index < len(self._beam_texts):
+            self.statusBar().showMessage(f"There is no alternative {index + 1}", 4000)
+            return
+        text = self._beam_texts[index]
+        person = self.captions.person(path)
+        if person is not None and person.text == text:
+            self.statusBar().showMessage("That is already the caption", 4000)
+            return
+        source = "accepted" if index == 0 else "alternative"
+        self.change_caption(path, text, source, f"Take alternative {index + 1}")
+
+    def accept_caption(self) -> None:
+        """Mark the model's caption shown as checked."""
+        path = self.session.current_path
+        if path is None:
+            return
+        person = self.captions.person(path)
+        if person is not None and person.written_by_person:
+            self.statusBar().showMessage("This caption is yours: it is checked already", 4000)
+            return
+        text = self.shown_caption()
+        if not text:
+            self.statusBar().showMessage("There is no caption to accept yet", 4000)
+        elif person is not None and person.text == text:
+            self.statusBar().showMessage("This caption is checked already", 4000)
+        else:
+            self.change_caption(path, text, "accepted", "Accept caption")
+
+    def undo(self) -> None:
+        index = self.undo_stack.index()
+        if index > 0:
+            path = self.undo_stack.command(index - 1).path
+            self.undo_stack.undo()
+            self._reveal(path)
+
+    def redo(self) -> None:
+        index = self.undo_stack.index()
+        if index < self.undo_stack.count():
+            path = self.undo_stack.command(index).path
+            self.undo_stack.redo()
+            self._reveal(path)
+
+    def _reveal(self, path: str) -> None:
+        """Show the photo an undo or redo changed, when the list shows it."""
+        row = self.image_model.row_of(path)
+        shown = row is not None and not self.image_list.isRowHidden(row)
+        if shown and row != self.image_list.currentIndex().row():
+            self.select_row(row)
+
+    def next_unchecked(self) -> None:
+        """The next photo down the list (round to the top) whose caption is not checked."""
+        rows = self._visible_rows()
+        current = self.image_list.currentIndex().row()
+        after = [row for row in rows if row > current] + [row for row in rows if row <= current]
+        for row in after:
+            if not self.image_model.item(row).checked and row != current:
+                self.select_row(row)
+                return
+        self.statusBar().showMessage("Every photo in the list is checked", 6000)
+
+    # Search.
+
+    def focus_search(self) -> None:
+        self.docks["images"].show()
+        self.search.box.setFocus()
+        self.search.box.selectAll()
+
+    def apply_search(self, query: str, filter: str) -> None:
+        """Show only the listed photos whose captions match `query` (the library's search:
+        whole words and beginnings of words, any case, accents ignored) and `filter`."""
+        matches = self.captions.search(query, filter) if query else None
+        words = _folded(query).split()
+        shown = 0
+        for row, item in enumerate(self.image_model.items()):
+            visible = _passes(item.state, filter) and (
+                not words
+                or (matches is not None and os.path.abspath(item.path) in matches)
+                or _prefixes_match(words, item.caption)
+            )
+            self.image_list.setRowHidden(row, not visible)
+            shown += visible
+        total = self.image_model.rowCount()
+        if query or filter != "all":
+            self.statusBar().showMessage(f"{shown} of {total} photos shown", 4000)
+        current = self.image_list.currentIndex().row()
+        if shown and (current < 0 or self.image_list.isRowHidden(current)):
+            self.select_row(self._visible_rows()[0])
+
+    # Export.
+
+    def export_captions(self) -> None:
+        from gui.dialogs.export_captions import ExportDialog
+
+        if self.captions.library is None:
+            self.statusBar().showMessage(self.captions.problem or "No caption library", 8000)
+            return
+        selected = [
+            self.image_model.item(index.row()).path
+            for index in self.image_list.selectionModel().selectedRows()
+        ]
+        ExportDialog(self, self.captions, selected).exec()
 
     # Keys the focused widget leaves alone: images up/down, words left/right, Space plays.
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        typing = event.type() == QEvent.Type.KeyPress and _starts_typing(event)
+        if typing and watched in (self.image_list, self.words) and self.session.current_path:
+            self.start_editing(event.text())  # simply typing writes the caption
+            return True
         if watched is self.image_list and event.type() == QEvent.Type.KeyPress:
             if event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right) and not event.modifiers():
                 self.words.step(1 if event.key() == Qt.Key.Key_Right else -1)
@@ -629,7 +1120,9 @@ class MainWindow(QMainWindow):
 
     def keyPressEvent(self, event) -> None:
         key = event.key()
-        if key in (Qt.Key.Key_Up, Qt.Key.Key_Down):
+        if _starts_typing(event) and self.session.current_path is not None:
+            self.start_editing(event.text())
+        elif key in (Qt.Key.Key_Up, Qt.Key.Key_Down):
             self.step_image(1 if key == Qt.Key.Key_Down else -1)
         elif key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
             self.words.step(1 if key == Qt.Key.Key_Right else -1)
@@ -637,3 +1130,40 @@ class MainWindow(QMainWindow):
             self.heatmaps.toggle_play()
         else:
             super().keyPressEvent(event)
+
+
+def _starts_typing(event) -> bool:
+    """A key that starts writing the caption: a printable character, not Space (which plays
+    the words), with no Ctrl, Alt or Meta held."""
+    text = event.text()
+    blocked = (
+        Qt.KeyboardModifier.ControlModifier
+        | Qt.KeyboardModifier.AltModifier
+        | Qt.KeyboardModifier.MetaModifier
+    )
+    return (
+        len(text) == 1 and text.isprintable() and not text.isspace()
+        and not event.modifiers() & blocked
+    )  # fmt: skip
+
+
+def _folded(text: str) -> str:
+    """Lower case without accents: how the search compares words."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _prefixes_match(words: list[str], caption: str) -> bool:
+    """Every query word begins a word of `caption` (captions not in the library yet)."""
+    caption_words = "".join(c if c.isalnum() else " " for c in _folded(caption)).split()
+    return all(any(w.startswith(word) for w in caption_words) for word in words)
+
+
+def _passes(state: str, filter: str) -> bool:
+    if filter == "checked":
+        return state in ("accepted", "mine")
+    if filter == "unchecked":
+        return state not in ("accepted", "mine")
+    if filter == "mine":
+        return state == "mine"
+    return True

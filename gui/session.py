@@ -35,6 +35,7 @@ class Session(QObject):
     model_failed = Signal(str)  # why the model could not be loaded
     options_changed = Signal(object)  # DecodeOptions now in use
     result_ready = Signal(object)  # CaptionOutcome of the shown photo, fresh for model and options
+    photo_captioned = Signal(object)  # CaptionOutcome of any photo, fresh for model and options
     caption_failed = Signal(object)  # CaptionFailure of any photo
     display_ready = Signal(str)  # path whose viewer copy is now cached
     batch_progress = Signal(int, int)  # done, total
@@ -175,6 +176,10 @@ class Session(QObject):
         """The viewer's copy of `path` (PIL for blending heatmaps, Qt for drawing), if cached."""
         return self._displays.get(path) if path is not None else None
 
+    def request_display(self, path: str) -> None:
+        """Ask the worker for `path`'s viewer copy only (its caption is known)."""
+        self.worker.request_display(path, self.generation)
+
     def request_caption(self, path: str, *, want_display: bool) -> bool:
         """Ask the worker for `path`'s caption (and its viewer copy if `want_display`); without a
         model only for the viewer copy. True if a caption is on its way."""
@@ -203,6 +208,7 @@ class Session(QObject):
         if not fresh:
             return
         self._results.put(path, outcome)
+        self.photo_captioned.emit(outcome)
         if path == self.current_path:
             self.result_ready.emit(outcome)
 
@@ -220,7 +226,8 @@ class Session(QObject):
     # Caption all.
 
     def pending_paths(self) -> list[str]:
-        """The listed photos without a caption for the current model and options."""
+        """The listed photos without a caption for the current model and options (those the
+        caption library holds are CAPTIONED)."""
         return [
             item.path
             for item in self.images.items()

@@ -118,6 +118,25 @@ class Settings:
         self.store.setValue("files/recent", [])
 
     @property
+    def library_path(self) -> str:
+        """The caption library file chosen in Settings; "" for the user's default one
+        (captioner.library.default_library_path, shared with the batch command)."""
+        return str(self.store.value("library/path", "") or "")
+
+    @library_path.setter
+    def library_path(self, path: str) -> None:
+        self.store.setValue("library/path", path)
+
+    @property
+    def sidecars(self) -> bool:
+        """Whether photo.txt beside each photo is kept in step with the person's caption."""
+        return self._bool("library/sidecars", False)
+
+    @sidecars.setter
+    def sidecars(self, value: bool) -> None:
+        self.store.setValue("library/sidecars", value)
+
+    @property
     def first_run(self) -> bool:
         return not self._bool("app/started_before", False)
 

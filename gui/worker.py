@@ -68,6 +68,7 @@ class ModelInfo:
     copy_words: frozenset[str] = frozenset()  # every word the copy path says: nouns, plurals
     card: str = ""  # the model card (README.md in the model directory), if it has one
     shapes: bool = False  # the shapes model: it knows circles and squares, not photos
+    identity: str = ""  # a hash of config and weights: the caption library keys captions by it
 
     @property
     def copies_nouns(self) -> bool:
@@ -83,6 +84,7 @@ class CaptionOutcome:
     display: Image.Image | None  # the viewer's copy, when it was asked for
     encoded: bool  # False when the features came from the cache and only decode ran
     seconds: float
+    file: object = None  # captioner.library's FileState of the photo read, for the library
 
 
 @dataclass
@@ -283,6 +285,7 @@ class CaptionWorker(QObject):
                 ),
                 card=card_text,
                 shapes=is_shapes_model(captioner.name),
+                identity=_identity(captioner, path),
             )
         )
 
@@ -318,8 +321,19 @@ class CaptionWorker(QObject):
                 job.path, batch.features
             )  # the engine stored them in the batch
         seconds = time.perf_counter() - start
+        from captioner.library.files import file_state
+
         self.captioned.emit(
-            CaptionOutcome(job.path, job.generation, job.options, result, display, encoded, seconds)
+            CaptionOutcome(
+                job.path,
+                job.generation,
+                job.options,
+                result,
+                display,
+                encoded,
+                seconds,
+                file=file_state(job.path),
+            )  # fmt: skip
         )
 
     def _display(self, job: _DisplayJob) -> None:
@@ -365,6 +379,17 @@ def load_display(path: str, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
     if max(display.size) > DISPLAY_MAX_SIDE:
         display.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BICUBIC)
     return display
+
+
+def _identity(captioner, path) -> str:
+    """The model's identity for the caption library (Captioner.identity, a hash of its config
+    and weights); a hash of its directory's name where this captioner has none."""
+    try:
+        return captioner.identity
+    except AttributeError:
+        import hashlib
+
+        return hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()
 
 
 def is_shapes_model(name: str) -> bool:

@@ -24,6 +24,9 @@ from captioner.vocab import Vocabulary
 # the user's.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="captioner-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
+# The caption library (captioner.library.default_library_path) likewise: never the user's.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="captioner-test-data-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], True)
 
 PHOTO_CAPTIONS = {
     "astronaut": "a woman in a white space suit",
@@ -86,13 +89,20 @@ def tiny_captioner(photos) -> Captioner:
 GUI_WAIT_MS = 90_000  # two busy cores: a model load or a caption can take seconds
 
 
-def show_main_window(qtbot, settings, model_dir: str, data_dir: str, paths=(), wait=True):
+def show_main_window(
+    qtbot, settings, model_dir: str, data_dir: str, paths=(), wait=True, library_path=None
+):
     """The app's main window on `paths`, shown; with `wait`, once its model has loaded or
-    failed to. Qt is imported here, so tests without the app do not load it."""
+    failed to. Its caption library is `library_path`, else a new one in `data_dir`, so no
+    test sees another's captions. Qt is imported here, so tests without the app load it not."""
     from gui.main_window import MainWindow
 
     window = MainWindow(
-        settings, paths=[str(p) for p in paths], model_dir=model_dir, data_dir=data_dir
+        settings,
+        paths=[str(p) for p in paths],
+        model_dir=model_dir,
+        data_dir=data_dir,
+        library_path=str(library_path or os.path.join(data_dir, "library.sqlite3")),
     )
     qtbot.addWidget(window)
     window.show()

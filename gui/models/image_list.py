@@ -28,6 +28,13 @@ class ImageItem:
     thumbnail: QPixmap | None = None
     thumbnail_requested: bool = False
     real_path: str = ""  # symbolic links resolved: one row per file, however it was reached
+    # Whose caption it is (captioner.library's Entry.state): "model", "accepted" (the
+    # model's, checked by the person), "mine" (written by the person) or "none".
+    state: str = "none"
+
+    @property
+    def checked(self) -> bool:
+        return self.state in ("accepted", "mine")
 
     @property
     def name(self) -> str:
@@ -38,6 +45,15 @@ StatusRole = Qt.ItemDataRole.UserRole + 1
 PathRole = Qt.ItemDataRole.UserRole + 2
 CaptionRole = Qt.ItemDataRole.UserRole + 3
 ErrorRole = Qt.ItemDataRole.UserRole + 4
+CaptionStateRole = Qt.ItemDataRole.UserRole + 5
+
+# What the list's marker means, in words (its tooltip and what a screen reader says).
+STATE_TEXT = {
+    "model": "the model's caption, not checked yet",
+    "accepted": "checked: the model's caption, accepted",
+    "mine": "checked: written by you",
+    "none": "",
+}
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -63,7 +79,10 @@ class ImageListModel(QAbstractListModel):
             return item.name
         if role == Qt.ItemDataRole.ToolTipRole:
             detail = item.error if item.status is Status.FAILED else item.caption
-            return f"{item.path}\n{detail}" if detail else item.path
+            state = STATE_TEXT[item.state]
+            return "\n".join(filter(None, [item.path, detail, state and f"({state})"]))
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return ", ".join(filter(None, [item.name, item.caption, STATE_TEXT[item.state]]))
         if role == Qt.ItemDataRole.DecorationRole:
             if item.thumbnail is None and not item.thumbnail_requested:
                 item.thumbnail_requested = True
@@ -77,6 +96,8 @@ class ImageListModel(QAbstractListModel):
             return item.caption
         if role == ErrorRole:
             return item.error
+        if role == CaptionStateRole:
+            return item.state
         return None
 
     def add_paths(self, paths: list[str]) -> list[int]:
@@ -124,6 +145,17 @@ class ImageListModel(QAbstractListModel):
         item = self._items[row]
         item.status = status
         item.error = error
+        if caption is not None:
+            item.caption = caption
+        self._changed(row)
+
+    def set_caption_state(self, path: str, state: str, caption: str | None) -> None:
+        """Whose caption the photo has (see ImageItem.state), and the caption to list."""
+        row = self._rows.get(path)
+        if row is None:
+            return
+        item = self._items[row]
+        item.state = state
         if caption is not None:
             item.caption = caption
         self._changed(row)

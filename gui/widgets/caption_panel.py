@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QSizePolicy,
     QSlider,
     QToolButton,
@@ -34,6 +35,7 @@ class CaptionWords(QWidget):
 
     word_hovered = Signal(int)  # index, or -1 when the pointer leaves the words
     word_selected = Signal(int)  # index, or -1 when the selection is cleared
+    edit_requested = Signal()  # a double-click: the person wants to write the caption
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -198,6 +200,12 @@ class CaptionWords(QWidget):
         else:
             super().mousePressEvent(event)
 
+    def mouseDoubleClickEvent(self, event) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.edit_requested.emit()
+        else:
+            super().mouseDoubleClickEvent(event)
+
     def keyPressEvent(self, event) -> None:
         key = event.key()
         if self._words and key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
@@ -233,12 +241,61 @@ class CaptionWords(QWidget):
         self.update()
 
 
+class CaptionEditor(QLineEdit):
+    """The caption being written: Enter keeps it, Esc cancels; both keys are its own even
+    where the window has a shortcut on them (Esc cancels "Caption all")."""
+
+    committed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Edit caption")
+        self.setPlaceholderText("Write the caption; Enter keeps it, Esc cancels")
+        font = QFont(self.font())
+        font.setPointSizeF(font.pointSizeF() * 1.5)
+        self.setFont(font)
+        self.setMaxLength(2000)  # captioner.library's limit on a caption
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and event.key() in (
+            Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter,
+        ):  # fmt: skip
+            event.accept()
+            return True
+        return super().event(event)
+
+    def focusOutEvent(self, event) -> None:
+        # Clicking another photo or panel keeps what was written; a menu or another window
+        # taking the focus for a while does not end the editing.
+        super().focusOutEvent(event)
+        passing = (Qt.FocusReason.PopupFocusReason, Qt.FocusReason.ActiveWindowFocusReason)
+        if self.isVisible() and event.reason() not in passing:
+            self.committed.emit(self.text())
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.committed.emit(self.text())
+        elif event.key() == Qt.Key.Key_Escape:
+            self.cancelled.emit()
+        else:
+            super().keyPressEvent(event)
+
+
 class CaptionPanel(QWidget):
-    """Under the photo: the caption, its score, and the heatmap controls."""
+    """Under the photo: the caption (or its editor), what the model said when the caption is
+    the person's, its score, and the heatmap controls."""
 
     def __init__(self, play_action: QAction, grid_action: QAction, parent=None) -> None:
         super().__init__(parent)
         self.words = CaptionWords()
+        self.editor = CaptionEditor()
+        self.editor.hide()
+        self.model_said = QLabel()  # for a person's caption: the model's words, to compare
+        self.model_said.setWordWrap(True)
+        self.model_said.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.model_said.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.model_said.hide()
         self.summary = ElidedLabel()  # a long timing line must not widen the window
         self.summary.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
@@ -263,13 +320,21 @@ class CaptionPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
         layout.addWidget(self.words)
+        layout.addWidget(self.editor)
+        layout.addWidget(self.model_said)
         layout.addLayout(controls)
+
+    def show_model_said(self, text: str) -> None:
+        """Under a person's caption, the model's words for it ("" hides the line)."""
+        self.model_said.setText(f"model said: {text}" if text else "")
+        self.model_said.setVisible(bool(text))
 
 
 class BeamList(QTreeWidget):
     """Every beam's caption with its score, best first; choosing one shows that caption."""
 
-    beam_chosen = Signal(int)
+    beam_chosen = Signal(int)  # shown (a click, the arrow keys)
+    beam_taken = Signal(int)  # taken as the photo's caption (a double-click, Enter)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -286,6 +351,16 @@ class BeamList(QTreeWidget):
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.setAccessibleName("Alternative captions")
         self.currentItemChanged.connect(self._on_current_changed)
+        self.itemDoubleClicked.connect(
+            lambda item, _column: self.beam_taken.emit(self.indexOfTopLevelItem(item))
+        )
+        self.setToolTip("Double-click or Enter takes a caption as the photo's (Ctrl+1…9)")
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentItem():
+            self.beam_taken.emit(self.indexOfTopLevelItem(self.currentItem()))
+        else:
+            super().keyPressEvent(event)
 
     def sizeHint(self) -> QSize:
         return QSize(360, 150)

@@ -17,10 +17,16 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
 )
 
-from gui.models.image_list import CaptionRole, ErrorRole, Status, StatusRole
+from gui.models.image_list import CaptionRole, CaptionStateRole, ErrorRole, Status, StatusRole
 
 THUMB = 64  # logical pixels
 PADDING = 6
+# The caption's marker, right of the file name: who wrote it, and whether it was checked.
+STATE_MARKERS = {
+    "model": ("model", QColor(128, 128, 128)),
+    "accepted": ("✓ checked", QColor(37, 99, 235)),
+    "mine": ("✎ mine", QColor(147, 51, 234)),
+}
 STATUS_COLOURS = {
     Status.CAPTIONED: QColor(46, 160, 67),
     Status.FAILED: QColor(218, 54, 51),
@@ -67,6 +73,12 @@ class ImageItemDelegate(QStyledItemDelegate):
         painter.setFont(name_font)
         painter.setPen(text_colour)
         name_height = painter.fontMetrics().height()
+        text_width -= self._paint_marker(
+            painter, option, QRect(text_left, rect.top() + PADDING + 2, text_width, name_height),
+            index.data(CaptionStateRole),
+        )  # fmt: skip
+        painter.setFont(name_font)
+        painter.setPen(text_colour)
         name = painter.fontMetrics().elidedText(
             index.data(Qt.ItemDataRole.DisplayRole), Qt.TextElideMode.ElideMiddle, text_width
         )
@@ -89,6 +101,25 @@ class ImageItemDelegate(QStyledItemDelegate):
             painter.drawText(QRect(text_left, line_top, text_width, metrics.height()), 0, line)
             line_top += metrics.lineSpacing()
         painter.restore()
+
+    def _paint_marker(self, painter: QPainter, option, line: QRect, state: str | None) -> int:
+        """The caption's marker at the right end of the name's line; returns its width."""
+        marker = STATE_MARKERS.get(state or "")
+        if marker is None:
+            return 0
+        text, colour = marker
+        font = QFont(option.font)
+        font.setPointSizeF(font.pointSizeF() * 0.85)
+        painter.setFont(font)
+        metrics = painter.fontMetrics()
+        width = metrics.horizontalAdvance(text) + 10
+        pill = QRect(line.right() - width, line.top(), width, line.height())
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(colour, 1))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRoundedRect(pill.adjusted(0, 1, 0, -1), 6, 6)
+        painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)
+        return width + 4
 
     def _paint_thumbnail(self, painter, option, rect: QRect, pixmap: QPixmap | None) -> None:
         painter.fillRect(rect, option.palette.color(QPalette.ColorRole.AlternateBase))
