@@ -397,3 +397,34 @@ def test_a_file_that_is_no_library_is_kept_and_replaced_only_if_agreed(
             main_window_module.QMessageBox, "question",
             lambda *a, **k: QMessageBox.StandardButton.Yes,
         )  # fmt: skip
+
+
+def test_export_the_selected_photos_and_keep_sidecars_in_step(
+    qtbot, open_window, photo_dir, tmp_path
+):
+    from gui.dialogs.export_captions import ExportDialog
+
+    window = open_window([photo_dir])
+    wait_for_caption(qtbot, window, "astronaut")
+    window.actions.sidecars.setChecked(True)  # Settings: keep photo.txt in step
+    edit(qtbot, window, "Eileen in orbit")
+    assert (photo_dir / "astronaut.txt").read_text("utf-8") == "Eileen in orbit\n"
+    window.step_image(1)
+    wait_for_caption(qtbot, window, "chelsea")
+    window.actions.accept.trigger()
+    assert (photo_dir / "chelsea.txt").read_text("utf-8") == PHOTO_CAPTIONS["chelsea"] + "\n"
+
+    window.select_row(1)  # only the cat
+    dialog = ExportDialog(window, window.captions, [str(photo_dir / "chelsea.png")])
+    dialog.format.setCurrentIndex(dialog.format.findData("jsonl"))
+    assert dialog.only_selected.isChecked()
+    out = tmp_path / "out.jsonl"
+    dialog.export(str(out))
+    lines = out.read_text("utf-8").splitlines()
+    assert len(lines) == 1 and PHOTO_CAPTIONS["chelsea"] in lines[0]
+    dialog = ExportDialog(window, window.captions, [])
+    dialog.format.setCurrentIndex(dialog.format.findData("csv"))
+    assert dialog.every.isChecked()
+    dialog.export(str(tmp_path / "all.csv"))
+    text = (tmp_path / "all.csv").read_text("utf-8")
+    assert "Eileen in orbit" in text and PHOTO_CAPTIONS["chelsea"] in text

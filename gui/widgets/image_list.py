@@ -108,6 +108,10 @@ class ImageItemDelegate(QStyledItemDelegate):
         if marker is None:
             return 0
         text, colour = marker
+        if option.state & QStyle.StateFlag.State_Selected:  # readable on the selection
+            colour = option.palette.color(
+                QPalette.ColorGroup.Active, QPalette.ColorRole.HighlightedText
+            )
         font = QFont(option.font)
         font.setPointSizeF(font.pointSizeF() * 0.85)
         painter.setFont(font)
