@@ -220,17 +220,45 @@ class Captioner:
     def caption(
         self,
         images: ImageSource | Sequence[ImageSource],
-        options: DecodeOptions = DecodeOptions(),
+        options: DecodeOptions | None = None,
         *,
+        beam_size: int | None = None,
+        max_length: int | None = None,
+        length_penalty: float | None = None,
+        no_repeat_ngram_size: int | None = None,
+        consensus_samples: int | None = None,
         batch_size: int = 16,
     ) -> list[CaptionResult] | CaptionResult:
         """Caption photos given as paths or PIL images, with the engine (captioner/pipeline.py)
         in this process: worker processes would cost more to start than they save here.
 
+        How to search: a DecodeOptions, or its fields as keywords (`beam_size=3`), not both;
+        neither is DecodeOptions(). Keywords are checked as DecodeOptions checks them.
+
         One image: returns its result, and raises ImageError if it cannot be read (reading
         that fails unexpectedly included). A list: returns a result per item in order; an
         unreadable item gets `error` set and the others are still captioned.
         """
+        # Scripts written for the older API pass keywords; a DecodeOptions is the newer way.
+        # Mixing them would leave unclear which value wins, so it is refused.
+        overrides = {
+            name: value
+            for name, value in {
+                "beam_size": beam_size,
+                "max_length": max_length,
+                "length_penalty": length_penalty,
+                "no_repeat_ngram_size": no_repeat_ngram_size,
+                "consensus_samples": consensus_samples,
+            }.items()
+            if value is not None
+        }
+        if options is not None and overrides:
+            raise TypeError(
+                "caption() takes a DecodeOptions or its fields as keywords, not both: got "
+                f"options and {', '.join(overrides)}"
+            )
+        if options is None:
+            options = DecodeOptions(**overrides)
         single = _is_single(images)
         batches = photo_batches(self, [images] if single else images, batch_size=batch_size)
         results = [result for batch in caption_batches(self, batches, options) for result in batch]

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-@dataclass
+# repr=False: the generated repr would print every array in full, thousands of lines for one
+# result with its beams; __repr__ below gives what a person printing a result wants to see.
+@dataclass(repr=False)
 class CaptionResult:
     """A caption for one image, with where the decoder looked and what its cell did per word."""
 
@@ -24,6 +26,24 @@ class CaptionResult:
     beams: list[CaptionResult] = field(default_factory=list)  # all hypotheses, best first
     source: str | None = None  # the path, or a description of an in-memory image
     error: str | None = None  # set instead of a caption when the image could not be used
+
+    def __repr__(self) -> str:
+        if self.error is not None:
+            return f"CaptionResult(source={self.source!r}, error={self.error!r})"
+        shapes = ", ".join(
+            f"{name}={tuple(array.shape)}"
+            for name, array in [
+                ("alphas", self.alphas),
+                ("context_gate", self.context_gate),
+                *sorted(self.gates.items()),
+                ("copy_gate", self.copy_gate),
+            ]
+            if array is not None
+        )
+        return (
+            f"CaptionResult(text={self.text!r}, score={self.score:.4f}, source={self.source!r}, "
+            f"{shapes}, beams={len(self.beams)})"
+        )
 
     @classmethod
     def failed(cls, source: str, error: str) -> CaptionResult:
