@@ -8,8 +8,9 @@ import inspect
 import pytest
 from conftest import PHOTO_CAPTIONS
 
-from captioner import Captioner, CaptionResult
+from captioner import Captioner, CaptionResult, ImageError
 from captioner.options import DecodeOptions
+from captioner.photos.images import load_image
 
 
 def test_caption_takes_decode_options_as_keywords(tiny_captioner, photos):
@@ -48,3 +49,12 @@ def test_caption_result_repr_is_short(tiny_captioner, photos):
     assert "beams=3" in text
     failed = CaptionResult.failed("notes.jpg", "not an image")
     assert repr(failed) == "CaptionResult(source='notes.jpg', error='not an image')"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_a_tiny_file_is_not_an_image_whatever_its_size(tmp_path, size):
+    path = tmp_path / "tiny.jpg"
+    path.write_bytes(b"\x07" * size)
+    with pytest.raises(ImageError) as caught:
+        load_image(path)
+    assert caught.value.reason == "not an image, or an image format that cannot be read"

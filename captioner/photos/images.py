@@ -8,6 +8,7 @@ names the file and says what is wrong, instead of deep inside the model.
 import functools
 import os
 import stat
+import struct
 import warnings
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
@@ -241,9 +242,19 @@ def _unidentified_reason(head: bytes) -> str:
     # Each plugin's accept function only compares the leading bytes: the plugin never runs.
     Image.init()
     for format_name, (_, accept) in Image.OPEN.items():
-        if format_name not in ALLOWED_FORMATS and accept is not None and accept(head):
+        if format_name not in ALLOWED_FORMATS and accept is not None and _accepts(accept, head):
             return f"format not supported: {format_name}"
     return "not an image, or an image format that cannot be read"
+
+
+def _accepts(accept: Callable[[bytes], object], head: bytes) -> bool:
+    """Whether a plugin's accept function takes `head`. Some read a fixed number of bytes and
+    raise on a shorter file (BMP's reads 4); Image.open counts such an error as "not this
+    format", and so does this."""
+    try:
+        return bool(accept(head))
+    except (SyntaxError, IndexError, TypeError, struct.error):
+        return False
 
 
 def _looks_like_svg(head: bytes) -> bool:
