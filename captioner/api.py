@@ -26,7 +26,14 @@ from captioner.pipeline import caption_batches, photo_batches
 from captioner.registry import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, resolve_model
 from captioner.results import CaptionResult
 from captioner.rules import BANNED_IDS
-from captioner.vocab import Vocabulary, fix_articles
+from captioner.taught import (
+    TaughtExample,
+    box_weights,
+    build_taught,
+    check_word,
+    example_vectors,
+)
+from captioner.vocab import SPECIAL_TOKENS, Vocabulary, fix_articles
 
 
 class Captioner:
@@ -54,6 +61,10 @@ class Captioner:
         self.backend = resolve_backend(backend, self.device)
         # What encode runs: the encoder itself, or its graph in ONNX Runtime.
         self._run_encoder = onnx_encoder(self.encoder) if self.backend == "onnx" else self.encoder
+        # Taught words (teach, forget): their examples, and the vocabulary the model's captions
+        # are read with, which has the words the model did not know (ids from vocab_size on).
+        self._taught: dict[str, list[TaughtExample]] = {}
+        self._words = vocab
 
     @classmethod
     def load(
@@ -119,6 +130,123 @@ class Captioner:
             digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
+
+    @functools.cached_property
+    def encoder_identity(self) -> str:
+        """A SHA-256 (hex) of what makes the encoder's features: its config, and its weights
+        when they are the model's own (fine-tuned). Taught words' examples are features, so
+        they apply to every model with this encoder identity and to no other."""
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self.encoder.config)).encode())
+        if self.encoder.trainable:
+            for name, tensor in sorted(self.encoder.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+        return digest.hexdigest()
+
+    @property
+    def can_learn_words(self) -> bool:
+        """Whether taught words can be said: only a copy model copies nouns from the image."""
+        return self.decoder.copy_head is not None
+
+    def teach(
+        self,
+        word: str,
+        photos: ImageSource | Sequence[ImageSource],
+        boxes: Sequence[Sequence[float] | None] | None = None,
+    ) -> list[TaughtExample]:
+        """Teach `word` (a noun of one or two words) from photos that show it; the next
+        caption can say it. Returns the examples added (what the caption library stores):
+        a photo already taught for the word (same file and box, or the same features) adds
+        none. boxes: per photo (left, top, right, bottom) as fractions of its size, or None;
+        without a box the example is the cells the model attends to when it names the photo's
+        main thing (the word the copy gate is highest at), which is what the person corrects.
+
+        ValueError: a word that is no noun, a model without a copy path, a bad box;
+        ImageError: a photo that cannot be read (it no longer exists)."""
+        word = check_word(word)
+        if not self.can_learn_words:
+            raise ValueError(
+                f"the model {self.name!r} has no copy path: it cannot say taught words "
+                "(load a copy model, such as 'default')"
+            )
+        sources = [photos] if _is_single(photos) else list(photos)
+        boxes = list(boxes) if boxes is not None else [None] * len(sources)
+        if len(boxes) != len(sources):
+            raise ValueError(f"{len(sources)} photos but {len(boxes)} boxes")
+        features = self.encode(sources)  # (photos, gh, gw, encoder_dim)
+        grid = tuple(features.shape[1:3])
+        unboxed = [i for i, box in enumerate(boxes) if box is None]
+        results = self.decode(features[unboxed]) if unboxed else []
+        attended = dict(zip(unboxed, results, strict=True))
+        known = self._taught.get(word, [])
+        added = []
+        for i, (source, box) in enumerate(zip(sources, boxes, strict=True)):
+            if box is not None:
+                box = tuple(float(v) for v in box)
+                weights = box_weights(grid, box)  # (gh, gw)
+            else:
+                weights = _named_cells(attended[i])  # (gh, gw)
+            vector, background = example_vectors(features[i].cpu(), weights)
+            path = os.fspath(source) if isinstance(source, str | os.PathLike) else None
+            example = TaughtExample(word, vector, background, path, box)
+            if not any(_same_example(example, other) for other in known + added):
+                added.append(example)
+        if added:
+            self._set_taught({**self._taught, word: known + added})
+        return added
+
+    def add_examples(self, examples: Sequence[TaughtExample]) -> None:
+        """Use examples taught before (from the caption library) as `teach` would."""
+        if not examples:
+            return
+        taught = {word: list(known) for word, known in self._taught.items()}
+        for example in examples:
+            taught.setdefault(check_word(example.word), []).append(example)
+        self._set_taught(taught)
+
+    def forget(self, word: str, source: str | os.PathLike | None = None) -> bool:
+        """Forget a taught word, or only its examples from the photo `source`; False if there
+        was nothing to forget."""
+        word = " ".join(word.split()).lower()
+        if word not in self._taught:
+            return False
+        kept = []
+        if source is not None:
+            kept = [e for e in self._taught[word] if e.source != os.fspath(source)]
+            if len(kept) == len(self._taught[word]):
+                return False
+        taught = {w: examples for w, examples in self._taught.items() if w != word}
+        if kept:
+            taught[word] = kept
+        self._set_taught(taught)
+        return True
+
+    def taught_words(self) -> dict[str, list[TaughtExample]]:
+        """Every taught word and its examples, in the order they were taught."""
+        return {word: list(examples) for word, examples in self._taught.items()}
+
+    def _set_taught(self, taught: dict[str, list[TaughtExample]]) -> None:
+        """Rebuild what the copy head reads (milliseconds, even for 200 words: no training)."""
+        if not taught:
+            self._taught, self._words = {}, self.vocab
+            self.decoder.set_taught(None)
+            return
+        backgrounds = {}
+        for word, examples in taught.items():
+            around = [e.background for e in examples if e.background is not None]
+            if around:
+                backgrounds[word] = torch.stack(around)  # (examples with one, encoder_dim)
+        decoder = self.decoder
+        nouns, new_words = build_taught(
+            {word: torch.stack([e.vector for e in examples]) for word, examples in taught.items()},
+            backgrounds,
+            self.vocab.stoi,
+            decoder.config.vocab_size,
+            decoder.embedding.weight.detach()[decoder.noun_singular_ids],
+        )
+        words = Vocabulary(self.vocab.itos[len(SPECIAL_TOKENS) :] + new_words)
+        self._taught, self._words = taught, words
+        decoder.set_taught(nouns)
 
     def save(self, path: str | os.PathLike, extra_config: dict | None = None) -> Path:
         """Write config.json, vocab.json, model.safetensors (encoder weights only if fine-tuned)."""
@@ -269,7 +397,7 @@ class Captioner:
         return results[0]
 
     def _to_result(self, hypothesis: Hypothesis, grid_shape: tuple[int, int]) -> CaptionResult:
-        tokens = fix_articles(self.vocab.decode(hypothesis.token_ids))
+        tokens = fix_articles(self._words.decode(hypothesis.token_ids))
         return CaptionResult(
             text=" ".join(tokens),
             tokens=tokens,
@@ -280,6 +408,20 @@ class Captioner:
             gates=hypothesis.gates,
             copy_gate=hypothesis.copy_gate,
         )
+
+
+def _named_cells(result: CaptionResult) -> torch.Tensor:
+    """(grid_h, grid_w) attention of the caption's word with the highest copy gate: where
+    the model looked when it named the photo's thing."""
+    word = int(result.copy_gate.argmax()) if result.copy_gate is not None else 0
+    return torch.as_tensor(result.alphas[word])
+
+
+def _same_example(a: TaughtExample, b: TaughtExample) -> bool:
+    """One photo taught twice: the same file and box, or the same features."""
+    if a.source is not None and (a.source, a.box) == (b.source, b.box):
+        return True
+    return bool(torch.nn.functional.cosine_similarity(a.vector, b.vector, dim=0) > 0.9999)
 
 
 def _is_single(images) -> bool:

@@ -62,7 +62,7 @@ def beam_search(
     batch, k = features.shape[0], beam_size
     num_return = min(num_return or k, k)
     memory = decoder.prepare(features)
-    vocab_size = decoder.config.vocab_size
+    vocab_size = memory.word_count or decoder.config.vocab_size  # taught words add ids
     state = decoder.initial_state(memory).repeat_rows(k)
     words = torch.full((batch * k,), start_id, dtype=torch.long, device=features.device)
 
@@ -72,6 +72,7 @@ def beam_search(
         banned_ids=banned_ids,
         no_repeat_ngram_size=no_repeat_ngram_size,
         device=features.device,
+        taught=memory.taught,
     )
     # At the length limit a caption can only end, in place of the rules: a copy model's
     # caption that has named nothing by then ends too.

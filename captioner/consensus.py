@@ -61,6 +61,7 @@ def sample_captions(
         banned_ids=banned_ids,
         no_repeat_ngram_size=no_repeat_ngram_size,
         device=device,
+        taught=memory.taught,
     )
     noise = ImageNoise(batch, n, SAMPLING_SEED)
 

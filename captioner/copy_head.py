@@ -16,11 +16,14 @@ photos, the ImageNet head does. A second switch picks the singular or the plural
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from captioner.taught import TaughtNouns
 
 # Share of each cell's noun distribution spread evenly over all nouns. Without it a noun that
 # the ImageNet head gives no probability anywhere (float32 rounds e^-120 to 0) would have a
@@ -41,6 +44,9 @@ class CopyMemory(NamedTuple):
     # plural is: a noun whose plural is its singular ("sheep") names one word twice.
     copy_words: torch.Tensor  # (distinct words,)
     copy_slots: torch.Tensor  # (2 * copy_nouns,) indices into copy_words
+    # Words taught from the caption library (taught.py), copied as further nouns: then
+    # copy_nouns above counts them too, and word ids reach taught.word_count.
+    taught: TaughtNouns | None = None
 
 
 class CopyHead(nn.Module):
@@ -108,10 +114,10 @@ class CopyHead(nn.Module):
             classes = F.linear(features.float(), self.noun_head_weight, self.noun_head_bias)
             return classes.log_softmax(-1)
 
-    def prepare(self, features: torch.Tensor) -> CopyMemory:
+    def prepare(self, features: torch.Tensor, taught: TaughtNouns | None = None) -> CopyMemory:
         """(batch, grid_h, grid_w, encoder_dim) raw encoder features -> the per-image memory
         `forward` reads. The classifier reads the features it was trained on: before layer
-        normalisation and coordinates."""
+        normalisation and coordinates. taught: words to copy beside the table's nouns."""
         with _full_precision(features):
             cells = features.flatten(1, 2).float()  # (batch, num_pixels, encoder_dim)
             classes = F.linear(cells, self.noun_head_weight, self.noun_head_bias).softmax(-1)
@@ -124,10 +130,15 @@ class CopyHead(nn.Module):
             mass = classes @ named  # (batch, num_pixels)
             total = nouns.sum(-1, keepdim=True)
             nouns = nouns / total.clamp_min(torch.finfo(nouns.dtype).tiny)
+            singular, plural = self.noun_singular_ids, self.noun_plural_ids
+            if taught is not None:
+                nouns, mass = _with_taught(nouns, mass, taught.cell_probs(cells))
+                singular = torch.cat([singular, taught.singular_ids])
+                plural = torch.cat([plural, taught.plural_ids])
             smoothed = nouns * (1.0 - COPY_SMOOTHING) + COPY_SMOOTHING / nouns.shape[-1]
-        ids = torch.cat([self.noun_singular_ids, self.noun_plural_ids])  # (2 * copy_nouns,)
+        ids = torch.cat([singular, plural])  # (2 * copy_nouns,)
         words, slots = torch.unique(ids, return_inverse=True)
-        return CopyMemory(smoothed, mass, words, slots)
+        return CopyMemory(smoothed, mass, words, slots, taught)
 
     def forward(
         self, logits: torch.Tensor, hidden: torch.Tensor, alpha: torch.Tensor, memory: CopyMemory
@@ -154,7 +165,11 @@ class CopyHead(nn.Module):
             # In place and fused, as the vocabulary is the step's largest tensor: the output
             # layer's result is not needed for its backward, and log_softmax(z) + log(1 - g)
             # is z - (logsumexp(z) - log(1 - g)).
-            generated = logits.float().index_fill_(1, memory.copy_words, -math.inf)
+            generated = logits.float()
+            if memory.taught is not None:  # the new words' ids, which only copying says
+                extra = memory.taught.word_count - generated.shape[1]
+                generated = F.pad(generated, (0, extra), value=-math.inf)  # (rows, word_count)
+            generated = generated.index_fill_(1, memory.copy_words, -math.inf)
             shift = generated.logsumexp(-1, keepdim=True) - F.logsigmoid(-gate)  # (rows, 1)
             generated = generated - shift  # (rows, vocab_size)
             # A word reached twice (a plural that is its singular: "sheep") gets both shares,
@@ -167,6 +182,20 @@ class CopyHead(nn.Module):
             total = copied.new_zeros((rows, words)).scatter_add(1, slots, shares).log() + peak
             mixed = generated.scatter_(1, memory.copy_words.expand(rows, -1), total)
             return mixed, torch.sigmoid(gate).squeeze(-1)
+
+
+def _with_taught(
+    nouns: torch.Tensor, mass: torch.Tensor, taught: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A cell's noun distribution (batch, num_pixels, copy_nouns) and named share (batch,
+    num_pixels), with the taught words' probabilities (batch, num_pixels, words) beside them:
+    a cell that surely shows a taught word gives it (nearly) all of the cell's copy
+    distribution, and counts as a named thing for the gate, however little the ImageNet head
+    makes of it. Returns (batch, num_pixels, copy_nouns + words) and (batch, num_pixels)."""
+    share = taught.sum(-1, keepdim=True).clamp(max=1.0)  # (batch, num_pixels, 1)
+    split = taught / taught.sum(-1, keepdim=True).clamp_min(torch.finfo(taught.dtype).tiny)
+    nouns = torch.cat([nouns * (1.0 - share), split * share], -1)
+    return nouns, mass + (1.0 - mass) * share.squeeze(-1)
 
 
 def _full_precision(tensor: torch.Tensor) -> torch.autocast:

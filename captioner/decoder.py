@@ -22,6 +22,7 @@ from torch import nn
 
 from captioner.attention import ATTENTION_ACTIVATIONS, CONTEXT_GATES, Attention
 from captioner.copy_head import CopyHead, CopyMemory
+from captioner.taught import TaughtNouns
 
 # Pre-activation blocks per cell: LSTM (input, forget, cell, output), GRU (reset, update, new).
 GATE_BLOCKS = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -123,6 +124,7 @@ class ImageMemory(NamedTuple):
     noun_mass: torch.Tensor | None = None  # (batch, num_pixels)
     copy_words: torch.Tensor | None = None  # (distinct words,)
     copy_slots: torch.Tensor | None = None  # (2 * copy_nouns,)
+    taught: TaughtNouns | None = None
 
     def select_images(self, images: torch.Tensor) -> ImageMemory:
         """The memory of `images` (indices into the batch) alone, in that order."""
@@ -136,7 +138,15 @@ class ImageMemory(NamedTuple):
         )
 
     def copy_memory(self) -> CopyMemory:
-        return CopyMemory(self.noun_probs, self.noun_mass, self.copy_words, self.copy_slots)
+        return CopyMemory(
+            self.noun_probs, self.noun_mass, self.copy_words, self.copy_slots, self.taught
+        )
+
+    @property
+    def word_count(self) -> int | None:
+        """The number of word ids a step scores when words are taught (vocab_size and the
+        taught words'), else None: then it is the model's vocab_size."""
+        return self.taught.word_count if self.taught is not None else None
 
 
 class StepOutput(NamedTuple):
@@ -202,6 +212,9 @@ class Decoder(nn.Module):
             if c.copy_nouns
             else None
         )
+        # Words taught from the caption library, copied beside the table's nouns (taught.py):
+        # a plain attribute, so no model file, state_dict or identity ever holds them.
+        self.taught: TaughtNouns | None = None
         self.register_state_dict_post_hook(_save_flat_names)
         self.register_load_state_dict_pre_hook(_load_flat_names)
 
@@ -230,6 +243,15 @@ class Decoder(nn.Module):
         if self.copy_head is None:
             raise ValueError("this decoder has no copy mechanism (copy_nouns is 0)")
         self.copy_head.attach(head_weight, head_bias, class_to_noun, singular_ids, plural_ids)
+
+    def set_taught(self, taught: TaughtNouns | None) -> None:
+        """Copy these taught words from the next `prepare` on (None: none). A search already
+        under way keeps the words its memory was prepared with."""
+        if taught is not None and self.copy_head is None:
+            raise ValueError(
+                "this model has no copy path (copy_nouns is 0), so it cannot say taught words"
+            )
+        self.taught = taught
 
     def prepare(self, features: torch.Tensor) -> ImageMemory:
         """(batch, grid_h, grid_w, encoder_dim) -> the per-image memory `step` reads."""
@@ -261,7 +283,10 @@ class Decoder(nn.Module):
     def step(self, words: torch.Tensor, state: DecoderState, memory: ImageMemory) -> StepOutput:
         """One word for each of (batch * beams) rows; rows are grouped by image, beams inner."""
         batch = memory.features.shape[0]
-        embedded_words = self.embedding(words)  # (rows, embed_dim)
+        if memory.taught is not None:  # ids from vocab_size on are taught words
+            embedded_words = memory.taught.embed(self.embedding, words)  # (rows, embed_dim)
+        else:
+            embedded_words = self.embedding(words)  # (rows, embed_dim)
         # (rows, num_pixels), (rows, 1 or feature_dim)
         alpha, gate = self.attention(memory.attention_keys, state.h, embedded_words)
         if memory.projected_features is not None:  # a scalar gate: it scales the weights
@@ -311,7 +336,9 @@ class Decoder(nn.Module):
     def _copy_memory(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """The ImageMemory fields of the copy head, from (batch, grid_h, grid_w, encoder_dim)
         raw encoder features; none without one."""
-        return self.copy_head.prepare(features)._asdict() if self.copy_head is not None else {}
+        if self.copy_head is None:
+            return {}
+        return self.copy_head.prepare(features, self.taught)._asdict()
 
     def _word_scores(
         self, hidden: torch.Tensor, alpha: torch.Tensor, memory: ImageMemory

@@ -21,6 +21,7 @@ from typing import Protocol
 import torch
 
 from captioner.decoder import Decoder
+from captioner.taught import TaughtNouns
 from captioner.vocab import Vocabulary
 
 # Words the model never says: it learned no caption with them.
@@ -117,10 +118,13 @@ def decoding_rules(
     banned_ids: Sequence[int] = BANNED_IDS,
     no_repeat_ngram_size: int = 0,
     device: torch.device | str = "cpu",
+    taught: TaughtNouns | None = None,
 ) -> list[Rule]:
     """The rules every search of `decoder` applies, their tables on `device`. Of the decoder
-    they read only `config` and, for a copy model, `noun_singular_ids` and `noun_plural_ids`."""
-    vocab_size = decoder.config.vocab_size
+    they read only `config` and, for a copy model, `noun_singular_ids` and `noun_plural_ids`.
+    taught: the words taught to a copy model (the `taught` of the memory the search prepared),
+    nouns like the table's; their ids take the vocabulary to taught.word_count."""
+    vocab_size = taught.word_count if taught is not None else decoder.config.vocab_size
     rules: list[Rule] = [SpecialTokens(vocab_size, banned_ids, end_id, device)]
     if decoder.config.copy_nouns:
         # Every caption a copy model learned from names an object, and none puts two nouns side
@@ -132,6 +136,15 @@ def decoding_rules(
         noun_index = torch.arange(decoder.config.copy_nouns, device=device)
         noun_of_word[decoder.noun_singular_ids.to(device)] = noun_index
         noun_of_word[decoder.noun_plural_ids.to(device)] = noun_index
+        if taught is not None:
+            # A taught word is one more noun, its own column of EachNounOnce, and a two-word
+            # one ("coffee grinder") is one word id, so it stays one unit. A taught word the
+            # table already has keeps the table's column: it is the same noun.
+            count = decoder.config.copy_nouns
+            taught_index = torch.arange(count, count + len(taught.words), device=device)
+            for ids in (taught.singular_ids.to(device), taught.plural_ids.to(device)):
+                fresh = noun_of_word[ids] < 0
+                noun_of_word[ids[fresh]] = taught_index[fresh]
         rules += [CopyGrammar(noun_of_word, end_id), EachNounOnce(noun_of_word)]
     if no_repeat_ngram_size > 0:
         rules.append(NoRepeatNgram(no_repeat_ngram_size, end_id))
