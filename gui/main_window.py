@@ -417,12 +417,14 @@ class MainWindow(QMainWindow):
         if current.isValid():
             self.show_photo(current.data(PathRole))
 
-    def show_photo(self, path: str) -> None:
+    def show_photo(self, path: str, *, run_model: bool = False) -> None:
         """Show a photo with its caption; ask the worker for whatever is not cached. A caption
-        the library holds from this model and options is shown without running the model."""
+        the library holds from this model and options is shown without running the model,
+        unless `run_model` (the person changed the model or the options to see it again)."""
         if self._editing_path is not None and self._editing_path != path:
             self._finish_editing(self.caption_panel.editor.text())
         self.heatmaps.stop_play()
+        self._maps_asked = None  # the model asked for this photo (below, or for its heatmaps)
         self.session.select(path)
         if self.statusBar().currentMessage() == self._photo_error:
             self.statusBar().clearMessage()  # it was about the photo shown before
@@ -440,7 +442,7 @@ class MainWindow(QMainWindow):
             self._show_result(outcome)
             if display is not None:
                 return
-        elif self._known(path):
+        elif self._known(path) and not run_model:
             self._show_library_caption(path)
             if display is None:
                 self.session.request_display(path)
@@ -448,11 +450,12 @@ class MainWindow(QMainWindow):
         else:
             self._show_no_caption(item)
         if self.session.request_caption(path, want_display=display is None):
+            self._maps_asked = path
             self.viewer.set_busy(True)
 
-    def _show_current_photo_again(self) -> None:
+    def _show_current_photo_again(self, *, run_model: bool = False) -> None:
         if self.session.current_path is not None:
-            self.show_photo(self.session.current_path)
+            self.show_photo(self.session.current_path, run_model=run_model)
 
     def _show_no_caption(self, item: ImageItem) -> None:
         self.session.clear_caption()
@@ -670,9 +673,20 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self.settings_panel.show_model_loading()
         self.statusBar().showMessage("Loading the model…")
-        self._show_current_photo_again()
+        self._show_current_photo_again(run_model=True)
 
     def _on_model_loaded(self, info: ModelInfo) -> None:
+        # Which listed photos the library holds captions of by this very model and options;
+        # the shown photo, if shown from the library by another model's caption, is captioned.
+        self._load_entries([item.path for item in self.image_model.items()])
+        path = self.session.current_path
+        if path is not None and self.session.current is None and not self._known(path):
+            item = self.image_model.item(self.image_model.row_of(path))
+            if item.status is not Status.FAILED and self._maps_asked != path:
+                self._maps_asked = path
+                display = self.session.display_for(path)
+                if self.session.request_caption(path, want_display=display is None):
+                    self.viewer.set_busy(True)
         self.settings_panel.show_model(info)
         self.docks["lstm"].setWindowTitle(f"Inside the {info.cell.upper()}")
         self.banner.show_model(info)
@@ -834,7 +848,7 @@ class MainWindow(QMainWindow):
 
     def _on_options_changed(self) -> None:
         self._load_entries([item.path for item in self.image_model.items()])
-        self._show_current_photo_again()
+        self._show_current_photo_again(run_model=True)
 
     def _on_photo_captioned(self, outcome: CaptionOutcome) -> None:
         """A fresh caption of any photo: into the library, for next time."""
