@@ -19,6 +19,7 @@ from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig
 from captioner.files.checkpoint import check_shapes, load_model_dir, save_model_dir
+from captioner.library.records import TaughtRecord
 from captioner.onnx_backend import onnx_encoder
 from captioner.options import DecodeOptions
 from captioner.photos.images import ImageError, ImageSource, load_image
@@ -32,6 +33,7 @@ from captioner.taught import (
     build_taught,
     check_word,
     example_vectors,
+    from_record,
 )
 from captioner.vocab import SPECIAL_TOKENS, Vocabulary, fix_articles
 
@@ -203,6 +205,27 @@ class Captioner:
         for example in examples:
             taught.setdefault(check_word(example.word), []).append(example)
         self._set_taught(taught)
+
+    def use_taught(self, records: Sequence[TaughtRecord]) -> str | None:
+        """Use the caption library's taught words (Library.taught()) in place of those taught
+        so far. Examples from another encoder are kept in the library but not used, since
+        their features mean nothing to this one; returns a sentence saying so (or that this
+        model cannot say taught words), or None when every word applies."""
+        mine = [r for r in records if r.encoder == self.encoder_identity]
+        if records and not self.can_learn_words:
+            return (
+                f"{len({r.word for r in records})} taught words not used: the model "
+                f"{self.name!r} has no copy path, so it cannot say them"
+            )
+        self._set_taught({})
+        self.add_examples([from_record(r) for r in mine])
+        others = sorted({r.word for r in records} - {r.word for r in mine})
+        if not others:
+            return None
+        return (
+            f"taught words not used with this model: {', '.join(others)} (taught with "
+            f"another encoder than {self.encoder.config.name}'s; kept in the library)"
+        )
 
     def forget(self, word: str, source: str | os.PathLike | None = None) -> bool:
         """Forget a taught word, or only its examples from the photo `source`; False if there

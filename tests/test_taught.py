@@ -3,6 +3,8 @@ taught from three photos, and teach / forget through the API."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -192,3 +194,39 @@ def test_examples_from_the_library_apply_as_taught(fresh, model, photos):
     fresh.forget("widget")
     fresh.add_examples(examples)
     assert all("widget" in text.split() for text in texts(fresh, rocket[3:]))
+
+
+# --- the caption library ------------------------------------------------------------------------
+
+
+def test_the_library_keeps_taught_words_and_applies_them_only_with_the_same_encoder(
+    fresh, photos, tmp_path
+):
+    from captioner.library import Library
+    from captioner.taught import to_record
+
+    rocket = series(photos["rocket"])
+    examples = fresh.teach("widget", rocket[:3])
+    fresh.forget("widget")
+    with Library.open(tmp_path / "library.db") as library:
+        library.add_taught([to_record(e, fresh.encoder_identity) for e in examples])
+        library.add_taught(
+            [to_record(dataclasses.replace(examples[0], word="gizmo"), "another encoder")]
+        )
+        records = library.taught()
+    assert [r.word for r in records] == ["widget"] * 3 + ["gizmo"]
+    assert len(records[0].vector) == 2 * fresh.encoder.encoder_dim  # float16
+    notice = fresh.use_taught(records)
+    assert "gizmo" in notice and "another encoder" in notice
+    assert list(fresh.taught_words()) == ["widget"]
+    assert all("widget" in text.split() for text in texts(fresh, rocket[3:]))
+    with Library.open(tmp_path / "library.db") as library:
+        assert library.forget_taught("widget") == 3
+        assert [r.word for r in library.taught()] == ["gizmo"]
+
+
+def test_a_model_without_a_copy_path_says_why_the_library_words_are_not_used(tiny_captioner):
+    from captioner.library import TaughtRecord
+
+    record = TaughtRecord("widget", tiny_captioner.encoder_identity, b"\0\0" * 8)
+    assert "no copy path" in tiny_captioner.use_taught([record])

@@ -12,7 +12,8 @@ imports torch or Qt, so the app's start-up and the commands' --help stay fast.
         library.set_caption(path, "my dog Rex")       # committed before it returns
         library.search("bicycle", filter="unchecked")
 
-records: what goes in and comes out (Entry, Caption, ModelCaption, ModelKey, ModelResult) and
+records: what goes in and comes out (Entry, Caption, ModelCaption, ModelKey, ModelResult,
+TaughtRecord) and
 the errors; files: the default path, photo paths as bytes, a photo's size/time/hash; schema:
 the tables and their migrations; store: `Library`; exchange (imported on its own, as it loads
 Exiv2 and Pillow): export to sidecars, photo metadata, CSV, JSONL and COCO, and import of the
@@ -31,6 +32,7 @@ from captioner.library.records import (
     ModelCaption,
     ModelKey,
     ModelResult,
+    TaughtRecord,
 )
 from captioner.library.store import FILTERS, Library
 
@@ -47,5 +49,6 @@ __all__ = [
     "ModelCaption",
     "ModelKey",
     "ModelResult",
+    "TaughtRecord",
     "default_library_path",
 ]

@@ -212,3 +212,18 @@ class Entry:
         if self.person is not None and self.person.text is not None:
             return self.person.text
         return self.model.text if self.model is not None else None
+
+
+@dataclass(frozen=True)
+class TaughtRecord:
+    """One example of a taught word as the library keeps it (captioner.taught.TaughtExample
+    in the model's terms): features as float16 bytes, so the library stays torch-free."""
+
+    word: str
+    encoder: str  # the identity of the encoder whose features these are
+    vector: bytes  # float16 little-endian, encoder_dim values
+    background: bytes | None = None
+    source: str | None = None  # the photo's path
+    box: tuple[float, float, float, float] | None = None
+    time: float = 0.0
+    id: int | None = None  # the library's row, once stored

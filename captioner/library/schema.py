@@ -68,7 +68,24 @@ SELECT photos.id,
 FROM photos;
 """
 
-MIGRATIONS: list[str] = [_PHOTOS_AND_CAPTIONS, _SEARCH]
+# Version 3: taught words (captioner/taught.py), one row per example. An example is encoder
+# features, so it is kept with the identity of the encoder that made them: a model with
+# another encoder keeps the words but cannot use them.
+_TAUGHT_WORDS = """
+CREATE TABLE taught_examples (
+    id INTEGER PRIMARY KEY,
+    word TEXT NOT NULL,
+    encoder TEXT NOT NULL,           -- Captioner.encoder_identity
+    vector BLOB NOT NULL,            -- float16, little-endian: the thing's cells' mean features
+    background BLOB,                 -- the same for the photo's other cells; NULL: none
+    source BLOB,                     -- os.fsencode of the photo's path; NULL: not from a file
+    box TEXT,                        -- JSON [left, top, right, bottom] in 0..1; NULL: none
+    time REAL NOT NULL
+);
+CREATE INDEX taught_by_word ON taught_examples (word);
+"""
+
+MIGRATIONS: list[str] = [_PHOTOS_AND_CAPTIONS, _SEARCH, _TAUGHT_WORDS]
 LATEST = len(MIGRATIONS)
 
 

@@ -40,6 +40,7 @@ from captioner.library.records import (
     ModelCaption,
     ModelKey,
     ModelResult,
+    TaughtRecord,
     checked_caption,
 )
 
@@ -406,6 +407,56 @@ class Library:
             return self.set_caption(path, text, source=source)
         except CaptionRefused as error:
             raise CaptionRefused(f"{where}: {error}") from None
+
+    # --- taught words -------------------------------------------------------------------------
+
+    def add_taught(self, records: Iterable[TaughtRecord]) -> list[TaughtRecord]:
+        """Store examples of taught words; returns them with their `id` and `time`."""
+        now, stored = time.time(), []
+        with self._writing() as db:
+            for record in records:
+                source = os.fsencode(record.source) if record.source is not None else None
+                box = json.dumps(list(record.box)) if record.box is not None else None
+                row = (record.word, record.encoder, record.vector, record.background)
+                row_id = db.execute(
+                    "INSERT INTO taught_examples (word, encoder, vector, background, source, "
+                    "box, time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (*row, source, box, now),
+                ).lastrowid
+                stored.append(dataclasses.replace(record, time=now, id=row_id))
+        return stored
+
+    def taught(self, word: str | None = None) -> list[TaughtRecord]:
+        """Every taught example (or `word`'s), oldest first, whatever encoder it is from."""
+        sql = "SELECT id, word, encoder, vector, background, source, box, time FROM taught_examples"
+        with self._reading():
+            rows = self._db.execute(
+                sql + (" WHERE word = ?" if word is not None else "") + " ORDER BY id",
+                (word,) if word is not None else (),
+            ).fetchall()
+        return [
+            TaughtRecord(
+                word=name,
+                encoder=encoder,
+                vector=vector,
+                background=background,
+                source=os.fsdecode(source) if source is not None else None,
+                box=tuple(json.loads(box)) if box is not None else None,
+                time=when,
+                id=row_id,
+            )
+            for row_id, name, encoder, vector, background, source, box, when in rows
+        ]
+
+    def forget_taught(self, word: str, source: str | os.PathLike | None = None) -> int:
+        """Forget a taught word, or only its examples from the photo `source`; returns the
+        number of examples removed."""
+        sql, parameters = "DELETE FROM taught_examples WHERE word = ?", [word]
+        if source is not None:
+            sql += " AND source = ?"
+            parameters.append(os.fsencode(os.fspath(source)))
+        with self._writing() as db:
+            return db.execute(sql, parameters).rowcount
 
     # --- inside -------------------------------------------------------------------------------
 
