@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
+import io
+import pathlib
 
 import pytest
 from conftest import PHOTO_CAPTIONS
 
 from captioner import Captioner, CaptionResult, ImageError
+from captioner.cli.batch.command import main as batch_main
 from captioner.options import DecodeOptions
 from captioner.photos.images import load_image
 
@@ -58,3 +62,45 @@ def test_a_tiny_file_is_not_an_image_whatever_its_size(tmp_path, size):
     with pytest.raises(ImageError) as caught:
         load_image(path)
     assert caught.value.reason == "not an image, or an image format that cannot be read"
+
+
+def run_batch(model_dir, *arguments) -> tuple[int, str]:
+    """The batch command in this process: (exit status, stderr)."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        status = batch_main([*map(str, arguments), "--model", str(model_dir), "--workers", "0"])
+    return status, stderr.getvalue()
+
+
+def test_photos_sharing_a_sidecar_name_are_found_before_any_is_written(
+    tmp_path, photos, tiny_model_dir
+):
+    cats = [tmp_path / f"cat.{kind}" for kind in ("bmp", "gif", "png", "tiff", "webp")]
+    for path in cats:
+        photos["chelsea"].save(path)
+    photos["coffee"].save(tmp_path / "cup.jpg")
+    status, stderr = run_batch(tiny_model_dir, tmp_path, "--sidecar", "-o", tmp_path / "o.jsonl")
+    assert status == 1
+    assert not (tmp_path / "cat.txt").exists()  # whose caption would it hold?
+    assert (tmp_path / "cup.txt").read_text() == PHOTO_CAPTIONS["coffee"] + "\n"
+    assert "already exists" not in stderr
+    assert (
+        f"{tmp_path / 'cat.png'}: shares its caption file cat.txt with cat.bmp, cat.gif, "
+        "cat.tiff, cat.webp; wrote none of them (--sidecar-name full writes cat.png.txt)"
+    ) in stderr
+    assert "6 photos: 6 captioned, 0 failed; 5 extra outputs not written" in stderr
+
+    status, stderr = run_batch(
+        tiny_model_dir, tmp_path, "--sidecar", "--sidecar-name", "full", "-o", tmp_path / "p.jsonl"
+    )
+    assert status == 0, stderr
+    for path in [*cats, tmp_path / "cup.jpg"]:
+        assert pathlib.Path(f"{path}.txt").read_text().endswith("\n")
+    assert (tmp_path / "cat.png.txt").read_text() == PHOTO_CAPTIONS["chelsea"] + "\n"
+
+
+def test_sidecar_name_needs_sidecar(tmp_path, tiny_model_dir):
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(io.StringIO()) as err:
+        batch_main([str(tmp_path), "--sidecar-name", "full", "--model", str(tiny_model_dir)])
+    assert exit_info.value.code == 2
+    assert "--sidecar-name is for --sidecar" in err.getvalue()

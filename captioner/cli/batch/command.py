@@ -17,7 +17,7 @@ from captioner.cli.args import (
     decode_options,
     positive_int,
 )
-from captioner.cli.batch.config import BatchRun
+from captioner.cli.batch.config import SIDECAR_NAMES, BatchRun
 from captioner.cli.batch.output import OutputError
 from captioner.cli.batch.report import PROGRAM
 from captioner.cli.batch.run import run
@@ -33,6 +33,7 @@ examples:
   captioner -r ~/Pictures -o captions.jsonl          # every photo below ~/Pictures
   captioner -r ~/Pictures -o captions.jsonl --resume # after a crash: finish the rest
   captioner 'scans/*.tif' --sidecar                  # scans/a.tif -> scans/a.txt
+  captioner phone/ --sidecar --sidecar-name full     # phone/a.heic -> phone/a.heic.txt
   find /data -name '*.jpg' | captioner - --format csv -o captions.csv
   torchrun --nproc-per-node 8 -m captioner.batch -r /data -o out.jsonl  # out.0-of-8.jsonl ...
   captioner -r ~/Pictures --library                  # into the app's library; rerun to finish
@@ -102,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sidecar", action="store_true", help="write photo.txt beside each photo.jpg"
     )
     output.add_argument(
+        "--sidecar-name",
+        choices=SIDECAR_NAMES,
+        help="with --sidecar: stem writes photo.txt (the default; photos that differ only in "
+        "their extension, like IMG_1.JPG and IMG_1.HEIC, get none), full writes photo.jpg.txt",
+    )
+    output.add_argument(
         "--write-metadata",
         action="store_true",
         help="store the caption in the photo (XMP dc:description, EXIF ImageDescription); "
@@ -149,6 +156,8 @@ def parse_args(argv: list[str] | None = None) -> BatchRun:
     args = parser.parse_args(argv)
     if not args.paths and not args.files_from:
         parser.error("no photos given: pass files, folders or patterns, or --files-from FILE")
+    if args.sidecar_name is not None and not args.sidecar:
+        parser.error("--sidecar-name is for --sidecar: pass both")
     if args.files_from not in (None, "-") and not os.access(args.files_from, os.R_OK):
         parser.error(f"--files-from {args.files_from}: no such file, or it cannot be read")
     try:
@@ -168,6 +177,7 @@ def parse_args(argv: list[str] | None = None) -> BatchRun:
             resume=args.resume,
             beams=args.beams,
             sidecar=args.sidecar,
+            sidecar_name=args.sidecar_name or "stem",
             write_metadata=args.write_metadata,
             save_attention=args.save_attention,
             overwrite=args.overwrite,

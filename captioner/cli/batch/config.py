@@ -7,6 +7,10 @@ from pathlib import Path
 
 from captioner.options import DecodeOptions
 
+# How a sidecar is named: stem, photo.jpg -> photo.txt (what the app and most tools read);
+# full, photo.jpg -> photo.jpg.txt, one per photo when photos differ only in their extension.
+SIDECAR_NAMES = ("stem", "full")
+
 
 @dataclass(frozen=True)
 class BatchRun:
@@ -36,6 +40,7 @@ class BatchRun:
     resume: bool = False
     beams: int = 1  # alternatives written per photo
     sidecar: bool = False
+    sidecar_name: str = "stem"  # one of SIDECAR_NAMES: photo.txt, or photo.jpg.txt
     write_metadata: bool = False
     save_attention: str | None = None  # a folder for the attention grids
     overwrite: bool = False
@@ -47,6 +52,8 @@ class BatchRun:
     def __post_init__(self) -> None:
         if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
             raise ValueError(f"--shard {self.shard[0]}/{self.shard[1]}: expected 0 <= I < N")
+        if self.sidecar_name not in SIDECAR_NAMES:
+            raise ValueError(f"--sidecar-name must be one of {', '.join(SIDECAR_NAMES)}")
         if self.beams > self.decoding.beam_size:
             raise ValueError(f"--beams {self.beams} needs --beam-size {self.beams} or more")
         if self.beams > 1 and self.format not in ("jsonl", "csv"):

@@ -6,29 +6,64 @@ Each is written after the row; a problem with one is reported and counted, never
 from __future__ import annotations
 
 import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from captioner.cli.batch.config import BatchRun
 from captioner.cli.batch.report import Reporter
-from captioner.photos.atomic import save_atomically
+from captioner.photos.atomic import save_atomically, write_atomically
 from captioner.photos.heatmap import attention_grid
 from captioner.photos.images import ImageError, load_image, source_name
-from captioner.photos.metadata import sidecar_path, write_caption_metadata, write_sidecar
+from captioner.photos.metadata import sidecar_path, write_caption_metadata
 from captioner.results import CaptionResult
 
 ATTENTION_CELL_SIZE = 224
 
 
-def write_extras(result: CaptionResult, config: BatchRun, reporter: Reporter) -> None:
-    """The extra outputs `config` asks for, for a captioned photo."""
+def sidecar_file(photo_path: str, naming: str = "stem") -> Path:
+    """The sidecar `--sidecar-name naming` gives a photo (see config.SIDECAR_NAMES)."""
+    if naming == "full":
+        return Path(photo_path + ".txt")
+    return sidecar_path(photo_path)
+
+
+def sidecar_clashes(photo_paths: Iterable[str], naming: str) -> dict[str, list[str]]:
+    """Each photo whose sidecar another photo would also get (cat.png and cat.jpg both have
+    cat.txt) -> every photo sharing that sidecar, in input order. Found before any is written,
+    so no photo's sidecar is taken for a file that was there before the run."""
+    sharing: defaultdict[str, list[str]] = defaultdict(list)
+    for path in photo_paths:
+        sharing[os.path.normcase(os.path.abspath(sidecar_file(path, naming)))].append(path)
+    return {path: group for group in sharing.values() if len(group) > 1 for path in group}
+
+
+def write_extras(
+    result: CaptionResult,
+    config: BatchRun,
+    reporter: Reporter,
+    clashes: Mapping[str, list[str]],
+) -> None:
+    """The extra outputs `config` asks for, for a captioned photo; `clashes` is what
+    `sidecar_clashes` found in the run's photos."""
     name = source_name(result.source)
-    if config.sidecar:
+    if config.sidecar and result.source in clashes:
+        # Which photo's caption a shared sidecar should hold is anyone's guess: none is written.
+        others = [Path(other).name for other in clashes[result.source] if other != result.source]
+        sidecar = sidecar_file(result.source, config.sidecar_name).name
+        reporter.output_failed(
+            f"{name}: shares its caption file {sidecar} with {', '.join(others)}; wrote none "
+            f"of them (--sidecar-name full writes {Path(result.source).name}.txt)"
+        )
+    elif config.sidecar:
+        sidecar = sidecar_file(result.source, config.sidecar_name)
         try:
-            write_sidecar(result.source, result.text, overwrite=config.overwrite)
+            if not config.overwrite and sidecar.exists():
+                raise FileExistsError(sidecar)
+            write_atomically(sidecar, f"{result.text}\n".encode())
         except FileExistsError:
-            sidecar = source_name(sidecar_path(result.source))
             reporter.output_failed(
-                f"{name}: {sidecar} already exists; kept it (--overwrite replaces)"
+                f"{name}: {source_name(sidecar)} already exists; kept it (--overwrite replaces)"
             )
         except OSError as error:
             reporter.output_failed(f"{name}: cannot write its caption file ({_reason(error)})")

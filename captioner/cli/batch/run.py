@@ -6,10 +6,11 @@ import dataclasses
 import math
 import os
 import sys
+from collections.abc import Mapping
 
 from captioner.api import Captioner
 from captioner.cli.batch.config import BatchRun
-from captioner.cli.batch.extras import write_extras
+from captioner.cli.batch.extras import sidecar_clashes, write_extras
 from captioner.cli.batch.output import open_output
 from captioner.cli.batch.photos import (
     Counted,
@@ -45,7 +46,14 @@ def run(config: BatchRun, captioner: Captioner) -> int:
         else None
     )
     reporter = Reporter(quiet=config.quiet, total=total)
-    inputs = Counted(all_photos(config))
+    found = all_photos(config)
+    clashes: dict[str, list[str]] = {}
+    if config.sidecar:
+        # Photos sharing a sidecar name (cat.png, cat.jpg) are found in the whole input before
+        # any is captioned; the list is kept, as stdin can be read only once.
+        found = list(found)
+        clashes = sidecar_clashes((p.path for p in found if p.problem is None), config.sidecar_name)
+    inputs = Counted(found)
     photos = still_to_do(inputs, config, writer_class, output.done, reporter.skip_done)
     photos = not_in_library(photos, library, model, reporter.skip_done)
     batches = photo_batches(captioner, photos, batch_size=config.batch_size, workers=config.workers)
@@ -53,7 +61,7 @@ def run(config: BatchRun, captioner: Captioner) -> int:
         for results in caption_batches(captioner, batches, config.decoding):
             results = [_with_finite_scores(result) for result in results]
             for result in results:
-                _handle(result, output.writer, config, reporter)
+                _handle(result, output.writer, config, reporter, clashes)
             output.writer.flush()
             if library is not None:
                 # One transaction per batch, committed before the next batch is captioned.
@@ -84,7 +92,11 @@ def run(config: BatchRun, captioner: Captioner) -> int:
 
 
 def _handle(
-    result: CaptionResult, writer: CaptionWriter, config: BatchRun, reporter: Reporter
+    result: CaptionResult,
+    writer: CaptionWriter,
+    config: BatchRun,
+    reporter: Reporter,
+    clashes: Mapping[str, list[str]],
 ) -> None:
     """Write the row, then the photo's extra outputs; every problem is reported, none is fatal."""
     writer.write(result)
@@ -92,7 +104,7 @@ def _handle(
         reporter.photo_failed(f"{source_name(result.source)}: {result.error}")
         return
     reporter.photo_captioned()
-    write_extras(result, config, reporter)
+    write_extras(result, config, reporter, clashes)
 
 
 def _with_finite_scores(result: CaptionResult) -> CaptionResult:
