@@ -7,11 +7,14 @@ import dataclasses
 import inspect
 import io
 import pathlib
+import re
+import time
 
 import pytest
 from conftest import PHOTO_CAPTIONS
 
 from captioner import Captioner, CaptionResult, ImageError
+from captioner.cli.batch import command as batch_command
 from captioner.cli.batch.command import main as batch_main
 from captioner.options import DecodeOptions
 from captioner.photos.images import load_image
@@ -104,3 +107,23 @@ def test_sidecar_name_needs_sidecar(tmp_path, tiny_model_dir):
         batch_main([str(tmp_path), "--sidecar-name", "full", "--model", str(tiny_model_dir)])
     assert exit_info.value.code == 2
     assert "--sidecar-name is for --sidecar" in err.getvalue()
+
+
+def test_the_summary_time_includes_loading_the_model(tmp_path, photos, tiny_model_dir, monkeypatch):
+    photos["coffee"].save(tmp_path / "cup.jpg")
+    load = Captioner.load
+
+    def slow_load(*args, **kwargs) -> Captioner:
+        time.sleep(1.0)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(batch_command.Captioner, "load", slow_load)
+    status, stderr = run_batch(tiny_model_dir, tmp_path / "cup.jpg", "-o", tmp_path / "o.jsonl")
+    assert status == 0
+    found = re.search(
+        r"in ([\d.]+) s \(loading the model ([\d.]+) s, captioning ([\d.]+) s, [\d.]+ photos/s\)$",
+        stderr.splitlines()[-1],
+    )
+    assert found, stderr
+    total, loading, captioning = map(float, found.groups())
+    assert loading >= 1.0 and total >= loading + captioning - 0.11

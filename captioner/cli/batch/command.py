@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import time
 
 from captioner.api import Captioner
 from captioner.cli.args import (
@@ -208,11 +209,12 @@ def _this_process_share(config: BatchRun, world: Distributed) -> BatchRun:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    start = time.perf_counter()
     try:
         captioner = Captioner.load(config.model, device=config.device, backend=config.backend)
     except (CheckpointError, ValueError, OnnxUnavailableError) as error:
         build_parser().error(str(error))
     try:
-        return run(config, captioner)
+        return run(config, captioner, load_seconds=time.perf_counter() - start)
     except (OutputError, LibraryError) as error:
         build_parser().error(str(error))

@@ -21,8 +21,13 @@ class Reporter:
     written (a kept sidecar, an attention grid) is counted apart: its photo has its caption.
     """
 
-    def __init__(self, *, quiet: bool, total: int | None) -> None:
+    def __init__(
+        self, *, quiet: bool, total: int | None, load_seconds: float | None = None
+    ) -> None:
         self.quiet = quiet
+        # Loading the model can take longer than captioning a few photos; a summary timing the
+        # captioning alone would tell a person a 5 s command took 0.5 s.
+        self.load_seconds = load_seconds
         self.captioned = 0
         self.failed = 0
         self.already_done = 0
@@ -69,7 +74,8 @@ class Reporter:
         self.bar.close()
 
     def summary(self) -> None:
-        """`400 photos: 300 captioned, 52 failed, 48 already done; 3 extra outputs not written`."""
+        """`400 photos: 300 captioned, 52 failed, 48 already done; 3 extra outputs not written`,
+        then the time: all of it, and the model's loading and the captioning apart."""
         if self.quiet:
             return
         seconds = time.perf_counter() - self.start
@@ -80,7 +86,14 @@ class Reporter:
             line += f", {self.already_done} already done"
         if self.failed_outputs:
             line += f"; {_counted(self.failed_outputs, 'extra output')} not written"
-        print(f"{PROGRAM}: {line} in {seconds:.1f} s ({rate:.1f} photos/s)", file=sys.stderr)
+        if self.load_seconds is None:
+            timing = f"in {seconds:.1f} s ({rate:.1f} photos/s)"
+        else:
+            timing = (
+                f"in {self.load_seconds + seconds:.1f} s (loading the model "
+                f"{self.load_seconds:.1f} s, captioning {seconds:.1f} s, {rate:.1f} photos/s)"
+            )
+        print(f"{PROGRAM}: {line} {timing}", file=sys.stderr)
 
 
 def _counted(count: int, noun: str) -> str:

@@ -27,8 +27,10 @@ from captioner.pipeline import caption_batches, photo_batches
 from captioner.results import CaptionResult
 
 
-def run(config: BatchRun, captioner: Captioner) -> int:
+def run(config: BatchRun, captioner: Captioner, *, load_seconds: float | None = None) -> int:
     """Caption every photo `config` names with `captioner`; returns the exit status.
+
+    load_seconds: how long loading `captioner` took, for the summary's time; None: not known.
 
     Raises an OutputError, before any photo is read, when the output cannot be opened as asked.
     """
@@ -45,7 +47,12 @@ def run(config: BatchRun, captioner: Captioner) -> int:
         if shows_progress(config.quiet)
         else None
     )
-    reporter = Reporter(quiet=config.quiet, total=total)
+    reporter = Reporter(quiet=config.quiet, total=total, load_seconds=load_seconds)
+    if library is not None:
+        # The words the person taught in the app are nouns the captions can say at once.
+        notice = captioner.use_taught(library.taught())
+        if notice is not None:
+            reporter.error(notice)
     found = all_photos(config)
     clashes: dict[str, list[str]] = {}
     if config.sidecar:
