@@ -4,6 +4,7 @@ taught from three photos, and teach / forget through the API."""
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import pytest
 import torch
@@ -230,3 +231,45 @@ def test_a_model_without_a_copy_path_says_why_the_library_words_are_not_used(tin
 
     record = TaughtRecord("widget", tiny_captioner.encoder_identity, b"\0\0" * 8)
     assert "no copy path" in tiny_captioner.use_taught([record])
+
+
+# --- the batch command ---------------------------------------------------------------------------
+
+
+def batch(*arguments) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from captioner.cli.batch.command import main as batch_main
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        status = batch_main([*map(str, arguments), "--workers", "0", "--backend", "torch", "-q"])
+    return status, stderr.getvalue()
+
+
+def test_the_batch_command_says_the_librarys_taught_words(fresh, photos, tmp_path, tiny_model_dir):
+    import json
+
+    from captioner.library import Library
+    from captioner.taught import to_record
+
+    rocket = series(photos["rocket"])
+    examples = fresh.teach("widget", rocket[:3])
+    folder = tmp_path / "album"
+    folder.mkdir()
+    rocket[3].save(folder / "rocket.png")
+    photos["chelsea"].save(folder / "chelsea.png")
+    library_path = tmp_path / "library.db"
+    with Library.open(library_path) as library:
+        library.add_taught([to_record(e, fresh.encoder_identity) for e in examples])
+    out = tmp_path / "captions.jsonl"
+    status, _ = batch(folder, "--model", "default", "--library-path", library_path, "-o", out)
+    assert status == 0
+    rows = {pathlib.Path(row["path"]).name: row["caption"] for row in map(json.loads, out.open())}
+    assert "widget" in rows["rocket.png"].split() and "widget" not in rows["chelsea.png"]
+    # A model that cannot say taught words captions as ever, and says why it leaves them out.
+    status, errors = batch(
+        folder, "--model", tiny_model_dir, "--library-path", library_path, "-o", tmp_path / "b"
+    )
+    assert status == 0 and "no copy path" in errors
