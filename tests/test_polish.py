@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import inspect
 import io
+import json
 import pathlib
 import re
 import time
@@ -18,6 +19,8 @@ from captioner.cli.batch import command as batch_command
 from captioner.cli.batch.command import main as batch_main
 from captioner.options import DecodeOptions
 from captioner.photos.images import load_image
+from training.scenes import generate_split
+from training.train import main as train_main
 
 
 def test_caption_takes_decode_options_as_keywords(tiny_captioner, photos):
@@ -127,3 +130,30 @@ def test_the_summary_time_includes_loading_the_model(tmp_path, photos, tiny_mode
     assert found, stderr
     total, loading, captioning = map(float, found.groups())
     assert loading >= 1.0 and total >= loading + captioning - 0.11
+
+
+def test_training_without_validation_reports_its_loss_and_draws_no_bars_in_a_log(tmp_path, capsys):
+    generate_split(tmp_path / "scenes", "train", 24, seed=11, size=96, workers=1)
+    run = tmp_path / "run"
+    status = train_main(
+        [
+            "--data", str(tmp_path / "scenes" / "captions_train.json"),
+            "--images", str(tmp_path / "scenes" / "train"), "--out", str(run),
+            "--cache-dir", str(tmp_path / "cache"), "--min-word-count", "1", "--epochs", "2",
+            "--batch-size", "12", "--workers", "0", "--device", "cpu",
+            "--embed-dim", "16", "--decoder-dim", "32", "--attention-dim", "16",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    out, err = capsys.readouterr()  # captured: stderr is not a terminal
+    assert "\r" not in err and "epoch 1/2" not in err and "encoding photos" not in err
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch=")]
+    assert len(epoch_lines) == 2  # the progress, a line per epoch
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    best = min(log, key=lambda row: row["train_loss"])
+    assert (
+        f"best training loss {best['train_loss']:.4f} (epoch {best['epoch']}; no validation data)"
+        in out
+    )
+    assert "CIDEr" not in out
+    assert "CIDEr" not in json.loads((run / "best" / "config.json").read_text())["training"]

@@ -265,8 +265,12 @@ def fit(
         state = load_training_state(run.last, optimizer, scheduler)
         log(f"resuming from epoch {state.epoch + 1}, batch {state.batch}")
         truncate_log(run.out / "log.jsonl", state.epoch)
+    # Without validation data the best epoch is the one of least training loss, scored as the
+    # loss negated so that higher is better, as for the metrics; it is never called a metric.
+    validated = bool(data.val_samples)
+    selected_by = run.metric if validated else "training loss"
     save = partial(save_run, run=run, captioner=captioner, state=state, data=data_record(run),
-                   optimizer=optimizer, scheduler=scheduler)  # fmt: skip
+                   optimizer=optimizer, scheduler=scheduler, validated=validated)  # fmt: skip
 
     if world.main and not run.resuming:
         # Only now, with the data read and cached: a failure before leaves the old run whole.
@@ -298,9 +302,15 @@ def fit(
             report_epoch(run, row)
         world.barrier()
         if state.stale_epochs >= run.patience:
-            log(f"early stop: no {run.metric} improvement for {run.patience} epochs")
+            log(f"early stop: no {selected_by} improvement for {run.patience} epochs")
             break
-    log(f"best {run.metric} {state.best:.4f} (epoch {state.best_epoch}) in {run.out}")
+    if validated:
+        log(f"best {run.metric} {state.best:.4f} (epoch {state.best_epoch}) in {run.out}")
+    else:
+        log(
+            f"best training loss {-state.best:.4f} (epoch {state.best_epoch}; no validation "
+            f"data) in {run.out}"
+        )
     return 0
 
 
@@ -437,11 +447,13 @@ def save_run(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
     resumable: bool = True,
+    validated: bool = True,
 ) -> None:
     """The model in `directory` (best/, last/), with where training stood in its config.json;
-    `resumable` adds what --resume reads (last/)."""
-    record = {"epoch": state.epoch, "best_epoch": state.best_epoch, run.metric: state.best,
-              "data": data}  # fmt: skip
+    `resumable` adds what --resume reads (last/). Without validation data (`validated` False)
+    no metric was measured, and none is recorded: the best score is a negated training loss."""
+    score = {run.metric: state.best} if validated else {}
+    record = {"epoch": state.epoch, "best_epoch": state.best_epoch, **score, "data": data}
     add_state = partial(save_training_state, optimizer=optimizer, scheduler=scheduler,
                         state=state, options=run.recorded_options())  # fmt: skip
     save_model(directory, captioner, record, add_state if resumable else None)

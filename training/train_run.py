@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +150,9 @@ def resolve_run(
         values.update(init_model_options(parser, args, given))
     if values["lr"] is None:
         values["lr"] = LEARNING_RATES[values["objective"]]
+    # A progress bar redraws itself with carriage returns, which a log file keeps as one line
+    # per redraw; without a terminal the line per epoch that training prints is the progress.
+    values["no_progress"] = values["no_progress"] or not sys.stderr.isatty()
     try:
         return TrainRun(**values, resuming=resuming)
     except ValueError as error:
@@ -392,7 +396,11 @@ def add_optimisation_arguments(opt: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="start again in an OUT holding a run: its best/, last/ and log are replaced",
     )
-    opt.add_argument("--no-progress", action="store_true", help="no progress bars")
+    opt.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (there are none when stderr is not a terminal)",
+    )
 
 
 def add_scst_arguments(scst: argparse._ArgumentGroup) -> None:
