@@ -1,19 +1,19 @@
 """The main window: image list, photo with heatmaps, caption, LSTM chart, settings, menus.
 
 The window lays out the widgets and wires them to the session, which holds the app's state and
-talks to the caption worker (gui/session.py). Heatmaps and word playback live in
-gui/word_heatmaps.py, the actions and menus in gui/actions.py, the files the app writes in
+talks to the caption worker (gui/session.py). The shown caption, its editing, undo, review and
+the search filter live in gui/review.py, the caption library in gui/captions.py; heatmaps and
+word playback in gui/word_heatmaps.py, the actions and menus in gui/actions.py, the files the app writes in
 gui/saving.py, the dialogs in gui/dialogs/.
 """
 
 from __future__ import annotations
 
 import os
-import unicodedata
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QStandardPaths, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QImage, QUndoStack
+from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -25,21 +25,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from captioner.library import CaptionRefused, LibraryCorrupt, ModelCaption, ModelKey
-from captioner.library.records import checked_caption, options_key
+from captioner.library import LibraryCorrupt
 from gui import saving
 from gui.actions import WindowActions
-from gui.captions import CaptionChange, CaptionStore
+from gui.captions import CaptionStore
 from gui.dialogs.about_model import AboutModelDialog
 from gui.dialogs.attention_grid import AttentionGridDialog
 from gui.files import OPEN_FILTER, collect_images, sample_images_dir
 from gui.garbage import UiThreadGarbageCollector
-from gui.models.image_list import ImageItem, ImageListModel, PathRole, Status
+from gui.models.image_list import ImageListModel, PathRole, Status
+from gui.review import CaptionReview
 from gui.session import Session
 from gui.settings import Settings
 from gui.thumbnails import Thumbnailer
 from gui.widgets.banner import NO_MODEL, ModelBanner
-from gui.widgets.caption_panel import BeamList, CaptionPanel, format_score
+from gui.widgets.caption_panel import BeamList, CaptionPanel
 from gui.widgets.image_list import ImageListView
 from gui.widgets.library_banner import LibraryBanner
 from gui.widgets.lstm_panel import LstmPanel
@@ -48,15 +48,6 @@ from gui.widgets.settings_panel import SettingsPanel
 from gui.widgets.viewer import ImageViewer
 from gui.word_heatmaps import WordHeatmaps
 from gui.worker import CaptionFailure, CaptionOutcome, ModelInfo
-
-# Where a person's caption came from, as the caption panel says it.
-CAPTION_ORIGINS = {
-    "typed": "Your caption",
-    "sidecar": "Your caption, from the photo's .txt file",
-    "xmp": "Your caption, from the photo's description (XMP)",
-    "exif": "Your caption, from the photo's description (EXIF)",
-    "iptc": "Your caption, from the photo's description (IPTC)",
-}
 
 
 class MainWindow(QMainWindow):
@@ -94,10 +85,6 @@ class MainWindow(QMainWindow):
         self.session = Session(settings, self.image_model, self)
         self.captions = CaptionStore(self)  # the caption library (gui/captions.py)
         self.captions.sidecars = settings.sidecars
-        self.undo_stack = QUndoStack(self)  # every caption change, across photos
-        self._editing_path: str | None = None  # the photo whose caption is being written
-        self._beam_texts: list[str] = []  # the Alternatives listed, best first
-        self._maps_asked: str | None = None  # the library-shown photo the model was asked for
         self.actions = WindowActions(self)
         self._create_widgets()
         self.actions.fill_menu_bar(self.docks)
@@ -122,7 +109,6 @@ class MainWindow(QMainWindow):
         self.image_list.selectionModel().currentChanged.connect(self._on_current_changed)
         self.image_list.installEventFilter(self)
         self.search = PhotoSearch()
-        self.search.changed.connect(self.apply_search)
         self.images_panel = QWidget()
         images_layout = QVBoxLayout(self.images_panel)
         images_layout.setContentsMargins(0, 0, 0, 0)
@@ -139,11 +125,6 @@ class MainWindow(QMainWindow):
         self.caption_panel = CaptionPanel(self.actions.play, self.actions.grid)
         self.words = self.caption_panel.words
         self.words.installEventFilter(self)
-        self.words.edit_requested.connect(self.start_editing)
-        self.words.word_hovered.connect(self._want_maps)
-        self.words.word_selected.connect(self._want_maps)
-        self.caption_panel.editor.committed.connect(self._finish_editing)
-        self.caption_panel.editor.cancelled.connect(self._close_editor)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -155,8 +136,6 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.beam_list = BeamList()
-        self.beam_list.beam_chosen.connect(self._show_beam)
-        self.beam_list.beam_taken.connect(self.take_beam)
         self.lstm_panel = LstmPanel()
         self.lstm_panel.word_clicked.connect(self.words.select)
         self.words.word_selected.connect(self.lstm_panel.set_selected)
@@ -164,6 +143,12 @@ class MainWindow(QMainWindow):
             self.session, self.settings, self.viewer, self.words,
             self.caption_panel.opacity, self.actions.play,
         )  # fmt: skip
+        self.review = CaptionReview(
+            self.captions, self.session, self.image_model, self.image_list, self.caption_panel,
+            self.beam_list, self.lstm_panel, self.heatmaps, self.viewer, self,
+        )  # fmt: skip
+        self.undo_stack = self.review.undo_stack
+        self.search.changed.connect(self.review.apply_search)
         self.settings_panel = SettingsPanel(
             self.session.options, self.settings.device, self.settings.backend, self.session.model
         )
@@ -235,18 +220,18 @@ class MainWindow(QMainWindow):
             (actions.decoding_options, self.show_settings_dock),
             (actions.about_model, self.show_model_about),
             (actions.about, self.show_about),
-            (actions.undo, self.undo),
-            (actions.redo, self.redo),
-            (actions.edit_caption, lambda: self.start_editing()),
-            (actions.accept, self.accept_caption),
+            (actions.undo, self.review.undo),
+            (actions.redo, self.review.redo),
+            (actions.edit_caption, lambda: self.review.start_editing()),
+            (actions.accept, self.review.accept_caption),
             (actions.find, self.focus_search),
-            (actions.next_unchecked, self.next_unchecked),
+            (actions.next_unchecked, self.review.next_unchecked),
             (actions.library, self.choose_library),
             (actions.export, self.export_captions),
         ):
             action.triggered.connect(slot)
         for index, action in enumerate(actions.take_beam):
-            action.triggered.connect(lambda _=False, i=index: self.take_beam(i))
+            action.triggered.connect(lambda _=False, i=index: self.review.take_beam(i))
         actions.recursive.toggled.connect(self.set_recursive)
         actions.sidecars.toggled.connect(self.set_sidecars)
         for name, action in actions.shipped_models.items():
@@ -258,7 +243,7 @@ class MainWindow(QMainWindow):
         session.model_loaded.connect(self._on_model_loaded)
         session.model_failed.connect(self._on_model_failed)
         session.options_changed.connect(self._on_options_changed)
-        session.photo_captioned.connect(self._on_photo_captioned)
+        session.photo_captioned.connect(self.review.on_photo_captioned)
         session.result_ready.connect(self._on_result_ready)
         session.caption_failed.connect(self._on_caption_failed)
         session.display_ready.connect(self._on_display_ready)
@@ -273,8 +258,7 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event) -> None:
-        if self._editing_path is not None:
-            self._finish_editing(self.caption_panel.editor.text())
+        self.review.commit_edit()
         if self.captions.unsaved and not self.captions.flush():
             count = self.captions.unsaved
             answer = QMessageBox.question(
@@ -315,9 +299,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("No photos found in " + ", ".join(paths), 8000)
             return []
         rows = self.image_model.add_paths(images)
-        self._load_entries(images)
+        self.review.load_entries(images)
         if self.search.active:
-            self.apply_search(self.search.query, self.search.filter_name)
+            self.review.apply_search(self.search.query, self.search.filter_name)
         self.select_row(rows[0])
         self.statusBar().showMessage(f"Opened {len(images)} photo{'s' * (len(images) != 1)}", 4000)
         return images
@@ -391,27 +375,11 @@ class MainWindow(QMainWindow):
     # Choosing a photo.
 
     def select_row(self, row: int) -> None:
-        index = self.image_model.index(row)
-        self.image_list.setCurrentIndex(index)
-        self.image_list.scrollTo(index)
+        self.image_list.select_row(row)
 
     def step_image(self, delta: int) -> None:
         """Move `delta` photos down the list (up if negative), over those a search hides."""
-        rows = self._visible_rows()
-        if rows:
-            current = self.image_list.currentIndex().row()
-            if current in rows:
-                position = rows.index(current) + delta
-            else:  # the shown photo is hidden: the nearest shown one in that direction
-                position = sum(row < current for row in rows) + (delta - 1 if delta > 0 else delta)
-            self.select_row(rows[min(max(position, 0), len(rows) - 1)])
-
-    def _visible_rows(self) -> list[int]:
-        return [
-            row
-            for row in range(self.image_model.rowCount())
-            if not self.image_list.isRowHidden(row)
-        ]
+        self.image_list.step(delta)
 
     def _on_current_changed(self, current, _previous) -> None:
         if current.isValid():
@@ -421,10 +389,10 @@ class MainWindow(QMainWindow):
         """Show a photo with its caption; ask the worker for whatever is not cached. A caption
         the library holds from this model and options is shown without running the model,
         unless `run_model` (the person changed the model or the options to see it again)."""
-        if self._editing_path is not None and self._editing_path != path:
-            self._finish_editing(self.caption_panel.editor.text())
+        if self.review.editing_path not in (None, path):
+            self.review.commit_edit()
         self.heatmaps.stop_play()
-        self._maps_asked = None  # the model asked for this photo (below, or for its heatmaps)
+        self.review.maps_asked = None  # the model asked for this photo (below, or for its heatmaps)
         self.session.select(path)
         if self.statusBar().currentMessage() == self._photo_error:
             self.statusBar().clearMessage()  # it was about the photo shown before
@@ -439,43 +407,23 @@ class MainWindow(QMainWindow):
             self.viewer.set_placeholder("Loading…")
         outcome = self.session.result_for(path)
         if outcome is not None:
-            self._show_result(outcome)
+            self.review.show_result(outcome)
             if display is not None:
                 return
-        elif self._known(path) and not run_model:
-            self._show_library_caption(path)
+        elif self.review.known(path) and not run_model:
+            self.review.show_library_caption(path)
             if display is None:
                 self.session.request_display(path)
             return
         else:
-            self._show_no_caption(item)
+            self.review.show_no_caption(item)
         if self.session.request_caption(path, want_display=display is None):
-            self._maps_asked = path
+            self.review.maps_asked = path
             self.viewer.set_busy(True)
 
     def _show_current_photo_again(self, *, run_model: bool = False) -> None:
         if self.session.current_path is not None:
             self.show_photo(self.session.current_path, run_model=run_model)
-
-    def _show_no_caption(self, item: ImageItem) -> None:
-        self.session.clear_caption()
-        self._beam_texts = []
-        if self.captions.person(item.path) is not None and item.status is not Status.FAILED:
-            # The person's caption is theirs whatever the model does: shown at once.
-            self.beam_list.set_beams([])
-            self._render_caption()
-            return
-        if item.status is Status.FAILED:
-            text = f"Cannot caption this file: {item.error}"
-            self.viewer.set_placeholder(f"{item.name}\n{item.error}")
-        elif self.session.model_unavailable:
-            text = NO_MODEL
-        else:
-            text = "Captioning…"
-        self.words.set_words([], text)
-        self._clear_caption_panels()
-        self.heatmaps.reset()
-        self._update_actions()
 
     def _show_nothing(self) -> None:
         self.setWindowTitle("Captioner")
@@ -483,14 +431,8 @@ class MainWindow(QMainWindow):
         self.viewer.set_placeholder("Open photos with Ctrl+O, or drop them here")
         self.viewer.set_busy(False)
         self.words.set_words([], "")
-        self._clear_caption_panels()
+        self.review.clear_panels()
         self._update_actions()
-
-    def _clear_caption_panels(self) -> None:
-        self.caption_panel.summary.setText("")
-        self.caption_panel.show_model_said("")
-        self.beam_list.set_beams([])
-        self.lstm_panel.clear()
 
     # Results from the session.
 
@@ -506,7 +448,7 @@ class MainWindow(QMainWindow):
             self.heatmaps.refresh()
             self.caption_shown.emit(outcome.path)
         else:
-            self._show_result(outcome)
+            self.review.show_result(outcome)
 
     def _on_caption_failed(self, failure: CaptionFailure) -> None:
         if failure.generation == self.session.generation or failure.bad_image:
@@ -515,7 +457,7 @@ class MainWindow(QMainWindow):
             self.viewer.set_busy(False)
             row = self.image_model.row_of(failure.path)
             if row is not None:
-                self._show_no_caption(self.image_model.item(row))
+                self.review.show_no_caption(self.image_model.item(row))
 
     def _on_thumbnail(self, path: str, image: QImage) -> None:
         self.image_model.set_thumbnail(path, image)
@@ -526,7 +468,7 @@ class MainWindow(QMainWindow):
         self.image_model.set_status(path, Status.FAILED, error=reason)
         self._show_photo_error(path, reason)
         if path == self.session.current_path and self.session.current is None:
-            self._show_no_caption(self.image_model.item(self.image_model.row_of(path)))
+            self.review.show_no_caption(self.image_model.item(self.image_model.row_of(path)))
 
     def _show_photo_error(self, path: str, reason: str) -> None:
         # Only the shown photo's: the list marks the others, and "Caption all" counts them.
@@ -538,55 +480,21 @@ class MainWindow(QMainWindow):
         if path == self.session.current_path:
             self.viewer.set_image(self.session.display_for(path)[1])
 
-    def _show_result(self, outcome: CaptionOutcome) -> None:
-        self.session.set_result(outcome)
-        beams = self.session.beams
-        self._beam_texts = [beam.text for beam in beams]
-        self.beam_list.set_beams([(beam.text, beam.score) for beam in beams])
-        self._render_caption()
-        self.caption_shown.emit(outcome.path)
-
-    def _show_beam(self, index: int) -> None:
-        self.caption_panel.show_model_said("")
-        beam = self.session.choose_beam(index)
-        if beam is None:
-            if 0 <= index < len(self._beam_texts):  # from the library: words, no maps yet
-                self._show_library_beam(index)
-            return
-        self.heatmaps.stop_play()
-        self.heatmaps.reset()
-        info = self.session.model_info
-        # Copy models keep their nouns out of the vocabulary path: a noun said was copied.
-        copy_words = info.copy_words if info is not None else ()
-        copied = [token in copy_words for token in beam.tokens]
-        self.words.set_words(beam.tokens, "(an empty caption)", copied)
-        words = len(beam.tokens)
-        self.caption_panel.summary.setText(
-            f"{self._checked_prefix(beam.text)}"
-            f"Beam {index + 1} of {len(self.session.beams)} · score {format_score(beam.score)} · "
-            f"{words} word{'s' * (words != 1)} · {self.session.timing}"
-        )
-        cell = info.cell if info is not None else "lstm"
-        self.lstm_panel.set_caption(
-            beam.tokens, beam.gates, beam.context_gate, cell, copy_gate=beam.copy_gate
-        )
-        self._update_actions()
-
     # Copying and saving the caption and its heatmaps (gui/saving.py does the writing).
 
     def copy_caption(self) -> None:
-        text = self.shown_caption()
+        text = self.review.shown_caption()
         if text:
             saving.copy_caption(self, text)
 
     def save_sidecar(self) -> Path | None:
-        text = self.shown_caption()
+        text = self.review.shown_caption()
         if not text:
             return None
         return saving.save_sidecar(self, self.session.current_path, text)
 
     def write_metadata(self) -> bool:
-        text = self.shown_caption()
+        text = self.review.shown_caption()
         if not text:
             return False
         return saving.write_metadata(self, self.session.current_path, text)
@@ -678,15 +586,12 @@ class MainWindow(QMainWindow):
     def _on_model_loaded(self, info: ModelInfo) -> None:
         # Which listed photos the library holds captions of by this very model and options;
         # the shown photo, if shown from the library by another model's caption, is captioned.
-        self._load_entries([item.path for item in self.image_model.items()])
+        self.review.load_listed()
         path = self.session.current_path
-        if path is not None and self.session.current is None and not self._known(path):
+        if path is not None and self.session.current is None and not self.review.known(path):
             item = self.image_model.item(self.image_model.row_of(path))
-            if item.status is not Status.FAILED and self._maps_asked != path:
-                self._maps_asked = path
-                display = self.session.display_for(path)
-                if self.session.request_caption(path, want_display=display is None):
-                    self.viewer.set_busy(True)
+            if item.status is not Status.FAILED and self.review.maps_asked != path:
+                self.review.ask_model(path)
         self.settings_panel.show_model(info)
         self.docks["lstm"].setWindowTitle(f"Inside the {info.cell.upper()}")
         self.banner.show_model(info)
@@ -708,7 +613,7 @@ class MainWindow(QMainWindow):
         self.viewer.set_busy(False)
         path = self.session.current_path
         if path is not None:
-            self._show_no_caption(self.image_model.item(self.image_model.row_of(path)))
+            self.review.show_no_caption(self.image_model.item(self.image_model.row_of(path)))
         self.model_ready.emit(False)
 
     def show_settings_dock(self) -> None:
@@ -736,7 +641,7 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         self.actions.update(
-            has_caption=bool(self.shown_caption()),
+            has_caption=bool(self.review.shown_caption()),
             batch_running=self.session.batch_running,
             has_maps=self.session.current is not None,
         )
@@ -745,7 +650,10 @@ class MainWindow(QMainWindow):
     # The caption library (gui/captions.py): known captions, edits, undo.
 
     def _connect_captions(self) -> None:
-        self.captions.entry_changed.connect(self._on_entry_changed)
+        review = self.review
+        review.message.connect(self.statusBar().showMessage)
+        review.caption_shown.connect(self.caption_shown)
+        review.actions_changed.connect(self._update_actions)
         self.captions.availability_changed.connect(self.library_banner.show_problem)
         stack = self.undo_stack
         stack.canUndoChanged.connect(self._on_undo_changed)
@@ -801,278 +709,16 @@ class MainWindow(QMainWindow):
         self.captions.close()
         self.undo_stack.clear()
         self._open_library(path)
-        self._load_entries([item.path for item in self.image_model.items()])
+        self.review.load_listed()
         self._show_current_photo_again()
 
     def set_sidecars(self, on: bool) -> None:
         self.settings.sidecars = on
         self.captions.sidecars = on
 
-    @property
-    def model_key(self) -> ModelKey | None:
-        """The model and options captions are made with now; None until a model is loaded."""
-        info = self.session.model_info
-        if info is None or not info.identity:
-            return None
-        return ModelKey(info.identity, options_key(self.session.options), info.name)
-
-    def _model_matches(self, caption: ModelCaption) -> bool:
-        key = self.model_key
-        if key is None:  # no model yet: the library's newest caption stands for now
-            return True
-        return (caption.model.identity, caption.model.options) == (key.identity, key.options)
-
-    def _known(self, path: str) -> bool:
-        """The library holds this photo's caption by the model and options in use (or, before
-        the model is loaded, by any model), its file unchanged since: no need to run the model."""
-        entry = self.captions.entry(path)
-        return (
-            entry.on_disk == "ok" and entry.model is not None and self._model_matches(entry.model)
-        )
-
-    def _load_entries(self, paths: list[str]) -> None:
-        """What the library knows of these listed photos, into the list: captioned rows for
-        the captions it holds by this model and options, whose caption each one is."""
-        key = self.model_key
-        for path, entry in self.captions.load(paths, key).items():
-            row = self.image_model.row_of(path)
-            if row is None:
-                continue
-            item = self.image_model.item(row)
-            if self.session.result_for(path) is None and item.status is not Status.FAILED:
-                if self._known(path):
-                    self.image_model.set_status(path, Status.CAPTIONED, caption=entry.model.text)
-                elif item.status is Status.CAPTIONED:
-                    self.image_model.set_status(path, Status.PENDING)
-            self.image_model.set_caption_state(path, entry.state, entry.caption)
-
     def _on_options_changed(self) -> None:
-        self._load_entries([item.path for item in self.image_model.items()])
+        self.review.load_listed()
         self._show_current_photo_again(run_model=True)
-
-    def _on_photo_captioned(self, outcome: CaptionOutcome) -> None:
-        """A fresh caption of any photo: into the library, for next time."""
-        key = self.model_key
-        if key is not None:
-            self.captions.add_model_result(outcome.path, outcome.result, key, outcome.file)
-        entry = self.captions.entry(outcome.path)
-        self.image_model.set_caption_state(outcome.path, entry.state, entry.caption)
-
-    def _on_entry_changed(self, path: str) -> None:
-        entry = self.captions.entry(path)
-        self.image_model.set_caption_state(path, entry.state, entry.caption)
-        if path == self.session.current_path and self._editing_path is None:
-            self._render_caption()
-
-    def _show_library_caption(self, path: str) -> None:
-        """The library's caption of the shown photo, at once, without running the model."""
-        model = self.captions.entry(path).model
-        self.session.clear_caption()
-        self.viewer.set_busy(False)
-        self._beam_texts = [model.text, *(text for text, _ in model.alternatives)]
-        scores = [model.score or 0.0, *(score for _, score in model.alternatives)]
-        self.beam_list.set_beams(list(zip(self._beam_texts, scores, strict=True)))
-        self._render_caption()
-        self.caption_shown.emit(path)
-
-    def _show_library_beam(self, index: int) -> None:
-        self.heatmaps.reset()
-        text = self._beam_texts[index]
-        self.words.set_words(text.split(), "(an empty caption)")
-        self.caption_panel.summary.setText(
-            f"{self._checked_prefix(text)}From the caption library · hover a word to see where "
-            "the model looked"
-        )
-        self.lstm_panel.clear()
-        self._update_actions()
-
-    def _render_caption(self, beam: int | None = None) -> None:
-        """The shown photo's caption: the person's as they wrote it (with what the model said
-        below it), else the model's beam they accepted or took, else the model's best."""
-        path = self.session.current_path
-        if path is None:
-            return
-        person = self.captions.person(path)
-        self.heatmaps.stop_play()
-        if person is not None and person.written_by_person:
-            self.session.current = None
-            self.heatmaps.reset()
-            self.words.set_words(person.text.split(), "")
-            self.caption_panel.show_model_said(self._beam_texts[0] if self._beam_texts else "")
-            origin = CAPTION_ORIGINS.get(person.source, "Your caption")
-            self.caption_panel.summary.setText(f"✎ {origin} · F2 edits · Ctrl+Z undoes")
-            self.lstm_panel.clear()
-            self._update_actions()
-            return
-        if beam is None:
-            texts = self._beam_texts
-            beam = texts.index(person.text) if person is not None and person.text in texts else 0
-        if beam < len(self._beam_texts):
-            self.beam_list.set_beams(
-                [(b.text, b.score) for b in self.session.beams]
-                or [(t, s) for t, s in self._library_beams()],
-                chosen=beam,
-            )
-            self._show_beam(beam)
-        elif person is not None:  # accepted, but the model's beams are not at hand
-            self.session.current = None
-            self.words.set_words(person.text.split(), "")
-            self.caption_panel.summary.setText("✓ Checked · F2 edits · Ctrl+Z undoes")
-            self._update_actions()
-
-    def _library_beams(self) -> list[tuple[str, float]]:
-        model = self.captions.entry(self.session.current_path).model
-        if model is None:
-            return [(text, 0.0) for text in self._beam_texts]
-        return [(model.text, model.score or 0.0), *model.alternatives]
-
-    def _checked_prefix(self, text: str) -> str:
-        person = self.captions.person(self.session.current_path or "")
-        return "✓ Checked · " if person is not None and person.text == text else ""
-
-    def shown_caption(self) -> str:
-        """The caption on screen: the person's, or the model's beam shown."""
-        path = self.session.current_path
-        if path is None:
-            return ""
-        person = self.captions.person(path)
-        if person is not None and person.written_by_person:
-            return person.text
-        if self.session.current is not None:
-            return self.session.current.text
-        return " ".join(self.words.words)
-
-    def _want_maps(self, index: int) -> None:
-        """A word of a caption shown from the library was pointed at: its heatmap needs the
-        model's run of the photo, asked for once."""
-        path = self.session.current_path
-        if index < 0 or path is None or self.session.current is not None:
-            return
-        person = self.captions.person(path)
-        if self._maps_asked == path or not self._beam_texts:
-            return
-        if person is not None and person.written_by_person:
-            return  # the person's words have no heatmaps
-        self._maps_asked = path
-        display = self.session.display_for(path)
-        if self.session.request_caption(path, want_display=display is None):
-            self.viewer.set_busy(True)
-
-    # Editing.
-
-    def start_editing(self, initial: str | None = None) -> None:
-        """Write the shown photo's caption: `initial` typed so far, else the caption shown."""
-        path = self.session.current_path
-        if path is None:
-            return
-        editor = self.caption_panel.editor
-        if self._editing_path is None:
-            self._editing_path = path
-            editor.setText(initial if initial is not None else self.shown_caption())
-            self.words.hide()
-            self.caption_panel.model_said.hide()
-            editor.show()
-            editor.setFocus()
-            if initial is None:
-                editor.selectAll()
-        elif initial is not None:
-            editor.insert(initial)
-
-    def _finish_editing(self, text: str) -> None:
-        path = self._editing_path
-        if path is None:
-            return
-        self._close_editor()
-        text = " ".join(text.split())
-        if not text:
-            self.statusBar().showMessage(
-                "A caption cannot be empty; Ctrl+Z takes an edit back", 6000
-            )
-        elif text != self.shown_caption() or self.captions.person(path) is None:
-            self.change_caption(path, text, "typed", "Edit caption")
-
-    def _close_editor(self) -> None:
-        had_focus = self.caption_panel.editor.hasFocus()
-        self._editing_path = None
-        self.caption_panel.editor.hide()
-        self.words.show()
-        self._render_caption()
-        if had_focus:
-            self.image_list.setFocus()
-
-    def change_caption(self, path: str, text: str, source: str, label: str) -> bool:
-        """Make `text` the photo's caption, as one step on the undo stack; False (and said
-        why in the status bar) for a caption the library would refuse."""
-        try:
-            text = checked_caption(text)
-        except CaptionRefused as error:
-            self.statusBar().showMessage(f"Caption not changed: {error}", 10000)
-            return False
-        self.undo_stack.push(CaptionChange(self.captions, path, text, source, label))
-        return True
-
-    def take_beam(self, index: int) -> None:
-        """Make Alternative `index` (0: the best) the shown photo's caption."""
-        path = self.session.current_path
-        if path is None or not 0 <= index < len(self._beam_texts):
-            self.statusBar().showMessage(f"There is no alternative {index + 1}", 4000)
-            return
-        text = self._beam_texts[index]
-        person = self.captions.person(path)
-        if person is not None and person.text == text:
-            self.statusBar().showMessage("That is already the caption", 4000)
-            return
-        source = "accepted" if index == 0 else "alternative"
-        self.change_caption(path, text, source, f"Take alternative {index + 1}")
-
-    def accept_caption(self) -> None:
-        """Mark the model's caption shown as checked."""
-        path = self.session.current_path
-        if path is None:
-            return
-        person = self.captions.person(path)
-        if person is not None and person.written_by_person:
-            self.statusBar().showMessage("This caption is yours: it is checked already", 4000)
-            return
-        text = self.shown_caption()
-        if not text:
-            self.statusBar().showMessage("There is no caption to accept yet", 4000)
-        elif person is not None and person.text == text:
-            self.statusBar().showMessage("This caption is checked already", 4000)
-        else:
-            self.change_caption(path, text, "accepted", "Accept caption")
-
-    def undo(self) -> None:
-        index = self.undo_stack.index()
-        if index > 0:
-            path = self.undo_stack.command(index - 1).path
-            self.undo_stack.undo()
-            self._reveal(path)
-
-    def redo(self) -> None:
-        index = self.undo_stack.index()
-        if index < self.undo_stack.count():
-            path = self.undo_stack.command(index).path
-            self.undo_stack.redo()
-            self._reveal(path)
-
-    def _reveal(self, path: str) -> None:
-        """Show the photo an undo or redo changed, when the list shows it."""
-        row = self.image_model.row_of(path)
-        shown = row is not None and not self.image_list.isRowHidden(row)
-        if shown and row != self.image_list.currentIndex().row():
-            self.select_row(row)
-
-    def next_unchecked(self) -> None:
-        """The next photo down the list (round to the top) whose caption is not checked."""
-        rows = self._visible_rows()
-        current = self.image_list.currentIndex().row()
-        after = [row for row in rows if row > current] + [row for row in rows if row <= current]
-        for row in after:
-            if not self.image_model.item(row).checked and row != current:
-                self.select_row(row)
-                return
-        self.statusBar().showMessage("Every photo in the list is checked", 6000)
 
     # Search.
 
@@ -1080,27 +726,6 @@ class MainWindow(QMainWindow):
         self.docks["images"].show()
         self.search.box.setFocus()
         self.search.box.selectAll()
-
-    def apply_search(self, query: str, filter: str) -> None:
-        """Show only the listed photos whose captions match `query` (the library's search:
-        whole words and beginnings of words, any case, accents ignored) and `filter`."""
-        matches = self.captions.search(query, filter) if query else None
-        words = _folded(query).split()
-        shown = 0
-        for row, item in enumerate(self.image_model.items()):
-            visible = _passes(item.state, filter) and (
-                not words
-                or (matches is not None and os.path.abspath(item.path) in matches)
-                or _prefixes_match(words, item.caption)
-            )
-            self.image_list.setRowHidden(row, not visible)
-            shown += visible
-        total = self.image_model.rowCount()
-        if query or filter != "all":
-            self.statusBar().showMessage(f"{shown} of {total} photos shown", 4000)
-        current = self.image_list.currentIndex().row()
-        if shown and (current < 0 or self.image_list.isRowHidden(current)):
-            self.select_row(self._visible_rows()[0])
 
     # Export.
 
@@ -1121,7 +746,7 @@ class MainWindow(QMainWindow):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         typing = event.type() == QEvent.Type.KeyPress and _starts_typing(event)
         if typing and watched in (self.image_list, self.words) and self.session.current_path:
-            self.start_editing(event.text())  # simply typing writes the caption
+            self.review.start_editing(event.text())  # simply typing writes the caption
             return True
         if watched is self.image_list and event.type() == QEvent.Type.KeyPress:
             if event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right) and not event.modifiers():
@@ -1135,7 +760,7 @@ class MainWindow(QMainWindow):
     def keyPressEvent(self, event) -> None:
         key = event.key()
         if _starts_typing(event) and self.session.current_path is not None:
-            self.start_editing(event.text())
+            self.review.start_editing(event.text())
         elif key in (Qt.Key.Key_Up, Qt.Key.Key_Down):
             self.step_image(1 if key == Qt.Key.Key_Down else -1)
         elif key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
@@ -1159,25 +784,3 @@ def _starts_typing(event) -> bool:
         len(text) == 1 and text.isprintable() and not text.isspace()
         and not event.modifiers() & blocked
     )  # fmt: skip
-
-
-def _folded(text: str) -> str:
-    """Lower case without accents: how the search compares words."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def _prefixes_match(words: list[str], caption: str) -> bool:
-    """Every query word begins a word of `caption` (captions not in the library yet)."""
-    caption_words = "".join(c if c.isalnum() else " " for c in _folded(caption)).split()
-    return all(any(w.startswith(word) for w in caption_words) for word in words)
-
-
-def _passes(state: str, filter: str) -> bool:
-    if filter == "checked":
-        return state in ("accepted", "mine")
-    if filter == "unchecked":
-        return state not in ("accepted", "mine")
-    if filter == "mine":
-        return state == "mine"
-    return True

@@ -44,9 +44,9 @@ def main() -> None:
     wait_until(lambda: all(i.status is Status.CAPTIONED for i in items()), 300)
     names = [item.name for item in items()]
     window.select_row(names.index("chelsea.jpg"))
-    window.accept_caption()
+    window.review.accept_caption()
     window.select_row(names.index("astronaut.jpg"))
-    window.change_caption(
+    window.review.change_caption(
         window.session.current_path, "Astronaut Eileen Collins in her flight suit", "typed", "Edit"
     )
     window.focus_search()
@@ -54,7 +54,7 @@ def main() -> None:
     QTest.qWait(400)
     window.select_row(names.index("coffee.jpg"))
     wait_until(lambda: bool(window.words.words) and not window.viewer.busy, 120)
-    window.start_editing()
+    window.review.start_editing()
     editor = window.caption_panel.editor
     editor.setText("An espresso in a red cup on a saucer")
     editor.setCursorPosition(len(editor.text()))

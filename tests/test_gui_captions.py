@@ -133,9 +133,9 @@ def test_taking_an_alternative_and_accepting(qtbot, open_window, photo_dir, libr
 
     window.actions.take_beam[0].trigger()  # Ctrl+1: the model's best
     assert person_caption(library_file, photo) == (PHOTO_CAPTIONS["coffee"], "accepted")
-    window.undo()
-    window.undo()
-    window.undo()
+    window.review.undo()
+    window.review.undo()
+    window.review.undo()
     assert person_caption(library_file, photo) is None
     window.actions.accept.trigger()  # Ctrl+Return
     assert person_caption(library_file, photo) == (PHOTO_CAPTIONS["coffee"], "accepted")
@@ -152,21 +152,21 @@ def test_undo_and_redo_walk_across_photos(qtbot, open_window, photo_dir, library
     edit(qtbot, window, "second photo")
     edit(qtbot, window, "second photo again")
 
-    window.undo()  # Ctrl+Z
+    window.review.undo()  # Ctrl+Z
     assert person_caption(library_file, second) == ("second photo", "typed")
-    window.undo()
+    window.review.undo()
     assert person_caption(library_file, second) is None
     assert window.words.words == PHOTO_CAPTIONS["chelsea"].split()
-    window.undo()  # the first photo's edit: the list goes back to it
+    window.review.undo()  # the first photo's edit: the list goes back to it
     assert person_caption(library_file, first) is None
     assert window.session.current_path == first
     assert not window.actions.undo.isEnabled()
 
-    window.redo()  # Ctrl+Shift+Z
+    window.review.redo()  # Ctrl+Shift+Z
     assert person_caption(library_file, first) == ("first photo", "typed")
     assert window.words.words == ["first", "photo"]
-    window.redo()
-    window.redo()
+    window.review.redo()
+    window.review.redo()
     assert person_caption(library_file, second) == ("second photo again", "typed")
     assert window.session.current_path == second
     with Library.open(library_file) as library:
@@ -190,14 +190,14 @@ def test_markers_and_next_unchecked_walk_a_review(qtbot, open_window, photo_dir)
     assert "accepted" in index.data(Qt.ItemDataRole.ToolTipRole)
     assert "checked" in index.data(Qt.ItemDataRole.AccessibleTextRole)
 
-    window.next_unchecked()  # Ctrl+PgDown
+    window.review.next_unchecked()  # Ctrl+PgDown
     assert window.session.current_path.endswith("chelsea.png")
     edit(qtbot, window, "my cat")
     assert state_of(window, "chelsea") == "mine"
-    window.next_unchecked()
+    window.review.next_unchecked()
     assert window.session.current_path.endswith("coffee.png")
     window.actions.accept.trigger()
-    window.next_unchecked()  # none left: it stays, and says so
+    window.review.next_unchecked()  # none left: it stays, and says so
     assert window.session.current_path.endswith("coffee.png")
     assert "checked" in window.statusBar().currentMessage()
     assert window.actions.next_unchecked.shortcut().toString() == "Ctrl+PgDown"
@@ -230,7 +230,7 @@ def test_search_filters_the_list_as_one_types(qtbot, open_window, photo_dir):
     edit(qtbot, window, "Éileen in orbit")  # the astronaut, in the person's words
 
     def shown():
-        rows = window._visible_rows()
+        rows = window.image_list.visible_rows()
         return [window.image_model.item(row).name for row in rows]
 
     window.focus_search()

@@ -187,3 +187,24 @@ class ImageListView(QListView):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setMinimumWidth(220)
         self.setAccessibleName("Images")
+
+    # Moving through the list (over the rows a search hides).
+
+    def select_row(self, row: int) -> None:
+        index = self.model().index(row, 0)
+        self.setCurrentIndex(index)
+        self.scrollTo(index)
+
+    def visible_rows(self) -> list[int]:
+        return [row for row in range(self.model().rowCount()) if not self.isRowHidden(row)]
+
+    def step(self, delta: int) -> None:
+        """Move `delta` photos down the list (up if negative), over those a search hides."""
+        rows = self.visible_rows()
+        if rows:
+            current = self.currentIndex().row()
+            if current in rows:
+                position = rows.index(current) + delta
+            else:  # the shown photo is hidden: the nearest shown one in that direction
+                position = sum(row < current for row in rows) + (delta - 1 if delta > 0 else delta)
+            self.select_row(rows[min(max(position, 0), len(rows) - 1)])
