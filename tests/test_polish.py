@@ -19,6 +19,7 @@ from captioner.cli.batch import command as batch_command
 from captioner.cli.batch.command import main as batch_main
 from captioner.options import DecodeOptions
 from captioner.photos.images import load_image
+from training import evaluate
 from training.scenes import generate_split
 from training.train import main as train_main
 
@@ -157,3 +158,9 @@ def test_training_without_validation_reports_its_loss_and_draws_no_bars_in_a_log
     )
     assert "CIDEr" not in out
     assert "CIDEr" not in json.loads((run / "best" / "config.json").read_text())["training"]
+
+
+def test_the_evaluate_table_shows_entirely_true(capsys):
+    report = {"num_images": 4, "skipped_images": 0, "CIDEr": 1.25, "entirely_true": 0.75}
+    evaluate._print_summary(report, [])
+    assert "entirely_true         0.7500" in capsys.readouterr().out.splitlines()

@@ -379,7 +379,8 @@ def _per_image_record(image: EvaluatedImage) -> dict[str, Any]:
 
 def _print_summary(report: dict[str, Any], outputs: list[Path]) -> None:
     print(f"{report['num_images']} images, {report['skipped_images']} skipped")
-    for key in (*COCO_METRICS, *GROUNDING_METRICS):
+    # entirely_true is in metrics.json for shapes scenes; the table shows every score it has.
+    for key in (*COCO_METRICS, *GROUNDING_METRICS, "entirely_true"):
         if report.get(key) is not None:
             print(f"{key:<21} {report[key]:.4f}")
     for key in ("grounded_words", "ungrounded_words", "grounded_nouns"):
