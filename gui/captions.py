@@ -139,6 +139,26 @@ class CaptionStore(QObject):
         except LibraryUnavailable:
             return False
 
+    def missing_under(self, folders: list[str], recursive: bool) -> list[str]:
+        """The photos the library knows in `folders` (and their subfolders when `recursive`)
+        whose files are gone: their rows stay in the list, with their captions."""
+        if self.library is None or not folders:
+            return []
+        roots = [os.path.abspath(folder) for folder in folders]
+        try:
+            known = self.library.matching_paths()
+        except LibraryError:
+            return []
+        missing = []
+        for path in known:
+            parent = os.path.dirname(path)
+            inside = any(
+                parent == root or (recursive and parent.startswith(root + os.sep)) for root in roots
+            )
+            if inside and not os.path.lexists(path):
+                missing.append(path)
+        return missing
+
     def entry(self, path: str) -> Entry:
         return self._entries.get(path) or Entry(path, None, None, on_disk="unknown")
 

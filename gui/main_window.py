@@ -3,8 +3,8 @@
 The window lays out the widgets and wires them to the session, which holds the app's state and
 talks to the caption worker (gui/session.py). The shown caption, its editing, undo, review and
 the search filter live in gui/review.py, the caption library in gui/captions.py; heatmaps and
-word playback in gui/word_heatmaps.py, the actions and menus in gui/actions.py, the files the app writes in
-gui/saving.py, the dialogs in gui/dialogs/.
+word playback in gui/word_heatmaps.py, the actions and menus in gui/actions.py, the files the
+app writes in gui/saving.py, the dialogs in gui/dialogs/.
 """
 
 from __future__ import annotations
@@ -292,6 +292,9 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[str], *, remember: bool = True) -> list[str]:
         """Add photos and folders to the list and select the first of them; returns the photos."""
         images = collect_images(paths, recursive=self.settings.recursive)
+        # Photos the library knows in these folders that are gone: listed, with their captions.
+        folders = [path for path in paths if os.path.isdir(path)]
+        images += self.captions.missing_under(folders, self.settings.recursive)
         if remember:
             for path in reversed(paths[:10]):
                 self.settings.add_recent(os.path.abspath(path))
@@ -398,6 +401,10 @@ class MainWindow(QMainWindow):
             self.statusBar().clearMessage()  # it was about the photo shown before
         self.setWindowTitle(f"{os.path.basename(path)} — Captioner")
         item = self.image_model.item(self.image_model.row_of(path))
+        if item.on_disk == "missing":
+            self.viewer.set_image(None)
+            self.review.show_missing(item)
+            return
         display = self.session.display_for(path)
         if display is not None:
             self.viewer.set_image(display[1])
@@ -590,7 +597,8 @@ class MainWindow(QMainWindow):
         path = self.session.current_path
         if path is not None and self.session.current is None and not self.review.known(path):
             item = self.image_model.item(self.image_model.row_of(path))
-            if item.status is not Status.FAILED and self.review.maps_asked != path:
+            runnable = item.status is not Status.FAILED and item.on_disk != "missing"
+            if runnable and self.review.maps_asked != path:
                 self.review.ask_model(path)
         self.settings_panel.show_model(info)
         self.docks["lstm"].setWindowTitle(f"Inside the {info.cell.upper()}")

@@ -124,7 +124,7 @@ class CaptionReview(QObject):
                     self.image_model.set_status(path, Status.CAPTIONED, caption=entry.model.text)
                 elif item.status is Status.CAPTIONED:
                     self.image_model.set_status(path, Status.PENDING)
-            self.image_model.set_caption_state(path, entry.state, entry.caption)
+            self.image_model.set_caption_state(path, entry.state, entry.caption, entry.on_disk)
 
     def load_listed(self) -> None:
         self.load_entries([item.path for item in self.image_model.items()])
@@ -135,11 +135,11 @@ class CaptionReview(QObject):
         if key is not None:
             self.captions.add_model_result(outcome.path, outcome.result, key, outcome.file)
         entry = self.captions.entry(outcome.path)
-        self.image_model.set_caption_state(outcome.path, entry.state, entry.caption)
+        self.image_model.set_caption_state(outcome.path, entry.state, entry.caption, entry.on_disk)
 
     def _on_entry_changed(self, path: str) -> None:
         entry = self.captions.entry(path)
-        self.image_model.set_caption_state(path, entry.state, entry.caption)
+        self.image_model.set_caption_state(path, entry.state, entry.caption, entry.on_disk)
         if path == self.session.current_path and self.editing_path is None:
             self.render_caption()
 
@@ -164,6 +164,25 @@ class CaptionReview(QObject):
         self.beam_list.set_beams(list(zip(self.beam_texts, scores, strict=True)))
         self.render_caption()
         self.caption_shown.emit(path)
+
+    def show_missing(self, item: ImageItem) -> None:
+        """A photo no longer on disk: the captions the library kept, never the model's run."""
+        self.viewer.set_busy(False)
+        self.viewer.set_placeholder(
+            f"{item.name}\nThis photo is no longer on disk; its captions are kept"
+        )
+        if self.captions.entry(item.path).model is not None:
+            self.show_library_caption(item.path)
+            return
+        self.session.clear_caption()
+        self.beam_texts = []
+        self.clear_panels()
+        if self.captions.person(item.path) is not None:
+            self.render_caption()
+        else:
+            self.words.set_words([], "No caption: the photo is no longer on disk")
+            self.actions_changed.emit()
+        self.caption_shown.emit(item.path)
 
     def show_no_caption(self, item: ImageItem) -> None:
         """A photo without a caption to show yet (being captioned, unreadable, no model)."""
@@ -294,6 +313,8 @@ class CaptionReview(QObject):
         person = self.captions.person(path)
         if self.maps_asked == path or not self.beam_texts:
             return
+        if self.captions.entry(path).on_disk == "missing":
+            return  # nothing for the model to look at
         if person is not None and person.written_by_person:
             return  # the person's words have no heatmaps
         self.ask_model(path)

@@ -231,7 +231,7 @@ class Session(QObject):
         return [
             item.path
             for item in self.images.items()
-            if item.status in (Status.PENDING, Status.WORKING)
+            if item.status in (Status.PENDING, Status.WORKING) and item.on_disk != "missing"
         ]
 
     def start_batch(self, paths: list[str]) -> None:

@@ -4,6 +4,8 @@ library that cannot be written and one that is not a library. The real main wind
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest.importorskip("PySide6")
@@ -15,7 +17,7 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from captioner.library import Library, LibraryUnavailable  # noqa: E402
 from gui import main_window as main_window_module  # noqa: E402
-from gui.models.image_list import CaptionStateRole, Status  # noqa: E402
+from gui.models.image_list import CaptionStateRole, DiskStateRole, Status  # noqa: E402
 from gui.settings import Settings  # noqa: E402
 from gui.worker import CaptionWorker  # noqa: E402
 
@@ -428,3 +430,46 @@ def test_export_the_selected_photos_and_keep_sidecars_in_step(
     dialog.export(str(tmp_path / "all.csv"))
     text = (tmp_path / "all.csv").read_text("utf-8")
     assert "Eileen in orbit" in text and PHOTO_CAPTIONS["chelsea"] in text
+
+
+def test_a_photo_gone_or_changed_on_disk_keeps_its_row_and_captions(
+    qtbot, open_window, photo_dir, library_file
+):
+    window = open_window([photo_dir])
+    wait_for_caption(qtbot, window, "astronaut")
+    edit(qtbot, window, "Eileen Collins")
+    window.step_image(1)
+    wait_for_caption(qtbot, window, "chelsea")
+    edit(qtbot, window, "A ginger cat")
+    window.close()
+
+    (photo_dir / "astronaut.png").unlink()  # gone
+    chelsea = photo_dir / "chelsea.png"
+    chelsea.write_bytes(chelsea.read_bytes() + b"\0" * 16)  # changed
+    again = open_window([photo_dir], wait=False)
+
+    by_name = {os.path.basename(item.path): item for item in again.image_model.items()}
+    assert sorted(by_name) == ["astronaut.png", "chelsea.png", "coffee.png"]
+    gone, changed = by_name["astronaut.png"], by_name["chelsea.png"]
+    assert gone.caption == "Eileen Collins" and gone.state == "mine"
+    assert changed.caption == "A ginger cat" and changed.state == "mine"
+    row_of = again.image_model.row_of
+    assert again.image_model.index(row_of(gone.path)).data(DiskStateRole) == "missing"
+    assert again.image_model.index(row_of(changed.path)).data(DiskStateRole) == "changed"
+    tooltip = again.image_model.index(row_of(gone.path)).data(Qt.ItemDataRole.ToolTipRole)
+    assert "no longer on disk" in tooltip and "Eileen Collins" in tooltip
+    assert gone.path not in again.session.pending_paths()  # Caption all leaves it alone
+
+    # The changed photo is captioned again: the model's words are only "model said".
+    again.select_row(row_of(changed.path))
+    qtbot.waitUntil(lambda: again.caption_panel.model_said.isVisible(), timeout=WAIT_MS)
+    assert again.words.words == ["A", "ginger", "cat"]
+    assert person_caption(library_file, changed.path) == ("A ginger cat", "typed")
+
+    # The gone photo shows its caption, never a failure, and the model is not asked.
+    again.select_row(row_of(gone.path))
+    assert again.words.words == ["Eileen", "Collins"]
+    qtbot.wait(300)
+    assert gone.status is not Status.FAILED
+    assert again.words.words == ["Eileen", "Collins"]
+    assert person_caption(library_file, gone.path) == ("Eileen Collins", "typed")

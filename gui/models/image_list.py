@@ -31,6 +31,9 @@ class ImageItem:
     # Whose caption it is (captioner.library's Entry.state): "model", "accepted" (the
     # model's, checked by the person), "mine" (written by the person) or "none".
     state: str = "none"
+    # Whether the photo is still there as the library saw it (Entry.on_disk): "ok",
+    # "changed", "missing" (its row and captions stay) or "unknown" (new to the library).
+    on_disk: str = "unknown"
 
     @property
     def checked(self) -> bool:
@@ -46,6 +49,7 @@ PathRole = Qt.ItemDataRole.UserRole + 2
 CaptionRole = Qt.ItemDataRole.UserRole + 3
 ErrorRole = Qt.ItemDataRole.UserRole + 4
 CaptionStateRole = Qt.ItemDataRole.UserRole + 5
+DiskStateRole = Qt.ItemDataRole.UserRole + 6
 
 # What the list's marker means, in words (its tooltip and what a screen reader says).
 STATE_TEXT = {
@@ -53,6 +57,11 @@ STATE_TEXT = {
     "accepted": "checked: the model's caption, accepted",
     "mine": "checked: written by you",
     "none": "",
+}
+# What the list says of a photo that is gone or changed on disk (its captions are kept).
+DISK_TEXT = {
+    "missing": "the photo is no longer on disk; its captions are kept",
+    "changed": "the photo changed on disk since it was captioned",
 }
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -79,12 +88,14 @@ class ImageListModel(QAbstractListModel):
             return item.name
         if role == Qt.ItemDataRole.ToolTipRole:
             detail = item.error if item.status is Status.FAILED else item.caption
-            state = STATE_TEXT[item.state]
-            return "\n".join(filter(None, [item.path, detail, state and f"({state})"]))
+            notes = [STATE_TEXT[item.state], DISK_TEXT.get(item.on_disk, "")]
+            return "\n".join(filter(None, [item.path, detail, *(f"({n})" for n in notes if n)]))
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return ", ".join(filter(None, [item.name, item.caption, STATE_TEXT[item.state]]))
+            notes = [STATE_TEXT[item.state], DISK_TEXT.get(item.on_disk, "")]
+            return ", ".join(filter(None, [item.name, item.caption, *notes]))
         if role == Qt.ItemDataRole.DecorationRole:
-            if item.thumbnail is None and not item.thumbnail_requested:
+            missing = item.on_disk == "missing"  # nothing to draw: no thumbnail asked for
+            if item.thumbnail is None and not item.thumbnail_requested and not missing:
                 item.thumbnail_requested = True
                 self.thumbnail_needed.emit(item.path)
             return item.thumbnail
@@ -98,6 +109,8 @@ class ImageListModel(QAbstractListModel):
             return item.error
         if role == CaptionStateRole:
             return item.state
+        if role == DiskStateRole:
+            return item.on_disk
         return None
 
     def add_paths(self, paths: list[str]) -> list[int]:
@@ -149,13 +162,18 @@ class ImageListModel(QAbstractListModel):
             item.caption = caption
         self._changed(row)
 
-    def set_caption_state(self, path: str, state: str, caption: str | None) -> None:
-        """Whose caption the photo has (see ImageItem.state), and the caption to list."""
+    def set_caption_state(
+        self, path: str, state: str, caption: str | None, on_disk: str | None = None
+    ) -> None:
+        """Whose caption the photo has (see ImageItem.state), the caption to list, and
+        whether the photo is still on disk as captioned (see ImageItem.on_disk)."""
         row = self._rows.get(path)
         if row is None:
             return
         item = self._items[row]
         item.state = state
+        if on_disk is not None:
+            item.on_disk = on_disk
         if caption is not None:
             item.caption = caption
         self._changed(row)

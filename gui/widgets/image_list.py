@@ -17,7 +17,14 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
 )
 
-from gui.models.image_list import CaptionRole, CaptionStateRole, ErrorRole, Status, StatusRole
+from gui.models.image_list import (
+    CaptionRole,
+    CaptionStateRole,
+    DiskStateRole,
+    ErrorRole,
+    Status,
+    StatusRole,
+)
 
 THUMB = 64  # logical pixels
 PADDING = 6
@@ -26,6 +33,11 @@ STATE_MARKERS = {
     "model": ("model", QColor(128, 128, 128)),
     "accepted": ("✓ checked", QColor(37, 99, 235)),
     "mine": ("✎ mine", QColor(147, 51, 234)),
+}
+# A photo gone or changed on disk since it was captioned: a marker left of the caption's.
+DISK_MARKERS = {
+    "missing": ("missing", QColor(218, 54, 51)),
+    "changed": ("changed", QColor(219, 150, 20)),
 }
 STATUS_COLOURS = {
     Status.CAPTIONED: QColor(46, 160, 67),
@@ -73,10 +85,14 @@ class ImageItemDelegate(QStyledItemDelegate):
         painter.setFont(name_font)
         painter.setPen(text_colour)
         name_height = painter.fontMetrics().height()
-        text_width -= self._paint_marker(
-            painter, option, QRect(text_left, rect.top() + PADDING + 2, text_width, name_height),
-            index.data(CaptionStateRole),
-        )  # fmt: skip
+        for marker in (
+            STATE_MARKERS.get(index.data(CaptionStateRole) or ""),
+            DISK_MARKERS.get(index.data(DiskStateRole) or ""),
+        ):
+            text_width -= self._paint_marker(
+                painter, option,
+                QRect(text_left, rect.top() + PADDING + 2, text_width, name_height), marker,
+            )  # fmt: skip
         painter.setFont(name_font)
         painter.setPen(text_colour)
         name = painter.fontMetrics().elidedText(
@@ -102,9 +118,8 @@ class ImageItemDelegate(QStyledItemDelegate):
             line_top += metrics.lineSpacing()
         painter.restore()
 
-    def _paint_marker(self, painter: QPainter, option, line: QRect, state: str | None) -> int:
-        """The caption's marker at the right end of the name's line; returns its width."""
-        marker = STATE_MARKERS.get(state or "")
+    def _paint_marker(self, painter: QPainter, option, line: QRect, marker) -> int:
+        """A marker (text, colour) at the right end of the name's line; returns its width."""
         if marker is None:
             return 0
         text, colour = marker
