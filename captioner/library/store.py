@@ -253,27 +253,33 @@ class Library:
         "mine" (written, not just accepted), "all". FTS5 syntax ("dog OR cat", "bicy*") works;
         a query FTS5 cannot parse is searched for as plain words. captions=False leaves out
         the model's captions (faster for many matches)."""
+        with self._reading():
+            rows = self._select(_PHOTO_COLUMNS, query, filter, limit)
+            return self._entries(rows, None, with_model=captions)
+
+    def matching_paths(self, query: str = "", *, filter: str = "all") -> list[str]:
+        """The paths `search` would give, read from the photos table alone: the app's search
+        box filters the list it already shows, and so stays fast for a query of one letter."""
+        columns = "p.path FROM photos p LEFT JOIN edits e ON e.id = p.edit_id"
+        with self._reading():
+            return [path_text(row[0]) for row in self._select(columns, query, filter)]
+
+    def _select(
+        self, columns: str, query: str, filter: str, limit: int | None = None
+    ) -> list[tuple]:
+        """SELECT `columns` (photos p, edits e) of the photos matching `query` and `filter`,
+        by path. The caller holds the reading lock."""
         if filter not in FILTERS:
             raise ValueError(f"filter must be one of {', '.join(FILTERS)}, not {filter!r}")
-        where = _FILTER_SQL[filter]
-        sql = f"SELECT {_PHOTO_COLUMNS} WHERE {where}"
-        parameters: list = []
+        sql = f"SELECT {columns} WHERE {_FILTER_SQL[filter]}"
         if query.strip():
             sql += " AND p.id IN (SELECT rowid FROM search WHERE search MATCH ?)"
         sql += " ORDER BY p.path"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._reading():
-            if not query.strip():
-                rows = self._db.execute(sql, parameters).fetchall()
-            else:
-                rows = self._matching(sql, query)
-            return self._entries(rows, None, with_model=captions)
-
-    def matching_paths(self, query: str = "", *, filter: str = "all") -> list[str]:
-        """The paths `search` would give, without their captions: the app's search box
-        filters the list it already shows, and so stays fast for a query of one letter."""
-        return [entry.path for entry in self.search(query, filter=filter, captions=False)]
+        if not query.strip():
+            return self._db.execute(sql).fetchall()
+        return self._matching(sql, query)
 
     def photo_count(self) -> int:
         """How many photos the library knows (missing ones included)."""
