@@ -17,7 +17,7 @@ from captioner.beam import Hypothesis, beam_search
 from captioner.consensus import consensus_ranking, sample_captions
 from captioner.decoder import Decoder, DecoderConfig
 from captioner.device import resolve_device
-from captioner.encoder import Encoder, EncoderConfig
+from captioner.encoder import Encoder, EncoderConfig, Preprocessing
 from captioner.files.checkpoint import check_shapes, load_model_dir, save_model_dir
 from captioner.library.records import TaughtRecord
 from captioner.onnx_backend import onnx_encoder
@@ -98,6 +98,7 @@ class Captioner:
                 EncoderConfig.from_dict(config["encoder"]),
                 pretrained=not encoder_state,
                 download=False,
+                preprocessing=Preprocessing.from_dict(config.get("preprocessing", {})),
             )
         except (OSError, ValueError) as err:  # the weights file config.json names, or no file
             raise CheckpointError(f"{Path(path) / CONFIG_FILE}: {err}") from err
@@ -286,11 +287,15 @@ class Captioner:
             "decoder": dataclasses.asdict(self.decoder.config),
             **(extra_config or {}),
         }
+        # Written only when not the default, so that the config.json (and the identity) of
+        # every model saved before preprocessing was recorded stays as it was.
+        if self.encoder.preprocessing != Preprocessing():
+            config["preprocessing"] = dataclasses.asdict(self.encoder.preprocessing)
         return config, self.vocab, tensors
 
     def preprocess(self, source: ImageSource) -> torch.Tensor:
         """One photo -> the encoder's (3, size, size) input; raises ImageError."""
-        image = load_image(source, min_size=self.encoder.config.image_size)
+        image = load_image(source, min_size=self.encoder.decode_size)
         return self.encoder.preprocess(image)
 
     @torch.inference_mode()

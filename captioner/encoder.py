@@ -21,6 +21,37 @@ TORCHVISION_RESNETS = (
     "wide_resnet50_2", "wide_resnet101_2",
 )  # fmt: skip
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# How a photo is resized to the input size -> Pillow's reducing_gap. "fast-bilinear" box-reduces
+# a large photo to within 3x the size, then resizes with bilinear: fast, and what the shipped
+# models were trained on. "bilinear" resizes the full photo with bilinear alone, as scipy's
+# imresize did for models trained with it (the tutorial's).
+RESIZE_FILTERS: dict[str, float | None] = {"fast-bilinear": 3.0, "bilinear": None}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes the encoder's input; a model is fed as it was trained, since the
+    fast path's features drift from another pipeline's. config.json's "preprocessing"; absent,
+    these defaults (the shipped models')."""
+
+    resize_filter: str = "fast-bilinear"  # one of RESIZE_FILTERS
+    # JPEGs decoded at a reduced size (DCT scaling) and large photos box-reduced while both
+    # sides stay >= image_size, before the resize; False decodes every pixel.
+    draft_decoding: bool = True
+
+    def __post_init__(self) -> None:
+        if self.resize_filter not in RESIZE_FILTERS:
+            raise ValueError(
+                f"resize_filter {self.resize_filter!r} is not one of {', '.join(RESIZE_FILTERS)}"
+            )
+        if not isinstance(self.draft_decoding, bool):
+            raise ValueError(f"draft_decoding must be true or false, not {self.draft_decoding!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        """Raises ValueError for a value out of its choices; unknown keys are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class EncoderWeightsError(ValueError):
@@ -211,13 +242,19 @@ class Encoder(nn.Module):
     """(batch, 3, image_size, image_size) -> (batch, grid_h, grid_w, encoder_dim)."""
 
     def __init__(
-        self, config: EncoderConfig | None = None, *, pretrained: bool = True, download: bool = True
+        self,
+        config: EncoderConfig | None = None,
+        *,
+        pretrained: bool = True,
+        download: bool = True,
+        preprocessing: Preprocessing = Preprocessing(),
     ) -> None:
         """`pretrained=False` skips loading ImageNet weights (a checkpoint brings its own);
         `download=False` refuses to fetch a torchvision backbone's (EncoderWeightsError)
         when `config.weights` names no local file."""
         super().__init__()
         self.config = config = config or EncoderConfig()
+        self.preprocessing = preprocessing
         if config.name in EFFICIENTNET_LITE:
             self.backbone, blocks = _efficientnet_lite(config.name, config.image_size, pretrained)
             self.mean, self.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -272,11 +309,18 @@ class Encoder(nn.Module):
                 module.eval()
         return self
 
+    @property
+    def decode_size(self) -> int | None:
+        """The `min_size` to read photos with (photos.images.load_image): the input size when
+        draft decoding is allowed, else None (every pixel decoded)."""
+        return self.config.image_size if self.preprocessing.draft_decoding else None
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """An RGB PIL image -> a normalised (3, image_size, image_size) float tensor."""
         size = self.config.image_size
         if image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+            reducing_gap = RESIZE_FILTERS[self.preprocessing.resize_filter]
+            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=reducing_gap)
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)  # (H, W, 3)
         mean = torch.tensor(self.mean).view(1, 1, 3)
         std = torch.tensor(self.std).view(1, 1, 3)

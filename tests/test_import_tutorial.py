@@ -452,3 +452,35 @@ def test_the_app_captions_a_photo_with_the_imported_model(imported, tmp_path, re
     qtbot.waitUntil(lambda: bool(window.words.words), timeout=GUI_WAIT_MS)
     assert window.image_model.item(0).status is Status.CAPTIONED
     assert set(window.words.words) <= SAYABLE
+
+
+def caption_py_pixels(path) -> torch.Tensor:
+    """The tutorial's caption.py on a photo file: scipy's imread and imresize (both Pillow
+    underneath: every pixel decoded, then bilinear on the full image to 256 x 256), /255, then
+    ImageNet's mean and std. (1, 3, 256, 256)."""
+    import numpy as np
+    from PIL import Image
+
+    image = np.array(Image.open(path))  # scipy.misc.imread
+    image = np.array(Image.fromarray(image).resize((256, 256), Image.BILINEAR))  # imresize
+    pixels = torch.FloatTensor(image.transpose(2, 0, 1) / 255.0)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    return ((pixels - mean) / std).unsqueeze(0)
+
+
+def test_an_imported_model_sees_photo_files_as_the_tutorials_caption_py(
+    imported, tutorial_modules, photos, tmp_path
+):
+    out, captioner = imported
+    encoder, _ = tutorial_modules
+    config = json.loads((out / "config.json").read_text())
+    assert config["preprocessing"] == {"resize_filter": "bilinear", "draft_decoding": False}
+    # Larger than 3x the input (where draft decoding and the box reduction would act), and not.
+    for name, size in [("chelsea", (1100, 900)), ("rocket", (820, 1040)), ("coffee", (300, 260))]:
+        path = tmp_path / f"{name}.jpg"
+        photos[name].resize(size).save(path, quality=90)
+        with torch.no_grad():
+            expected = encoder(caption_py_pixels(path))
+        features = captioner.encode(path)
+        assert float((features - expected).abs().max() / expected.abs().max()) < 1e-4, name

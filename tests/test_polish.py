@@ -9,6 +9,7 @@ import io
 import json
 import pathlib
 import re
+import shutil
 import time
 
 import pytest
@@ -17,8 +18,10 @@ from conftest import PHOTO_CAPTIONS
 from captioner import Captioner, CaptionResult, ImageError
 from captioner.cli.batch import command as batch_command
 from captioner.cli.batch.command import main as batch_main
+from captioner.encoder import Preprocessing
 from captioner.options import DecodeOptions
 from captioner.photos.images import load_image
+from captioner.registry import MODELS_DIR, CheckpointError
 from training import evaluate
 from training.scenes import generate_split
 from training.train import main as train_main
@@ -164,3 +167,30 @@ def test_the_evaluate_table_shows_entirely_true(capsys):
     report = {"num_images": 4, "skipped_images": 0, "CIDEr": 1.25, "entirely_true": 0.75}
     evaluate._print_summary(report, [])
     assert "entirely_true         0.7500" in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("name", ["default", "shapes"])
+def test_shipped_models_keep_the_fast_preprocessing_and_their_files(name):
+    config = json.loads((MODELS_DIR / name / "config.json").read_text())
+    assert "preprocessing" not in config  # absent: the fast path
+    captioner = Captioner.load(name, device="cpu", backend="torch")
+    assert captioner.encoder.preprocessing == Preprocessing()
+    assert captioner.encoder.decode_size == captioner.encoder.config.image_size
+    # What `save` writes (and so the model's identity) has no preprocessing key either.
+    assert "preprocessing" not in captioner.model_files()[0]
+
+
+def test_a_preprocessing_out_of_its_choices_is_a_checkpoint_error(tiny_model_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["preprocessing"] = {"resize_filter": "lanczos"}
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="preprocessing.resize_filter 'lanczos'"):
+        Captioner.load(model)
+    config["preprocessing"] = {"resize_filter": "bilinear", "draft_decoding": False}
+    (model / "config.json").write_text(json.dumps(config))
+    loaded = Captioner.load(model, device="cpu", backend="torch")
+    assert loaded.encoder.preprocessing == Preprocessing("bilinear", draft_decoding=False)
+    assert loaded.encoder.decode_size is None
+    assert loaded.model_files()[0]["preprocessing"] == config["preprocessing"]

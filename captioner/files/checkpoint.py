@@ -21,6 +21,7 @@ from captioner.decoder import (
     Decoder,
     DecoderConfig,
 )
+from captioner.encoder import Preprocessing
 from captioner.photos.atomic import write_dir_atomically
 from captioner.registry import CONFIG_FILE, MODEL_FILES, VOCAB_FILE, WEIGHTS_FILE, CheckpointError
 from captioner.vocab import SPECIAL_TOKENS, Vocabulary
@@ -205,6 +206,13 @@ def check_config(config: dict, where: Path | str = CONFIG_FILE) -> None:
     for key in ("name", "weights"):
         if not isinstance(encoder.get(key), str | None):
             raise CheckpointError(f"{where}: encoder.{key} must be a string")
+    preprocessing = config.get("preprocessing", {})
+    if not isinstance(preprocessing, dict):
+        raise CheckpointError(f"{where}: preprocessing must be a JSON object of settings")
+    try:
+        Preprocessing.from_dict(preprocessing)
+    except ValueError as error:
+        raise CheckpointError(f"{where}: preprocessing.{error}") from None
 
 
 def check_weights_fit_config(

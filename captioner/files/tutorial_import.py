@@ -28,13 +28,14 @@ from typing import Any
 import torch
 
 from captioner.decoder import Decoder, DecoderConfig
-from captioner.encoder import EncoderConfig
+from captioner.encoder import EncoderConfig, Preprocessing
 from captioner.files.checkpoint import CheckpointError, check_config
 from captioner.files.safe_unpickle import PickledObject, UnsafePickleError, read_checkpoint
 from captioner.vocab import SPECIAL_TOKENS, Vocabulary
 
 SOURCE = "sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning"
 IMAGE_SIZE = 256  # caption.py resizes every photo to 256 x 256
+TUTORIAL_PREPROCESSING = Preprocessing(resize_filter="bilinear", draft_decoding=False)
 DEFAULT_GRID = 14  # its Encoder's encoded_image_size
 # A torchvision ResNet by the number of bottleneck blocks in its third stage (resnet.6).
 RESNETS_BY_STAGE3_BLOCKS = {6: "resnet50", 23: "resnet101", 36: "resnet152"}
@@ -434,6 +435,9 @@ def tutorial_model_files(
         "name": Path(checkpoint).name.removesuffix(".tar").removesuffix(".pth"),
         "encoder": dataclasses.asdict(encoder_config),
         "decoder": dataclasses.asdict(decoder_config),
+        # caption.py reads every pixel (scipy's imread) and resizes the full photo with plain
+        # bilinear (scipy's imresize): the features the decoder was trained on.
+        "preprocessing": dataclasses.asdict(TUTORIAL_PREPROCESSING),
         "imported_from": imported_from,
     }
     tensors = {f"encoder.{k}": v for k, v in encoder.items()}
