@@ -139,9 +139,12 @@ class CaptionStore(QObject):
         except LibraryUnavailable:
             return False
 
-    def missing_under(self, folders: list[str], recursive: bool) -> list[str]:
+    def missing_under(
+        self, folders: list[str], recursive: bool, listed: list[str] = ()
+    ) -> list[str]:
         """The photos the library knows in `folders` (and their subfolders when `recursive`)
-        whose files are gone: their rows stay in the list, with their captions."""
+        whose files are gone: their rows stay in the list, with their captions. `listed`: the
+        photos found there, not looked at again."""
         if self.library is None or not folders:
             return []
         roots = [os.path.abspath(folder) for folder in folders]
@@ -149,8 +152,11 @@ class CaptionStore(QObject):
             known = self.library.matching_paths()
         except LibraryError:
             return []
+        found = set(listed)
         missing = []
         for path in known:
+            if path in found:
+                continue
             parent = os.path.dirname(path)
             inside = any(
                 parent == root or (recursive and parent.startswith(root + os.sep)) for root in roots
@@ -271,6 +277,8 @@ class CaptionStore(QObject):
 
     def _with_pending(self, entry: Entry) -> Entry:
         """`entry` with the edits still in memory applied, as the person sees it."""
+        if not self._pending:
+            return entry
         person = entry.person
         for edit in self._pending:
             if edit.path == entry.path:

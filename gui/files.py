@@ -21,6 +21,7 @@ def collect_images(paths: list[str], *, recursive: bool) -> list[str]:
     photo reached twice (by a symbolic link, a linked folder or another spelling of its path) is
     listed once, under the first path it was reached by.
     """
+    _real_folders.clear()
     found: list[str] = []
     for path in paths:
         if os.path.isdir(path):
@@ -36,8 +37,28 @@ def collect_images(paths: list[str], *, recursive: bool) -> list[str]:
 
 
 def real_path(path: str) -> str:
-    """The path with every symbolic link resolved: the same for every way to reach a file."""
-    return os.path.realpath(path)
+    """The path with every symbolic link resolved: the same for every way to reach a file.
+
+    The folder is resolved once for all its files (a folder of 10,000 photos would otherwise
+    walk every component of every path: most of the time opening it took); the file itself
+    is looked at (one lstat) in case it is a link."""
+    path = os.path.abspath(path)
+    folder, name = os.path.split(path)
+    if not name or os.path.islink(path):
+        return os.path.realpath(path)
+    return os.path.join(_real_folder(folder), name)
+
+
+_real_folders: dict[str, str] = {}
+
+
+def _real_folder(folder: str) -> str:
+    """os.path.realpath of a folder, remembered while one list is being built (cleared by
+    collect_images, so a link changed between two openings is seen)."""
+    real = _real_folders.get(folder)
+    if real is None:
+        real = _real_folders[folder] = os.path.realpath(folder)
+    return real
 
 
 def sample_images_dir() -> Path:

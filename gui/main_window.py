@@ -294,7 +294,7 @@ class MainWindow(QMainWindow):
         images = collect_images(paths, recursive=self.settings.recursive)
         # Photos the library knows in these folders that are gone: listed, with their captions.
         folders = [path for path in paths if os.path.isdir(path)]
-        images += self.captions.missing_under(folders, self.settings.recursive)
+        images += self.captions.missing_under(folders, self.settings.recursive, images)
         if remember:
             for path in reversed(paths[:10]):
                 self.settings.add_recent(os.path.abspath(path))

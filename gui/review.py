@@ -114,17 +114,19 @@ class CaptionReview(QObject):
         """What the library knows of these listed photos, into the list: captioned rows for
         the captions it holds by this model and options, whose caption each one is."""
         key = self.model_key
-        for path, entry in self.captions.load(paths, key).items():
-            row = self.image_model.row_of(path)
-            if row is None:
-                continue
-            item = self.image_model.item(row)
-            if self.session.result_for(path) is None and item.status is not Status.FAILED:
-                if self.known(path):
-                    self.image_model.set_status(path, Status.CAPTIONED, caption=entry.model.text)
-                elif item.status is Status.CAPTIONED:
-                    self.image_model.set_status(path, Status.PENDING)
-            self.image_model.set_caption_state(path, entry.state, entry.caption, entry.on_disk)
+        model = self.image_model
+        with model.batched_changes():
+            for path, entry in self.captions.load(paths, key).items():
+                row = model.row_of(path)
+                if row is None:
+                    continue
+                item = model.item(row)
+                if self.session.result_for(path) is None and item.status is not Status.FAILED:
+                    if self.known(path):
+                        model.set_status(path, Status.CAPTIONED, caption=entry.model.text)
+                    elif item.status is Status.CAPTIONED:
+                        model.set_status(path, Status.PENDING)
+                model.set_caption_state(path, entry.state, entry.caption, entry.on_disk)
 
     def load_listed(self) -> None:
         self.load_entries([item.path for item in self.image_model.items()])

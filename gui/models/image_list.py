@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class ImageListModel(QAbstractListModel):
         self._items: list[ImageItem] = []
         self._rows: dict[str, int] = {}
         self._real_rows: dict[str, int] = {}
+        self._batched_rows: list[int] | None = None  # rows changed in a `batched_changes`
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)
         return 0 if parent.isValid() else len(self._items)
@@ -192,6 +194,21 @@ class ImageListModel(QAbstractListModel):
         if self._items:
             self.dataChanged.emit(self.index(0), self.index(len(self._items) - 1))
 
+    @contextlib.contextmanager
+    def batched_changes(self):
+        """Many rows changed at once (a folder's captions from the library): one dataChanged
+        over them at the end, not one per row."""
+        self._batched_rows = []
+        try:
+            yield
+        finally:
+            rows, self._batched_rows = self._batched_rows, None
+            if rows:
+                self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)))
+
     def _changed(self, row: int) -> None:
+        if self._batched_rows is not None:
+            self._batched_rows.append(row)
+            return
         index = self.index(row)
         self.dataChanged.emit(index, index)
