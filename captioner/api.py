@@ -66,7 +66,7 @@ class Captioner:
         # Taught words (teach, forget): their examples, and the vocabulary the model's captions
         # are read with, which has the words the model did not know (ids from vocab_size on).
         self._taught: dict[str, list[TaughtExample]] = {}
-        self._words = vocab
+        self._taught_vocab: Vocabulary | None = None
 
     @classmethod
     def load(
@@ -252,7 +252,7 @@ class Captioner:
     def _set_taught(self, taught: dict[str, list[TaughtExample]]) -> None:
         """Rebuild what the copy head reads (milliseconds, even for 200 words: no training)."""
         if not taught:
-            self._taught, self._words = {}, self.vocab
+            self._taught, self._taught_vocab = {}, None
             self.decoder.set_taught(None)
             return
         backgrounds = {}
@@ -269,7 +269,7 @@ class Captioner:
             decoder.embedding.weight.detach()[decoder.noun_singular_ids],
         )
         words = Vocabulary(self.vocab.itos[len(SPECIAL_TOKENS) :] + new_words)
-        self._taught, self._words = taught, words
+        self._taught, self._taught_vocab = taught, words
         decoder.set_taught(nouns)
 
     def save(self, path: str | os.PathLike, extra_config: dict | None = None) -> Path:
@@ -423,6 +423,12 @@ class Captioner:
         if results[0].error is not None:
             raise ImageError(results[0].source, results[0].error)
         return results[0]
+
+    @property
+    def _words(self) -> Vocabulary:
+        """The vocabulary captions are read with: `vocab` (which a script may replace), grown
+        by the taught words while some are taught."""
+        return self._taught_vocab if self._taught_vocab is not None else self.vocab
 
     def _to_result(self, hypothesis: Hypothesis, grid_shape: tuple[int, int]) -> CaptionResult:
         tokens = fix_articles(self._words.decode(hypothesis.token_ids))
