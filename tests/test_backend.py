@@ -96,8 +96,8 @@ def test_captioner_export_writes_graphs_that_run_without_captioner(
     out = tmp_path / "graphs"
     assert export_main([str(tiny_model_dir), "--onnx", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "README.md", "config.json", "decoder_step.onnx", "encoder.onnx", "manifest.json",
-        "vocab.json",
+        "README.md", "config.json", "decoder_step.onnx", "decoding.json", "encoder.onnx",
+        "manifest.json", "prepare.onnx", "reference_decoder.py", "vocab.json",
     ]  # fmt: skip
     assert "`words`" in (out / "README.md").read_text()
 

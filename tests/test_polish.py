@@ -10,15 +10,20 @@ import json
 import pathlib
 import re
 import shutil
+import subprocess
+import sys
 import time
 
+import numpy as np
 import pytest
+import torch
 from conftest import PHOTO_CAPTIONS
 
 from captioner import Captioner, CaptionResult, ImageError
 from captioner.cli.batch import command as batch_command
 from captioner.cli.batch.command import main as batch_main
 from captioner.encoder import Preprocessing
+from captioner.files.onnx_export import export_onnx_folder
 from captioner.options import DecodeOptions
 from captioner.photos.images import load_image
 from captioner.registry import MODELS_DIR, CheckpointError
@@ -194,3 +199,45 @@ def test_a_preprocessing_out_of_its_choices_is_a_checkpoint_error(tiny_model_dir
     assert loaded.encoder.preprocessing == Preprocessing("bilinear", draft_decoding=False)
     assert loaded.encoder.decode_size is None
     assert loaded.model_files()[0]["preprocessing"] == config["preprocessing"]
+
+
+# Run before the reference decoder: importing torch or captioner fails, as where neither is.
+WITHOUT_TORCH = """
+import importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "captioner", "training"):
+            raise ImportError(f"{name} is not importable here")
+sys.meta_path.insert(0, Refuse())
+sys.path = [p for p in sys.path if p not in ("", ".")]
+"""
+
+
+@pytest.mark.parametrize("model", ["tiny", "default"])
+def test_the_exported_reference_decoder_captions_as_captioner(
+    model, tiny_captioner, tiny_model_dir, photos, tmp_path
+):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    if model == "tiny":
+        captioner, model_dir = tiny_captioner, tiny_model_dir
+    else:
+        captioner, model_dir = Captioner.load(model, backend="torch"), MODELS_DIR / model
+    out = tmp_path / "onnx"
+    export_onnx_folder(captioner, model_dir, out)
+    images = [photos[name] for name in ("chelsea", "rocket", "coffee")]
+    pixels = torch.stack([captioner.preprocess(image) for image in images])
+    np.save(tmp_path / "pixels.npy", pixels.numpy())
+    for beam_size in (1, 3):
+        expected = [r.text for r in captioner.caption(images, beam_size=beam_size)]
+        script = WITHOUT_TORCH + (
+            f"sys.argv = ['reference_decoder.py', '--pixels', {str(tmp_path / 'pixels.npy')!r}, "
+            f"'--beam-size', '{beam_size}']\n"
+            f"import runpy; runpy.run_path({str(out / 'reference_decoder.py')!r}, "
+            "run_name='__main__')"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == expected

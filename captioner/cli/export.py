@@ -1,8 +1,9 @@
 """`captioner-export MODEL --onnx OUT`: a model's ONNX graphs, to run without captioner.
 
-OUT gets encoder.onnx, decoder_step.onnx and manifest.json (captioner/onnx_backend.py), the
-model's vocab.json and config.json, and a README saying how the graphs fit together
-(captioner/files/onnx_export.py).
+OUT gets encoder.onnx, decoder_step.onnx and manifest.json (captioner/onnx_backend.py),
+prepare.onnx, decoding.json, reference_decoder.py (greedy and beam search in numpy and
+onnxruntime alone), the model's vocab.json and config.json, and a README saying how they fit
+together (captioner/files/onnx_export.py).
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     except OnnxUnavailableError as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {out}: encoder.onnx, decoder_step.onnx, manifest.json, vocab.json, config.json")
+    print(
+        f"wrote {out}: encoder.onnx, prepare.onnx, decoder_step.onnx, manifest.json, "
+        "decoding.json, reference_decoder.py, vocab.json, config.json, README.md"
+    )
     return 0
 
 
