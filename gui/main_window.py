@@ -561,8 +561,10 @@ class MainWindow(QMainWindow):
         if cancelled:
             message = f"Cancelled after {done} of {total} photos"
         else:
-            failed = sum(item.status is Status.FAILED for item in self.image_model.items())
-            message = f"Captioned {total} photos" + (f", {failed} could not be read" * bool(failed))
+            captioned, failed = self.session.batch_counts()
+            message = f"Captioned {captioned} photo{'s' * (captioned != 1)}" + (
+                f", {failed} could not be read" * bool(failed)
+            )
         self.statusBar().showMessage(message, 8000)
         self._update_actions()
         self.caption_all_finished.emit(done, total, cancelled)

@@ -53,6 +53,7 @@ class Session(QObject):
         self.model_info: ModelInfo | None = None
         self.model_error = ""
         self.batch_running = False
+        self.batch_paths: list[str] = []  # the photos Caption All was last given
         self.current_path: str | None = None  # the photo shown
         self.beams: list[CaptionResult] = []  # one per beam of the shown photo's caption
         self.current: CaptionResult | None = None  # the beam shown (one of beams)
@@ -236,7 +237,18 @@ class Session(QObject):
 
     def start_batch(self, paths: list[str]) -> None:
         self.batch_running = True
+        self.batch_paths = list(paths)
         self.worker.start_batch(paths, self.options)
+
+    def batch_counts(self) -> tuple[int, int]:
+        """Of the photos Caption All was given: how many are captioned, how many could not
+        be read (the worker's `done` counts both)."""
+        statuses = [
+            self.images.item(row).status
+            for row in map(self.images.row_of, self.batch_paths)
+            if row is not None
+        ]
+        return statuses.count(Status.CAPTIONED), statuses.count(Status.FAILED)
 
     def cancel_batch(self) -> None:
         if self.batch_running:
