@@ -64,3 +64,17 @@ def _real_folder(folder: str) -> str:
 def sample_images_dir() -> Path:
     """The sample photos shipped in captioner/samples."""
     return Path(captioner.__file__).parent / "samples"
+
+
+def opened_message(added: int, already: int) -> str:
+    """What opening photos did: how many were added, and how many were listed already."""
+
+    def photos(count: int) -> str:
+        return f"{count} photo{'s' * (count != 1)}"
+
+    if not already:
+        return f"Opened {photos(added)}"
+    were = "was" if already == 1 else "were"
+    if not added:
+        return f"{'All ' * (already > 1)}{photos(already)} {were} already open"
+    return f"Added {photos(added)}; {already} {were} already open"

@@ -31,7 +31,7 @@ from gui.actions import WindowActions
 from gui.captions import CaptionStore
 from gui.dialogs.about_model import AboutModelDialog
 from gui.dialogs.attention_grid import AttentionGridDialog
-from gui.files import OPEN_FILTER, collect_images, sample_images_dir
+from gui.files import OPEN_FILTER, collect_images, opened_message, sample_images_dir
 from gui.garbage import UiThreadGarbageCollector
 from gui.models.image_list import ImageListModel, PathRole, Status
 from gui.review import CaptionReview
@@ -301,12 +301,14 @@ class MainWindow(QMainWindow):
         if not images:
             self.statusBar().showMessage("No photos found in " + ", ".join(paths), 8000)
             return []
+        listed = self.image_model.rowCount()
         rows = self.image_model.add_paths(images)
         self.review.load_entries(images)
         if self.search.active:
             self.review.apply_search(self.search.query, self.search.filter_name)
         self.select_row(rows[0])
-        self.statusBar().showMessage(f"Opened {len(images)} photo{'s' * (len(images) != 1)}", 4000)
+        added = sum(row >= listed for row in set(rows))
+        self.statusBar().showMessage(opened_message(added, len(set(rows)) - added), 4000)
         return images
 
     def open_samples(self) -> None:

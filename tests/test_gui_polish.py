@@ -54,3 +54,18 @@ def test_caption_all_counts_only_the_photos_it_captioned(qtbot, open_window, fol
     statuses = [item.status for item in window.image_model.items()]
     assert statuses.count(Status.CAPTIONED) == 5 and statuses.count(Status.FAILED) == 3
     assert window.statusBar().currentMessage() == "Captioned 5 photos, 3 could not be read"
+
+
+def test_reopening_a_folder_says_what_was_added(qtbot, open_window, folder, photos):
+    window = open_window()
+    window.open_paths([str(folder)])
+    assert window.statusBar().currentMessage() == "Opened 5 photos"
+    for name in ("hubble_deep_field", "chelsea"):
+        photos[name].save(folder / f"new-{name}.png")
+    window.open_paths([str(folder)])
+    assert window.image_model.rowCount() == 7
+    assert window.statusBar().currentMessage() == "Added 2 photos; 5 were already open"
+    window.open_paths([str(folder)])
+    assert window.statusBar().currentMessage() == "All 7 photos were already open"
+    window.open_paths([str(folder / "new-chelsea.png")])
+    assert window.statusBar().currentMessage() == "1 photo was already open"
