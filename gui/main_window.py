@@ -42,7 +42,7 @@ from gui.widgets.banner import NO_MODEL, ModelBanner
 from gui.widgets.caption_panel import BeamList, CaptionPanel
 from gui.widgets.image_list import ImageListView
 from gui.widgets.library_banner import LibraryBanner
-from gui.widgets.lstm_panel import LstmPanel
+from gui.widgets.lstm_panel import LstmPanel, panel_title
 from gui.widgets.photo_search import PhotoSearch
 from gui.widgets.settings_panel import SettingsPanel
 from gui.widgets.viewer import ImageViewer
@@ -179,7 +179,7 @@ class MainWindow(QMainWindow):
         for name, title, widget, area in (
             ("images", "Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
             ("beams", "Alternatives", self.beam_list, Qt.DockWidgetArea.RightDockWidgetArea),
-            ("lstm", "Inside the LSTM", self.lstm_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("lstm", panel_title(None), self.lstm_panel, Qt.DockWidgetArea.RightDockWidgetArea),
             ("settings", "Settings", self.settings_panel, Qt.DockWidgetArea.RightDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
@@ -590,6 +590,7 @@ class MainWindow(QMainWindow):
     def _on_model_loading(self) -> None:
         self.actions.about_model.setEnabled(False)
         self.banner.hide()
+        self.docks["lstm"].setWindowTitle(panel_title(None))
         self.settings_panel.show_model_loading()
         self.statusBar().showMessage("Loading the model…")
         self._show_current_photo_again(run_model=True)
@@ -605,7 +606,7 @@ class MainWindow(QMainWindow):
             if runnable and self.review.maps_asked != path:
                 self.review.ask_model(path)
         self.settings_panel.show_model(info)
-        self.docks["lstm"].setWindowTitle(f"Inside the {info.cell.upper()}")
+        self.docks["lstm"].setWindowTitle(panel_title(info.cell))
         self.banner.show_model(info)
         self.actions.about_model.setEnabled(True)
         if self.about_model_dialog is not None:

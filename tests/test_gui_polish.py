@@ -69,3 +69,18 @@ def test_reopening_a_folder_says_what_was_added(qtbot, open_window, folder, phot
     assert window.statusBar().currentMessage() == "All 7 photos were already open"
     window.open_paths([str(folder / "new-chelsea.png")])
     assert window.statusBar().currentMessage() == "1 photo was already open"
+
+
+def test_the_gates_panel_has_a_neutral_title_until_a_model_is_loaded(qtbot, open_window, tmp_path):
+    window = open_window(wait_for_model=False)
+    assert window.session.model_info is None  # loading in the background: no events run yet
+    assert window.docks["lstm"].windowTitle() == "Inside the decoder"
+    qtbot.waitUntil(lambda: window.session.model_info is not None, timeout=WAIT_MS)
+    assert window.docks["lstm"].windowTitle() == "Inside the LSTM"
+
+    broken = tmp_path / "not-a-model"
+    broken.mkdir()
+    with qtbot.waitSignal(window.model_ready, timeout=WAIT_MS) as ready:
+        window.set_model(str(broken))
+    assert ready.args == [False]
+    assert window.docks["lstm"].windowTitle() == "Inside the decoder"

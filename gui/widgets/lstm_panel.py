@@ -29,6 +29,14 @@ SERIES_COLOURS = {
     "copy gate": QColor(13, 148, 136),
 }
 GATE_NAMES = {"lstm": ("input", "forget", "output"), "gru": ("reset", "update"), "rnn": ()}
+
+
+def panel_title(cell: str | None) -> str:
+    """The panel's title: after the loaded model's cell ("Inside the GRU"), neutral while no
+    model is loaded."""
+    return f"Inside the {cell.upper()}" if cell else "Inside the decoder"
+
+
 LABEL_ANGLE = -45.0  # degrees: word labels turn diagonal when they do not fit level
 LABEL_MAX_WIDTH = 70.0  # longer words are elided on the diagonal
 LABEL_GAP = 2.0  # pixels kept clear around every label
