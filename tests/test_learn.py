@@ -1,0 +1,158 @@
+"""Learning from the person's captions (captioner/learn.py): it learns, it writes whole or
+nothing, and the model it started from is never changed."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from captioner import Captioner
+from captioner.learn import (
+    LearnCancelled,
+    LearnError,
+    LearnProgress,
+    LearnSettings,
+    learn_from_library,
+    learned_model_dir,
+)
+from captioner.library import Library
+
+# The person's captions: the tiny model's photos described in words it has never seen.
+MINE = {
+    "chelsea": "felix the tabby dozing",
+    "coffee": "my morning espresso",
+    "astronaut": "aunt eileen in her spacesuit",
+    "rocket": "launch day at the cape",
+}
+QUICK = LearnSettings(max_epochs=25, lr=3e-3, validation_share=0.0, l2sp=1e-4)
+
+
+@pytest.fixture
+def library(tmp_path, photos):
+    """A library holding the person's captions of four photos saved in tmp_path."""
+    with Library.open(tmp_path / "library.sqlite3") as library:
+        for name, caption in MINE.items():
+            path = tmp_path / f"{name}.png"
+            photos[name].save(path)
+            library.set_caption(str(path), caption)
+        yield library
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under `folder` and its SHA-256: what 'unchanged' means."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_learns_the_persons_words(tiny_model_dir, library, tmp_path):
+    start = Captioner.load(tiny_model_dir, backend="torch")
+    before = tree(Path(tiny_model_dir))
+    updates: list[LearnProgress] = []
+    result = learn_from_library(start, library, settings=QUICK, progress=updates.append)
+
+    assert result.model_dir == learned_model_dir(library, start.name)
+    assert result.model_dir.parent == tmp_path / "models"
+    assert result.captions == 4 and result.skipped == 0
+    assert {"felix", "espresso", "eileen"} <= set(result.new_words)
+    assert result.train_losses[-1] < result.train_losses[0] / 2
+    fractions = [u.fraction for u in updates]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert all(u.seconds_left is not None for u in updates if u.stage == "learning")
+
+    learned = Captioner.load(result.model_dir, backend="torch")
+    said = learned.caption(str(tmp_path / "chelsea.png")).text.split()
+    assert said[:3] == ["felix", "the", "tabby"]  # the person's words, new ones included
+    assert tree(Path(tiny_model_dir)) == before  # the model it started from is unchanged
+    assert len(start.vocab) < len(learned.vocab)
+
+
+def test_the_model_card_names_what_it_learned_from(tiny_captioner, library):
+    result = learn_from_library(tiny_captioner, library, settings=QUICK)
+    card = (result.model_dir / "README.md").read_text()
+    assert result.model_dir.name == "tiny-test-model + my captions"
+    assert "The model **tiny-test-model**" in card and "on 4 of your captions" in card
+    assert "felix" in card
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["name"] == "tiny-test-model + my captions"
+    assert config["learned"]["from_model"] == "tiny-test-model"
+    assert config["learned"]["from_identity"] == tiny_captioner.identity
+    assert config["learned"]["captions"] == 4
+
+
+def test_validation_keeps_the_best_epoch(tiny_captioner, library):
+    """With captions held out, learning stops when their loss stops falling, and the model
+    kept is never worse on them than the one it started from."""
+    settings = LearnSettings(max_epochs=30, patience=2, lr=3e-3, validation_share=0.25)
+    result = learn_from_library(tiny_captioner, library, settings=settings)
+    assert result.validation_captions == 1
+    assert result.best_loss <= result.start_loss
+    assert result.epochs <= settings.max_epochs
+
+
+@pytest.mark.parametrize("when", ["encoding", "learning", "writing"])
+def test_cancel_leaves_nothing(tiny_captioner, library, when, monkeypatch):
+    cancel = threading.Event()
+    if when == "writing":
+        import captioner.learn as learn
+
+        def cancelled_mid_write(folder, *args):
+            (folder / "config.json").write_text("{}")  # half a model
+            cancel.set()
+
+        monkeypatch.setattr(learn, "write_model_files", cancelled_mid_write)
+
+    def progress(update: LearnProgress) -> None:
+        if update.stage == when:
+            cancel.set()
+
+    with pytest.raises(LearnCancelled):
+        learn_from_library(
+            tiny_captioner, library, settings=QUICK, progress=progress, cancel=cancel
+        )
+    target = learned_model_dir(library, tiny_captioner.name)
+    assert not target.exists()
+    assert not target.parent.exists() or not list(target.parent.iterdir())
+
+
+def test_a_full_disk_leaves_nothing(tiny_model_dir, library, monkeypatch):
+    import captioner.learn as learn
+
+    def disk_full(folder, *args):
+        (folder / "config.json").write_text("{}")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(learn, "write_model_files", disk_full)
+    start = Captioner.load(tiny_model_dir, backend="torch")
+    before = tree(Path(tiny_model_dir))
+    with pytest.raises(LearnError, match="No space left on device"):
+        learn_from_library(start, library, settings=QUICK)
+    target = learned_model_dir(library, start.name)
+    assert not target.exists() and not list(target.parent.iterdir())
+    assert tree(Path(tiny_model_dir)) == before
+
+
+def test_no_captions_is_a_clear_error(tiny_captioner, tmp_path):
+    with (
+        Library.open(tmp_path / "empty.sqlite3") as library,
+        pytest.raises(LearnError, match="none of your captions"),
+    ):
+        learn_from_library(tiny_captioner, library)
+
+
+def test_photos_that_are_gone_are_skipped_and_counted(tiny_captioner, library, tmp_path):
+    (tmp_path / "rocket.png").unlink()
+    result = learn_from_library(tiny_captioner, library, settings=QUICK)
+    assert result.skipped == 1 and result.captions == 3
+    assert "skipped (gone or unreadable): 1" in (result.model_dir / "README.md").read_text()
+    for name in MINE:
+        (tmp_path / f"{name}.png").unlink(missing_ok=True)
+    with pytest.raises(LearnError, match="none of the 4 captioned photos"):
+        learn_from_library(tiny_captioner, library, settings=QUICK)
