@@ -461,3 +461,15 @@ def test_optimizer_moments_of_a_channels_last_conv_are_saved_and_restored(tmp_pa
     _, restored, restored_scheduler = optimizer_and_scheduler()
     load_training_state(tmp_path, restored, restored_scheduler)
     assert torch.equal(restored.state_dict()["state"][0]["exp_avg"], saved)
+
+
+def test_init_from_takes_a_shipped_models_name(tmp_path):
+    """`--init-from default` is the shipped model, as `--model default` is everywhere else."""
+    parser = training.train.build_parser()
+    argv = ["--data", "x.json", "--images", "x", "--out", str(tmp_path / "run")]
+    args, given = training.train.parse_args(parser, [*argv, "--init-from", "shapes"])
+    run = resolve_run(parser, args, given)
+    shapes = shipped_model("shapes")
+    assert run.init_from == shapes
+    config = json.loads((shapes / "config.json").read_text())
+    assert run.cell == config["decoder"]["cell"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from captioner.cli.args import add_batch_size_argument, add_device_argument, add_workers_argument
 from captioner.decoder import GATE_BLOCKS, START_STATES
 from captioner.encoder import EFFICIENTNET_LITE
-from captioner.registry import CONFIG_FILE
+from captioner.registry import CONFIG_FILE, resolve_model
 from training.model import MODEL_OPTIONS, config_default, model_option_values
 from training.objectives import BASELINES
 from training.readers import FORMATS
@@ -412,9 +412,10 @@ def add_scst_arguments(scst: argparse._ArgumentGroup) -> None:
     )
     scst.add_argument(
         "--init-from",
-        type=Path,
-        help="start from this model directory's weights, vocabulary and model options "
-        "(a cross-entropy run's best/); model options given must equal its",
+        type=resolve_model,
+        metavar="DIR|NAME|hf:OWNER/NAME",
+        help="start from this model's weights, vocabulary and model options (a cross-entropy "
+        "run's best/, a shipped model's name, a Hub model); model options given must equal its",
     )
     scst.add_argument("--scst-samples", type=int, default=5, help="captions drawn per image")
     scst.add_argument(
