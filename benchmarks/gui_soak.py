@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -171,6 +172,7 @@ def soak(minutes: float, photo_count: int) -> int:
     )
     print(" minute  RSS MiB  peak MiB      None    True   False    keys  captioned", flush=True)
     status = app.exec()
+    shutil.rmtree(work, ignore_errors=True)  # 400 photos and the settings
     if status or len(rows) < 2:
         return 1
     first_minute = rows[1][1] if len(rows) > 2 else rows[0][1]

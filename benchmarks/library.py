@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -128,6 +129,8 @@ def main() -> None:
     )
     print(f"| adding 10,000 model results of real files (stat + SHA-256) | {add_real:.2f} s | |")
     print(f"| bytes per photo | {size / photos:.0f} | < ~1,000 |")
+    if not args.keep:
+        shutil.rmtree(folder)
 
 
 if __name__ == "__main__":
