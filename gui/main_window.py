@@ -31,6 +31,7 @@ from gui.actions import WindowActions
 from gui.captions import CaptionStore
 from gui.dialogs.about_model import AboutModelDialog
 from gui.dialogs.attention_grid import AttentionGridDialog
+from gui.dock_widths import DockWidths
 from gui.files import OPEN_FILTER, collect_images, opened_message, sample_images_dir
 from gui.garbage import UiThreadGarbageCollector
 from gui.models.image_list import ImageListModel, PathRole, Status
@@ -195,6 +196,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks(
             [self.docks["beams"], self.docks["lstm"]], [170, 420], Qt.Orientation.Vertical
         )
+        self.dock_widths = DockWidths(self, [self.docks["images"], self.docks["beams"]])
 
     def _connect_actions(self) -> None:
         actions = self.actions
@@ -256,6 +258,10 @@ class MainWindow(QMainWindow):
             self.resize(1320, 840)
         if state is not None:
             self.restoreState(state)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.dock_widths.window_resized(event.size().width() > event.oldSize().width())
 
     def closeEvent(self, event) -> None:
         self.review.commit_edit()

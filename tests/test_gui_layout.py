@@ -202,3 +202,65 @@ def test_an_elided_label_keeps_its_whole_text_and_offers_it_as_a_tooltip(qtbot):
     assert label.fontMetrics().horizontalAdvance(label.displayed_text()) <= 400
     assert label.toolTip() == long_text
     assert label.minimumSizeHint().width() < 100  # whatever the text, it never asks for more
+
+
+@pytest.mark.parametrize("size", [(800, 560), (1320, 840), (1920, 1080)])
+def test_the_window_fits_its_size_with_no_button_cut_and_nothing_clipped(
+    qtbot, open_window, photos, tmp_path, size
+):
+    from PySide6.QtWidgets import QAbstractButton, QWidget
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in PHOTO_CAPTIONS:
+        photos[name].save(folder / f"{name}.png")
+    window = open_window([folder])
+    qtbot.waitUntil(lambda: bool(window.words.words), timeout=WAIT_MS)
+    window.banner.show_message(
+        "Names about 503 kinds of things (nouns learned from ImageNet); "
+        "its sentences come from composites",
+        warning=False,
+        about=True,
+    )
+    window.caption_panel.summary.setText("Beam 1 of 5 · score -8.70 · captioned in 123 ms")
+    for dock in ("lstm", "settings"):
+        window.docks[dock].raise_()
+        window.resize(*size)
+        settle_layouts()
+        assert (window.width(), window.height()) == size
+        for widget in window.findChildren(QWidget):
+            if not widget.isVisible() or widget.isWindow():
+                continue
+            text = widget.text() if isinstance(widget, QAbstractButton) else ""
+            name = f"{type(widget).__name__} {widget.objectName()} {text!r}"
+            if isinstance(widget, QAbstractButton):  # its whole text, not "Pl…ds"
+                assert widget.width() >= widget.sizeHint().width(), name
+            # Nothing a layout placed narrower or lower than it needs (cut off on the right or
+            # at the bottom).
+            layout = widget.parentWidget().layout()
+            if layout is None or layout.indexOf(widget) < 0:
+                continue
+            assert widget.width() >= widget.minimumSizeHint().width(), name
+            assert widget.height() >= widget.minimumSizeHint().height(), name
+        summary = window.caption_panel.summary
+        if size != (800, 560):  # the score line and the model's note are read whole
+            assert summary.displayed_text() == summary.text()
+            assert window.banner.text.displayed_text() == window.banner.text.text()
+            for panel in (window.settings_panel, window.images_panel):
+                if panel.isVisible():
+                    right = panel.mapTo(window, panel.rect().topRight()).x()
+                    assert right <= window.width()
+
+
+def test_the_image_list_widens_again_when_the_window_does(qtbot, open_window, tmp_path):
+    window = open_window()
+    window.resize(1320, 840)
+    settle_layouts()
+    images = window.docks["images"]
+    wide = images.width()
+    window.resize(800, 560)
+    settle_layouts()
+    assert images.width() < wide
+    window.resize(1320, 840)
+    settle_layouts()
+    assert abs(images.width() - wide) <= 2

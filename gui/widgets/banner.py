@@ -84,6 +84,7 @@ class ModelBanner(QFrame):
         size = self.style().pixelMetric(QStyle.PixelMetric.PM_SmallIconSize)
         self.icon.setPixmap(self.style().standardIcon(icon).pixmap(size, size))
         self.text.setText(text.partition("\n")[0])
+        self.text.setWordWrap(not warning)  # a note of ours is read whole; an error is one line
         self.details = details
         self.details_button.setVisible(bool(details))
         self.show()

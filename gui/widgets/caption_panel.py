@@ -300,7 +300,8 @@ class CaptionPanel(QWidget):
         self.summary.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
-        self.opacity.setFixedWidth(140)
+        self.opacity.setMinimumWidth(36)
+        self.opacity.setMaximumWidth(140)
         self.opacity.setAccessibleName("Heatmap opacity")
         self.opacity.setToolTip("Heatmap opacity")
         opacity_label = QLabel("Heatmap &opacity")
@@ -311,10 +312,12 @@ class CaptionPanel(QWidget):
         for button in (play, grid):
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
 
+        # The summary ("Beam 1 of 5 · score …") has a line of its own, the controls another:
+        # side by side, a narrow window cut the one and the other's button texts.
         controls = QHBoxLayout()
-        controls.addWidget(self.summary, 1)
         controls.addWidget(opacity_label)
-        controls.addWidget(self.opacity)
+        controls.addWidget(self.opacity, 1)
+        controls.addStretch(0)
         controls.addWidget(play)
         controls.addWidget(grid)
         layout = QVBoxLayout(self)
@@ -322,6 +325,7 @@ class CaptionPanel(QWidget):
         layout.addWidget(self.words)
         layout.addWidget(self.editor)
         layout.addWidget(self.model_said)
+        layout.addWidget(self.summary)
         layout.addLayout(controls)
 
     def show_model_said(self, text: str) -> None:

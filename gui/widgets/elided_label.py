@@ -40,6 +40,8 @@ class ElidedLabel(QLabel):
         return " ".join(self.text().split())
 
     def displayed_text(self) -> str:
+        if self.wordWrap():  # wrapped over lines instead: the whole text is shown
+            return self.text()
         width = self.contentsRect().width()
         return self.fontMetrics().elidedText(self._one_line(), self._mode, width)
 
@@ -48,7 +50,16 @@ class ElidedLabel(QLabel):
         cut = self.displayed_text() != self.text()
         self.setToolTip(self.text() if cut else "")
 
+    def setWordWrap(self, on: bool) -> None:
+        """Wrap the text over lines instead of cutting it (for the app's own short notes)."""
+        super().setWordWrap(on)
+        self._update_tooltip()
+        self.updateGeometry()
+        self.update()
+
     def sizeHint(self) -> QSize:
+        if self.wordWrap():
+            return super().sizeHint()
         margins = self.contentsMargins()
         width = self.fontMetrics().horizontalAdvance(self._one_line())
         height = self.fontMetrics().height()
@@ -57,6 +68,8 @@ class ElidedLabel(QLabel):
         )
 
     def minimumSizeHint(self) -> QSize:
+        if self.wordWrap():
+            return super().minimumSizeHint()
         hint = self.sizeHint()
         least = self.fontMetrics().averageCharWidth() * MINIMUM_CHARACTERS
         return QSize(min(hint.width(), least), hint.height())
@@ -67,7 +80,8 @@ class ElidedLabel(QLabel):
 
     def paintEvent(self, event) -> None:
         painter = QPainter(self)
+        flags = int(self.alignment()) | (int(Qt.TextFlag.TextWordWrap) * self.wordWrap())
         self.style().drawItemText(
-            painter, self.contentsRect(), int(self.alignment()), self.palette(),
+            painter, self.contentsRect(), flags, self.palette(),
             self.isEnabled(), self.displayed_text(), self.foregroundRole(),
         )  # fmt: skip

@@ -200,7 +200,7 @@ class ImageListView(QListView):
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setAlternatingRowColors(False)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setMinimumWidth(220)
+        self.setMinimumWidth(150)  # a narrow window keeps room for the photo
         self.setAccessibleName("Images")
 
     # Moving through the list (over the rows a search hides).

@@ -104,7 +104,7 @@ class GateChart(QWidget):
         self.tokens: list[str] = []
         self.series: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # name -> mean, std
         self.selected = -1
-        self.setMinimumSize(280, 180)
+        self.setMinimumSize(220, 160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def sizeHint(self) -> QSize:

@@ -15,9 +15,11 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QLabel,
     QLineEdit,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -97,6 +99,12 @@ class SettingsPanel(QWidget):
             "from the Hugging Face cache",
             Qt.ItemDataRole.ToolTipRole,
         )
+        # As wide as a short label: the long ones are read in the open list (a wide box cut
+        # the panel off on the right of a narrow window).
+        self.model_choice.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.model_choice.setMinimumContentsLength(12)
         self.model_choice.activated.connect(self._on_model_activated)
         self._model = ""
         self.set_model(model)
@@ -110,6 +118,7 @@ class SettingsPanel(QWidget):
         self.model_encoder = QLabel("–")
         self.model_encoder.setWordWrap(True)
         self.model_decoder = QLabel("–")
+        self.model_decoder.setWordWrap(True)
         self.model_status = ElidedLabel()
 
         decoding = QGroupBox("Decoding")
@@ -132,11 +141,23 @@ class SettingsPanel(QWidget):
         model_form.addRow("Decoder", self.model_decoder)
         model_form.addRow(self.model_status)
 
-        layout = QVBoxLayout(self)
+        # In a scroll area: a low window scrolls the panel rather than cutting it off.
+        contents = QWidget()
+        layout = QVBoxLayout(contents)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.addWidget(decoding)
         layout.addWidget(model_box)
         layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(contents)
+        scrollbar = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(contents.minimumSizeHint().width() + scrollbar)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
         self.set_options(options)
         self._apply_timer = QTimer(self, singleShot=True, interval=APPLY_DELAY_MS)
