@@ -88,10 +88,15 @@ def main() -> None:
     if args.dark:
         app.setStyle("Fusion")
         app.setPalette(dark_palette())
-    settings = Settings.from_file(str(Path(tempfile.mkdtemp()) / "settings.ini"))
+    work = Path(tempfile.mkdtemp())
+    settings = Settings.from_file(str(work / "settings.ini"))
     settings.mark_started()
     paths = args.paths or [str(sample_images_dir())]
-    window = MainWindow(settings, paths=paths, model_dir=args.model)
+    # A library of its own: the user's may know these photos, and would show them uncaptioned
+    # by the model (no heatmap to draw).
+    window = MainWindow(
+        settings, paths=paths, model_dir=args.model, library_path=str(work / "library.sqlite3")
+    )
     width, height = (int(v) for v in args.size.split("x"))
     window.resize(width, height)
     window.move(0, 0)
