@@ -109,29 +109,36 @@ class CopyHead(nn.Module):
 
     def class_log_probs(self, features: torch.Tensor) -> torch.Tensor:
         """(..., encoder_dim) raw encoder features -> (..., copy_classes): each cell as the
-        ImageNet classifier sees it."""
+        ImageNet classifier sees it. Computed once per photo (Decoder.prepare, or the encoder's
+        ONNX graph): the copy memory and the semantic features both read it."""
         with _full_precision(features):
             classes = F.linear(features.float(), self.noun_head_weight, self.noun_head_bias)
             return classes.log_softmax(-1)
 
-    def prepare(self, features: torch.Tensor, taught: TaughtNouns | None = None) -> CopyMemory:
+    def prepare(
+        self,
+        features: torch.Tensor,
+        taught: TaughtNouns | None = None,
+        class_log_probs: torch.Tensor | None = None,
+    ) -> CopyMemory:
         """(batch, grid_h, grid_w, encoder_dim) raw encoder features -> the per-image memory
         `forward` reads. The classifier reads the features it was trained on: before layer
-        normalisation and coordinates. taught: words to copy beside the table's nouns."""
+        normalisation and coordinates. taught: words to copy beside the table's nouns;
+        class_log_probs: `class_log_probs(features)`, when the caller has them already."""
+        if class_log_probs is None:
+            class_log_probs = self.class_log_probs(features)
         with _full_precision(features):
-            cells = features.flatten(1, 2).float()  # (batch, num_pixels, encoder_dim)
-            classes = F.linear(cells, self.noun_head_weight, self.noun_head_bias).softmax(-1)
-            nouns = classes @ self.class_to_noun  # (batch, num_pixels, copy_nouns)
+            classes = class_log_probs.flatten(1, 2).float().exp()  # (batch, num_pixels, classes)
+            nouns, mass = self._noun_probs(classes)
             # p_copy is renormalised over the classes the table names, so it stays a
             # distribution; the share those classes hold (low where the head sees background,
             # or a class the table leaves out as too vague) tells the gate how noun-like the
             # cells it looks at are, whatever the matrix's weighting.
-            named = (self.class_to_noun.sum(1) > 0).to(classes.dtype)  # (copy_classes,)
-            mass = classes @ named  # (batch, num_pixels)
             total = nouns.sum(-1, keepdim=True)
             nouns = nouns / total.clamp_min(torch.finfo(nouns.dtype).tiny)
             singular, plural = self.noun_singular_ids, self.noun_plural_ids
             if taught is not None:
+                cells = features.flatten(1, 2).float()  # (batch, num_pixels, encoder_dim)
                 nouns, mass = _with_taught(nouns, mass, taught.cell_probs(cells))
                 singular = torch.cat([singular, taught.singular_ids])
                 plural = torch.cat([plural, taught.plural_ids])
@@ -139,6 +146,22 @@ class CopyHead(nn.Module):
         ids = torch.cat([singular, plural])  # (2 * copy_nouns,)
         words, slots = torch.unique(ids, return_inverse=True)
         return CopyMemory(smoothed, mass, words, slots, taught)
+
+    def _noun_probs(self, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class probabilities (batch, num_pixels, copy_classes) -> each cell's unnormalised
+        noun probabilities (batch, num_pixels, copy_nouns) and the share of the classes the
+        table names (batch, num_pixels).
+
+        classes @ class_to_noun as a sum over the matrix's non-zero entries: a class names at
+        most a noun or two, so the dense product (copy_classes x copy_nouns multiply-adds per
+        cell) is nearly all zeros."""
+        class_index, noun_index = self.class_to_noun.nonzero(as_tuple=True)  # (entries,) each
+        weights = self.class_to_noun[class_index, noun_index]  # (entries,)
+        shares = classes.index_select(-1, class_index) * weights  # (batch, num_pixels, entries)
+        nouns = classes.new_zeros(*classes.shape[:-1], self.nouns)
+        nouns = nouns.scatter_add(-1, noun_index.expand_as(shares), shares)
+        named = torch.unique_consecutive(class_index)  # sorted by nonzero: each class once
+        return nouns, classes.index_select(-1, named).sum(-1)
 
     def forward(
         self, logits: torch.Tensor, hidden: torch.Tensor, alpha: torch.Tensor, memory: CopyMemory

@@ -253,10 +253,15 @@ class Decoder(nn.Module):
             )
         self.taught = taught
 
-    def prepare(self, features: torch.Tensor) -> ImageMemory:
-        """(batch, grid_h, grid_w, encoder_dim) -> the per-image memory `step` reads."""
-        copy_memory = self._copy_memory(features)
-        features = self._grid_cells(features)  # (batch, num_pixels, feature_dim)
+    def prepare(
+        self, features: torch.Tensor, class_log_probs: torch.Tensor | None = None
+    ) -> ImageMemory:
+        """(batch, grid_h, grid_w, encoder_dim) -> the per-image memory `step` reads.
+        class_log_probs: a copy model's `copy_head.class_log_probs(features)` (batch, grid_h,
+        grid_w, copy_classes), when the encoder computed them beside the features."""
+        classes = self._class_log_probs(features, class_log_probs)
+        copy_memory = self._copy_memory(features, classes)
+        features = self._grid_cells(features, classes)  # (batch, num_pixels, feature_dim)
         context_weight = self._context_weight()  # (gates, feature_dim)
         gates, feature_dim = context_weight.shape
         num_pixels = features.shape[1]
@@ -316,8 +321,9 @@ class Decoder(nn.Module):
         (context projected after averaging), which is cheaper when captions are shorter than
         the grid has cells. A copy model's logits are the log-probabilities of its mixture.
         """
-        copy_memory = self._copy_memory(features)
-        features = self._grid_cells(features)  # (batch, num_pixels, feature_dim)
+        classes = self._class_log_probs(features)
+        copy_memory = self._copy_memory(features, classes)
+        features = self._grid_cells(features, classes)  # (batch, num_pixels, feature_dim)
         memory = ImageMemory(features, self.attention.keys(features), None, **copy_memory)
         state = self.initial_state(memory)
         embeddings = self.embedding(captions)  # (batch, length, embed_dim)
@@ -333,12 +339,24 @@ class Decoder(nn.Module):
             all_alphas.append(alpha)
         return torch.stack(all_logits, 1), torch.stack(all_alphas, 1)
 
-    def _copy_memory(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _class_log_probs(
+        self, features: torch.Tensor, given: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """Each cell's ImageNet class log-probabilities (batch, grid_h, grid_w, copy_classes),
+        computed once for the copy memory and the semantic features (None without a copy
+        head); `given` when the encoder computed them."""
+        if self.copy_head is None:
+            return None
+        return given if given is not None else self.copy_head.class_log_probs(features)
+
+    def _copy_memory(
+        self, features: torch.Tensor, classes: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         """The ImageMemory fields of the copy head, from (batch, grid_h, grid_w, encoder_dim)
-        raw encoder features; none without one."""
+        raw encoder features and their class log-probabilities; none without one."""
         if self.copy_head is None:
             return {}
-        return self.copy_head.prepare(features, self.taught)._asdict()
+        return self.copy_head.prepare(features, self.taught, classes)._asdict()
 
     def _word_scores(
         self, hidden: torch.Tensor, alpha: torch.Tensor, memory: ImageMemory
@@ -351,10 +369,11 @@ class Decoder(nn.Module):
             return logits, None
         return self.copy_head(logits, hidden, alpha, memory.copy_memory())
 
-    def _grid_cells(self, features: torch.Tensor) -> torch.Tensor:
-        """(batch, grid_h, grid_w, encoder_dim) -> (batch, num_pixels, feature_dim)."""
+    def _grid_cells(self, features: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        """(batch, grid_h, grid_w, encoder_dim) and their class log-probabilities (a copy
+        model's) -> (batch, num_pixels, feature_dim)."""
         if self.config.semantic_features:
-            features = self.copy_head.class_log_probs(features)  # (batch, gh, gw, copy_classes)
+            features = classes  # (batch, grid_h, grid_w, copy_classes)
         features = self.feature_norm(features)
         if self.config.coordinates:
             batch, grid_h, grid_w, _ = features.shape
