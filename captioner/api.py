@@ -10,12 +10,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from captioner.backends import resolve_backend
 from captioner.beam import Hypothesis, beam_search
 from captioner.consensus import consensus_ranking, sample_captions
-from captioner.decoder import Decoder, DecoderConfig
+from captioner.decoder import Decoder, DecoderConfig, ImageMemory
 from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig, Preprocessing
 from captioner.files.checkpoint import check_shapes, load_model_dir, save_model_dir
@@ -24,6 +25,7 @@ from captioner.onnx_backend import onnx_encoder
 from captioner.options import DecodeOptions
 from captioner.photos.images import ImageError, ImageSource, load_image
 from captioner.pipeline import caption_batches, photo_batches
+from captioner.pointing import word_maps
 from captioner.registry import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, resolve_model
 from captioner.results import CaptionResult
 from captioner.rules import BANNED_IDS
@@ -336,6 +338,7 @@ class Captioner:
             "end_id": vocab.end_id,
             "banned_ids": BANNED_IDS,
         }
+        memory = self.decoder.prepare(features)
         hypotheses = beam_search(
             self.decoder,
             features,
@@ -344,6 +347,7 @@ class Captioner:
             max_length=options.max_length,
             length_alpha=options.length_penalty,
             no_repeat_ngram_size=options.no_repeat_ngram_size,
+            memory=memory,
         )
         if options.consensus_samples > 0:
             # Each step holds (images x samples x grid cells x attention_dim) energies; on a CPU
@@ -366,9 +370,11 @@ class Captioner:
                 for per_image, drawn in zip(hypotheses, samples, strict=True)
             ]
         grid_shape = tuple(features.shape[1:3])
+        copy = _copy_arrays(memory)
         results = []
-        for per_image in hypotheses:
-            beams = [self._to_result(h, grid_shape) for h in per_image]
+        for image, per_image in enumerate(hypotheses):
+            read_from = (copy[0][image], *copy[1:]) if copy is not None else (None, None, None)
+            beams = [self._to_result(h, grid_shape, read_from) for h in per_image]
             best = dataclasses.replace(beams[0], beams=beams)
             results.append(best)
         return results
@@ -430,8 +436,12 @@ class Captioner:
         by the taught words while some are taught."""
         return self._taught_vocab if self._taught_vocab is not None else self.vocab
 
-    def _to_result(self, hypothesis: Hypothesis, grid_shape: tuple[int, int]) -> CaptionResult:
+    def _to_result(
+        self, hypothesis: Hypothesis, grid_shape: tuple[int, int], copy_memory: tuple
+    ) -> CaptionResult:
+        """copy_memory: the image's (noun_probs, copy_words, copy_slots) as arrays, or Nones."""
         tokens = fix_articles(self._words.decode(hypothesis.token_ids))
+        maps, kinds = word_maps(hypothesis.token_ids, hypothesis.alphas, *copy_memory)
         return CaptionResult(
             text=" ".join(tokens),
             tokens=tokens,
@@ -441,7 +451,18 @@ class Captioner:
             context_gate=hypothesis.context_gate,
             gates=hypothesis.gates,
             copy_gate=hypothesis.copy_gate,
+            maps=maps.reshape(len(tokens), *grid_shape),
+            map_kinds=kinds,
         )
+
+
+def _copy_arrays(memory: ImageMemory) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """What captioner/pointing.py reads of a copy model's memory, as arrays: noun_probs
+    (batch, num_pixels, copy_nouns), copy_words and copy_slots; None without a copy path."""
+    if memory.noun_probs is None:
+        return None
+    fields = (memory.noun_probs, memory.copy_words, memory.copy_slots)
+    return tuple(field.cpu().numpy() for field in fields)
 
 
 def _named_cells(result: CaptionResult) -> torch.Tensor:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from captioner.decoder import Decoder
+from captioner.decoder import Decoder, ImageMemory
 from captioner.rules import apply_rules, decoding_rules
 
 
@@ -47,6 +47,7 @@ def beam_search(
     length_alpha: float = 0.0,
     no_repeat_ngram_size: int = 0,
     num_return: int | None = None,
+    memory: ImageMemory | None = None,
 ) -> list[list[Hypothesis]]:
     """Decode (batch, grid_h, grid_w, encoder_dim) features; per image the best hypotheses first.
 
@@ -56,12 +57,16 @@ def beam_search(
     decoding is beam_size=1. No caption ends before its first word, and a copy model's caption
     names something: it ends only after a copied noun, never copies two nouns in a row, and
     names each thing once (a count says "two dogs").
+
+    memory: `decoder.prepare(features)`, when the caller holds it already (it reads the copy
+    memory after the search too: captioner/pointing.py).
     """
     if beam_size < 1 or max_length < 1:
         raise ValueError("beam_size and max_length must be at least 1")
     batch, k = features.shape[0], beam_size
     num_return = min(num_return or k, k)
-    memory = decoder.prepare(features)
+    if memory is None:
+        memory = decoder.prepare(features)
     vocab_size = memory.word_count or decoder.config.vocab_size  # taught words add ids
     state = decoder.initial_state(memory).repeat_rows(k)
     words = torch.full((batch * k,), start_id, dtype=torch.long, device=features.device)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from captioner.pointing import ATTENTION
+
 
 # repr=False: the generated repr would print every array in full, thousands of lines for one
 # result with its beams; __repr__ below gives what a person printing a result wants to see.
@@ -26,6 +28,18 @@ class CaptionResult:
     beams: list[CaptionResult] = field(default_factory=list)  # all hypotheses, best first
     source: str | None = None  # the path, or a description of an in-memory image
     error: str | None = None  # set instead of a caption when the image could not be used
+    # The map each word shows (len(tokens), grid_h, grid_w), each summing to 1, and its kind
+    # (captioner/pointing.py): "read" for a copied noun, where the noun was read (the posterior
+    # over cells, which alphas, the attention before the word was chosen, is the prior of);
+    # "attention" for other words, their alphas as they are. Without them: alphas, "attention".
+    maps: np.ndarray | None = None
+    map_kinds: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.maps is None:
+            self.maps = self.alphas
+        if not self.map_kinds:
+            self.map_kinds = [ATTENTION] * len(self.tokens)
 
     def __repr__(self) -> str:
         if self.error is not None:
