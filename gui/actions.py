@@ -87,6 +87,15 @@ class WindowActions:
         self.grid = self._action("Attention grid", "Ctrl+G")
         self.grid.setToolTip("Every word's heatmap at once (Ctrl+G)")
         self.caption_all = self._action("Caption &All", "F5")
+        self.teach = self._action(
+            "&Teach: This Photo Shows a…", "Ctrl+T",
+            tip="Teach the model a word for the thing in this photo (its examples stay in the "
+            "caption library)",
+        )  # fmt: skip
+        self.learn = self._action(
+            "&Learn From My Captions…",
+            tip="Fine-tune the model's sentences on your captions, as a new model",
+        )
         self.cancel = self._action("&Cancel", "Esc")
         self.cancel.setEnabled(False)
         self.model_dir = self._action("&Model Directory…")
@@ -151,6 +160,8 @@ class WindowActions:
         view_menu.addActions([dock.toggleViewAction() for dock in docks.values()])
         caption_menu = bar.addMenu("&Caption")
         caption_menu.addActions([self.caption_all, self.cancel])
+        caption_menu.addSeparator()
+        caption_menu.addActions([self.teach, self.learn])
         settings_menu = bar.addMenu("&Settings")
         settings_menu.addActions([*self.shipped_models.values(), self.model_dir, self.hub_model])
         settings_menu.addAction(self.decoding_options)

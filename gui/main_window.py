@@ -31,6 +31,7 @@ from gui.actions import WindowActions
 from gui.captions import CaptionStore
 from gui.dialogs.about_model import AboutModelDialog
 from gui.dialogs.attention_grid import AttentionGridDialog
+from gui.dialogs.learn_from_captions import LearnDialog, learned_models
 from gui.dock_widths import DockWidths
 from gui.files import OPEN_FILTER, collect_images, opened_message, sample_images_dir
 from gui.garbage import UiThreadGarbageCollector
@@ -38,6 +39,7 @@ from gui.models.image_list import ImageListModel, PathRole, Status
 from gui.review import CaptionReview
 from gui.session import Session
 from gui.settings import Settings
+from gui.teaching import Teaching
 from gui.thumbnails import Thumbnailer
 from gui.widgets.banner import NO_MODEL, ModelBanner
 from gui.widgets.caption_panel import BeamList, CaptionPanel
@@ -46,6 +48,7 @@ from gui.widgets.library_banner import LibraryBanner
 from gui.widgets.lstm_panel import LstmPanel, panel_title
 from gui.widgets.photo_search import PhotoSearch
 from gui.widgets.settings_panel import SettingsPanel
+from gui.widgets.taught_words import TaughtWordsPanel
 from gui.widgets.viewer import ImageViewer
 from gui.word_heatmaps import WordHeatmaps
 from gui.worker import CaptionFailure, CaptionOutcome, ModelInfo
@@ -80,12 +83,14 @@ class MainWindow(QMainWindow):
         self._photo_error = ""  # the status bar's last message about the shown photo
         self._grid_dialog: AttentionGridDialog | None = None
         self.about_model_dialog: AboutModelDialog | None = None
+        self.learn_dialog: LearnDialog | None = None
         self._garbage_collector = UiThreadGarbageCollector(self)  # before any worker thread
 
         self.image_model = ImageListModel(self)
         self.session = Session(settings, self.image_model, self)
         self.captions = CaptionStore(self)  # the caption library (gui/captions.py)
         self.captions.sidecars = settings.sidecars
+        self.teaching = Teaching(self.captions, self.session, self)  # taught words (#24)
         self.actions = WindowActions(self)
         self._create_widgets()
         self.actions.fill_menu_bar(self.docks)
@@ -126,6 +131,7 @@ class MainWindow(QMainWindow):
         self.caption_panel = CaptionPanel(self.actions.play, self.actions.grid)
         self.words = self.caption_panel.words
         self.words.installEventFilter(self)
+        self.words.addAction(self.actions.teach)  # the words' context menu
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -157,6 +163,7 @@ class MainWindow(QMainWindow):
         self.settings_panel.device_changed.connect(self.session.use_device)
         self.settings_panel.backend_changed.connect(self.session.use_backend)
         self.settings_panel.model_chosen.connect(self.set_model)
+        self.taught_words = TaughtWordsPanel(self.teaching)
         self._create_docks()
 
         self.progress = QProgressBar()
@@ -173,6 +180,8 @@ class MainWindow(QMainWindow):
         self.image_model.thumbnail_needed.connect(self.thumbnailer.request)
         self.thumbnailer.ready.connect(self._on_thumbnail)
         self.thumbnailer.failed.connect(self._on_thumbnail_failed)
+        self.taught_words.model.thumbnail_needed.connect(self.thumbnailer.request)
+        self.thumbnailer.ready.connect(self.taught_words.model.set_thumbnail)
         self._update_actions()
 
     def _create_docks(self) -> None:
@@ -182,6 +191,7 @@ class MainWindow(QMainWindow):
             ("beams", "Alternatives", self.beam_list, Qt.DockWidgetArea.RightDockWidgetArea),
             ("lstm", panel_title(None), self.lstm_panel, Qt.DockWidgetArea.RightDockWidgetArea),
             ("settings", "Settings", self.settings_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("taught", "Taught Words", self.taught_words, Qt.DockWidgetArea.RightDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"{name}_dock")  # saveState needs names
@@ -189,6 +199,7 @@ class MainWindow(QMainWindow):
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["lstm"], self.docks["settings"])
+        self.tabifyDockWidget(self.docks["settings"], self.docks["taught"])
         self.docks["lstm"].raise_()
         self.resizeDocks(
             [self.docks["images"], self.docks["beams"]], [300, 400], Qt.Orientation.Horizontal
@@ -230,6 +241,8 @@ class MainWindow(QMainWindow):
             (actions.next_unchecked, self.review.next_unchecked),
             (actions.library, self.choose_library),
             (actions.export, self.export_captions),
+            (actions.teach, self.teach_word),
+            (actions.learn, self.learn_from_captions),
         ):
             action.triggered.connect(slot)
         for index, action in enumerate(actions.take_beam):
@@ -290,6 +303,8 @@ class MainWindow(QMainWindow):
             self._grid_dialog.close()
         if self.about_model_dialog is not None:
             self.about_model_dialog.close()
+        if self.learn_dialog is not None:
+            self.learn_dialog.stop()
         self.captions.close()
         super().closeEvent(event)
 
@@ -674,6 +689,8 @@ class MainWindow(QMainWindow):
         review.caption_shown.connect(self.caption_shown)
         review.actions_changed.connect(self._update_actions)
         self.captions.availability_changed.connect(self.library_banner.show_problem)
+        self.teaching.message.connect(self.statusBar().showMessage)
+        self.teaching.changed.connect(self._on_options_changed)  # the model says other words
         stack = self.undo_stack
         stack.canUndoChanged.connect(self._on_undo_changed)
         stack.canRedoChanged.connect(self._on_undo_changed)
@@ -712,6 +729,10 @@ class MainWindow(QMainWindow):
                     f"Your captions are not being saved: {error.path} is not a caption library. "
                     "Choose another in Settings → Caption Library…"
                 )
+        self.teaching.library_opened()  # its taught words, to the model
+        library = self.captions.library
+        for model in learned_models(library.path if library is not None else None):
+            self.settings_panel.add_learned_model(model)
 
     def choose_library(self) -> None:
         current = str(self.captions.path or "")
@@ -745,6 +766,28 @@ class MainWindow(QMainWindow):
         self.docks["images"].show()
         self.search.box.setFocus()
         self.search.box.selectAll()
+
+    # Taught words and learning from the person's captions (gui/teaching.py, the dialog).
+
+    def teach_word(self) -> None:
+        self.teaching.ask_and_teach(self, self.words.word_to_teach(), self.viewer.image)
+
+    def learn_from_captions(self) -> None:
+        info, library = self.session.model_info, self.captions.library
+        if info is None or library is None:
+            why = NO_MODEL if info is None else self.captions.problem or "No caption library"
+            self.statusBar().showMessage(why, 8000)
+            return
+        if self.learn_dialog is None or not self.learn_dialog.running:
+            if self.learn_dialog is not None:
+                self.learn_dialog.deleteLater()
+            self.learn_dialog = LearnDialog(
+                self, library, info.path, info.name, self.settings.device
+            )
+            self.learn_dialog.model_learned.connect(self.settings_panel.add_learned_model)
+            self.learn_dialog.use_model.connect(self.set_model)
+        self.learn_dialog.show()
+        self.learn_dialog.raise_()
 
     # Export.
 

@@ -6,7 +6,9 @@ Jobs run in order, with two exceptions that keep the window responsive: a new ca
 for the selected photo replaces an older one still waiting, and "Caption all" items run only
 when nothing interactive is waiting, one photo at a time, so Cancel takes effect between photos.
 Each photo is a one-photo batch of the captioning engine (captioner.pipeline), its encoder
-features kept per photo so a change of decoding options only reruns beam search.
+features kept per photo so a change of decoding options only reruns beam search. Teaching a word
+and applying the library's taught words are jobs too (gui/teaching.py sends them), so they never
+change the model while it writes a caption.
 
 The captioner library (and with it torch, which takes seconds to import) is imported here, in
 the worker thread, so the window is up before the model is; only its torch-free registry of
@@ -15,6 +17,7 @@ models is imported at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -69,6 +72,10 @@ class ModelInfo:
     card: str = ""  # the model card (README.md in the model directory), if it has one
     shapes: bool = False  # the shapes model: it knows circles and squares, not photos
     identity: str = ""  # a hash of config and weights: the caption library keys captions by it
+    # (with the taught words applied: gui.teaching.taught_identity)
+    encoder_identity: str = ""  # which encoder's taught examples apply (Captioner's)
+    can_learn_words: bool = False  # a copy model: it can say taught words
+    taught_note: str = ""  # why some of the library's taught words are not used; "" if all are
 
     @property
     def copies_nouns(self) -> bool:
@@ -119,6 +126,46 @@ class _DisplayJob:
     generation: int
 
 
+@dataclass
+class _TeachJob:
+    word: str
+    path: str
+    box: tuple[float, float, float, float] | None  # (left, top, right, bottom) in 0..1
+    generation: int
+
+
+@dataclass
+class _TaughtJob:
+    """Use these taught examples (the library's) from now on, as model `generation`."""
+
+    records: list  # captioner.library's TaughtRecord
+    generation: int
+
+
+@dataclass
+class TeachOutcome:
+    word: str
+    path: str
+    generation: int
+    records: list  # the new examples as the library stores them; [] when the photo was one
+
+
+@dataclass
+class TeachFailure:
+    word: str
+    path: str
+    reason: str
+
+
+@dataclass
+class TaughtApplied:
+    """The taught words the model uses from now on."""
+
+    generation: int
+    identity: str  # the caption library's key for captions made with them
+    note: str  # why some are not used; "" when all are
+
+
 class _FinishBatch:
     """Queue marker: the batch ran out of photos (or was cancelled); report and reset."""
 
@@ -132,6 +179,9 @@ class CaptionWorker(QObject):
     display_loaded = Signal(str, object)  # path, the viewer's copy (PIL image)
     batch_progress = Signal(int, int)  # done, total
     batch_finished = Signal(int, int, bool)  # done, total, cancelled
+    taught = Signal(object)  # TeachOutcome
+    teach_failed = Signal(object)  # TeachFailure
+    taught_applied = Signal(object)  # TaughtApplied
 
     def __init__(self) -> None:
         super().__init__()
@@ -144,6 +194,8 @@ class CaptionWorker(QObject):
         self._stopping = False
         self._captioner = None
         self._generation = -1
+        self._taught_records: list = []  # the library's taught examples, applied on every load
+        self._model_identity = ""  # the loaded model's, without taught words
         # path -> its encoder features, (1, gh, gw, C)
         self._encoded_photos: LruCache[str, torch.Tensor] = LruCache(
             ENCODED_PHOTOS_BYTES, cost=lambda features: features.numel() * features.element_size()
@@ -175,6 +227,24 @@ class CaptionWorker(QObject):
             self._jobs.append(job)
             self._condition.notify()
 
+    def teach(
+        self, word: str, path: str, box: tuple[float, float, float, float] | None, generation: int
+    ) -> None:
+        """Teach `word` from the photo `path` (in the box, if one): heard back as `taught`."""
+        self._put(_TeachJob(word, path, box, generation))
+
+    def use_taught(self, records: list, generation: int) -> None:
+        """From the next job on, say the words of these taught examples (the library's), as
+        model `generation`: captions of earlier generations waiting in the queue are dropped."""
+        with self._condition:
+            self._taught_records = list(records)
+        self._put(_TaughtJob(list(records), generation))
+
+    def set_taught(self, records: list) -> None:
+        """The taught examples the next model load applies (the library's, at start)."""
+        with self._condition:
+            self._taught_records = list(records)
+
     def start_batch(self, paths: list[str], options: DecodeOptions) -> None:
         with self._condition:
             self._batch.extend(paths)
@@ -200,7 +270,7 @@ class CaptionWorker(QObject):
             self._stopping = True
             self._condition.notify()
 
-    def _put(self, job: _LoadJob | _CaptionJob) -> None:
+    def _put(self, job: _LoadJob | _CaptionJob | _TeachJob | _TaughtJob) -> None:
         with self._condition:
             self._jobs.append(job)
             self._condition.notify()
@@ -216,6 +286,10 @@ class CaptionWorker(QObject):
                 self._caption(job)
             elif isinstance(job, _DisplayJob):
                 self._display(job)
+            elif isinstance(job, _TeachJob):
+                self._teach(job)
+            elif isinstance(job, _TaughtJob):
+                self._use_taught(job)
             elif isinstance(job, _FinishBatch):
                 self._finish_batch()
             else:
@@ -267,6 +341,10 @@ class CaptionWorker(QObject):
             self.model_failed.emit(job.generation, str(error) or type(error).__name__)
             return
         self._captioner = captioner
+        self._model_identity = _identity(captioner, path)
+        with self._condition:
+            records = self._taught_records
+        note = captioner.use_taught(records) or ""
         encoder = captioner.encoder.config
         grid = feature_grid(encoder.image_size, encoder.feature_stride, encoder.grid_size)
         self.model_loaded.emit(
@@ -285,9 +363,38 @@ class CaptionWorker(QObject):
                 ),
                 card=card_text,
                 shapes=is_shapes_model(captioner.name),
-                identity=_identity(captioner, path),
+                identity=taught_identity(self._model_identity, captioner, records),
+                encoder_identity=captioner.encoder_identity,
+                can_learn_words=captioner.can_learn_words,
+                taught_note=note,
             )
         )
+
+    def _teach(self, job: _TeachJob) -> None:
+        if self._captioner is None or job.generation != self._generation:
+            return  # the model changed: the person teaches again, on the new one
+        from captioner.photos.images import ImageError
+        from captioner.taught import to_record
+
+        try:
+            examples = self._captioner.teach(
+                job.word, [job.path], boxes=[job.box] if job.box is not None else None
+            )
+        except (ValueError, ImageError) as error:  # a word that is no noun, a photo gone
+            reason = getattr(error, "reason", None) or str(error)
+            self.teach_failed.emit(TeachFailure(job.word, job.path, reason))
+            return
+        encoder = self._captioner.encoder_identity
+        records = [to_record(example, encoder) for example in examples]
+        self.taught.emit(TeachOutcome(job.word, job.path, job.generation, records))
+
+    def _use_taught(self, job: _TaughtJob) -> None:
+        if self._captioner is None:
+            return  # the next load applies them
+        note = self._captioner.use_taught(job.records) or ""
+        self._generation = job.generation  # the encoded photos stay: only decoding changed
+        identity = taught_identity(self._model_identity, self._captioner, job.records)
+        self.taught_applied.emit(TaughtApplied(job.generation, identity, note))
 
     def _caption(self, job: _CaptionJob) -> None:
         if self._captioner is None or job.generation != self._generation:
@@ -387,9 +494,24 @@ def _identity(captioner, path) -> str:
     try:
         return captioner.identity
     except AttributeError:
-        import hashlib
-
         return hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()
+
+
+def taught_identity(identity: str, captioner, records: list) -> str:
+    """The caption library's key for the captions of a model with taught words: its own
+    identity while none of `records` applies, else a hash of it and the examples it uses (so
+    a caption made before a word was taught is never shown as one made after)."""
+    used = [
+        record
+        for record in records
+        if captioner.can_learn_words and record.encoder == captioner.encoder_identity
+    ]
+    if not used:
+        return identity
+    digest = hashlib.sha256(identity.encode())
+    for record in used:
+        digest.update(record.word.encode() + b"\0" + record.vector)
+    return digest.hexdigest()
 
 
 def is_shapes_model(name: str) -> bool:

@@ -3,6 +3,8 @@
 Hovering a word previews its attention heatmap, clicking pins it (clicking it again unpins),
 Left/Right or Tab walk through the words from the keyboard. Nouns a copy model read off the
 photo are underlined, so their heatmaps can be told apart: they show where the noun was read.
+A right-click selects the word under it and opens the words' menu (the window adds "Teach: this
+photo shows a ___", which starts from `word_to_teach`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QSizePolicy,
     QSlider,
     QToolButton,
@@ -93,6 +96,14 @@ class CaptionWords(QWidget):
 
     def word_rect(self, index: int) -> QRect:
         return QRect(self._rects[index])
+
+    def word_to_teach(self) -> str:
+        """The word a "Teach" starts from: the selected one, else the one under the pointer,
+        else the first noun the model read off the photo (its name for the thing); "" if none."""
+        for index in (self._selected, self._hovered):
+            if 0 <= index < len(self._words):
+                return self._words[index]
+        return next((w for w, copy in zip(self._words, self._copied, strict=True) if copy), "")
 
     # Layout: words flow left to right and wrap, like text.
 
@@ -199,6 +210,13 @@ class CaptionWords(QWidget):
             self.select(-1 if index == self._selected else index)
         else:
             super().mousePressEvent(event)
+
+    def contextMenuEvent(self, event) -> None:
+        index = self._word_at(QPointF(event.pos()))
+        if index >= 0:
+            self.select(index)
+        if self.actions():
+            QMenu.exec(self.actions(), event.globalPos(), None, self)
 
     def mouseDoubleClickEvent(self, event) -> None:
         if event.button() == Qt.MouseButton.LeftButton:

@@ -107,6 +107,7 @@ class SettingsPanel(QWidget):
         self.model_choice.setMinimumContentsLength(12)
         self.model_choice.activated.connect(self._on_model_activated)
         self._model = ""
+        self._learned: list[str] = []  # models learned from the person's captions, listed
         self.set_model(model)
         self.model_path = QLineEdit()
         self.model_path.setReadOnly(True)
@@ -190,7 +191,8 @@ class SettingsPanel(QWidget):
         index = self.model_choice.findData(model)
         if index < 0:  # a directory or Hub model: one entry for it, above "Model directory…"
             other = self.model_choice.findData(BROWSE)
-            if self.model_choice.itemData(other - 1) not in self._shipped:
+            above = self.model_choice.itemData(other - 1)
+            if above not in self._shipped and above not in self._learned:
                 self.model_choice.removeItem(other - 1)
                 other -= 1
             label = model if is_hub_model(model) else os.path.basename(model) or model
@@ -198,6 +200,20 @@ class SettingsPanel(QWidget):
             self.model_choice.setItemData(other, model, Qt.ItemDataRole.ToolTipRole)
             index = other
         self.model_choice.setCurrentIndex(index)
+
+    def add_learned_model(self, path: str) -> None:
+        """List a model learned from the person's captions (its directory) under the shipped
+        ones, for good (another directory's entry is replaced when a third is chosen)."""
+        if path in self._learned:
+            return
+        existing = self.model_choice.findData(path)
+        if existing >= 0:
+            self.model_choice.removeItem(existing)
+        self._learned.append(path)
+        at = len(self._shipped) + len(self._learned) - 1
+        self.model_choice.insertItem(at, os.path.basename(path), path)
+        self.model_choice.setItemData(at, path, Qt.ItemDataRole.ToolTipRole)
+        self.set_model(self._model)
 
     def choose_model_dir(self) -> None:
         start = "" if is_model_name(self._model) else self._model
