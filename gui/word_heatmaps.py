@@ -1,4 +1,7 @@
-"""The shown caption's attention maps on the photo: one word's at a time, or played in turn.
+"""The shown caption's heatmaps on the photo: one word's at a time, or played in turn.
+
+A copied noun shows where it was read, any other word the attention before it was chosen
+(captioner/pointing.py); the viewer's label says which.
 
 Hovering a word shows its heatmap while the pointer stays; clicking pins it. Heatmaps are
 blended at the size the viewer draws them and kept until the photo, the caption, the opacity or
@@ -12,6 +15,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QImage
 from PySide6.QtWidgets import QSlider
 
+from captioner.pointing import map_label
 from gui.convert import pil_to_qimage
 from gui.session import Session
 from gui.settings import Settings
@@ -90,7 +94,8 @@ class WordHeatmaps(QObject):
         self.refresh()
 
     def show_word(self, index: int) -> None:
-        """Blend word `index`'s attention map over the photo (-1: the plain photo)."""
+        """Blend word `index`'s map over the photo (-1: the plain photo), labelled with which
+        map it is: where a copied noun was read, or the attention before another word."""
         caption = self.session.current
         display = self.session.display_for(self.session.current_path)
         if caption is None or display is None or not 0 <= index < len(caption.tokens):
@@ -105,9 +110,10 @@ class WordHeatmaps(QObject):
         if index not in self._overlays:
             from captioner.photos.heatmap import overlay
 
-            blended = overlay(self._base, caption.alphas[index], self.opacity.value() / 100)
+            blended = overlay(self._base, caption.maps[index], self.opacity.value() / 100)
             self._overlays[index] = pil_to_qimage(blended)
-        self.viewer.set_overlay(self._overlays[index], caption.tokens[index])
+        label = map_label(caption.tokens[index], caption.map_kinds[index])
+        self.viewer.set_overlay(self._overlays[index], label)
         self.overlay_shown.emit(index)
 
     def grid(self) -> Image.Image | None:
@@ -119,8 +125,8 @@ class WordHeatmaps(QObject):
         from captioner.photos.heatmap import attention_grid
 
         return attention_grid(
-            display[0], caption.tokens, caption.alphas, columns=GRID_COLUMNS,
-            cell_size=GRID_CELL, opacity=self.opacity.value() / 100,
+            display[0], caption.tokens, caption.maps, columns=GRID_COLUMNS,
+            cell_size=GRID_CELL, opacity=self.opacity.value() / 100, kinds=caption.map_kinds,
         )  # fmt: skip
 
     # Playback: the words' heatmaps in turn.

@@ -1,9 +1,13 @@
-"""Attention heatmaps: one word's map over the photo, and the grid figure of every word."""
+"""Heatmaps: one word's map over the photo, and the grid figure of every word."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from captioner.pointing import ATTENTION, READ
 
 # Anchor colours of a perceptually ordered map (dark purple -> orange -> pale yellow, as in
 # "inferno"), interpolated to 256 entries: low attention stays dark, the focus glows.
@@ -52,27 +56,46 @@ def attention_grid(
     columns: int = 5,
     cell_size: int = 224,
     opacity: float = 0.6,
+    kinds: Sequence[str] | None = None,
 ) -> Image.Image:
-    """The paper's figure: the photo, then each word above its attention overlay.
+    """The paper's figure: the photo, then each word above its map, at the photo's own aspect
+    ratio (its longer side cell_size pixels: the grid covers the whole photo, squashed or not).
 
-    tokens: the caption's words; alphas: (len(tokens), grid_h, grid_w).
+    tokens: the caption's words; alphas: (len(tokens), grid_h, grid_w), the map of each word
+    (a result's `maps`); kinds: each map's kind (a result's `map_kinds`, captioner/pointing.py),
+    said under its word: "where it was read" or "attention before it".
     """
     if len(tokens) != len(alphas):
         raise ValueError(f"{len(tokens)} words but {len(alphas)} attention maps")
-    thumb = image.convert("RGB").resize((cell_size, cell_size), Image.Resampling.BILINEAR)
-    panels = [("", thumb)] + [
-        (w, overlay(thumb, a, opacity)) for w, a in zip(tokens, alphas, strict=True)
+    if kinds is not None and len(kinds) != len(tokens):
+        raise ValueError(f"{len(tokens)} words but {len(kinds)} map kinds")
+    width, height = image.size
+    scale = cell_size / max(width, height)
+    panel_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    thumb = image.convert("RGB").resize(panel_size, Image.Resampling.BILINEAR)
+    panels = [("", "", thumb)] + [
+        (word, _KIND_NOTES[kind] if kinds is not None else "", overlay(thumb, a, opacity))
+        for word, kind, a in zip(tokens, kinds or [ATTENTION] * len(tokens), alphas, strict=True)
     ]
     font = ImageFont.load_default(size=max(12, cell_size // 10))
-    label_height = font.size + 8
+    note_font = ImageFont.load_default(size=max(10, cell_size // 16))
+    note_height = note_font.size + 4 if kinds is not None else 0
+    label_height = font.size + 8 + note_height
+    panel_w, panel_h = panel_size
     columns = min(columns, len(panels))
     rows = -(-len(panels) // columns)
-    sheet = Image.new("RGB", (columns * cell_size, rows * (cell_size + label_height)), "white")
+    sheet = Image.new("RGB", (columns * panel_w, rows * (panel_h + label_height)), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, (word, panel) in enumerate(panels):
-        x, y = (i % columns) * cell_size, (i // columns) * (cell_size + label_height)
-        draw.text(
-            (x + cell_size // 2, y + label_height // 2), word, fill="black", font=font, anchor="mm"
-        )
+    for i, (word, note, panel) in enumerate(panels):
+        x, y = (i % columns) * panel_w, (i // columns) * (panel_h + label_height)
+        centre = x + panel_w // 2
+        draw.text((centre, y + (font.size + 8) // 2), word, fill="black", font=font, anchor="mm")
+        if note:
+            note_y = y + font.size + 8 + note_height // 2
+            draw.text((centre, note_y), note, fill=(90, 90, 90), font=note_font, anchor="mm")
         sheet.paste(panel, (x, y + label_height))
     return sheet
+
+
+# Under each word of the figure: which map it is (captioner/pointing.py).
+_KIND_NOTES = {READ: "where it was read", ATTENTION: "attention before it"}

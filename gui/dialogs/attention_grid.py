@@ -1,4 +1,6 @@
-"""The paper's figure in a window: the photo, then every word above its attention map."""
+"""The paper's figure in a window: the photo, then every word above its map, at the photo's
+own aspect ratio (captioner.photos.heatmap.attention_grid): where a copied noun was read, the
+attention before any other word, each said under its word."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ class AttentionGridDialog(QDialog):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Attention for every word")
+        self.setWindowTitle("Every word's map")
         self.grid: Image.Image | None = None
         self.picture = QLabel()
         self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -43,7 +45,7 @@ class AttentionGridDialog(QDialog):
         pixmap = QPixmap.fromImage(pil_to_qimage(grid))
         pixmap.setDevicePixelRatio(max(1.0, self.devicePixelRatioF()))
         self.picture.setPixmap(pixmap)
-        self.setWindowTitle(f"Attention for every word — {title}")
+        self.setWindowTitle(f"Every word's map — {title}")
         # As large as the figure, within the screen; larger figures scroll.
         wanted = pixmap.deviceIndependentSize().toSize() + QSize(60, 100)
         screen = self.screen().availableGeometry().size() * 0.9

@@ -18,7 +18,7 @@ class ImageViewer(QWidget):
         super().__init__(parent)
         self._image: QImage | None = None
         self._overlay: QImage | None = None
-        self._label = ""  # the word whose heatmap is shown
+        self._label = ""  # what the heatmap shows ("where “dog” was read")
         self._placeholder = "Open photos with Ctrl+O, or drop them here"
         self._busy = False
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -99,7 +99,7 @@ class ImageViewer(QWidget):
         target = self.image_rect()
         painter.drawImage(target, self._overlay or self._image)
         if self._label:
-            self._draw_chip(painter, target, f"“{self._label}”", Qt.AlignmentFlag.AlignLeft)
+            self._draw_chip(painter, target, self._label, Qt.AlignmentFlag.AlignLeft)
         if self._busy:
             self._draw_chip(painter, target, "Captioning…", Qt.AlignmentFlag.AlignRight)
 

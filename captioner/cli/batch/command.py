@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--save-attention",
         metavar="DIR",
-        help="save a PNG per photo showing where the model looked for each word",
+        help="save a PNG per photo with each word's heatmap: where a copied noun was read, "
+        "the attention before any other word",
     )
     output.add_argument(
         "--overwrite",

@@ -99,7 +99,9 @@ def attention_grid_path(directory: str | os.PathLike, photo_path: str) -> Path:
 
 def _save_attention(result: CaptionResult, directory: str) -> None:
     photo = load_image(result.source, min_size=ATTENTION_CELL_SIZE)
-    grid = attention_grid(photo, result.tokens, result.alphas, cell_size=ATTENTION_CELL_SIZE)
+    grid = attention_grid(
+        photo, result.tokens, result.maps, cell_size=ATTENTION_CELL_SIZE, kinds=result.map_kinds
+    )
     target = attention_grid_path(directory, result.source)
     target.parent.mkdir(parents=True, exist_ok=True)
     save_atomically(target, lambda file: grid.save(file, format="PNG"))
