@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from captioner.backends import resolve_backend
 from captioner.beam import Hypothesis, beam_search
@@ -21,7 +22,7 @@ from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig, Preprocessing
 from captioner.files.checkpoint import check_shapes, load_model_dir, save_model_dir
 from captioner.library.records import TaughtRecord
-from captioner.onnx_backend import onnx_encoder
+from captioner.onnx_backend import class_head, onnx_encoder
 from captioner.options import DecodeOptions
 from captioner.photos.images import ImageError, ImageSource, load_image
 from captioner.pipeline import caption_batches, photo_batches
@@ -63,8 +64,18 @@ class Captioner:
         self.vocab = vocab
         self.name = name
         self.backend = resolve_backend(backend, self.device)
-        # What encode runs: the encoder itself, or its graph in ONNX Runtime.
-        self._run_encoder = onnx_encoder(self.encoder) if self.backend == "onnx" else self.encoder
+        # What encode runs: the encoder itself, or its graph in ONNX Runtime, which also gives
+        # a copy model's class log-probabilities (kept for decode, by the features they go with).
+        self._onnx = (
+            onnx_encoder(self.encoder, classifier=class_head(self.decoder))
+            if self.backend == "onnx"
+            else None
+        )
+        self._class_log_probs = WeakIdKeyDictionary()
+        # Taught words (teach, forget): their examples, and the vocabulary the model's captions
+        # are read with, which has the words the model did not know (ids from vocab_size on).
+        self._taught: dict[str, list[TaughtExample]] = {}
+        self._taught_vocab: Vocabulary | None = None
         # Taught words (teach, forget): their examples, and the vocabulary the model's captions
         # are read with, which has the words the model did not know (ids from vocab_size on).
         self._taught: dict[str, list[TaughtExample]] = {}
@@ -307,13 +318,19 @@ class Captioner:
             sources = [images] if _is_single(images) else list(images)
             images = torch.stack([self.preprocess(source) for source in sources])
         images = images.to(self.device)
-        if self.device.type != "cpu":
-            return self._run_encoder(images)
-        # A CPU encodes fastest a few photos at a time, while their activations still fit in
-        # cache; beam search is the other way round, so callers keep batches large and only
-        # this call is split.
-        chunk = max(4, torch.get_num_threads())
-        return torch.cat([self._run_encoder(part) for part in images.split(chunk)])
+        if self._onnx is None:
+            if self.device.type != "cpu":
+                return self.encoder(images)
+            # A CPU encodes fastest a few photos at a time, while their activations still fit
+            # in cache; beam search is the other way round, so callers keep batches large and
+            # only this call is split.
+            chunk = max(4, torch.get_num_threads())
+            return torch.cat([self.encoder(part) for part in images.split(chunk)])
+        parts = [self._onnx.run(part) for part in images.split(max(4, torch.get_num_threads()))]
+        features = torch.cat([part[0] for part in parts])
+        if parts[0][1] is not None:
+            self._class_log_probs[features] = torch.cat([part[1] for part in parts])
+        return features
 
     @torch.inference_mode()
     def decode(
@@ -338,7 +355,7 @@ class Captioner:
             "end_id": vocab.end_id,
             "banned_ids": BANNED_IDS,
         }
-        memory = self.decoder.prepare(features)
+        memory = self.decoder.prepare(features, self._class_log_probs.get(features))
         hypotheses = beam_search(
             self.decoder,
             features,

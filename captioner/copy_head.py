@@ -65,6 +65,10 @@ class CopyHead(nn.Module):
         self.register_buffer("class_to_noun", torch.zeros(classes, nouns))
         self.register_buffer("noun_singular_ids", torch.zeros(nouns, dtype=torch.long))
         self.register_buffer("noun_plural_ids", torch.zeros(nouns, dtype=torch.long))
+        # class_to_noun as _class_nouns gives it, and the buffer's (version, device) it was
+        # derived from: attach, load_state_dict and .to() all change one of them.
+        self._derived: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
+
 
     @torch.no_grad()
     def attach(
@@ -152,16 +156,36 @@ class CopyHead(nn.Module):
         noun probabilities (batch, num_pixels, copy_nouns) and the share of the classes the
         table names (batch, num_pixels).
 
-        classes @ class_to_noun as a sum over the matrix's non-zero entries: a class names at
-        most a noun or two, so the dense product (copy_classes x copy_nouns multiply-adds per
-        cell) is nearly all zeros."""
-        class_index, noun_index = self.class_to_noun.nonzero(as_tuple=True)  # (entries,) each
-        weights = self.class_to_noun[class_index, noun_index]  # (entries,)
-        shares = classes.index_select(-1, class_index) * weights  # (batch, num_pixels, entries)
-        nouns = classes.new_zeros(*classes.shape[:-1], self.nouns)
-        nouns = nouns.scatter_add(-1, noun_index.expand_as(shares), shares)
-        named = torch.unique_consecutive(class_index)  # sorted by nonzero: each class once
-        return nouns, classes.index_select(-1, named).sum(-1)
+        classes @ class_to_noun as a scatter-add of each class's weighted probability onto its
+        noun: a class names at most a noun or two, so the dense product is nearly all zeros
+        (and 3x slower on a CPU)."""
+        nouns = classes.new_zeros(*classes.shape[:-1], self.nouns + 1)  # + a column for none
+        for noun_index, weight in zip(*self._class_nouns(), strict=True):
+            shares = classes * weight  # (batch, num_pixels, copy_classes)
+            nouns = nouns.scatter_add(-1, noun_index.expand_as(shares), shares)
+        named = (self.class_to_noun.sum(1) > 0).to(classes.dtype)  # (copy_classes,)
+        return nouns[..., :-1], classes @ named
+
+    def _class_nouns(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """class_to_noun as (layers, copy_classes) noun indices and weights: layer r holds each
+        class's r-th noun, or the column copy_nouns (dropped) with weight 0 when it has none.
+        One layer for the shipped tables, which give each class at most one noun."""
+        key = (self.class_to_noun._version, self.class_to_noun.device)
+        if self._derived is None or self._derived[0] != key:
+            self._derived = key, self._derive_class_nouns()
+        return self._derived[1]
+
+    def _derive_class_nouns(self) -> tuple[torch.Tensor, torch.Tensor]:
+        class_index, noun_index = self.class_to_noun.nonzero(as_tuple=True)  # by class
+        # Each entry's rank among its class's entries: its position after the class's first.
+        rank = torch.arange(len(class_index), device=class_index.device)
+        rank = rank - torch.searchsorted(class_index, class_index)
+        layers = int(rank.max()) + 1 if len(rank) else 1
+        indices = torch.full((layers, self.classes), self.nouns, device=class_index.device)
+        weights = torch.zeros((layers, self.classes), device=class_index.device)
+        indices[rank, class_index] = noun_index
+        weights[rank, class_index] = self.class_to_noun[class_index, noun_index]
+        return indices, weights
 
     def forward(
         self, logits: torch.Tensor, hidden: torch.Tensor, alpha: torch.Tensor, memory: CopyMemory

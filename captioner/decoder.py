@@ -111,7 +111,8 @@ class DecoderState(NamedTuple):
 class ImageMemory(NamedTuple):
     """Per-image work done once before decoding, shared by all beams of an image."""
 
-    features: torch.Tensor  # (batch, num_pixels, feature_dim): encoder_dim (+ 2 coordinates)
+    # encoder_dim (+ 2 coordinates); None after select_images where projected_features is set
+    features: torch.Tensor | None  # (batch, num_pixels, feature_dim)
     attention_keys: torch.Tensor  # (batch, num_pixels, attention_dim)
     # The cell's input projection of each grid cell's features, or None. The gated context
     # enters the cell linearly, W(beta * sum_i alpha_i f_i) = beta * sum_i alpha_i (W f_i), so
@@ -127,15 +128,17 @@ class ImageMemory(NamedTuple):
     taught: TaughtNouns | None = None
 
     def select_images(self, images: torch.Tensor) -> ImageMemory:
-        """The memory of `images` (indices into the batch) alone, in that order."""
+        """The memory of `images` (indices into the batch) alone, in that order. A step that
+        reads the projected rows never reads the features, so they are dropped, not copied:
+        beam search selects at every step that finishes an image."""
         per_image = ("features", "attention_keys", "projected_features", "noun_probs", "noun_mass")
-        return self._replace(
-            **{
-                name: getattr(self, name).index_select(0, images)
-                for name in per_image
-                if getattr(self, name) is not None
-            }
-        )
+        selected = {
+            name: getattr(self, name).index_select(0, images)
+            for name in per_image
+            if getattr(self, name) is not None
+            and not (name == "features" and self.projected_features is not None)
+        }
+        return self._replace(**({"features": None} | selected))
 
     def copy_memory(self) -> CopyMemory:
         return CopyMemory(
@@ -278,7 +281,7 @@ class Decoder(nn.Module):
 
     def initial_state(self, memory: ImageMemory) -> DecoderState:
         if self.config.start_state == "learned":
-            batch = memory.features.shape[0]
+            batch = memory.attention_keys.shape[0]
             c = self.start_c.expand(batch, -1) if self.start_c is not None else None
             return DecoderState(self.start_h.expand(batch, -1), c)
         mean_features = memory.features.mean(dim=1)  # (batch, feature_dim)
@@ -287,7 +290,7 @@ class Decoder(nn.Module):
 
     def step(self, words: torch.Tensor, state: DecoderState, memory: ImageMemory) -> StepOutput:
         """One word for each of (batch * beams) rows; rows are grouped by image, beams inner."""
-        batch = memory.features.shape[0]
+        batch = memory.attention_keys.shape[0]
         if memory.taught is not None:  # ids from vocab_size on are taught words
             embedded_words = memory.taught.embed(self.embedding, words)  # (rows, embed_dim)
         else:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from captioner.decoder import Decoder, DecoderState, ImageMemory
@@ -50,15 +51,48 @@ class OnnxCacheWarning(UserWarning):
     """The encoder graph's cache cannot be written: the graph is built on every start."""
 
 
-def graph_key(encoder: Encoder) -> str:
+def graph_key(encoder: Encoder, classifier: ClassHead | None = None) -> str:
     """A hash of everything the encoder's graph is built from: its configuration, every
-    weight and the exporter."""
+    weight, the classifier whose class log-probabilities it also gives, and the exporter."""
     digest = hashlib.sha256(f"opset {OPSET} torch {torch.__version__}".encode())
     digest.update(json.dumps(dataclasses.asdict(encoder.config), sort_keys=True).encode())
-    for name, tensor in sorted(encoder.state_dict().items()):
+    tensors = dict(encoder.state_dict())
+    if classifier is not None:
+        tensors |= {f"classifier.{name}": v for name, v in classifier.state_dict().items()}
+    for name, tensor in sorted(tensors.items()):
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(_numpy(tensor).tobytes())
     return digest.hexdigest()[:20]
+
+
+class ClassHead(nn.Module):
+    """A copy model's ImageNet classifier on every grid cell (CopyHead.class_log_probs): run in
+    the encoder's graph, so each photo's class log-probabilities come with its features."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().float().cpu().clone())
+        self.register_buffer("bias", bias.detach().float().cpu().clone())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, grid_h, grid_w, encoder_dim) -> (batch, grid_h, grid_w, classes)."""
+        return F.linear(features, self.weight, self.bias).log_softmax(-1)
+
+
+def class_head(decoder: Decoder) -> ClassHead | None:
+    """The classifier a copy model's decoder reads, or None for a decoder without a copy head."""
+    head = decoder.copy_head
+    return ClassHead(head.noun_head_weight, head.noun_head_bias) if head is not None else None
+
+
+class _EncoderWithClasses(nn.Module):
+    def __init__(self, encoder: Encoder, classifier: ClassHead) -> None:
+        super().__init__()
+        self.encoder, self.classifier = encoder, classifier
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.encoder(pixels)
+        return features, self.classifier(features)
 
 
 def default_cache_root() -> Path:
@@ -85,17 +119,18 @@ def _example_features(encoder: Encoder, pixels: torch.Tensor) -> torch.Tensor:
         return encoder(pixels)  # (2, grid_h, grid_w, encoder_dim)
 
 
-def export_encoder_graph(encoder: Encoder, path: Path, pixels: torch.Tensor) -> None:
-    """(batch, 3, size, size) pixels -> (batch, grid_h, grid_w, encoder_dim) features."""
+def export_encoder_graph(
+    encoder: Encoder, path: Path, pixels: torch.Tensor, classifier: ClassHead | None = None
+) -> None:
+    """(batch, 3, size, size) pixels -> (batch, grid_h, grid_w, encoder_dim) features, and
+    with a classifier also its (batch, grid_h, grid_w, classes) class_log_probs."""
     _require("onnx", "to export ONNX graphs")
+    module, outputs = encoder, {"features": {0: "batch"}}
+    if classifier is not None:
+        module = _EncoderWithClasses(encoder, classifier).eval()
+        outputs["class_log_probs"] = {0: "batch"}
     with torch.no_grad(), _in_eval_mode(encoder):
-        _export(
-            encoder,
-            (pixels,),
-            path,
-            inputs={"pixels": {0: "batch"}},
-            outputs={"features": {0: "batch"}},
-        )
+        _export(module, (pixels,), path, inputs={"pixels": {0: "batch"}}, outputs=outputs)
 
 
 def export_step_graph(decoder: Decoder, features: torch.Tensor, directory: Path) -> None:
@@ -186,23 +221,33 @@ class _Step(nn.Module):
 
 
 class OnnxEncoder:
-    """Runs the encoder graph: (batch, 3, size, size) pixels -> (batch, gh, gw, encoder_dim)."""
+    """Runs the encoder graph: (batch, 3, size, size) pixels -> (batch, gh, gw, encoder_dim)
+    features, and a copy model's (batch, gh, gw, classes) class log-probabilities (else None)."""
 
     def __init__(self, session) -> None:
         self.session = session
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        (features,) = self.session.run(None, {"pixels": _numpy(pixels.float())})
-        return torch.from_numpy(features)
+        return self.run(pixels)[0]
+
+    def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The features and the class log-probabilities (None from a graph without them)."""
+        features, *classes = self.session.run(None, {"pixels": _numpy(pixels.float())})
+        return torch.from_numpy(features), torch.from_numpy(classes[0]) if classes else None
 
 
-def onnx_encoder(encoder: Encoder, cache_root: str | os.PathLike | None = None) -> OnnxEncoder:
+def onnx_encoder(
+    encoder: Encoder,
+    cache_root: str | os.PathLike | None = None,
+    classifier: ClassHead | None = None,
+) -> OnnxEncoder:
     """The encoder's ONNX Runtime runner, exporting its graph first if it is not cached, or
-    not as it was written.
+    not as it was written; with a copy model's classifier (class_head) the graph gives the
+    class log-probabilities too.
 
     Models that share a frozen encoder (most do) share its graph."""
     ort = _require("onnxruntime", "for --backend onnx")
-    key = graph_key(encoder)
+    key = graph_key(encoder, classifier)
     folder = Path(cache_root or default_cache_root()) / f"encoder-{key}"
     graph = _cached_graph(folder, key)
     if graph is not None:
@@ -210,7 +255,7 @@ def onnx_encoder(encoder: Encoder, cache_root: str | os.PathLike | None = None) 
             return OnnxEncoder(cpu_session(ort, graph))
         except Exception:  # onnxruntime's errors share no base class; the graph is rebuilt
             pass
-    graph = _export_encoder_bytes(encoder)
+    graph = _export_encoder_bytes(encoder, classifier)
     _cache_graph(folder, key, graph)
     return OnnxEncoder(cpu_session(ort, graph))
 
@@ -231,10 +276,10 @@ def _cached_graph(folder: Path, key: str) -> bytes | None:
     return graph if recorded == expected else None
 
 
-def _export_encoder_bytes(encoder: Encoder) -> bytes:
+def _export_encoder_bytes(encoder: Encoder, classifier: ClassHead | None = None) -> bytes:
     with tempfile.TemporaryDirectory(prefix="captioner-onnx-") as directory:
         path = Path(directory) / ENCODER_FILE
-        export_encoder_graph(encoder, path, _example_pixels(encoder))
+        export_encoder_graph(encoder, path, _example_pixels(encoder), classifier)
         return path.read_bytes()
 
 
