@@ -13,10 +13,12 @@ from PySide6.QtCore import QModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QTreeView,
     QVBoxLayout,
     QWidget,
@@ -134,12 +136,22 @@ class TaughtWordsPanel(QWidget):
         buttons.addWidget(self.remove_button)
         buttons.addWidget(self.forget_button)
         buttons.addStretch(1)
-        layout = QVBoxLayout(self)
+        contents = QWidget()
+        layout = QVBoxLayout(contents)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.addWidget(self.note)
         layout.addWidget(self.empty)
         layout.addWidget(self.tree, 1)
         layout.addLayout(buttons)
+        # In a scroll area, as the Settings panel: a low window scrolls it, never cuts it off.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(contents)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         teaching.words_changed.connect(self.refresh)
         self.refresh()
 
