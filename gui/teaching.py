@@ -198,7 +198,10 @@ class Teaching(QObject):
         if applied.generation != session.generation or session.model_info is None:
             return
         session.model_info = dataclasses.replace(
-            session.model_info, identity=applied.identity, taught_note=applied.note
+            session.model_info,
+            identity=applied.identity,
+            taught_note=applied.note,
+            copy_words=applied.copy_words,  # a taught word said is underlined as copied
         )
         session.images.mark_all_pending()
         self.words_changed.emit()

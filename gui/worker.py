@@ -164,6 +164,7 @@ class TaughtApplied:
     generation: int
     identity: str  # the caption library's key for captions made with them
     note: str  # why some are not used; "" when all are
+    copy_words: frozenset[str]  # every word the copy path says now, taught ones included
 
 
 class _FinishBatch:
@@ -358,9 +359,7 @@ class CaptionWorker(QObject):
                 cell=captioner.decoder.config.cell,
                 device=f"{captioner.device} ({RUNTIMES[captioner.backend]})",
                 nouns=tuple(sorted(_words(captioner, "noun_singular_ids"))),
-                copy_words=frozenset(
-                    _words(captioner, "noun_singular_ids") | _words(captioner, "noun_plural_ids")
-                ),
+                copy_words=_copy_words(captioner),
                 card=card_text,
                 shapes=is_shapes_model(captioner.name),
                 identity=taught_identity(self._model_identity, captioner, records),
@@ -394,7 +393,8 @@ class CaptionWorker(QObject):
         note = self._captioner.use_taught(job.records) or ""
         self._generation = job.generation  # the encoded photos stay: only decoding changed
         identity = taught_identity(self._model_identity, self._captioner, job.records)
-        self.taught_applied.emit(TaughtApplied(job.generation, identity, note))
+        applied = TaughtApplied(job.generation, identity, note, _copy_words(self._captioner))
+        self.taught_applied.emit(applied)
 
     def _caption(self, job: _CaptionJob) -> None:
         if self._captioner is None or job.generation != self._generation:
@@ -531,6 +531,17 @@ def feature_grid(image_size: int, feature_stride: int, grid_size: int | None) ->
     stride 32 gives 8 cells).
     """
     return grid_size or math.ceil(image_size / feature_stride)
+
+
+def _copy_words(captioner) -> frozenset[str]:
+    """Every word a copy model's copy path says (its nouns and their plurals, and the taught
+    words and theirs); none for a model that does not copy."""
+    from captioner.nouns import pluralize
+
+    taught = set(captioner.taught_words())
+    taught |= {pluralize(word) for word in taught}
+    nouns = _words(captioner, "noun_singular_ids") | _words(captioner, "noun_plural_ids")
+    return frozenset(nouns | taught)
 
 
 def _words(captioner, ids_buffer: str) -> set[str]:

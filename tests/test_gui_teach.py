@@ -118,6 +118,7 @@ def test_teaching_from_the_words_menu_puts_the_word_in_the_caption_and_forgettin
 
     qtbot.waitUntil(lambda: "widget" in window.words.words, timeout=WAIT_MS)
     assert window.session.current_path == str(rocket)
+    assert window.words.copied[window.words.words.index("widget")]  # underlined: read off it
     assert taught_in(library_file) == [("widget", str(rocket))]
     # The dock lists it, with the photo as its example (and its thumbnail).
     panel = window.taught_words
