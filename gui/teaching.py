@@ -105,7 +105,7 @@ class Teaching(QObject):
         if problem:
             self.message.emit(problem, MESSAGE_MS)
             return False
-        self.session.worker.teach(word, path, box, self.session.generation)
+        self.session.worker.teach(word, path, box)
         self.message.emit(f"Teaching “{' '.join(word.split())}”…", MESSAGE_MS)
         return True
 
@@ -154,8 +154,8 @@ class Teaching(QObject):
     # The worker's answers.
 
     def _on_taught(self, outcome: TeachOutcome) -> None:
-        if outcome.generation != self.session.generation:
-            return  # taught to a model since replaced: the person teaches it again
+        # Kept whatever happened since it was asked: the examples are the encoder's features
+        # (their encoder named in each), valid for every model that shares it.
         name = os.path.basename(outcome.path)
         if not outcome.records:
             self.message.emit(f"{name} is already an example of “{outcome.word}”", MESSAGE_MS)

@@ -128,10 +128,11 @@ class _DisplayJob:
 
 @dataclass
 class _TeachJob:
+    """Examples are encoder features: whichever model is loaded when it runs teaches them."""
+
     word: str
     path: str
     box: tuple[float, float, float, float] | None  # (left, top, right, bottom) in 0..1
-    generation: int
 
 
 @dataclass
@@ -146,7 +147,6 @@ class _TaughtJob:
 class TeachOutcome:
     word: str
     path: str
-    generation: int
     records: list  # the new examples as the library stores them; [] when the photo was one
 
 
@@ -228,11 +228,10 @@ class CaptionWorker(QObject):
             self._jobs.append(job)
             self._condition.notify()
 
-    def teach(
-        self, word: str, path: str, box: tuple[float, float, float, float] | None, generation: int
-    ) -> None:
-        """Teach `word` from the photo `path` (in the box, if one): heard back as `taught`."""
-        self._put(_TeachJob(word, path, box, generation))
+    def teach(self, word: str, path: str, box: tuple[float, float, float, float] | None) -> None:
+        """Teach `word` from the photo `path` (in the box, if one): heard back as `taught`, or
+        `teach_failed`."""
+        self._put(_TeachJob(word, path, box))
 
     def use_taught(self, records: list, generation: int) -> None:
         """From the next job on, say the words of these taught examples (the library's), as
@@ -370,8 +369,9 @@ class CaptionWorker(QObject):
         )
 
     def _teach(self, job: _TeachJob) -> None:
-        if self._captioner is None or job.generation != self._generation:
-            return  # the model changed: the person teaches again, on the new one
+        if self._captioner is None:
+            self.teach_failed.emit(TeachFailure(job.word, job.path, "no model is loaded"))
+            return
         from captioner.photos.images import ImageError
         from captioner.taught import to_record
 
@@ -385,7 +385,7 @@ class CaptionWorker(QObject):
             return
         encoder = self._captioner.encoder_identity
         records = [to_record(example, encoder) for example in examples]
-        self.taught.emit(TeachOutcome(job.word, job.path, job.generation, records))
+        self.taught.emit(TeachOutcome(job.word, job.path, records))
 
     def _use_taught(self, job: _TaughtJob) -> None:
         if self._captioner is None:
