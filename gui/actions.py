@@ -34,6 +34,12 @@ class WindowActions:
         self.recursive = self._action("Include &Subfolders")
         self.recursive.setCheckable(True)
         self.recursive.setChecked(window.settings.recursive)
+        self.reopen_last = self._action(
+            "Reopen the Last &Folder at Start",
+            tip="Start with the photos and folders that were open when the app was closed",
+        )
+        self.reopen_last.setCheckable(True)
+        self.reopen_last.setChecked(window.settings.reopen_last)
         self.samples = self._action("Open Sa&mple Images")
         self.paste = self._action("&Paste Image", seq.Paste)
         self.copy = self._action("&Copy Caption", seq.Copy)
@@ -79,6 +85,11 @@ class WindowActions:
         )
         self.sidecars.setCheckable(True)
         self.sidecars.setChecked(window.settings.sidecars)
+        self.grid_view = self._action(
+            "Photos as a &Grid", "Ctrl+Shift+G", tip="Thumbnails in a grid instead of a list"
+        )
+        self.grid_view.setCheckable(True)
+        self.grid_view.setChecked(window.settings.grid_view)
         self.next = self._action("&Next Image", "PgDown")
         self.previous = self._action("&Previous Image", "PgUp")
         self.play = self._action("Play words")
@@ -153,6 +164,8 @@ class WindowActions:
         edit_menu.addSeparator()
         edit_menu.addActions([self.copy, self.find])
         view_menu = bar.addMenu("&View")
+        view_menu.addAction(self.grid_view)
+        view_menu.addSeparator()
         view_menu.addActions([self.next, self.previous, self.next_unchecked])
         view_menu.addSeparator()
         view_menu.addActions([self.play, self.grid])
@@ -167,6 +180,8 @@ class WindowActions:
         settings_menu.addAction(self.decoding_options)
         settings_menu.addSeparator()
         settings_menu.addActions([self.library, self.sidecars])
+        settings_menu.addSeparator()
+        settings_menu.addAction(self.reopen_last)
         help_menu = bar.addMenu("&Help")
         help_menu.addActions([self.about_model, self.about])
 

@@ -105,6 +105,8 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
         elif settings.first_run:
             self.open_samples()
+        else:
+            self.reopen_last()
         settings.mark_started()
 
     # Building the window.
@@ -112,7 +114,9 @@ class MainWindow(QMainWindow):
     def _create_widgets(self) -> None:
         self.image_list = ImageListView()
         self.image_list.setModel(self.image_model)
+        self.image_list.set_grid(self.settings.grid_view)
         self.image_list.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.image_model.rowsRemoved.connect(self._on_rows_removed)
         self.image_list.installEventFilter(self)
         self.search = PhotoSearch()
         self.images_panel = QWidget()
@@ -248,6 +252,8 @@ class MainWindow(QMainWindow):
         for index, action in enumerate(actions.take_beam):
             action.triggered.connect(lambda _=False, i=index: self.review.take_beam(i))
         actions.recursive.toggled.connect(self.set_recursive)
+        actions.reopen_last.toggled.connect(self.set_reopen_last)
+        actions.grid_view.toggled.connect(self.set_grid_view)
         actions.sidecars.toggled.connect(self.set_sidecars)
         for name, action in actions.shipped_models.items():
             action.triggered.connect(lambda _=False, shipped=name: self.set_model(shipped))
@@ -319,6 +325,7 @@ class MainWindow(QMainWindow):
         if remember:
             for path in reversed(paths[:10]):
                 self.settings.add_recent(os.path.abspath(path))
+            self.session.remember_opened(paths)
         if not images:
             self.statusBar().showMessage("No photos found in " + ", ".join(paths), 8000)
             return []
@@ -331,6 +338,16 @@ class MainWindow(QMainWindow):
         added = sum(row >= listed for row in set(rows))
         self.statusBar().showMessage(opened_message(added, len(set(rows)) - added), 4000)
         return images
+
+    def reopen_last(self) -> None:
+        """Open what was open when the app was last closed; one gone since is named in the
+        status bar."""
+        there, gone = self.session.paths_to_reopen()
+        if there:
+            self.open_paths(there)
+        if gone:
+            names = ", ".join(gone[:3]) + (f" and {len(gone) - 3} more" if len(gone) > 3 else "")
+            self.statusBar().showMessage(f"Not reopened, no longer there: {names}", 10000)
 
     def open_samples(self) -> None:
         folder = sample_images_dir()
@@ -351,6 +368,13 @@ class MainWindow(QMainWindow):
 
     def set_recursive(self, on: bool) -> None:
         self.settings.recursive = on
+
+    def set_reopen_last(self, on: bool) -> None:
+        self.settings.reopen_last = on
+
+    def set_grid_view(self, on: bool) -> None:
+        self.settings.grid_view = on
+        self.image_list.set_grid(on)
 
     def paste(self) -> None:
         """Open the files or the image on the clipboard."""
@@ -389,14 +413,14 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     def remove_selected(self) -> None:
+        """Take the selected photos off the list (Ctrl+Z puts them back); files stay on disk."""
         rows = [index.row() for index in self.image_list.selectionModel().selectedRows()]
-        if rows:
-            self.image_model.remove_rows(rows)
-            if self.image_model.rowCount():
-                self.select_row(min(min(rows), self.image_model.rowCount() - 1))
-            else:
-                self.session.select(None)
-                self._show_nothing()
+        self.review.remove_photos(rows)
+
+    def _on_rows_removed(self) -> None:
+        if not self.image_model.rowCount():
+            self.session.select(None)
+            self._show_nothing()
 
     # Choosing a photo.
 
@@ -811,7 +835,8 @@ class MainWindow(QMainWindow):
             self.review.start_editing(event.text())  # simply typing writes the caption
             return True
         if watched is self.image_list and event.type() == QEvent.Type.KeyPress:
-            if event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right) and not event.modifiers():
+            arrows = (Qt.Key.Key_Left, Qt.Key.Key_Right)  # in a grid they move among photos
+            if event.key() in arrows and not event.modifiers() and not self.image_list.grid:
                 self.words.step(1 if event.key() == Qt.Key.Key_Right else -1)
                 return True
             if event.key() == Qt.Key.Key_Space and not event.modifiers():

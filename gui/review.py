@@ -14,7 +14,7 @@ import os
 import unicodedata
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoStack
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from captioner.library import CaptionRefused, ModelCaption, ModelKey
 from captioner.library.records import checked_caption, options_key
@@ -415,19 +415,27 @@ class CaptionReview(QObject):
         else:
             self.change_caption(path, text, "accepted", "Accept caption")
 
+    def remove_photos(self, rows: list[int]) -> None:
+        """Take these rows off the list, as one step on the undo stack (the files stay on
+        disk, their captions in the library)."""
+        if rows:
+            self.undo_stack.push(PhotoRemoval(self.image_model, self.image_list, rows))
+
     def undo(self) -> None:
         index = self.undo_stack.index()
         if index > 0:
-            path = self.undo_stack.command(index - 1).path
+            command = self.undo_stack.command(index - 1)
             self.undo_stack.undo()
-            self._reveal(path)
+            if isinstance(command, CaptionChange):  # a removal selects what it puts back
+                self._reveal(command.path)
 
     def redo(self) -> None:
         index = self.undo_stack.index()
         if index < self.undo_stack.count():
-            path = self.undo_stack.command(index).path
+            command = self.undo_stack.command(index)
             self.undo_stack.redo()
-            self._reveal(path)
+            if isinstance(command, CaptionChange):
+                self._reveal(command.path)
 
     def _reveal(self, path: str) -> None:
         """Show the photo an undo or redo changed, when the list shows it."""
@@ -469,6 +477,44 @@ class CaptionReview(QObject):
         current = self.image_list.currentIndex().row()
         if shown and (current < 0 or self.image_list.isRowHidden(current)):
             self.image_list.select_row(self.image_list.visible_rows()[0])
+
+
+class PhotoRemoval(QUndoCommand):
+    """Photos taken off the list (Delete), as the undo stack holds it: undo puts the same items
+    back at their rows, with their captions, states and thumbnails, and selects them again."""
+
+    def __init__(self, model: ImageListModel, view: ImageListView, rows: list[int]) -> None:
+        rows = sorted(set(rows))
+        count = len(rows)
+        super().__init__(f"Remove {count} photo{'s' * (count != 1)} from the list")
+        self.model = model
+        self.view = view
+        self.placed = [(row, model.item(row)) for row in rows]
+        current = view.currentIndex().row()
+        self.current = model.item(current if current in rows else rows[0])  # shown again
+
+    def redo(self) -> None:
+        rows = {self.model.row_of(item.path) for _, item in self.placed} - {None}
+        if not rows:
+            return
+        # The photo shown next is chosen before the rows go, so the view never makes a row
+        # being removed the current one: the next one kept, else the last.
+        kept = [row for row in range(self.model.rowCount()) if row not in rows]
+        after = [row for row in kept if row > min(rows)]
+        if kept:
+            self.view.select_row(after[0] if after else kept[-1])
+        else:
+            self.view.selectionModel().clear()
+        self.model.remove_rows(sorted(rows))
+
+    def undo(self) -> None:
+        for _, item in self.placed:
+            if item.status is Status.WORKING:  # its caption came while it was off the list
+                item.status = Status.PENDING
+        restored = self.model.insert_items(self.placed)
+        if restored:
+            current = self.model.row_of(self.current.path)
+            self.view.select_rows(restored, current if current in restored else restored[0])
 
 
 def _folded(text: str) -> str:

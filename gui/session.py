@@ -9,6 +9,7 @@ worker's cached encoder features.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -55,6 +56,7 @@ class Session(QObject):
         self.batch_running = False
         self.batch_paths: list[str] = []  # the photos Caption All was last given
         self.current_path: str | None = None  # the photo shown
+        self.opened: list[str] = []  # the photos and folders the person opened, absolute
         self.beams: list[CaptionResult] = []  # one per beam of the shown photo's caption
         self.current: CaptionResult | None = None  # the beam shown (one of beams)
         self.timing = ""  # how long the shown caption took
@@ -80,11 +82,44 @@ class Session(QObject):
         self._thread.start()
 
     def shutdown(self) -> None:
-        """Stop the worker and wait for its thread; the session is done."""
+        """Stop the worker and wait for its thread, and keep, for the next start, what was
+        opened and is still listed; the session is done."""
         self.worker.cancel_batch()
         self.worker.stop()
         self._thread.quit()
         self._thread.wait()
+        self.settings.last_opened = self._still_listed(self.opened)
+        self.settings.sync()
+
+    # What was opened, reopened at the next start.
+
+    def remember_opened(self, paths: list[str]) -> None:
+        """The person opened these photos and folders: the next start reopens them (kept
+        at once, so a crash does not lose them)."""
+        for path in map(os.path.abspath, paths):
+            if path not in self.opened:
+                self.opened.append(path)
+        self.settings.last_opened = self.opened
+
+    def paths_to_reopen(self) -> tuple[list[str], list[str]]:
+        """What was open when the app was last closed, as (still on disk, gone since);
+        nothing when the person turned reopening off."""
+        if not self.settings.reopen_last:
+            return [], []
+        paths = self.settings.last_opened
+        there = [path for path in paths if os.path.exists(path)]
+        return there, [path for path in paths if path not in there]
+
+    def _still_listed(self, opened: list[str]) -> list[str]:
+        """Of the opened photos and folders, those with a photo still in the list (one whose
+        photos were all removed is not reopened)."""
+        sources = {path: (path, os.path.realpath(path)) for path in opened}
+        listed = set()
+        for item in self.images.items():
+            for source, spellings in sources.items():
+                if any(_within(path, s) for path in (item.path, item.real_path) for s in spellings):
+                    listed.add(source)
+        return [path for path in opened if path in listed]
 
     @property
     def model_unavailable(self) -> bool:
@@ -257,3 +292,8 @@ class Session(QObject):
     def _on_batch_finished(self, done: int, total: int, cancelled: bool) -> None:
         self.batch_running = False
         self.batch_finished.emit(done, total, cancelled)
+
+
+def _within(path: str, source: str) -> bool:
+    """`path` is the photo `source` or in the folder `source`, at any depth."""
+    return path == source or path.startswith(source.rstrip(os.sep) + os.sep)

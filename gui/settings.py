@@ -104,18 +104,49 @@ class Settings:
     def recursive(self, value: bool) -> None:
         self.store.setValue("files/recursive", value)
 
-    @property
-    def recent(self) -> list[str]:
-        value = self.store.value("files/recent", [])
+    def _paths(self, key: str) -> list[str]:
+        value = self.store.value(key, [])
         # One entry comes back as a plain string from INI files, none as None.
         items = [value] if isinstance(value, str) else list(value or [])
-        return [str(item) for item in items if item][:MAX_RECENT]
+        return [str(item) for item in items if item]
+
+    @property
+    def recent(self) -> list[str]:
+        return self._paths("files/recent")[:MAX_RECENT]
 
     def add_recent(self, path: str) -> None:
         self.store.setValue("files/recent", [path] + [p for p in self.recent if p != path])
 
     def clear_recent(self) -> None:
         self.store.setValue("files/recent", [])
+
+    @property
+    def reopen_last(self) -> bool:
+        """Whether the app starts with the photos and folders open when it was last closed
+        (when it is started with none named)."""
+        return self._bool("files/reopen_last", True)
+
+    @reopen_last.setter
+    def reopen_last(self, value: bool) -> None:
+        self.store.setValue("files/reopen_last", value)
+
+    @property
+    def last_opened(self) -> list[str]:
+        """The photos and folders open when the app was last closed (as opened, absolute)."""
+        return self._paths("files/last_opened")
+
+    @last_opened.setter
+    def last_opened(self, paths: list[str]) -> None:
+        self.store.setValue("files/last_opened", list(paths))
+
+    @property
+    def grid_view(self) -> bool:
+        """Whether the photo list shows a grid of thumbnails rather than one row per photo."""
+        return self._bool("view/grid", False)
+
+    @grid_view.setter
+    def grid_view(self, value: bool) -> None:
+        self.store.setValue("view/grid", value)
 
     @property
     def library_path(self) -> str:

@@ -15,7 +15,9 @@ from PySide6.QtGui import QImage, QImageReader
 from captioner.photos.images import ImageError, load_image, open_photo_file
 from gui.convert import pil_to_qimage
 
-THUMBNAIL_SIZE = 128  # device pixels; the list shows them at 64 logical px on 2x screens
+THUMBNAIL_SIZE = (
+    128  # device pixels: the list shows 64 logical px (sharp on 2x screens), the grid 96
+)
 
 
 class Thumbnailer(QObject):

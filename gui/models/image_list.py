@@ -142,6 +142,24 @@ class ImageListModel(QAbstractListModel):
         self._rows = {item.path: row for row, item in enumerate(self._items)}
         self._real_rows = {item.real_path: row for row, item in enumerate(self._items)}
 
+    def insert_items(self, placed: list[tuple[int, ImageItem]]) -> list[int]:
+        """Put removed items back at their rows (`remove_rows` took them, in ascending row
+        order); one listed again since, under any path, is not listed twice. Returns the rows
+        put back."""
+        rows = []
+        for row, item in sorted(placed, key=lambda pair: pair[0]):
+            if item.real_path in self._real_rows:
+                continue
+            row = min(row, len(self._items))
+            self.beginInsertRows(QModelIndex(), row, row)
+            self._items.insert(row, item)
+            self._real_rows[item.real_path] = row  # this loop's later rows look it up
+            self.endInsertRows()
+            rows.append(row)
+        self._rows = {item.path: row for row, item in enumerate(self._items)}
+        self._real_rows = {item.real_path: row for row, item in enumerate(self._items)}
+        return rows
+
     def item(self, row: int) -> ImageItem:
         return self._items[row]
 

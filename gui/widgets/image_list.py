@@ -1,13 +1,24 @@
-"""The image list: a thumbnail, the file name and its caption (or error) per row.
+"""The image list: a thumbnail, the file name and its caption (or error) per row, or, in grid
+mode (View → Photos as a Grid), larger thumbnails in a grid with the file name below each.
 
 A small badge on the thumbnail marks the state: a green tick for captioned, a red bang for a
 photo that failed, an amber dot while it is being captioned. Text colours come from the
-palette, so the list reads the same in light and dark themes.
+palette, so the list reads the same in light and dark themes. Both modes are the one view
+(a QListView in list or icon mode): the same model, selection, hidden rows and keys.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, QRect, QSize, Qt
+from PySide6.QtCore import (
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPointF,
+    QRect,
+    QSize,
+    Qt,
+)
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,12 +38,19 @@ from gui.models.image_list import (
 )
 
 THUMB = 64  # logical pixels
+GRID_THUMB = 96  # in grid mode; gui/thumbnails.py decodes 128 device pixels
 PADDING = 6
+GRID_SPACING = 4
 # The caption's marker, right of the file name: who wrote it, and whether it was checked.
 STATE_MARKERS = {
     "model": ("model", QColor(128, 128, 128)),
     "accepted": ("✓ checked", QColor(37, 99, 235)),
     "mine": ("✎ mine", QColor(147, 51, 234)),
+}
+# The grid has room for a symbol only; the tooltip says it in words ("model" needs none there).
+GRID_STATE_MARKERS = {
+    "accepted": ("✓", STATE_MARKERS["accepted"][1]),
+    "mine": ("✎", STATE_MARKERS["mine"][1]),
 }
 # A photo gone or changed on disk since it was captioned: a marker left of the caption's.
 DISK_MARKERS = {
@@ -47,7 +65,12 @@ STATUS_COLOURS = {
 
 
 class ImageItemDelegate(QStyledItemDelegate):
+    grid = False  # a grid cell (thumbnail above the name) rather than a row
+
     def sizeHint(self, option: QStyleOptionViewItem, index) -> QSize:
+        if self.grid:
+            name_height = QFontMetrics(option.font).height()
+            return QSize(GRID_THUMB + 2 * PADDING, GRID_THUMB + name_height + 3 * PADDING)
         return QSize(THUMB + 2 * PADDING, THUMB + 2 * PADDING)
 
     def paint(
@@ -67,6 +90,47 @@ class ImageItemDelegate(QStyledItemDelegate):
             style.drawPrimitive(
                 QStyle.PrimitiveElement.PE_PanelItemViewItem, background, painter, option.widget
             )
+        if self.grid:
+            self._paint_cell(painter, option, index)
+        else:
+            self._paint_row(painter, option, index)
+        painter.restore()
+
+    def _paint_cell(self, painter: QPainter, option, index) -> None:
+        """Grid mode: the thumbnail with its badge, the markers on its top edge, the file name
+        below (the tooltip has the caption)."""
+        rect = option.rect
+        thumb_rect = QRect(
+            rect.left() + (rect.width() - GRID_THUMB) // 2, rect.top() + PADDING,
+            GRID_THUMB, GRID_THUMB,
+        )  # fmt: skip
+        self._paint_thumbnail(
+            painter, option, thumb_rect, index.data(Qt.ItemDataRole.DecorationRole)
+        )
+        self._paint_badge(painter, thumb_rect, index.data(StatusRole))
+        marker_line = QRect(thumb_rect.left() + 2, thumb_rect.top() + 2, GRID_THUMB - 4, 0)
+        marker_line.setHeight(QFontMetrics(option.font).height())
+        for marker in (
+            GRID_STATE_MARKERS.get(index.data(CaptionStateRole) or ""),
+            DISK_MARKERS.get(index.data(DiskStateRole) or ""),
+        ):
+            width = self._paint_marker(painter, option, marker_line, marker, filled=True)
+            marker_line.setRight(marker_line.right() - width)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        text_role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        painter.setFont(option.font)
+        painter.setPen(option.palette.color(QPalette.ColorGroup.Active, text_role))
+        name_rect = QRect(
+            rect.left() + 2, thumb_rect.bottom() + PADDING, rect.width() - 4,
+            painter.fontMetrics().height(),
+        )  # fmt: skip
+        name = painter.fontMetrics().elidedText(
+            index.data(Qt.ItemDataRole.DisplayRole), Qt.TextElideMode.ElideMiddle,
+            name_rect.width(),
+        )  # fmt: skip
+        painter.drawText(name_rect, Qt.AlignmentFlag.AlignHCenter, name)
+
+    def _paint_row(self, painter: QPainter, option, index) -> None:
         rect = option.rect
         thumb_rect = QRect(rect.left() + PADDING, rect.top() + PADDING, THUMB, THUMB)
         self._paint_thumbnail(
@@ -116,14 +180,16 @@ class ImageItemDelegate(QStyledItemDelegate):
         for line in elided_lines(detail or "", metrics, text_width, max_lines):
             painter.drawText(QRect(text_left, line_top, text_width, metrics.height()), 0, line)
             line_top += metrics.lineSpacing()
-        painter.restore()
 
-    def _paint_marker(self, painter: QPainter, option, line: QRect, marker) -> int:
-        """A marker (text, colour) at the right end of the name's line; returns its width."""
+    def _paint_marker(
+        self, painter: QPainter, option, line: QRect, marker, *, filled: bool = False
+    ) -> int:
+        """A marker (text, colour) at the right end of `line` (the name's, or in the grid the
+        thumbnail's top edge, on a `filled` pill); returns its width."""
         if marker is None:
             return 0
         text, colour = marker
-        if option.state & QStyle.StateFlag.State_Selected:  # readable on the selection
+        if option.state & QStyle.StateFlag.State_Selected and not filled:  # on the selection
             colour = option.palette.color(
                 QPalette.ColorGroup.Active, QPalette.ColorRole.HighlightedText
             )
@@ -135,7 +201,9 @@ class ImageItemDelegate(QStyledItemDelegate):
         pill = QRect(line.right() - width, line.top(), width, line.height())
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(QPen(colour, 1))
-        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setBrush(
+            option.palette.color(QPalette.ColorRole.Base) if filled else Qt.BrushStyle.NoBrush
+        )
         painter.drawRoundedRect(pill.adjusted(0, 1, 0, -1), 6, 6)
         painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)
         return width + 4
@@ -194,7 +262,8 @@ def elided_lines(text: str, metrics: QFontMetrics, width: int, max_lines: int) -
 class ImageListView(QListView):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setItemDelegate(ImageItemDelegate(self))
+        self.delegate = ImageItemDelegate(self)
+        self.setItemDelegate(self.delegate)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setUniformItemSizes(True)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
@@ -203,12 +272,38 @@ class ImageListView(QListView):
         self.setMinimumWidth(150)  # a narrow window keeps room for the photo
         self.setAccessibleName("Images")
 
+    @property
+    def grid(self) -> bool:
+        return self.delegate.grid
+
+    def set_grid(self, on: bool) -> None:
+        """Thumbnails in a grid (on) or one row per photo with its caption (off)."""
+        self.delegate.grid = on
+        self.setViewMode(QListView.ViewMode.IconMode if on else QListView.ViewMode.ListMode)
+        # Icon mode lets photos be dragged about the view; the list's order is the model's.
+        self.setMovement(QListView.Movement.Static)
+        self.setDragEnabled(False)
+        self.setResizeMode(QListView.ResizeMode.Adjust)  # columns follow the dock's width
+        self.setSpacing(GRID_SPACING if on else 0)
+        self.scheduleDelayedItemsLayout()  # the delegate's size changed
+        if self.currentIndex().isValid():
+            self.scrollTo(self.currentIndex())
+
     # Moving through the list (over the rows a search hides).
 
     def select_row(self, row: int) -> None:
         index = self.model().index(row, 0)
         self.setCurrentIndex(index)
         self.scrollTo(index)
+
+    def select_rows(self, rows: list[int], current: int) -> None:
+        """Select these rows, `current` the one shown."""
+        model = self.model()
+        selection = QItemSelection()
+        for row in rows:
+            selection.select(model.index(row, 0), model.index(row, 0))
+        self.select_row(current)
+        self.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.Select)
 
     def visible_rows(self) -> list[int]:
         return [row for row in range(self.model().rowCount()) if not self.isRowHidden(row)]
