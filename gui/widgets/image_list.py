@@ -87,6 +87,7 @@ class ImageItemDelegate(QStyledItemDelegate):
             self.initStyleOption(background, index)
             background.text = ""
             background.icon = QIcon()
+            background.showDecorationSelected = True  # icon mode would mark only the text
             style.drawPrimitive(
                 QStyle.PrimitiveElement.PE_PanelItemViewItem, background, painter, option.widget
             )
