@@ -11,7 +11,9 @@ the copy path's ScatterElements): the search keeps PyTorch's step (docs/reports/
 Beside the cached graph lies its digest (SHA-256 of its bytes and the key it was built for),
 written after it: a graph whose digest is missing or differs (a crash, a full disk, a stray
 edit) or that ONNX Runtime cannot open is built again and replaces it, and where the cache
-folder cannot be written the graph is built in memory, with a warning.
+folder cannot be written the graph is built in memory, with a warning. `--precision int8`
+adds the graph quantized to 8 bits (captioner/quantize.py) beside it, with a digest of its own
+whose key is the calibration's: a graph quantized with other ranges is built again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from captioner import quantize
 from captioner.decoder import Decoder, DecoderState, ImageMemory
 from captioner.encoder import Encoder
 from captioner.photos.atomic import write_atomically
@@ -40,6 +43,7 @@ from captioner.photos.atomic import write_atomically
 OPSET = 18  # ScatterElements' "max" reduction (the copy path's log-sum-exp) needs 18
 ENCODER_FILE, STEP_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "manifest.json"
 DIGEST_FILE = "digest"  # of the cached encoder.onnx: "sha256 HEX key KEY"
+INT8_FILE, INT8_DIGEST_FILE = "encoder.int8.onnx", "digest.int8"  # key: the calibration's
 MEMORY_FIELDS = ImageMemory._fields
 
 
@@ -222,10 +226,12 @@ class _Step(nn.Module):
 
 class OnnxEncoder:
     """Runs the encoder graph: (batch, 3, size, size) pixels -> (batch, gh, gw, encoder_dim)
-    features, and a copy model's (batch, gh, gw, classes) class log-probabilities (else None)."""
+    features, and a copy model's (batch, gh, gw, classes) class log-probabilities (else None).
+    `precision` says which graph: "float" or "int8" (captioner/quantize.py)."""
 
-    def __init__(self, session) -> None:
+    def __init__(self, session, precision: str = "float") -> None:
         self.session = session
+        self.precision = precision
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.run(pixels)[0]
@@ -240,10 +246,16 @@ def onnx_encoder(
     encoder: Encoder,
     cache_root: str | os.PathLike | None = None,
     classifier: ClassHead | None = None,
+    precision: str = "float",
+    calibration: quantize.Calibration | None = None,
 ) -> OnnxEncoder:
     """The encoder's ONNX Runtime runner, exporting its graph first if it is not cached, or
     not as it was written; with a copy model's classifier (class_head) the graph gives the
     class log-probabilities too.
+
+    precision "int8" runs the graph quantized with `calibration` (default: the shipped one),
+    built once and cached beside the float graph; where it cannot be had (ranges measured for
+    another encoder, no calibration) the float graph runs, with a PrecisionWarning saying why.
 
     Models that share a frozen encoder (most do) share its graph."""
     ort = _require("onnxruntime", "for --backend onnx")
@@ -252,24 +264,59 @@ def onnx_encoder(
     graph = _cached_graph(folder, key)
     if graph is not None:
         try:
-            return OnnxEncoder(cpu_session(ort, graph))
+            session = cpu_session(ort, graph)
         except Exception:  # onnxruntime's errors share no base class; the graph is rebuilt
-            pass
-    graph = _export_encoder_bytes(encoder, classifier)
-    _cache_graph(folder, key, graph)
-    return OnnxEncoder(cpu_session(ort, graph))
+            graph = None
+    if graph is None:
+        graph = _export_encoder_bytes(encoder, classifier)
+        _cache_graph(folder, key, graph)
+        session = cpu_session(ort, graph)
+    if precision != "int8":
+        return OnnxEncoder(session)
+    try:
+        return OnnxEncoder(_int8_session(ort, encoder, folder, graph, calibration), "int8")
+    except quantize.CalibrationError as error:
+        warnings.warn(f"{error}; the encoder runs in float", quantize.PrecisionWarning, 2)
+        return OnnxEncoder(session)
+
+
+def _int8_session(ort, encoder: Encoder, folder: Path, graph: bytes, calibration):
+    """The int8 graph cached in `folder` for this calibration, else built (and cached)."""
+    calibration = calibration or quantize.Calibration.load()
+    encoder_key = graph_key(encoder)
+    if calibration.encoder_key != encoder_key:
+        raise quantize.CalibrationError(
+            f"the int8 calibration ({calibration.source}) was measured for another encoder "
+            f"than this model's {encoder.config.name} (stride {encoder.config.feature_stride}"
+            f"{', fine-tuned' if encoder.config.fine_tune_blocks else ''})"
+        )
+    key = f"{calibration.digest}-{hashlib.sha256(quantize.QUANTIZER.encode()).hexdigest()[:8]}"
+    cached = _cached_graph(folder, key, INT8_FILE, INT8_DIGEST_FILE)
+    if cached is not None:
+        with contextlib.suppress(Exception):  # unreadable: built again, never used
+            return cpu_session(ort, cached)
+    warnings.warn(
+        f"building the encoder's int8 graph once (about 10 s; cached in {folder})",
+        quantize.Int8BuildNote,
+        2,
+    )
+    int8 = quantize.quantize(graph, calibration)
+    _cache_graph(folder, key, int8, INT8_FILE, INT8_DIGEST_FILE)
+    return cpu_session(ort, int8)
 
 
 def _digest(graph: bytes, key: str) -> bytes:
     return f"sha256 {hashlib.sha256(graph).hexdigest()} key {key}\n".encode()
 
 
-def _cached_graph(folder: Path, key: str) -> bytes | None:
+def _cached_graph(
+    folder: Path, key: str, name: str = ENCODER_FILE, digest: str = DIGEST_FILE
+) -> bytes | None:
     """The graph cached in `folder`, if its digest says it is the one written for `key`."""
     try:
-        graph = (folder / ENCODER_FILE).read_bytes()
+        graph = (folder / name).read_bytes()
         expected = _digest(graph, key)
-        with open(folder / DIGEST_FILE, "rb") as file:
+        with open(folder / digest, "rb") as file:
             recorded = file.read(len(expected) + 1)
     except OSError:  # missing, a directory, its folder a file, unreadable
         return None
@@ -283,15 +330,17 @@ def _export_encoder_bytes(encoder: Encoder, classifier: ClassHead | None = None)
         return path.read_bytes()
 
 
-def _cache_graph(folder: Path, key: str, graph: bytes) -> None:
+def _cache_graph(
+    folder: Path, key: str, graph: bytes, name: str = ENCODER_FILE, digest: str = DIGEST_FILE
+) -> None:
     """Write the graph, then its digest, each atomically; warn if the folder cannot hold them."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomically(folder / ENCODER_FILE, graph)
-        write_atomically(folder / DIGEST_FILE, _digest(graph, key))
+        write_atomically(folder / name, graph)
+        write_atomically(folder / digest, _digest(graph, key))
     except OSError as error:
         warnings.warn(
-            f"{folder / ENCODER_FILE}: cannot cache the encoder's ONNX graph "
+            f"{folder / name}: cannot cache the encoder's ONNX graph "
             f"({error.strerror or error}); it is exported again on every start",
             OnnxCacheWarning,
             stacklevel=3,

@@ -35,6 +35,7 @@ from captioner.cli.args import (
     add_decode_arguments,
     add_engine_arguments,
     decode_options,
+    plain_warnings,
     positive_int,
 )
 from captioner.device import resolve_device
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_outputs(parser, outputs, args.annotations)
     # Warnings from here and from training.metrics reach stderr, unless logging is set up already.
     logging.basicConfig(format="captioner-evaluate: %(message)s")
+    plain_warnings("captioner-evaluate")
 
     try:
         device = resolve_device(args.device)
@@ -232,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, ValueError) as error:  # torch's errors for a device are RuntimeErrors
         return _fail(f"--device {args.device!r}: {error}")
     try:
-        captioner = Captioner.load(args.model, device=device, backend=args.backend)
+        captioner = Captioner.load(
+            args.model, device=device, backend=args.backend, precision=args.precision
+        )
         read = read_samples(
             args.annotations, args.images, format=args.format, split=args.split, skip_missing=True
         )

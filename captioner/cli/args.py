@@ -1,5 +1,6 @@
 """The command-line arguments several commands share, declared once: how the engine runs
-(--device, --backend, --batch-size, --workers) and how captions are searched (DecodeOptions).
+(--device, --backend, --precision, --batch-size, --workers) and how captions are searched
+(DecodeOptions).
 
 Each argument is checked while parsing, so a bad value is a usage error naming the option.
 """
@@ -10,8 +11,9 @@ import argparse
 import dataclasses
 import math
 import os
+import warnings
 
-from captioner.backends import BACKENDS
+from captioner.backends import BACKENDS, PRECISIONS
 from captioner.device import resolve_device
 from captioner.options import DecodeOptions
 
@@ -89,8 +91,8 @@ def add_workers_argument(
 
 
 def add_engine_arguments(group: ArgumentGroup) -> None:
-    """--device, --backend, --batch-size and --workers: how the engine runs, for every command
-    that runs it."""
+    """--device, --backend, --precision, --batch-size and --workers: how the engine runs, for
+    every command that runs it."""
     add_device_argument(group)
     group.add_argument(
         "--backend",
@@ -98,8 +100,22 @@ def add_engine_arguments(group: ArgumentGroup) -> None:
         default="auto",
         help="auto: ONNX Runtime on a CPU (faster), PyTorch on CUDA/MPS (default: %(default)s)",
     )
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float",
+        help="int8: the onnx backend's encoder in 8 bits on a CPU (faster; built once, cached; "
+        "captions can differ); auto: int8 only where it measured as good as float "
+        "(docs/guides/batch_command.md; default: %(default)s)",
+    )
     add_batch_size_argument(group)
     add_workers_argument(group)
+
+
+def plain_warnings(program: str) -> None:
+    """Warnings print as one line, "program: message" (the int8 graph being built, int8 not
+    used and why), not as Python's file, line and source."""
+    warnings.formatwarning = lambda message, *_: f"{program}: {message}\n"
 
 
 def add_decode_arguments(group: ArgumentGroup) -> None:

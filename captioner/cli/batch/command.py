@@ -16,6 +16,7 @@ from captioner.cli.args import (
     add_decode_arguments,
     add_engine_arguments,
     decode_options,
+    plain_warnings,
     positive_int,
 )
 from captioner.cli.batch.config import SIDECAR_NAMES, BatchRun
@@ -171,6 +172,7 @@ def parse_args(argv: list[str] | None = None) -> BatchRun:
             model=args.model,
             device=args.device,
             backend=args.backend,
+            precision=args.precision,
             decoding=decode_options(args),
             batch_size=args.batch_size,
             workers=args.workers,
@@ -210,9 +212,12 @@ def _this_process_share(config: BatchRun, world: Distributed) -> BatchRun:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    plain_warnings("captioner")
     start = time.perf_counter()
     try:
-        captioner = Captioner.load(config.model, device=config.device, backend=config.backend)
+        captioner = Captioner.load(
+            config.model, device=config.device, backend=config.backend, precision=config.precision
+        )
     except (CheckpointError, ValueError, OnnxUnavailableError) as error:
         build_parser().error(str(error))
     try:

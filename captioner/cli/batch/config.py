@@ -30,6 +30,7 @@ class BatchRun:
     model: str | None = None  # a model directory or a shipped model's name; None: default
     device: str = "auto"
     backend: str = "auto"  # captioner.onnx_backend.BACKENDS
+    precision: str = "float"  # captioner.backends.PRECISIONS
     decoding: DecodeOptions = DecodeOptions()
     batch_size: int = 16
     workers: int = 0  # processes that decode and resize photos
