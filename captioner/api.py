@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from captioner.backends import resolve_backend
+from captioner.backends import resolve_backend, resolve_precision
 from captioner.beam import Hypothesis, beam_search
 from captioner.consensus import consensus_ranking, sample_captions
 from captioner.decoder import Decoder, DecoderConfig, ImageMemory
@@ -22,14 +23,24 @@ from captioner.device import resolve_device
 from captioner.encoder import Encoder, EncoderConfig, Preprocessing
 from captioner.files.checkpoint import check_shapes, load_model_dir, save_model_dir
 from captioner.library.records import TaughtRecord
+from captioner.noun_tree import (
+    DEFAULT_CONFIDENCE,
+    ROOT,
+    Hedge,
+    NounTree,
+    NounTreeError,
+    model_tree,
+)
 from captioner.onnx_backend import class_head, onnx_encoder
 from captioner.options import DecodeOptions
+from captioner.people import cell_probs as person_cells
+from captioner.people import pixels_to_images, with_people
 from captioner.photos.images import ImageError, ImageSource, load_image
 from captioner.pipeline import caption_batches, photo_batches
 from captioner.pointing import word_maps
 from captioner.registry import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, resolve_model
 from captioner.results import CaptionResult
-from captioner.rules import BANNED_IDS
+from captioner.rules import BANNED_IDS, SIZE_WORDS
 from captioner.taught import (
     TaughtExample,
     box_weights,
@@ -53,6 +64,7 @@ class Captioner:
         name: str = "untitled",
         device: str | torch.device = "cpu",
         backend: str = "torch",
+        precision: str = "float",
     ) -> None:
         if decoder.config.vocab_size != len(vocab):
             raise ValueError(
@@ -64,10 +76,13 @@ class Captioner:
         self.vocab = vocab
         self.name = name
         self.backend = resolve_backend(backend, self.device)
+        self.precision = resolve_precision(precision, self.backend, self.device)
         # What encode runs: the encoder itself, or its graph in ONNX Runtime, which also gives
         # a copy model's class log-probabilities (kept for decode, by the features they go with).
         self._onnx = (
-            onnx_encoder(self.encoder, classifier=class_head(self.decoder))
+            onnx_encoder(
+                self.encoder, classifier=class_head(self.decoder), precision=self.precision
+            )
             if self.backend == "onnx"
             else None
         )
@@ -76,10 +91,13 @@ class Captioner:
         # are read with, which has the words the model did not know (ids from vocab_size on).
         self._taught: dict[str, list[TaughtExample]] = {}
         self._taught_vocab: Vocabulary | None = None
-        # Taught words (teach, forget): their examples, and the vocabulary the model's captions
-        # are read with, which has the words the model did not know (ids from vocab_size on).
-        self._taught: dict[str, list[TaughtExample]] = {}
-        self._taught_vocab: Vocabulary | None = None
+        # Hedging (noun_tree.py): the model's noun tree, if it has one, and the confidence.
+        self._noun_tree: NounTree | None = None
+        self._hedging: float | None = None
+        self._hedge_root: str | None = ROOT
+        # The person detector's cells (people.py) by the features they go with, while on.
+        self._people: WeakIdKeyDictionary | None = None
+        self.decoder.size_word_ids = tuple(vocab.stoi[w] for w in SIZE_WORDS if w in vocab.stoi)
 
     @classmethod
     def load(
@@ -88,6 +106,7 @@ class Captioner:
         *,
         device: str = "auto",
         backend: str = "auto",
+        precision: str = "float",
     ) -> Captioner:
         """A model directory, the name of a model shipped in the package ("default",
         "shapes"; see `registry.shipped_models()`), or a Hugging Face Hub model, "hf:OWNER/NAME" or
@@ -97,7 +116,10 @@ class Captioner:
         shipped model; `registry.shipped_model("shapes")` names the shipped one.
 
         backend: "auto" runs ONNX Runtime on a CPU when it is installed, else PyTorch;
-        "torch" or "onnx" (CPU only) choose."""
+        "torch" or "onnx" (CPU only) choose.
+        precision: "float", "int8" (the onnx backend's encoder quantized, built once and cached;
+        float with a PrecisionWarning where it cannot run) or "auto" (int8 where it measured
+        as good as float: captioner.quantize.AUTO_INT8); `precision` says which runs."""
         path = resolve_model(model)
         # load_model_dir checks config.json against the weights before they are read, so the
         # decoder built here is the size of the weights file, never what a typo asks for.
@@ -130,7 +152,22 @@ class Captioner:
         decoder = Decoder(decoder_config)
         decoder.load_state_dict(decoder_state)
         name = config.get("name") or Path(path).resolve().name
-        return cls(encoder, decoder, vocab, name=name, device=device, backend=backend)
+        tree = None
+        if decoder.config.copy_nouns:  # checked before anything slower is built
+            try:
+                tree = model_tree(path, [vocab.itos[i] for i in decoder.noun_singular_ids])
+            except NounTreeError as err:
+                raise CheckpointError(str(err)) from err
+        captioner = cls(
+            encoder, decoder, vocab, name=name, device=device, backend=backend, precision=precision
+        )
+        if decoder.config.copy_nouns:
+            captioner._noun_tree = tree
+            if tree is not None:
+                captioner.set_hedging(DEFAULT_CONFIDENCE)
+            if "person" in captioner._copy_nouns() and importlib.util.find_spec("cv2"):
+                captioner.set_people(True)
+        return captioner
 
     @functools.cached_property
     def identity(self) -> str:
@@ -284,6 +321,7 @@ class Captioner:
         words = Vocabulary(self.vocab.itos[len(SPECIAL_TOKENS) :] + new_words)
         self._taught, self._taught_vocab = taught, words
         decoder.set_taught(nouns)
+        self.set_hedging(self._hedging, root=self._hedge_root)  # a taught word may be one
 
     def save(self, path: str | os.PathLike, extra_config: dict | None = None) -> Path:
         """Write config.json, vocab.json, model.safetensors (encoder weights only if fine-tuned)."""
@@ -318,6 +356,14 @@ class Captioner:
             sources = [images] if _is_single(images) else list(images)
             images = torch.stack([self.preprocess(source) for source in sources])
         images = images.to(self.device)
+        features = self._run_encoder(images)
+        if self._people is not None:  # kept for decode, by the features they go with
+            photos = pixels_to_images(images, self.encoder.mean, self.encoder.std)
+            self._people[features] = person_cells(photos, tuple(features.shape[1:3]))
+        return features
+
+    def _run_encoder(self, images: torch.Tensor) -> torch.Tensor:
+        """(batch, 3, H, W) on the device -> (batch, gh, gw, encoder_dim)."""
         if self._onnx is None:
             if self.device.type != "cpu":
                 return self.encoder(images)
@@ -356,6 +402,13 @@ class Captioner:
             "banned_ids": BANNED_IDS,
         }
         memory = self.decoder.prepare(features, self._class_log_probs.get(features))
+        found = self._people.get(features) if self._people is not None else None
+        if found is not None and bool(found.any()):  # people beside the ImageNet nouns
+            person = self._copy_nouns().index("person")
+            noun_probs, noun_mass = with_people(
+                memory.noun_probs, memory.noun_mass, found.to(self.device), person
+            )
+            memory = memory._replace(noun_probs=noun_probs, noun_mass=noun_mass)
         hypotheses = beam_search(
             self.decoder,
             features,
@@ -450,8 +503,59 @@ class Captioner:
     @property
     def _words(self) -> Vocabulary:
         """The vocabulary captions are read with: `vocab` (which a script may replace), grown
-        by the taught words while some are taught."""
-        return self._taught_vocab if self._taught_vocab is not None else self.vocab
+        by the taught words while some are taught, and by the hypernyms while hedging."""
+        words = self._taught_vocab if self._taught_vocab is not None else self.vocab
+        if self.decoder.hedge is None:
+            return words
+        return Vocabulary(words.itos[len(SPECIAL_TOKENS) :] + self.decoder.hedge.new_words)
+
+    @property
+    def hedging(self) -> float | None:
+        """The confidence the copy path hedges at (docs/guides/hedging.md), or None."""
+        return self._hedging
+
+    def set_hedging(self, confidence: float | None, *, root: str | None = ROOT) -> None:
+        """Name the most specific thing the model is this sure of ("an animal" where its
+        classes split between jaguar and leopard); None: the most probable noun, as before.
+        A model loaded from a directory hedges at noun_tree.DEFAULT_CONFIDENCE when it has
+        a noun tree; ValueError when it has none (a model without a copy path, or an
+        imported one whose nouns the shipped tree does not hold). root: what the caption
+        names when nothing below it reaches the confidence ("a photo"; None: the most
+        probable noun then)."""
+        if confidence is not None and self._noun_tree is None:
+            raise ValueError(f"the model {self.name!r} has no noun tree: it cannot hedge")
+        self._hedging, self._hedge_root = confidence, root
+        if confidence is None:
+            self.decoder.set_hedge(None)
+            return
+        # A hypernym the model can say already (a taught word) is left out of the tree.
+        words = self._taught_vocab if self._taught_vocab is not None else self.vocab
+        decoder = self.decoder
+        mean = decoder.embedding.weight.detach()[decoder.noun_singular_ids].mean(0)
+        hedge = Hedge.build(self._noun_tree, self._copy_nouns(), confidence, mean, words.itos, root)
+        decoder.set_hedge(hedge.to(self.device))
+
+    @property
+    def people(self) -> bool:
+        """Whether the person detector names people (people.py)."""
+        return self._people is not None
+
+    def set_people(self, enabled: bool) -> None:
+        """Name people the detector finds "person" (people.py); a model loaded from a
+        directory does when its copy path has that noun and OpenCV is installed. ValueError
+        for a model whose copy path cannot say "person"; ImportError without OpenCV."""
+        if not enabled:
+            self._people = None
+            return
+        if not self.decoder.config.copy_nouns or "person" not in self._copy_nouns():
+            raise ValueError(f"the model {self.name!r} has no copied noun 'person'")
+        import cv2  # noqa: F401  (pip install opencv-python-headless)
+
+        self._people = WeakIdKeyDictionary()
+
+    def _copy_nouns(self) -> list[str]:
+        """The copy path's nouns (the table's), in its column order."""
+        return [self.vocab.itos[i] for i in self.decoder.noun_singular_ids.tolist()]
 
     def _to_result(
         self, hypothesis: Hypothesis, grid_shape: tuple[int, int], copy_memory: tuple

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
+    from captioner.noun_tree import Hedge
     from captioner.taught import TaughtNouns
 
 # Share of each cell's noun distribution spread evenly over all nouns. Without it a noun that
@@ -47,6 +48,18 @@ class CopyMemory(NamedTuple):
     # Words taught from the caption library (taught.py), copied as further nouns: then
     # copy_nouns above counts them too, and word ids reach taught.word_count.
     taught: TaughtNouns | None = None
+    # Hedging (noun_tree.py): the hypernyms the copy path may say instead of an unsure noun,
+    # their word ids from hedge_base on (past the vocabulary's and the taught words').
+    hedge: Hedge | None = None
+    hedge_base: int | None = None
+
+    @property
+    def word_count(self) -> int | None:
+        """The number of word ids a step scores when words are taught or hypernyms can be
+        said, else None: then it is the model's vocab_size."""
+        if self.hedge is not None:
+            return self.hedge_base + self.hedge.id_count
+        return self.taught.word_count if self.taught is not None else None
 
 
 class CopyHead(nn.Module):
@@ -124,11 +137,13 @@ class CopyHead(nn.Module):
         features: torch.Tensor,
         taught: TaughtNouns | None = None,
         class_log_probs: torch.Tensor | None = None,
+        hedge: Hedge | None = None,
     ) -> CopyMemory:
         """(batch, grid_h, grid_w, encoder_dim) raw encoder features -> the per-image memory
         `forward` reads. The classifier reads the features it was trained on: before layer
         normalisation and coordinates. taught: words to copy beside the table's nouns;
-        class_log_probs: `class_log_probs(features)`, when the caller has them already."""
+        class_log_probs: `class_log_probs(features)`, when the caller has them already;
+        hedge: the noun tree, to say a hypernym where the nouns under it split the mass."""
         if class_log_probs is None:
             class_log_probs = self.class_log_probs(features)
         with _full_precision(features):
@@ -147,9 +162,18 @@ class CopyHead(nn.Module):
                 singular = torch.cat([singular, taught.singular_ids])
                 plural = torch.cat([plural, taught.plural_ids])
             smoothed = nouns * (1.0 - COPY_SMOOTHING) + COPY_SMOOTHING / nouns.shape[-1]
+            if hedge is not None:  # each cell names the most specific thing it is sure of
+                hedged = hedge.cells(smoothed)  # (batch, num_pixels, copy_nouns + hypernyms)
+                smoothed = hedged.clamp_min(COPY_SMOOTHING / hedged.shape[-1])  # logs stay finite
+        hedge_base = None
+        if hedge is not None:  # the hypernyms' ids come after all nouns', as their columns do
+            hedge_base = taught.word_count if taught is not None else self.vocab_size
+            hedge_singular, hedge_plural = hedge.word_ids(hedge_base)
+            singular = torch.cat([singular, hedge_singular])
+            plural = torch.cat([plural, hedge_plural])
         ids = torch.cat([singular, plural])  # (2 * copy_nouns,)
         words, slots = torch.unique(ids, return_inverse=True)
-        return CopyMemory(smoothed, mass, words, slots, taught)
+        return CopyMemory(smoothed, mass, words, slots, taught, hedge, hedge_base)
 
     def _noun_probs(self, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class probabilities (batch, num_pixels, copy_classes) -> each cell's unnormalised
@@ -213,8 +237,8 @@ class CopyHead(nn.Module):
             # layer's result is not needed for its backward, and log_softmax(z) + log(1 - g)
             # is z - (logsumexp(z) - log(1 - g)).
             generated = logits.float()
-            if memory.taught is not None:  # the new words' ids, which only copying says
-                extra = memory.taught.word_count - generated.shape[1]
+            if memory.word_count is not None:  # the new words' ids, which only copying says
+                extra = memory.word_count - generated.shape[1]
                 generated = F.pad(generated, (0, extra), value=-math.inf)  # (rows, word_count)
             generated = generated.index_fill_(1, memory.copy_words, -math.inf)
             shift = generated.logsumexp(-1, keepdim=True) - F.logsigmoid(-gate)  # (rows, 1)

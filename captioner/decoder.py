@@ -22,6 +22,7 @@ from torch import nn
 
 from captioner.attention import ATTENTION_ACTIVATIONS, CONTEXT_GATES, Attention
 from captioner.copy_head import CopyHead, CopyMemory
+from captioner.noun_tree import Hedge
 from captioner.taught import TaughtNouns
 
 # Pre-activation blocks per cell: LSTM (input, forget, cell, output), GRU (reset, update, new).
@@ -126,6 +127,8 @@ class ImageMemory(NamedTuple):
     copy_words: torch.Tensor | None = None  # (distinct words,)
     copy_slots: torch.Tensor | None = None  # (2 * copy_nouns,)
     taught: TaughtNouns | None = None
+    hedge: Hedge | None = None
+    hedge_base: int | None = None
 
     def select_images(self, images: torch.Tensor) -> ImageMemory:
         """The memory of `images` (indices into the batch) alone, in that order. A step that
@@ -142,14 +145,20 @@ class ImageMemory(NamedTuple):
 
     def copy_memory(self) -> CopyMemory:
         return CopyMemory(
-            self.noun_probs, self.noun_mass, self.copy_words, self.copy_slots, self.taught
+            self.noun_probs,
+            self.noun_mass,
+            self.copy_words,
+            self.copy_slots,
+            self.taught,
+            self.hedge,
+            self.hedge_base,
         )
 
     @property
     def word_count(self) -> int | None:
-        """The number of word ids a step scores when words are taught (vocab_size and the
-        taught words'), else None: then it is the model's vocab_size."""
-        return self.taught.word_count if self.taught is not None else None
+        """The number of word ids a step scores when words are taught or hypernyms can be
+        said (vocab_size and theirs), else None: then it is the model's vocab_size."""
+        return self.copy_memory().word_count
 
 
 class StepOutput(NamedTuple):
@@ -218,6 +227,11 @@ class Decoder(nn.Module):
         # Words taught from the caption library, copied beside the table's nouns (taught.py):
         # a plain attribute, so no model file, state_dict or identity ever holds them.
         self.taught: TaughtNouns | None = None
+        # The noun tree, when the copy path hedges (noun_tree.py): a plain attribute too.
+        self.hedge: Hedge | None = None
+        # The ids of the size words ("large", "small"), which a copy model says only after its
+        # first noun (rules.py); set by whoever holds the vocabulary (Captioner).
+        self.size_word_ids: tuple[int, ...] = ()
         self.register_state_dict_post_hook(_save_flat_names)
         self.register_load_state_dict_pre_hook(_load_flat_names)
 
@@ -246,6 +260,12 @@ class Decoder(nn.Module):
         if self.copy_head is None:
             raise ValueError("this decoder has no copy mechanism (copy_nouns is 0)")
         self.copy_head.attach(head_weight, head_bias, class_to_noun, singular_ids, plural_ids)
+
+    def set_hedge(self, hedge: Hedge | None) -> None:
+        """Hedge from the next `prepare` on (None: never), when not training."""
+        if hedge is not None and self.copy_head is None:
+            raise ValueError("this model has no copy path (copy_nouns is 0): nothing to hedge")
+        self.hedge = hedge
 
     def set_taught(self, taught: TaughtNouns | None) -> None:
         """Copy these taught words from the next `prepare` on (None: none). A search already
@@ -291,10 +311,7 @@ class Decoder(nn.Module):
     def step(self, words: torch.Tensor, state: DecoderState, memory: ImageMemory) -> StepOutput:
         """One word for each of (batch * beams) rows; rows are grouped by image, beams inner."""
         batch = memory.attention_keys.shape[0]
-        if memory.taught is not None:  # ids from vocab_size on are taught words
-            embedded_words = memory.taught.embed(self.embedding, words)  # (rows, embed_dim)
-        else:
-            embedded_words = self.embedding(words)  # (rows, embed_dim)
+        embedded_words = self._embed(words, memory)  # (rows, embed_dim)
         # (rows, num_pixels), (rows, 1 or feature_dim)
         alpha, gate = self.attention(memory.attention_keys, state.h, embedded_words)
         if memory.projected_features is not None:  # a scalar gate: it scales the weights
@@ -359,7 +376,20 @@ class Decoder(nn.Module):
         raw encoder features and their class log-probabilities; none without one."""
         if self.copy_head is None:
             return {}
-        return self.copy_head.prepare(features, self.taught, classes)._asdict()
+        hedge = None if self.training else self.hedge  # the loss is the nouns' own
+        return self.copy_head.prepare(features, self.taught, classes, hedge)._asdict()
+
+    def _embed(self, words: torch.Tensor, memory: ImageMemory) -> torch.Tensor:
+        """(rows,) word ids -> (rows, embed_dim), taught words' and hypernyms' ids too."""
+
+        def known(ids: torch.Tensor) -> torch.Tensor:
+            if memory.taught is not None:  # ids from vocab_size on are taught words
+                return memory.taught.embed(self.embedding, ids)
+            return self.embedding(ids)
+
+        if memory.hedge is not None:  # and from hedge_base on, hypernyms
+            return memory.hedge.embed(words, memory.hedge_base, known)
+        return known(words)
 
     def _word_scores(
         self, hidden: torch.Tensor, alpha: torch.Tensor, memory: ImageMemory

@@ -2,12 +2,16 @@
 
 Deng, Krause, Berg and Fei-Fei, "Hedging Your Bets" (CVPR 2012): on a tree of classes a node's
 probability is the sum of its leaves', and the answer is the most specific node whose probability
-reaches a confidence c. The copy path (copy_head.py) does that on the nouns it copies: the tree
+reaches a confidence c. The copy path (copy_head.py) does that in each grid cell: the tree
 (captioner/data/noun_tree.tsv, built from WordNet 3.0 by scripts/build_noun_tree.py) hangs the
-noun table's nouns under everyday hypernyms (jaguar < cat < animal, cup < container), and at each
-word, when the attended copy distribution's top noun is below c but a node above it reaches c,
-the node's whole subtree mass moves to the node's noun. When the mass splits between jaguar,
-leopard and cheetah the caption says "an animal", with the probability of the three together.
+noun table's nouns under everyday hypernyms (jaguar < cat < animal, cup < container), and where a
+cell's top noun is below c but a node above it reaches c, the node's whole subtree mass moves to
+the node's noun; a photo none of whose cells is sure of anything says the root, "a photo"
+(Deng et al.'s root, whose probability is always 1, for the whole photo). The decoder then
+reads the hedged cells as it reads nouns: when the mass splits between jaguar, leopard and
+cheetah, the caption says "an animal", with the probability of the three together. Hedging each
+cell, not the attended mixture, keeps a cell that is sure of its noun from being blurred by the
+background around it (measured: docs/guides/hedging.md).
 
 A hypernym the model has no word for ("animal") gets a word id past the model's vocabulary (and
 past taught words'), as taught words do (taught.py). docs/guides/hedging.md has the calibration.
@@ -16,16 +20,19 @@ past taught words'), as taught words do (taught.py). docs/guides/hedging.md has 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-TREE_PATH = Path(__file__).parent / "data" / "noun_tree.tsv"
+TREE_FILE = "noun_tree.tsv"  # a model directory's own tree, if it has one
+TREE_PATH = Path(__file__).parent / "data" / TREE_FILE
 # The hedging confidence of a loaded model (Captioner.set_hedging changes it): the calibration
 # on composites and held-out labelled photos is in docs/guides/hedging.md.
 DEFAULT_CONFIDENCE = 0.5
+# What a caption names when the model is sure of nothing below it: "a photo".
+ROOT = "photo"
 # Hypernyms without a plural of their own: "two pieces of furniture" is beyond the grammar, so
 # the copy path says the singular for both.
 MASS_NOUNS = frozenset({"clothing", "furniture", "food"})
@@ -92,6 +99,19 @@ class NounTree:
         parents = tuple(-1 if p is None else index[p] for p in parent_of.values())
         return cls(nodes, parents)
 
+    def without(self, words: Collection[str]) -> NounTree:
+        """The tree less these nodes; their children hang from the nearest node above."""
+        kept = [i for i, node in enumerate(self.nodes) if node not in words]
+        index = {old: new for new, old in enumerate(kept)}
+
+        def parent(i: int) -> int:
+            i = self.parents[i]
+            while i >= 0 and i not in index:
+                i = self.parents[i]
+            return index.get(i, -1)
+
+        return NounTree(tuple(self.nodes[i] for i in kept), tuple(parent(i) for i in kept))
+
     def ancestors(self, noun: str) -> list[str]:
         """The noun's parent, grandparent, ... up to its root."""
         found, i = [], self.parents[self.nodes.index(noun)]
@@ -111,17 +131,39 @@ class Hedge:
     size: torch.Tensor  # (nodes,) copy nouns under each node, itself included
     confidence: float
     plurals: tuple[str, ...]  # each word's plural ("clothing" stays "clothing")
+    # What the decoder reads after saying a hypernym: the mean of its nouns' input embeddings,
+    # the nearest thing it knows (as for taught words).
+    embedding: torch.Tensor | None = None  # (embed_dim,)
+    root: bool = False  # the last word is the root ("photo"), above every noun
 
     @classmethod
-    def build(cls, tree: NounTree, nouns: Sequence[str], confidence: float) -> Hedge:
-        """nouns: the copy nouns in column order. A noun not in the tree (a taught word)
-        is a node of its own, under nothing."""
+    def build(
+        cls,
+        tree: NounTree,
+        nouns: Sequence[str],
+        confidence: float,
+        embedding: torch.Tensor | None = None,
+        known: Collection[str] = (),
+        root: str | None = None,
+    ) -> Hedge:
+        """nouns: the copy path's table nouns in column order (a taught word is beside
+        them, under nothing). embedding: (embed_dim,) what a hypernym reads as. known: the
+        words the model says already (its vocabulary, taught words): a hypernym among them,
+        or whose plural is, is left out, and the nouns below it hang from the next one up.
+        root: a word above everything ("photo"), Deng et al.'s root, whose probability is 1:
+        where no node below it reaches the confidence the caption says it ("a photo")."""
         from captioner.nouns import pluralize  # light, but only needed here
 
         if not 0.0 < confidence <= 1.0:
             raise ValueError(f"a hedging confidence is in (0, 1], not {confidence}")
+        known = set(known) - set(nouns)
+        tree = tree.without(
+            {n for n in tree.nodes if n in known or (n not in nouns and pluralize(n) in known)}
+        )
         column = {noun: i for i, noun in enumerate(nouns)}
-        words = tuple(node for node in tree.nodes if node not in column)
+        # Hypernyms above one of these nouns: a node with none under it could never be said.
+        above = {a for noun in nouns if noun in tree.nodes for a in tree.ancestors(noun)}
+        words = tuple(node for node in tree.nodes if node in above and node not in column)
         column.update({word: len(nouns) + i for i, word in enumerate(words)})
         under = torch.zeros(len(nouns), len(column))
         for i, noun in enumerate(nouns):
@@ -130,25 +172,100 @@ class Hedge:
                 for ancestor in tree.ancestors(noun):
                     under[i, column[ancestor]] = 1.0
         plurals = tuple(word if word in MASS_NOUNS else pluralize(word) for word in words)
-        return cls(words, under, under.sum(0), confidence, plurals)
+        has_root = root is not None and root not in column
+        if has_root:  # the last column; no plural: a photo is one
+            words, plurals = (*words, root), (*plurals, root)
+            under = torch.cat([under, torch.ones(len(nouns), 1)], 1)
+        return cls(words, under, under.sum(0), confidence, plurals, embedding, has_root)
+
+    @property
+    def new_words(self) -> list[str]:
+        """The words the hypernyms add, in the order of their ids: every singular, then the
+        plurals of all but the mass nouns."""
+        return [*self.words, *(p for w, p in zip(self.words, self.plurals, strict=True) if p != w)]
+
+    @property
+    def id_count(self) -> int:
+        """How many word ids the hypernyms take."""
+        return len(self.new_words)
+
+    def word_ids(self, base: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(words,) singular and plural ids of the hypernyms when their ids start at base
+        (the model's vocab_size, or past the taught words')."""
+        singular = torch.arange(base, base + len(self.words))
+        plural, next_id = singular.clone(), base + len(self.words)
+        for i, (word, plural_word) in enumerate(zip(self.words, self.plurals, strict=True)):
+            if plural_word != word:
+                plural[i], next_id = next_id, next_id + 1
+        return singular.to(self.under.device), plural.to(self.under.device)
+
+    def embed(self, words: torch.Tensor, base: int, inner) -> torch.Tensor:
+        """(rows,) word ids -> (rows, embed_dim): ids from base on are hypernyms, the rest
+        what `inner` (the model's embedding, or the taught words') gives."""
+        new = words >= base
+        embedded = inner(words.masked_fill(new, 0))  # (rows, embed_dim)
+        if self.embedding is None or not bool(new.any()):
+            return embedded
+        return torch.where(new.unsqueeze(-1), self.embedding.to(embedded.dtype), embedded)
 
     def to(self, device: torch.device | str) -> Hedge:
+        embedding = self.embedding.to(device) if self.embedding is not None else None
         return Hedge(
-            self.words, self.under.to(device), self.size.to(device), self.confidence, self.plurals
+            self.words,
+            self.under.to(device),
+            self.size.to(device),
+            self.confidence,
+            self.plurals,
+            embedding,
+            self.root,
         )
 
+    def cells(self, noun_probs: torch.Tensor) -> torch.Tensor:
+        """(batch, num_pixels, copy_nouns) each cell's noun distribution -> (batch, num_pixels,
+        copy_nouns + hypernyms): each cell hedged (`__call__`), and a photo none of whose
+        cells is sure of anything below the root says the root ("a photo") everywhere."""
+        hedged = self(noun_probs.flatten(0, 1)).view(*noun_probs.shape[:2], -1)
+        if not self.root:
+            return hedged
+        sure = hedged[..., :-1].amax(-1) >= self.confidence  # (batch, num_pixels)
+        lost = ~sure.any(-1)  # (batch,)
+        photo = torch.zeros_like(hedged[0, 0])
+        photo[-1] = 1.0
+        return torch.where(lost[:, None, None], photo, hedged)
+
     def __call__(self, copy: torch.Tensor) -> torch.Tensor:
-        """(rows, copy_nouns) attended copy distribution -> (rows, nodes): where the top noun
-        is below the confidence and a node above it reaches it, the most specific such node
-        (fewest nouns under it) takes its subtree's whole mass; elsewhere nothing moves."""
+        """(rows, copy_nouns) attended copy distribution -> (rows, copy_nouns + hypernyms):
+        where the top noun is below the confidence and a node above it reaches it, the most
+        specific such node (fewest nouns under it) takes its subtree's whole mass; elsewhere
+        nothing moves. Columns past the tree's nouns (taught words) stay as they are."""
+        taught = copy[:, self.under.shape[0] :]  # (rows, taught words)
+        copy = copy[:, : self.under.shape[0]]
         nodes = copy @ self.under  # (rows, nodes) each node's probability: its subtree's sum
         sure = nodes >= self.confidence
+        if self.root:  # the root is for the whole photo (cells), not one row
+            sure[:, -1] = False
         # The most specific sure node; a row where none is sure keeps its distribution.
         specificity = torch.where(sure, self.size, torch.inf)  # (rows, nodes)
         chosen = specificity.argmin(-1)  # (rows,)
-        hedged = sure.any(-1) & (copy.amax(-1) < self.confidence)  # (rows,)
+        top = torch.cat([copy, taught], -1).amax(-1)  # (rows,)
+        hedged = sure.any(-1) & (top < self.confidence)  # (rows,)
         moved = self.under[:, chosen].T * hedged.unsqueeze(-1)  # (rows, copy_nouns) 1: it moves
-        result = torch.cat([copy, copy.new_zeros(len(copy), len(self.words))], -1)
-        result[:, : copy.shape[1]] = copy * (1.0 - moved)
+        kept = copy * (1.0 - moved)
+        result = torch.cat([kept, kept.new_zeros(len(copy), len(self.words))], -1)
         gathered = nodes.gather(1, chosen.unsqueeze(-1)) * hedged.unsqueeze(-1)  # (rows, 1)
-        return result.scatter_add(1, chosen.unsqueeze(-1), gathered)
+        result = result.scatter_add(1, chosen.unsqueeze(-1), gathered)
+        # Columns: the table's nouns, the taught words, the hypernyms (as the ids are laid).
+        nouns = result[:, : copy.shape[1]]
+        return torch.cat([nouns, taught, result[:, copy.shape[1] :]], -1)
+
+
+def model_tree(model_dir: str | Path | None, nouns: Sequence[str]) -> NounTree | None:
+    """The tree a copy model with these nouns hedges with: its directory's own noun_tree.tsv,
+    which must cover them, else the shipped one when it covers them (the shipped models'),
+    else None: a model with nouns of its own (an imported or Hub model) works as before.
+    NounTreeError, naming the file, for a tree file that is broken."""
+    own = Path(model_dir) / TREE_FILE if model_dir is not None else None
+    if own is not None and own.is_file():
+        return NounTree.load(own, nouns)
+    shipped = NounTree.load(TREE_PATH)
+    return shipped if set(nouns) <= set(shipped.nodes) else None

@@ -26,6 +26,8 @@ from captioner.vocab import Vocabulary
 
 # Words the model never says: it learned no caption with them.
 BANNED_IDS = (Vocabulary.pad_id, Vocabulary.start_id, Vocabulary.unk_id)
+# Words that say how big a thing is, which a copy model says only after its first noun.
+SIZE_WORDS = ("large", "small", "big", "little")
 
 
 class Rule(Protocol):
@@ -93,6 +95,23 @@ class CopyGrammar:
         return scores.masked_fill(banned, -math.inf)
 
 
+class SizeOnlyAfterANoun:
+    """No size word before the caption's first noun. A copy model learned "a large dog" from
+    composites, where the size compares things pasted at different scales; on a photo "large"
+    says nothing (the subject fills the frame) and opened 45 of 48 captions of the development
+    photos. After a first noun a size word can still tell two things apart ("a dog and a
+    small cat")."""
+
+    def __init__(self, size_ids: Sequence[int], noun_of_word: torch.Tensor) -> None:
+        self.is_size = torch.zeros_like(noun_of_word, dtype=torch.bool)  # (vocab,)
+        self.is_size[list(size_ids)] = True
+        self.is_noun = noun_of_word >= 0  # (vocab,)
+
+    def __call__(self, scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        named = self.is_noun[history].any(1)  # (rows,)
+        return scores.masked_fill(~named.unsqueeze(1) & self.is_size, -math.inf)
+
+
 class EachNounOnce:
     """A copy model names each thing once ("two dogs", never "a dog next to a dog"), so a noun
     said, singular or plural, is not said again: on photos, a second noun would otherwise
@@ -123,8 +142,14 @@ def decoding_rules(
     """The rules every search of `decoder` applies, their tables on `device`. Of the decoder
     they read only `config` and, for a copy model, `noun_singular_ids` and `noun_plural_ids`.
     taught: the words taught to a copy model (the `taught` of the memory the search prepared),
-    nouns like the table's; their ids take the vocabulary to taught.word_count."""
+    nouns like the table's; their ids take the vocabulary to taught.word_count. A decoder
+    that hedges (noun_tree.py, not while training) says hypernyms too, nouns with ids after
+    those."""
     vocab_size = taught.word_count if taught is not None else decoder.config.vocab_size
+    hedge = None if getattr(decoder, "training", False) else getattr(decoder, "hedge", None)
+    hedge_base = vocab_size
+    if hedge is not None:
+        vocab_size += hedge.id_count
     rules: list[Rule] = [SpecialTokens(vocab_size, banned_ids, end_id, device)]
     if decoder.config.copy_nouns:
         # Every caption a copy model learned from names an object, and none puts two nouns side
@@ -145,7 +170,15 @@ def decoding_rules(
             for ids in (taught.singular_ids.to(device), taught.plural_ids.to(device)):
                 fresh = noun_of_word[ids] < 0
                 noun_of_word[ids[fresh]] = taught_index[fresh]
+        if hedge is not None:  # each hypernym is one more noun
+            count = int(noun_of_word.max()) + 1
+            hedge_index = torch.arange(count, count + len(hedge.words), device=device)
+            for ids in hedge.word_ids(hedge_base):
+                noun_of_word[ids.to(device)] = hedge_index
         rules += [CopyGrammar(noun_of_word, end_id), EachNounOnce(noun_of_word)]
+        size_ids = getattr(decoder, "size_word_ids", ())
+        if size_ids:
+            rules.append(SizeOnlyAfterANoun(size_ids, noun_of_word))
     if no_repeat_ngram_size > 0:
         rules.append(NoRepeatNgram(no_repeat_ngram_size, end_id))
     return rules

@@ -13,7 +13,8 @@ Printed: each caption with its false nouns, then
 - the main subject named (training.real_photos' named-subject rate, the same test as before);
 - at least one true noun and no false one;
 - captions opening with a size word ("a large dog", "there is a small ...": a size word
-  before the first noun).
+  before the first noun);
+- captions that name nothing but "a photo" (true of any photo: neither a true nor a false noun).
 
 --confidence sets the copy path's hedging confidence (docs/guides/hedging.md; 0 turns it off)
 and --no-people leaves out the person detector, to compare with and without them.
@@ -31,7 +32,9 @@ from captioner.nouns import NounTable, pluralize
 from captioner.vocab import tokenize
 from training.real_photos import load_dev_set, names_subject
 
-TRUTH_PATH = Path(__file__).resolve().parent.parent / "training" / "data" / "real_photo_truth.json"
+DATA = Path(__file__).resolve().parent.parent / "training" / "data"
+TRUTH_PATH = DATA / "real_photo_truth.json"
+CALIBRATION_PATH = DATA / "calibration_photos.json"
 SIZE_WORDS = frozenset({"large", "small", "big", "little", "tiny", "huge"})
 
 
@@ -98,13 +101,14 @@ def score(
     scored = []
     for photo_id, caption in captions.items():
         nouns = caption_nouns(caption, forms)
-        allowed = set(truth[photo_id]) | {"photo"}
+        # "a photo" is true of any photo, so it counts as neither a true nor a false noun.
+        allowed = set(truth[photo_id])
         scored.append(
             Scored(
                 photo_id,
                 caption,
-                [n for n in nouns if n not in allowed],
-                [n for n in nouns if n in allowed],
+                [n for n in nouns if n not in allowed and n != "photo"],
+                [n for n in nouns if n in allowed and n != "photo"],
                 names_subject(caption, subjects[photo_id]),
                 opens_with_size_word(caption, forms),
             )
@@ -119,45 +123,113 @@ def summary(scored: list[Scored]) -> dict[str, int]:
         "subject named": sum(s.subject for s in scored),
         "true and no false": sum(bool(s.true) and not s.false for s in scored),
         "size-word opening": sum(s.size_opening for s in scored),
+        "only 'a photo'": sum(not s.true and not s.false for s in scored),
         "empty": sum(not s.caption.strip() for s in scored),
     }
+
+
+def photo_set(name: str) -> tuple[list, dict[str, list[str]]]:
+    """The photos and their true nouns: "dev" (the 48 development photos), or "calibration"
+    (training/data/calibration_photos.json: other installed photos, never the development
+    ones, for choosing the hedging confidence), "calibration-a" / "calibration-b" its halves."""
+    if name == "dev":
+        truth = json.loads(TRUTH_PATH.read_text(encoding="utf-8"))["photos"]
+        photos, missing = load_dev_set()
+    else:
+        entries = json.loads(CALIBRATION_PATH.read_text(encoding="utf-8"))
+        photos, missing = load_dev_set(CALIBRATION_PATH)
+        truth = {photo.id: entry["true"] for photo, entry in zip(photos, entries, strict=True)}
+        if name != "calibration":
+            photos = photos[name == "calibration-b" :: 2]
+    for photo in missing:
+        print(f"skipped {photo.id}: {photo.reason}", file=sys.stderr)
+    return photos, truth
+
+
+def composite_set(folder: Path, split: str, limit: int) -> tuple[list[Path], dict, dict]:
+    """Composites (captioner-scenes --kind composites): paths, the true nouns of each (its
+    objects' nouns and their hypernyms in the noun tree) and the subject nouns (its objects')."""
+    from captioner.noun_tree import NounTree
+
+    tree = NounTree.load()
+    annotations = json.loads((folder / f"captions_{split}.json").read_text(encoding="utf-8"))
+    paths, truth, subjects = [], {}, {}
+    for image in annotations["images"][:limit]:
+        nouns = {obj["noun"] for obj in image["objects"]}
+        above = {a for noun in nouns if noun in tree.nodes for a in tree.ancestors(noun)}
+        paths.append(folder / split / image["file_name"])
+        truth[str(paths[-1])] = sorted(nouns | above)
+        subjects[str(paths[-1])] = tuple(sorted(nouns))
+    return paths, truth, subjects
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model directory or name (default model)")
-    parser.add_argument("--confidence", type=float, default=None, help="hedging; 0: off")
+    parser.add_argument(
+        "--photos",
+        choices=("dev", "calibration", "calibration-a", "calibration-b"),
+        default="dev",
+        help="which labelled photos (default: the development photos)",
+    )
+    parser.add_argument(
+        "--composites", type=Path, help="score composites instead (captioner-scenes' folder)"
+    )
+    parser.add_argument("--split", default="test", help="--composites: which split")
+    parser.add_argument("--limit", type=int, default=500, help="--composites: how many")
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        nargs="+",
+        default=None,
+        help="hedging confidences to compare (0: off; default: the model's own)",
+    )
     parser.add_argument("--no-people", action="store_true", help="without the person detector")
+    parser.add_argument(
+        "--no-root", action="store_true", help='hedging never says "a photo" (the top noun then)'
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the figures and captions here")
     args = parser.parse_args(argv)
 
     from captioner.api import Captioner
+    from captioner.noun_tree import ROOT
 
-    truth = json.loads(TRUTH_PATH.read_text(encoding="utf-8"))["photos"]
-    photos, missing = load_dev_set()
-    for photo in missing:
-        print(f"skipped {photo.id}: {photo.reason}", file=sys.stderr)
+    if args.composites:
+        images, truth, subjects = composite_set(args.composites, args.split, args.limit)
+        keys = [str(path) for path in images]
+    else:
+        photos, truth = photo_set(args.photos)
+        images = [photo.image() for photo in photos]
+        keys, subjects = [p.id for p in photos], {p.id: p.nouns for p in photos}
     captioner = Captioner.load(args.model, device=args.device)
-    if args.confidence is not None:
-        captioner.set_hedging(args.confidence or None)
     if args.no_people:
         captioner.set_people(False)
-    results = captioner.caption([photo.image() for photo in photos])
-    captions = {photo.id: r.text for photo, r in zip(photos, results, strict=True)}
-    scored = score(captions, truth, {p.id: p.nouns for p in photos})
-    width = max(len(s.id) for s in scored)
-    for s in scored:
-        mark = f"  FALSE: {', '.join(s.false)}" if s.false else ""
-        print(f"{s.id:<{width}}  {'S' if s.subject else '-'}  {s.caption}{mark}")
-    figures = summary(scored)
-    n = figures["photos"]
-    print()
-    for name, count in figures.items():
-        if name != "photos":
-            print(f"{name:<20} {count:>3}/{n} = {count / n:.0%}")
+    runs, table = {}, []
+    for confidence in args.confidence or [None]:
+        if confidence is not None:
+            captioner.set_hedging(confidence or None, root=None if args.no_root else ROOT)
+        results = captioner.caption(images)
+        captions = dict(zip(keys, (r.text for r in results), strict=True))
+        scored = score(captions, truth, subjects)
+        if len(args.confidence or [None]) == 1 and not args.composites:
+            width = max(len(s.id) for s in scored)
+            for s in scored:
+                mark = f"  FALSE: {', '.join(s.false)}" if s.false else ""
+                print(f"{s.id:<{width}}  {'S' if s.subject else '-'}  {s.caption}{mark}")
+        figures = summary(scored)
+        runs[str(confidence)] = {"figures": figures, "captions": captions}
+        table.append((confidence, figures))
+    n = table[0][1]["photos"]
+    names = [name for name in table[0][1] if name != "photos"]
+    print(f"\n{n} {'composites' if args.composites else 'photos (' + args.photos + ')'}")
+    print(f"{'confidence':<11}" + "".join(f"{name:>20}" for name in names))
+    for confidence, figures in table:
+        label = "model's" if confidence is None else ("off" if confidence == 0 else confidence)
+        cells = "".join(f"{f'{figures[name]} ({figures[name] / n:.0%})':>20}" for name in names)
+        print(f"{label!s:<11}{cells}")
     if args.json:
-        args.json.write_text(json.dumps({"figures": figures, "captions": captions}, indent=1))
+        args.json.write_text(json.dumps(runs, indent=1), encoding="utf-8")
     return 0
 
 

@@ -95,3 +95,77 @@ def test_a_row_with_nothing_sure_keeps_its_distribution():
 def test_a_confidence_outside_0_1_is_refused():
     with pytest.raises(ValueError, match="confidence"):
         small_hedge(1.5)
+
+
+# --- the hedged copy path -------------------------------------------------------------------
+
+JAGUAR, LEOPARD, DOG = 5, 7, 9  # word ids of the three nouns; their plurals follow each
+VOCAB = 11
+
+
+def copy_path(confidence: float | None):
+    """A copy head over jaguar, leopard and dog, whose cell sees 0.4 / 0.35 / 0.25 of them,
+    its gate wide open and its plural switch on the singular; the step's p(word)."""
+    from captioner.copy_head import CopyHead
+
+    head = CopyHead(vocab_size=VOCAB, encoder_dim=4, decoder_dim=3, classes=3, nouns=3)
+    head.attach(
+        torch.zeros(3, 4),
+        torch.zeros(3),
+        torch.eye(3),
+        torch.tensor([JAGUAR, LEOPARD, DOG]),
+        torch.tensor([JAGUAR + 1, LEOPARD + 1, DOG + 1]),
+    )
+    with torch.no_grad():
+        head.copy_gate.bias.fill_(20.0)
+        head.plural_switch.bias.fill_(-20.0)
+    tree = NounTree(("jaguar", "leopard", "dog", "cat", "animal"), (3, 3, 4, 4, -1))
+    hedge = None
+    if confidence is not None:
+        hedge = Hedge.build(tree, ["jaguar", "leopard", "dog"], confidence)
+    classes = torch.tensor([0.4, 0.35, 0.25]).log().view(1, 1, 1, 3)
+    memory = head.prepare(torch.zeros(1, 1, 1, 4), class_log_probs=classes, hedge=hedge)
+    log_p, _ = head(torch.zeros(1, VOCAB), torch.zeros(1, 3), torch.ones(1, 1), memory)
+    return log_p[0].exp(), memory
+
+
+def test_the_copy_path_says_the_hypernym_with_its_nouns_summed_probability():
+    p, memory = copy_path(0.5)
+    # Hypernym ids follow the vocabulary: cat 11, animal 12, then their plurals 13, 14.
+    assert memory.word_count == VOCAB + 4 and p.shape == (VOCAB + 4,)
+    assert float(p[11]) == pytest.approx(0.75, abs=1e-3)  # "cat" = jaguar + leopard
+    assert float(p[DOG]) == pytest.approx(0.25, abs=1e-3)
+    assert float(p[JAGUAR]) < 1e-3 and float(p[LEOPARD]) < 1e-3
+    assert float(p.sum()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_without_a_tree_or_with_a_sure_noun_the_copy_path_is_as_before():
+    before, memory = copy_path(None)
+    assert memory.word_count is None and before.shape == (VOCAB,)
+    assert float(before[JAGUAR]) == pytest.approx(0.4, abs=1e-3)
+    sure, _ = copy_path(0.3)  # jaguar's 0.4 reaches 0.3: nothing moves
+    assert torch.allclose(sure[:VOCAB], before, atol=1e-4)
+
+
+# --- models and their trees -----------------------------------------------------------------
+
+
+def test_a_models_broken_tree_stops_it_loading_naming_the_file(tmp_path):
+    import shutil
+
+    from captioner.api import Captioner
+    from captioner.registry import CheckpointError, shipped_model
+
+    model = tmp_path / "model"
+    shutil.copytree(shipped_model("default"), model)
+    (model / "noun_tree.tsv").write_text("noun\tparent\ncat\tanimal\nanimal\tcat\n")
+    with pytest.raises(CheckpointError, match="circle") as error:
+        Captioner.load(model, device="cpu")
+    assert str(model / "noun_tree.tsv") in str(error.value)
+
+
+def test_a_copy_model_whose_nouns_the_tree_lacks_works_as_before():
+    from captioner.noun_tree import model_tree
+
+    assert model_tree(None, ["jaguar", "flux capacitor"]) is None
+    assert model_tree(None, ["jaguar", "dog"]) is not None  # the shipped tree covers them
