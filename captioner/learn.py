@@ -68,6 +68,10 @@ class LearnSettings:
     l2sp: float = 1e-2
     validation_share: float = 0.1  # of the captions, at least one when there are two or more
     min_word_count: int = 1  # a word of the person's seen this often joins the vocabulary
+    # The rank of the learned model's path from each cell's raw encoder features (decoder.py,
+    # RawAdapter; 0: none): a model that reads cells as ImageNet classes sees little of colour.
+    raw_feature_rank: int = 64
+    raw_feature_lr: float = 1e-3  # its learning rate (1e-2 measured worse)
     seed: int = 0
 
 
@@ -146,12 +150,20 @@ def learn(
     if not captions:
         raise LearnError(f"none of the {len(examples)} captioned photos can be read any more")
     vocab, new_words = _grown_vocabulary(captioner.vocab, captions, settings.min_word_count)
-    start = _grown_decoder(captioner.decoder, len(vocab))
     ids = [vocab.encode(caption) for caption in captions]
+    start = _grown_decoder(
+        captioner.decoder,
+        len(vocab),
+        raw_feature_rank=captioner.decoder.config.raw_feature_rank or settings.raw_feature_rank,
+        end_after_noun=_all_name_a_noun(captioner.decoder, ids),
+    )
     train_rows, val_rows = _split(len(ids), settings)
     known = captioner.decoder.config.vocab_size
+    new = {n for n, _ in start.named_parameters()} - {
+        n for n, _ in captioner.decoder.named_parameters()
+    }
     decoder, history = _fine_tune(
-        start, known, features, ids, train_rows, val_rows, settings, report
+        start, known, new, features, ids, train_rows, val_rows, settings, report
     )
     learned = Captioner(
         captioner.encoder,
@@ -271,12 +283,25 @@ def _grown_vocabulary(
     return Vocabulary(vocab.itos[len(SPECIAL_TOKENS) :] + new), new
 
 
-def _grown_decoder(decoder: Decoder, vocab_size: int) -> Decoder:
-    """A copy of `decoder` with `vocab_size` words: new words start as the average known word
-    (embedding and output row), so they neither dominate nor vanish at the first step."""
+def _all_name_a_noun(decoder: Decoder, ids: list[list[int]]) -> bool:
+    """Whether a copy model may keep ending captions only after a noun it copies: every one
+    of the person's captions names one (none without a copy path)."""
+    if decoder.copy_head is None:
+        return decoder.config.end_after_noun
+    nouns = set(decoder.noun_singular_ids.tolist()) | set(decoder.noun_plural_ids.tolist())
+    return decoder.config.end_after_noun and all(nouns & set(caption) for caption in ids)
+
+
+def _grown_decoder(decoder: Decoder, vocab_size: int, **config_changes) -> Decoder:
+    """A copy of `decoder` with `vocab_size` words and `config_changes`: new words start as
+    the average known word (embedding and output row), so they neither dominate nor vanish
+    at the first step; a new raw-feature path starts at zero (decoder.RawAdapter), so the
+    copy captions as `decoder` does until it learns."""
     old = decoder.config.vocab_size
-    grown = Decoder(dataclasses.replace(decoder.config, vocab_size=vocab_size))
-    state = {k: v.detach().clone() for k, v in decoder.state_dict().items()}
+    config = dataclasses.replace(decoder.config, vocab_size=vocab_size, **config_changes)
+    grown = Decoder(config)
+    state = grown.state_dict()  # the raw-feature path's starting weights, if it is new
+    state.update({k: v.detach().clone() for k, v in decoder.state_dict().items()})
     for name in WORD_ROWS:
         rows = state[name]  # (old, ...) known words
         mean = rows[len(SPECIAL_TOKENS) :].mean(0, keepdim=True)
@@ -343,6 +368,7 @@ def _validation_loss(
 def _fine_tune(
     decoder: Decoder,
     known_words: int,
+    new_parameters: set[str],
     features: torch.Tensor,
     ids: list[list[int]],
     train_rows: list[int],
@@ -352,16 +378,21 @@ def _fine_tune(
 ) -> tuple[Decoder, _History]:
     """Adam on the word loss plus L2-SP; returns the decoder of the best validation epoch
     (the last epoch's when nothing is held out). The anchor is the starting weights; a new
-    word's rows (from `known_words` on) have no starting point, so they are left free."""
+    word's rows (from `known_words` on) and `new_parameters` (a new raw-feature path, which
+    learns at its own rate) have no starting point, so they are left free."""
     torch.manual_seed(settings.seed)
     device = next(decoder.parameters()).device
     known = {
-        name: known_words if name in WORD_ROWS else p.shape[0]
+        name: 0 if name in new_parameters else known_words if name in WORD_ROWS else p.shape[0]
         for name, p in decoder.named_parameters()
     }
     anchor = {name: p.detach()[: known[name]].clone() for name, p in decoder.named_parameters()}
-    trainable = [p for p in decoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=settings.lr)
+    trainable = [(n, p) for n, p in decoder.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in trainable if n not in new_parameters]}]
+    if new_parameters:
+        new = [p for n, p in trainable if n in new_parameters]
+        groups.append({"params": new, "lr": settings.raw_feature_lr})
+    optimizer = torch.optim.Adam(groups, lr=settings.lr)
     start_loss = _validation_loss(decoder, features, ids, val_rows, settings.batch_size)
     # With captions held out, the start is a candidate too: learning that never beats it on
     # them gives back the starting weights.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -88,9 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l2sp", type=float, default=LearnSettings.l2sp)
     parser.add_argument("--max-epochs", type=int, default=LearnSettings.max_epochs)
     parser.add_argument("--lr", type=float, default=LearnSettings.lr)
+    parser.add_argument("--raw-feature-rank", type=int, default=LearnSettings.raw_feature_rank)
+    parser.add_argument("--raw-feature-lr", type=float, default=LearnSettings.raw_feature_lr)
     parser.add_argument("--skip-before", action="store_true", help="do not score the default")
     args = parser.parse_args(argv)
-    settings = LearnSettings(l2sp=args.l2sp, max_epochs=args.max_epochs, lr=args.lr)
+    settings = LearnSettings(
+        l2sp=args.l2sp,
+        max_epochs=args.max_epochs,
+        lr=args.lr,
+        raw_feature_rank=args.raw_feature_rank,
+        raw_feature_lr=args.raw_feature_lr,
+    )
     print(f"torch threads: {torch.get_num_threads()}; settings: {settings}")
     with tempfile.TemporaryDirectory(prefix="check-learning-") as tmp:
         folder = Path(tmp)
@@ -119,9 +128,12 @@ def main(argv: list[str] | None = None) -> int:
 
             result = learn_from_library(start, library, settings=settings, progress=show)
             seconds = time.monotonic() - began
+        # Other work on the machine slows learning down: the load says how much.
+        load = os.getloadavg()[0]
         print(
             f"learned {result.captions} captions ({result.validation_captions} held out), "
-            f"{result.epochs} epochs, {len(result.new_words)} new words, in {seconds:.0f} s; "
+            f"{result.epochs} epochs, {len(result.new_words)} new words, in {seconds:.0f} s "
+            f"(target <= 180 s; load average {load:.1f} on {os.cpu_count()} CPUs); "
             f"held-out loss {result.start_loss:.3f} -> {result.best_loss:.3f}"
         )
         learned = Captioner.load(result.model_dir)

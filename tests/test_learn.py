@@ -3,6 +3,7 @@ nothing, and the model it started from is never changed."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -156,3 +157,105 @@ def test_photos_that_are_gone_are_skipped_and_counted(tiny_captioner, library, t
         (tmp_path / f"{name}.png").unlink(missing_ok=True)
     with pytest.raises(LearnError, match="none of the 4 captioned photos"):
         learn_from_library(tiny_captioner, library, settings=QUICK)
+
+
+# --- the raw-feature path and how a learned model ends its captions ---------------------------
+
+
+def test_a_new_raw_feature_path_leaves_the_captions_unchanged_before_learning(
+    tiny_captioner, photos
+):
+    from captioner.learn import _grown_decoder
+
+    start = tiny_captioner
+    grown = _grown_decoder(start.decoder, start.decoder.config.vocab_size, raw_feature_rank=8)
+    assert grown.raw_features is not None and start.decoder.raw_features is None
+    copy = Captioner(start.encoder, grown.eval(), start.vocab, name="copy", backend="torch")
+    images = list(photos.values())
+    before, after = start.caption(images), copy.caption(images)
+    assert [r.text for r in after] == [r.text for r in before]
+    assert [r.score for r in after] == pytest.approx([r.score for r in before], abs=1e-5)
+
+
+def test_a_learned_model_with_a_raw_feature_path_saves_and_loads(tiny_captioner, library):
+    settings = dataclasses.replace(QUICK, raw_feature_rank=8)
+    result = learn_from_library(tiny_captioner, library, settings=settings)
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["decoder"]["raw_feature_rank"] == 8
+    learned = Captioner.load(result.model_dir, backend="torch")
+    assert learned.decoder.config.raw_feature_rank == 8
+    # It learned along the path, which starts at zero.
+    assert float(learned.decoder.raw_features.up.weight.detach().abs().max()) > 0
+    # Learning again from the learned model keeps its path (and its rank).
+    again = learn_from_library(
+        learned, library, settings=dataclasses.replace(settings, max_epochs=1)
+    )
+    assert (
+        json.loads((again.model_dir / "config.json").read_text())["decoder"]["raw_feature_rank"]
+        == 8
+    )
+
+
+def test_learning_lowers_the_loss_on_held_out_captions(tiny_captioner, tmp_path, photos):
+    """Captions that share the person's way of saying things: the one held out is better
+    predicted after learning from the others."""
+    with Library.open(tmp_path / "library.sqlite3") as library:
+        for name in ("chelsea", "coffee", "astronaut", "rocket", "motorcycle"):
+            path = tmp_path / f"{name}.png"
+            photos[name].save(path)
+            library.set_caption(str(path), f"snapshot from my album showing {name}")
+        settings = LearnSettings(max_epochs=15, lr=3e-3, validation_share=0.2, l2sp=1e-4)
+        result = learn_from_library(tiny_captioner, library, settings=settings)
+    assert result.validation_captions == 1
+    assert result.best_loss < 0.7 * result.start_loss
+
+
+def test_other_models_files_hold_no_learned_model_fields():
+    """The fields learned models added are not written for other models, so what the shipped
+    model saves, and so its identity (the library's key for its captions), is unchanged."""
+    from captioner.decoder import LEARNED_MODEL_FIELDS, DecoderConfig
+
+    default = Path(__file__).parents[1] / "captioner" / "models" / "default" / "config.json"
+    config = DecoderConfig.from_dict(json.loads(default.read_text())["decoder"])
+    written = dataclasses.asdict(config)
+    for name in LEARNED_MODEL_FIELDS:
+        del written[name]
+    assert config.to_dict() == written
+    learned = dataclasses.replace(config, raw_feature_rank=4, end_after_noun=False)
+    assert learned.to_dict() == {**written, "raw_feature_rank": 4, "end_after_noun": False}
+    assert DecoderConfig.from_dict(learned.to_dict()) == learned
+
+
+def test_a_copy_model_learned_from_captions_without_its_nouns_may_end_without_one(tmp_path):
+    """The default model ends a caption only after a noun it copies; learned from captions
+    that name none ("a red circle"), it must be able to end them as they do."""
+    import torch
+
+    from captioner.rules import CopyGrammar
+
+    noun_of_word = torch.tensor([-1, -1, -1, 0, -1])  # word 3 is a noun; 2 is <end>
+    history = torch.tensor([[4, 4]])  # no noun said yet
+    scores = torch.zeros(1, 5)
+    assert CopyGrammar(noun_of_word, end_id=2)(scores, history)[0, 2] == float("-inf")
+    assert CopyGrammar(noun_of_word, end_id=2, end_after_noun=False)(scores, history)[0, 2] == 0
+
+
+def test_learning_from_captions_without_a_copied_noun_lets_the_model_end_them(tmp_path, photos):
+    start = Captioner.load("default", backend="torch")
+    settings = LearnSettings(max_epochs=1, validation_share=0.0)
+    with Library.open(tmp_path / "library.sqlite3") as library:
+        for name, caption in {"chelsea": "a red circle", "coffee": "a blue square"}.items():
+            path = tmp_path / f"{name}.png"
+            photos[name].save(path)
+            library.set_caption(str(path), caption)
+        result = learn_from_library(start, library, settings=settings)
+        config = json.loads((result.model_dir / "config.json").read_text())
+        assert config["decoder"]["end_after_noun"] is False
+        # Captions that all name one of its nouns keep the rule.
+        library.set_caption(str(tmp_path / "chelsea.png"), "a tabby cat")
+        library.set_caption(str(tmp_path / "coffee.png"), "an espresso in a cup")
+        result = learn_from_library(start, library, settings=settings)
+    assert (
+        "end_after_noun"
+        not in json.loads((result.model_dir / "config.json").read_text())["decoder"]
+    )
