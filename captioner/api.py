@@ -335,7 +335,7 @@ class Captioner:
         config = {
             "name": self.name,
             "encoder": dataclasses.asdict(self.encoder.config),
-            "decoder": dataclasses.asdict(self.decoder.config),
+            "decoder": self.decoder.config.to_dict(),
             **(extra_config or {}),
         }
         # Written only when not the default, so that the config.json (and the identity) of

@@ -88,11 +88,31 @@ class DecoderConfig:
     # "relu" as in the PyTorch tutorial), and the context gate's shape (CONTEXT_GATES).
     attention_activation: str = "tanh"
     context_gate: str = "scalar"
+    # A model learned from a person's captions (learn.py) may also read each cell's raw
+    # features through a projection of this rank (0: none), added to what it reads of the cell:
+    # ImageNet classes carry little of what a thing looks like ("a red circle"). See RawAdapter.
+    raw_feature_rank: int = 0
+    # A copy model's captions all name a noun it copies, so it ends one only after such a noun
+    # (rules.CopyGrammar). A model learned from a person's captions that do not all name one
+    # ends where theirs do.
+    end_after_noun: bool = True
 
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict:
+        """As config.json holds it. The fields learned models added are written only when they
+        differ from their defaults, so every other model's file and identity stay as they were."""
+        data = dataclasses.asdict(self)
+        for name, default in LEARNED_MODEL_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return data
+
+
+LEARNED_MODEL_FIELDS = {"raw_feature_rank": 0, "end_after_noun": True}
 
 
 class DecoderState(NamedTuple):
@@ -223,6 +243,10 @@ class Decoder(nn.Module):
             CopyHead(c.vocab_size, c.encoder_dim, c.decoder_dim, c.copy_classes, c.copy_nouns)
             if c.copy_nouns
             else None
+        )
+        # Built last, so a model without it gets the same initial weights from a seed.
+        self.raw_features = (
+            RawAdapter(c.encoder_dim, cell_dim, c.raw_feature_rank) if c.raw_feature_rank else None
         )
         # Words taught from the caption library, copied beside the table's nouns (taught.py):
         # a plain attribute, so no model file, state_dict or identity ever holds them.
@@ -405,9 +429,12 @@ class Decoder(nn.Module):
     def _grid_cells(self, features: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
         """(batch, grid_h, grid_w, encoder_dim) and their class log-probabilities (a copy
         model's) -> (batch, num_pixels, feature_dim)."""
+        raw = features
         if self.config.semantic_features:
             features = classes  # (batch, grid_h, grid_w, copy_classes)
         features = self.feature_norm(features)
+        if self.raw_features is not None:
+            features = features + self.raw_features(raw)  # (batch, gh, gw, cell_dim)
         if self.config.coordinates:
             batch, grid_h, grid_w, _ = features.shape
             ys = torch.linspace(-1, 1, grid_h, device=features.device, dtype=features.dtype)
@@ -439,6 +466,25 @@ class Decoder(nn.Module):
             h = (1 - z) * n + z * state.h
             return DecoderState(h, None), {"reset": r, "update": z}
         return DecoderState(torch.tanh(cell_in + hidden_in), None), {}
+
+
+class RawAdapter(nn.Module):
+    """Each cell's raw encoder features, normalised and projected through `rank` dimensions
+    onto what the decoder reads of a cell (cell_dim), to be added to it. The projection's
+    second layer starts at zero, so a decoder given one captions exactly as before until it
+    learns (learn.py)."""
+
+    def __init__(self, encoder_dim: int, cell_dim: int, rank: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(encoder_dim, elementwise_affine=False)
+        self.down = nn.Linear(encoder_dim, rank, bias=False)
+        self.up = nn.Linear(rank, cell_dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        """(..., encoder_dim) -> (..., cell_dim)."""
+        return self.up(self.down(self.norm(raw)))
 
 
 def _save_flat_names(

@@ -77,12 +77,16 @@ class NoRepeatNgram:
 
 
 class CopyGrammar:
-    """A copy model's sentence form: <end> only once a noun has been said, and never a noun
-    right after a noun."""
+    """A copy model's sentence form: <end> only once a noun has been said (unless not
+    `end_after_noun`: a model learned from captions that do not all name one), and never a
+    noun right after a noun."""
 
-    def __init__(self, noun_of_word: torch.Tensor, end_id: int) -> None:
+    def __init__(
+        self, noun_of_word: torch.Tensor, end_id: int, end_after_noun: bool = True
+    ) -> None:
         self.is_noun = noun_of_word >= 0  # (vocab,)
         self.end_id = end_id
+        self.end_after_noun = end_after_noun
 
     def __call__(self, scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         is_noun = self.is_noun[history]  # (rows, steps)
@@ -91,7 +95,8 @@ class CopyGrammar:
         else:
             after_noun = torch.zeros(len(history), dtype=torch.bool, device=history.device)
         banned = after_noun.unsqueeze(1) & self.is_noun  # (rows, vocab)
-        banned[:, self.end_id] |= ~is_noun.any(1)
+        if self.end_after_noun:
+            banned[:, self.end_id] |= ~is_noun.any(1)
         return scores.masked_fill(banned, -math.inf)
 
 
@@ -175,7 +180,8 @@ def decoding_rules(
             hedge_index = torch.arange(count, count + len(hedge.words), device=device)
             for ids in hedge.word_ids(hedge_base):
                 noun_of_word[ids.to(device)] = hedge_index
-        rules += [CopyGrammar(noun_of_word, end_id), EachNounOnce(noun_of_word)]
+        grammar = CopyGrammar(noun_of_word, end_id, decoder.config.end_after_noun)
+        rules += [grammar, EachNounOnce(noun_of_word)]
         size_ids = getattr(decoder, "size_word_ids", ())
         if size_ids:
             rules.append(SizeOnlyAfterANoun(size_ids, noun_of_word))
