@@ -1,6 +1,7 @@
 """Batch CLI throughput and memory: the CLI pipeline against encoder-only and a naive loop.
 
     .venv/bin/python benchmarks/batch_cli.py [--model DIR] [--counts 500 2000] [--naive-count 100]
+        [--backends torch onnx onnx-int8]
 
 Three ways to caption the same generated camera-sized JPEGs (1600x1200), each run in a fresh
 child process so its peak RSS is its own:
@@ -116,7 +117,9 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
     from captioner.photos.inputs import Photo
     from captioner.pipeline import photo_batches
 
-    captioner = Captioner.load(options.model, device=options.device, backend=options.backend)
+    captioner = Captioner.load(
+        options.model, device=options.device, backend=options.backend, precision=options.precision
+    )
     decoding = DecodeOptions(beam_size=BEAM_SIZE, max_length=options.max_length)
     # Warm-up: first calls allocate buffers and pick kernels; a long run pays that once.
     warm = torch.zeros(2, 3, 224, 224)
@@ -144,7 +147,8 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
                     *("--files-from", str(listing), "-o", str(Path(folder, "out.jsonl"))),
                     *("--batch-size", str(options.batch_size), "--workers", str(options.workers)),
                     *("--beam-size", str(BEAM_SIZE), "--max-length", str(options.max_length)),
-                    *("--backend", options.backend, "--quiet"),
+                    *("--backend", options.backend, "--precision", options.precision),
+                    "--quiet",
                 ]
             )
             status = run(config, captioner)
@@ -161,7 +165,7 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
     cpu_seconds = time.process_time() - cpu_start + workers.ru_utime + workers.ru_stime
     return {
         "mode": mode,
-        "backend": captioner.backend,
+        "backend": captioner.backend + ("-int8" if captioner.precision == "int8" else ""),
         "photos": len(paths),
         "seconds": seconds,
         "rate": len(paths) / seconds,
@@ -173,8 +177,10 @@ def measure(mode: str, paths: list[Path], options: argparse.Namespace) -> dict:
 
 
 def run_child(mode: str, count: int, backend: str, options: argparse.Namespace) -> dict:
+    """One measurement in a fresh process; `backend` is torch, onnx or onnx-int8."""
     command = [sys.executable, __file__, "--child", mode, "--child-count", str(count)]
-    command += ["--backend", backend]
+    runtime, _, precision = backend.partition("-")
+    command += ["--backend", runtime, "--precision", precision or "float"]
     command += ["--model", str(options.model), "--photos", str(options.photos)]
     command += ["--workers", str(options.workers), "--batch-size", str(options.batch_size)]
     command += ["--max-length", str(options.max_length), "--device", options.device]
@@ -231,9 +237,14 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=20)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--backends", nargs="+", default=["torch", "onnx"], help="compared side by side"
+        "--backends",
+        nargs="+",
+        choices=("torch", "onnx", "onnx-int8"),
+        default=["torch", "onnx"],
+        help="compared side by side (onnx-int8: --backend onnx --precision int8)",
     )
     parser.add_argument("--backend", help=argparse.SUPPRESS)  # the child's
+    parser.add_argument("--precision", default="float", help=argparse.SUPPRESS)
     parser.add_argument(
         "--threads",
         type=int,
@@ -274,9 +285,11 @@ def main() -> None:
         )
         rss = [r["rss_mb"] for r in results if r["mode"] == "cli" and r["backend"] == backend]
         print(f"{backend}: CLI peak RSS, largest / smallest run: {max(rss) / min(rss):.3f}")
-    if {"torch", "onnx"} <= cli.keys():
-        ratio = cli["onnx"]["rate"] / cli["torch"]["rate"]
-        print(f"CLI photos/s, onnx / torch: {ratio:.2f}x")
+    for faster, slower in (("onnx", "torch"), ("onnx-int8", "onnx"), ("onnx-int8", "torch")):
+        if {faster, slower} <= cli.keys():
+            ratio = cli[faster]["rate"] / cli[slower]["rate"]
+            print(f"CLI photos/s, {faster} / {slower}: {ratio:.2f}x")
+    print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -296,7 +296,7 @@ def _int8_session(ort, encoder: Encoder, folder: Path, graph: bytes, calibration
         with contextlib.suppress(Exception):  # unreadable: built again, never used
             return cpu_session(ort, cached)
     warnings.warn(
-        f"building the encoder's int8 graph once (about 10 s; cached in {folder})",
+        f"building the encoder's int8 graph once (a few seconds; cached in {folder})",
         quantize.Int8BuildNote,
         2,
     )

@@ -10,7 +10,7 @@ import dataclasses
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from captioner.backends import BACKENDS
+from captioner.backends import BACKENDS, PRECISIONS
 from captioner.options import DecodeOptions
 from captioner.registry import shipped_models
 
@@ -81,6 +81,16 @@ class Settings:
         lambda self: self._choice("model/backend", BACKENDS),
         lambda self, name: self.store.setValue("model/backend", name),
     )
+
+    @property
+    def precision(self) -> str:
+        """float, int8 or auto (captioner.backends.PRECISIONS); float unless one was chosen."""
+        value = str(self.store.value("model/precision", "float"))
+        return value if value in PRECISIONS else "float"
+
+    @precision.setter
+    def precision(self, name: str) -> None:
+        self.store.setValue("model/precision", name)
 
     def _choice(self, key: str, choices: tuple[str, ...]) -> str:
         """The stored choice, or "auto" (every choice's default) when it is not one of them."""

@@ -183,3 +183,26 @@ def test_the_flag_parses_in_the_batch_command_and_evaluate(tmp_path, capsys):
     argv = ["--model", "m", "--annotations", "a", "--images", "i", "--out", "o"]
     assert evaluate._build_parser().parse_args([*argv, "--precision", "auto"]).precision == "auto"
     assert evaluate._build_parser().parse_args(argv).precision == "float"
+
+
+def test_the_apps_precision_setting_persists_and_the_settings_panel_offers_it(qtbot, tmp_path):
+    from gui.settings import Settings
+    from gui.widgets.settings_panel import SettingsPanel
+
+    path = str(tmp_path / "settings.ini")
+    settings = Settings.from_file(path)
+    assert settings.precision == "float"
+    settings.precision = "int8"
+    settings.store.sync()
+    assert Settings.from_file(path).precision == "int8"
+    settings.store.setValue("model/precision", "int4")  # from a later version, or edited
+    assert settings.precision == "float"
+
+    panel = SettingsPanel(DecodeOptions(), "auto", "auto", "default", precision="int8")
+    qtbot.addWidget(panel)
+    combo = panel.precision
+    assert [combo.itemText(i) for i in range(combo.count())] == ["float", "int8", "auto"]
+    assert combo.currentText() == "int8"
+    with qtbot.waitSignal(panel.precision_changed) as signal:
+        combo.setCurrentText("float")
+    assert signal.args == ["float"]
