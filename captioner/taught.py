@@ -20,7 +20,8 @@ any copy model whose encoder gives the features they were taught from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -219,6 +220,22 @@ def build_taught(
         word_count=vocab_size + len(new_words),
     )
     return taught, new_words
+
+
+def taught_digest(taught: Mapping[str, Sequence[TaughtExample]]) -> str:
+    """A SHA-256 (hex) of taught words and their examples' vectors, "" when none are taught: the
+    caption library keys a model's captions by it beside the model's identity, so captions
+    written before a word was taught (or forgotten) are not taken for the model's captions now."""
+    if not taught:
+        return ""
+    digest = hashlib.sha256()
+    for word in sorted(taught):
+        digest.update(f"{word}\0{len(taught[word])}\0".encode())
+        for example in taught[word]:
+            for vector in (example.vector, example.background):
+                if vector is not None:
+                    digest.update(vector.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def to_record(example: TaughtExample, encoder: str) -> TaughtRecord:

@@ -164,7 +164,7 @@ def test_the_rules_take_a_taught_word_and_its_plural_for_a_noun(fresh, photos):
     singular, plural = int(taught.singular_ids[0]), int(taught.plural_ids[0])
     assert singular >= fresh.decoder.config.vocab_size  # a word the model did not have
     assert once.column[singular] == once.column[plural] > 0
-    scores = torch.zeros(1, taught.word_count)
+    scores = torch.zeros(1, len(once.column))  # the taught words' ids, and hypernyms' after
     banned = once(scores, torch.tensor([[singular]]))
     assert banned[0, plural] == -torch.inf  # "widget" said: not "widgets" after it
 
@@ -273,3 +273,29 @@ def test_the_batch_command_says_the_librarys_taught_words(fresh, photos, tmp_pat
         folder, "--model", tiny_model_dir, "--library-path", library_path, "-o", tmp_path / "b"
     )
     assert status == 0 and "no copy path" in errors
+
+
+def test_a_rerun_with_the_library_captions_again_after_a_word_is_taught(fresh, photos, tmp_path):
+    import json
+
+    from captioner.library import Library
+    from captioner.taught import to_record
+
+    rocket = series(photos["rocket"])
+    folder = tmp_path / "album"
+    folder.mkdir()
+    rocket[3].save(folder / "rocket.png")
+    library_path = tmp_path / "library.db"
+    first, second, third = (tmp_path / f"{n}.jsonl" for n in ("first", "second", "third"))
+    status, _ = batch(folder, "--model", "default", "--library-path", library_path, "-o", first)
+    assert status == 0 and "widget" not in first.read_text()
+    # A rerun with nothing new skips the photo the library has the model's caption of ...
+    status, _ = batch(folder, "--model", "default", "--library-path", library_path, "-o", second)
+    assert status == 0 and second.read_text() == ""
+    # ... but a word taught since changes what the model says: the photo is captioned again.
+    examples = fresh.teach("widget", rocket[:3])
+    with Library.open(library_path) as library:
+        library.add_taught([to_record(e, fresh.encoder_identity) for e in examples])
+    status, _ = batch(folder, "--model", "default", "--library-path", library_path, "-o", third)
+    rows = [json.loads(line) for line in third.open()]
+    assert status == 0 and len(rows) == 1 and "widget" in rows[0]["caption"].split()

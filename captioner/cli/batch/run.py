@@ -25,6 +25,7 @@ from captioner.library import Library, LibraryError, ModelKey, ModelResult
 from captioner.photos.images import source_name
 from captioner.pipeline import caption_batches, photo_batches
 from captioner.results import CaptionResult
+from captioner.taught import taught_digest
 
 
 def run(config: BatchRun, captioner: Captioner, *, load_seconds: float | None = None) -> int:
@@ -36,8 +37,16 @@ def run(config: BatchRun, captioner: Captioner, *, load_seconds: float | None = 
     """
     writer_class = WRITERS[config.format]
     library = Library.open(config.library) if config.library is not None else None
+    # The words the person taught in the app are nouns the captions can say at once; they are
+    # part of the key, so photos captioned before a word was taught are captioned again.
+    notice = captioner.use_taught(library.taught()) if library is not None else None
     model = (
-        ModelKey.of(captioner.identity, config.decoding, captioner.name)
+        ModelKey.of(
+            captioner.identity,
+            config.decoding,
+            captioner.name,
+            taught=taught_digest(captioner.taught_words()),
+        )
         if library is not None
         else None
     )
@@ -48,11 +57,8 @@ def run(config: BatchRun, captioner: Captioner, *, load_seconds: float | None = 
         else None
     )
     reporter = Reporter(quiet=config.quiet, total=total, load_seconds=load_seconds)
-    if library is not None:
-        # The words the person taught in the app are nouns the captions can say at once.
-        notice = captioner.use_taught(library.taught())
-        if notice is not None:
-            reporter.error(notice)
+    if notice is not None:
+        reporter.error(notice)
     found = all_photos(config)
     clashes: dict[str, list[str]] = {}
     if config.sidecar:
