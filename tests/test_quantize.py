@@ -1,6 +1,9 @@
 """--precision int8: the encoder's graph quantized once, cached by calibration, float wherever
 int8 cannot run, and captions close to float's."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -171,6 +174,22 @@ def test_auto_is_the_measured_choice_and_float_the_default(monkeypatch):
     assert resolve_precision("auto", "onnx", torch.device("cuda")) == "float"
     with pytest.raises(ValueError, match="precision must be one of float, int8, auto"):
         resolve_precision("int4", "onnx", cpu)
+
+
+def test_the_batch_command_says_it_builds_the_int8_graph_once(photos, tmp_path):
+    photo, out = tmp_path / "cat.png", tmp_path / "out.jsonl"
+    photos["chelsea"].save(photo)
+    command = [sys.executable, "-m", "captioner.batch", str(photo), "-o", str(out)]
+    command += ["--precision", "int8", "--backend", "onnx", "--workers", "0"]
+    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for run in range(2):
+        done = subprocess.run(
+            command + ["--overwrite"], capture_output=True, text=True, env=environment
+        )
+        assert done.returncode == 0, done.stderr
+        said = "captioner: building the encoder's int8 graph once" in done.stderr
+        assert said == (run == 0), done.stderr
+        assert len(out.read_text().splitlines()) == 1
 
 
 def test_the_flag_parses_in_the_batch_command_and_evaluate(tmp_path, capsys):
