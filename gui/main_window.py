@@ -161,11 +161,13 @@ class MainWindow(QMainWindow):
         self.undo_stack = self.review.undo_stack
         self.search.changed.connect(self.review.apply_search)
         self.settings_panel = SettingsPanel(
-            self.session.options, self.settings.device, self.settings.backend, self.session.model
-        )
+            self.session.options, self.settings.device, self.settings.backend, self.session.model,
+            precision=self.settings.precision,
+        )  # fmt: skip
         self.settings_panel.options_changed.connect(self.session.set_options)
         self.settings_panel.device_changed.connect(self.session.use_device)
         self.settings_panel.backend_changed.connect(self.session.use_backend)
+        self.settings_panel.precision_changed.connect(self.session.use_precision)
         self.settings_panel.model_chosen.connect(self.set_model)
         self.taught_words = TaughtWordsPanel(self.teaching)
         self._create_docks()
@@ -656,9 +658,10 @@ class MainWindow(QMainWindow):
         self.actions.about_model.setEnabled(True)
         if self.about_model_dialog is not None:
             self.about_model_dialog.set_model(info)
-        self.statusBar().showMessage(
-            f"Loaded the model {info.name} ({info.vocab_size:,} words) on {info.device}", 5000
-        )
+        loaded = f"Loaded the model {info.name} ({info.vocab_size:,} words) on {info.device}"
+        if info.precision_note:
+            loaded += f"; {info.precision_note}"
+        self.statusBar().showMessage(loaded, 5000 if not info.precision_note else 15000)
         self.model_ready.emit(True)
 
     def _on_model_failed(self, message: str) -> None:

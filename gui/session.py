@@ -137,7 +137,10 @@ class Session(QObject):
         self.images.mark_all_pending()
         if self.batch_running:
             self.worker.cancel_batch()
-        self.worker.load_model(model, self.settings.device, self.settings.backend, self.generation)
+        self.worker.load_model(
+            model, self.settings.device, self.settings.backend, self.settings.precision,
+            self.generation,
+        )  # fmt: skip
         self.model_loading.emit()
 
     def use_model(self, model: str) -> None:
@@ -151,6 +154,10 @@ class Session(QObject):
 
     def use_backend(self, backend: str) -> None:
         self.settings.backend = backend
+        self.load_model(self.model)
+
+    def use_precision(self, precision: str) -> None:
+        self.settings.precision = precision
         self.load_model(self.model)
 
     def set_options(self, options: DecodeOptions) -> None:

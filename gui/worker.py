@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -76,6 +77,7 @@ class ModelInfo:
     encoder_identity: str = ""  # which encoder's taught examples apply (Captioner's)
     can_learn_words: bool = False  # a copy model: it can say taught words
     taught_note: str = ""  # why some of the library's taught words are not used; "" if all are
+    precision_note: str = ""  # why int8 was asked for and float runs; "" otherwise
 
     @property
     def copies_nouns(self) -> bool:
@@ -107,6 +109,7 @@ class _LoadJob:
     model: str  # a shipped model's name, a model directory or "hf:OWNER/NAME"
     device: str
     backend: str  # auto, torch or onnx (captioner.onnx_backend.BACKENDS)
+    precision: str  # float, int8 or auto (captioner.backends.PRECISIONS)
     generation: int
 
 
@@ -205,9 +208,11 @@ class CaptionWorker(QObject):
 
     # Called from the UI thread. They only touch the queue, under the lock.
 
-    def load_model(self, model: str, device: str, backend: str, generation: int) -> None:
+    def load_model(
+        self, model: str, device: str, backend: str, precision: str, generation: int
+    ) -> None:
         """model: a shipped model's name ("default", "shapes") or a model directory."""
-        self._put(_LoadJob(model, device, backend, generation))
+        self._put(_LoadJob(model, device, backend, precision, generation))
 
     def request_caption(
         self, path: str, options: DecodeOptions, generation: int, *, want_display: bool = True
@@ -334,7 +339,18 @@ class CaptionWorker(QObject):
             path = (
                 shipped_model(job.model) if is_model_name(job.model) else resolve_model(job.model)
             )
-            captioner = Captioner.load(path, device=job.device, backend=job.backend)
+            from captioner.quantize import PrecisionWarning
+
+            # int8 asked for where it cannot run (a GPU, the torch backend, another encoder)
+            # loads in float with a warning: the window says why.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PrecisionWarning)
+                captioner = Captioner.load(
+                    path, device=job.device, backend=job.backend, precision=job.precision
+                )
+            precision_note = "; ".join(
+                str(w.message) for w in caught if issubclass(w.category, PrecisionWarning)
+            )
             card = path / CARD_FILE
             card_text = card.read_text("utf-8", errors="replace") if card.is_file() else ""
         except Exception as error:  # CheckpointError, a bad device name, damaged weights, ...
@@ -356,7 +372,8 @@ class CaptionWorker(QObject):
                 vocab_size=len(captioner.vocab),
                 encoder=f"{encoder.name}, {encoder.image_size} px, {grid} x {grid} grid",
                 cell=captioner.decoder.config.cell,
-                device=f"{captioner.device} ({RUNTIMES[captioner.backend]})",
+                device=f"{captioner.device} ({RUNTIMES[captioner.backend]}"
+                + (", int8)" if captioner.precision == "int8" else ")"),
                 nouns=tuple(sorted(_words(captioner, "noun_singular_ids"))),
                 copy_words=_copy_words(captioner),
                 card=card_text,
@@ -365,6 +382,7 @@ class CaptionWorker(QObject):
                 encoder_identity=captioner.encoder_identity,
                 can_learn_words=captioner.can_learn_words,
                 taught_note=note,
+                precision_note=precision_note,
             )
         )
 

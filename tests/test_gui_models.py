@@ -160,3 +160,26 @@ def test_the_backend_setting_reloads_the_model_on_that_runtime(
     assert window.session.model_info.device == "cpu (PyTorch)"
     assert "on cpu (PyTorch)" in window.settings_panel.model_decoder.text()
     assert settings.backend == "torch"
+
+
+def test_the_precision_setting_reloads_the_encoder_in_int8(qtbot, open_window, settings):
+    settings.backend = "onnx"
+    window = open_window("default")
+    qtbot.waitUntil(lambda: window.session.model_info is not None, timeout=WAIT_MS)
+    assert window.session.model_info.device == "cpu (ONNX Runtime)"
+    switch_model(qtbot, window, lambda: window.settings_panel.precision.setCurrentText("int8"))
+    assert window.session.model_info.device == "cpu (ONNX Runtime, int8)"
+    assert window.session.model_info.precision_note == ""
+    assert settings.precision == "int8"
+
+
+def test_int8_where_it_cannot_run_loads_float_and_says_why(
+    qtbot, open_window, tiny_model_dir, settings
+):
+    settings.backend, settings.precision = "torch", "int8"
+    window = open_window(str(tiny_model_dir))
+    qtbot.waitUntil(lambda: window.session.model_info is not None, timeout=WAIT_MS)
+    info = window.session.model_info
+    assert info.device == "cpu (PyTorch)"
+    assert "float" in info.precision_note
+    assert info.precision_note in window.statusBar().currentMessage()
