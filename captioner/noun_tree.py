@@ -30,7 +30,7 @@ TREE_FILE = "noun_tree.tsv"  # a model directory's own tree, if it has one
 TREE_PATH = Path(__file__).parent / "data" / TREE_FILE
 # The hedging confidence of a loaded model (Captioner.set_hedging changes it): the calibration
 # on composites and held-out labelled photos is in docs/guides/hedging.md.
-DEFAULT_CONFIDENCE = 0.5
+DEFAULT_CONFIDENCE = 0.7
 # What a caption names when the model is sure of nothing below it: "a photo".
 ROOT = "photo"
 # Hypernyms without a plural of their own: "two pieces of furniture" is beyond the grammar, so

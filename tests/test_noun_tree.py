@@ -169,3 +169,23 @@ def test_a_copy_model_whose_nouns_the_tree_lacks_works_as_before():
 
     assert model_tree(None, ["jaguar", "flux capacitor"]) is None
     assert model_tree(None, ["jaguar", "dog"]) is not None  # the shipped tree covers them
+
+
+def test_a_photo_sure_of_nothing_says_the_root_and_each_cell_hedges_alone():
+    tree = NounTree(("jaguar", "leopard", "cheetah", "cat", "dog", "animal", "cup", "container"),
+                    (3, 3, 3, 5, 5, -1, 7, -1))  # fmt: skip
+    hedge = Hedge.build(tree, ["jaguar", "leopard", "cheetah", "dog", "cup"], 0.6, root="photo")
+    assert hedge.words[-1] == "photo" and hedge.plurals[-1] == "photo"
+    noun_probs = torch.tensor(
+        [
+            [
+                [0.3, 0.25, 0.2, 0.1, 0.15],
+                [0.9, 0.02, 0.02, 0.03, 0.03],
+            ],  # a split cell, a sure one
+            [[0.15, 0.1, 0.1, 0.1, 0.55], [0.2, 0.1, 0.1, 0.1, 0.5]],  # nothing reaches 0.6
+        ]
+    )  # (2 photos, 2 cells, 5 nouns)
+    cells = hedge.cells(noun_probs)  # columns: 5 nouns | cat animal container photo
+    assert cells[0, 0].tolist() == pytest.approx([0, 0, 0, 0.1, 0.15, 0.75, 0, 0, 0])
+    assert cells[0, 1, :5].tolist() == pytest.approx(noun_probs[0, 1].tolist())
+    assert (cells[1, :, -1] == 1).all() and cells[1, :, :-1].sum() == 0
