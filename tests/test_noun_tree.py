@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from PIL import Image
 
 from captioner.noun_tree import Hedge, NounTree, NounTreeError
 from captioner.nouns import NounTable
@@ -189,3 +190,20 @@ def test_a_photo_sure_of_nothing_says_the_root_and_each_cell_hedges_alone():
     assert cells[0, 0].tolist() == pytest.approx([0, 0, 0, 0.1, 0.15, 0.75, 0, 0, 0])
     assert cells[0, 1, :5].tolist() == pytest.approx(noun_probs[0, 1].tolist())
     assert (cells[1, :, -1] == 1).all() and cells[1, :, :-1].sum() == 0
+
+
+def test_a_hypernym_the_model_says_already_is_left_out_and_its_nouns_hang_higher():
+    tree = NounTree(("jaguar", "dog", "cat", "animal"), (2, 3, 3, -1))
+    hedge = Hedge.build(tree, ["jaguar", "dog"], 0.5, known=["cat", "a", "dog"])
+    assert hedge.words == ("animal",)  # "cat" is a word of the model's (a taught word)
+    assert hedge.under.tolist() == [[1, 0, 1], [0, 1, 1]]  # jaguar now right under animal
+
+
+def test_a_model_without_a_copy_path_has_no_tree_and_cannot_hedge():
+    from captioner.api import Captioner
+
+    shapes = Captioner.load("shapes", device="cpu")
+    assert shapes.hedging is None
+    with pytest.raises(ValueError, match="no noun tree"):
+        shapes.set_hedging(0.5)
+    assert shapes.caption(Image.new("RGB", (64, 64), "red")).text  # captions as before
