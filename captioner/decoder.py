@@ -366,7 +366,8 @@ class Decoder(nn.Module):
         the grid has cells. A copy model's logits are the log-probabilities of its mixture.
         """
         classes = self._class_log_probs(features)
-        copy_memory = self._copy_memory(features, classes)
+        # Teacher forcing scores the caption's own nouns: never hedged.
+        copy_memory = self._copy_memory(features, classes, hedge=False)
         features = self._grid_cells(features, classes)  # (batch, num_pixels, feature_dim)
         memory = ImageMemory(features, self.attention.keys(features), None, **copy_memory)
         state = self.initial_state(memory)
@@ -394,13 +395,14 @@ class Decoder(nn.Module):
         return given if given is not None else self.copy_head.class_log_probs(features)
 
     def _copy_memory(
-        self, features: torch.Tensor, classes: torch.Tensor | None
+        self, features: torch.Tensor, classes: torch.Tensor | None, hedge: bool = True
     ) -> dict[str, torch.Tensor]:
         """The ImageMemory fields of the copy head, from (batch, grid_h, grid_w, encoder_dim)
-        raw encoder features and their class log-probabilities; none without one."""
+        raw encoder features and their class log-probabilities; none without one. hedge:
+        with the noun tree, when one is set and the decoder is not training."""
         if self.copy_head is None:
             return {}
-        hedge = None if self.training else self.hedge  # the loss is the nouns' own
+        hedge = self.hedge if hedge and not self.training else None  # a loss is the nouns' own
         return self.copy_head.prepare(features, self.taught, classes, hedge)._asdict()
 
     def _embed(self, words: torch.Tensor, memory: ImageMemory) -> torch.Tensor:

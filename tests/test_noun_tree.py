@@ -207,3 +207,23 @@ def test_a_model_without_a_copy_path_has_no_tree_and_cannot_hedge():
     with pytest.raises(ValueError, match="no noun tree"):
         shapes.set_hedging(0.5)
     assert shapes.caption(Image.new("RGB", (64, 64), "red")).text  # captions as before
+
+
+def test_teacher_forcing_scores_the_captions_own_nouns_unhedged():
+    """A validation loss (learn.py's early stop) must not see "jaguar" moved to "animal"."""
+    from pathlib import Path
+
+    from captioner.api import Captioner
+
+    model = Captioner.load("default", device="cpu")
+    assert model.hedging is not None
+    features = model.encode(Path(__file__).parent.parent / "captioner" / "samples" / "chelsea.jpg")
+    caption = torch.tensor([model.vocab.encode("a large cat")])
+    with torch.no_grad():
+        hedged, _ = model.decoder(features, caption)
+        model.set_hedging(None)
+        try:
+            plain, _ = model.decoder(features, caption)
+        finally:
+            model.set_hedging(0.7)
+    assert hedged.shape == plain.shape and torch.equal(hedged, plain)
