@@ -180,7 +180,9 @@ def decoding_rules(
             hedge_index = torch.arange(count, count + len(hedge.words), device=device)
             for ids in hedge.word_ids(hedge_base):
                 noun_of_word[ids.to(device)] = hedge_index
-        grammar = CopyGrammar(noun_of_word, end_id, decoder.config.end_after_noun)
+        # A config without the field (an older one, a stand-in) ends only after a noun.
+        end_after_noun = getattr(decoder.config, "end_after_noun", True)
+        grammar = CopyGrammar(noun_of_word, end_id, end_after_noun)
         rules += [grammar, EachNounOnce(noun_of_word)]
         size_ids = getattr(decoder, "size_word_ids", ())
         if size_ids:
