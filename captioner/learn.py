@@ -69,9 +69,9 @@ class LearnSettings:
     validation_share: float = 0.1  # of the captions, at least one when there are two or more
     min_word_count: int = 1  # a word of the person's seen this often joins the vocabulary
     # The rank of the learned model's path from each cell's raw encoder features (decoder.py,
-    # RawAdapter; 0: none): a model that reads cells as ImageNet classes sees little of colour.
+    # RawAdapter; 0: none), for a model that reads cells as ImageNet classes
+    # (semantic_features), which carry little of colour.
     raw_feature_rank: int = 64
-    raw_feature_lr: float = 1e-3  # its learning rate (1e-2 measured worse)
     seed: int = 0
 
 
@@ -151,19 +151,17 @@ def learn(
         raise LearnError(f"none of the {len(examples)} captioned photos can be read any more")
     vocab, new_words = _grown_vocabulary(captioner.vocab, captions, settings.min_word_count)
     ids = [vocab.encode(caption) for caption in captions]
+    torch.manual_seed(settings.seed)  # the raw-feature path's first layer is drawn at random
     start = _grown_decoder(
         captioner.decoder,
         len(vocab),
-        raw_feature_rank=captioner.decoder.config.raw_feature_rank or settings.raw_feature_rank,
+        raw_feature_rank=_raw_feature_rank(captioner.decoder, settings),
         end_after_noun=_all_name_a_noun(captioner.decoder, ids),
     )
     train_rows, val_rows = _split(len(ids), settings)
     known = captioner.decoder.config.vocab_size
-    new = {n for n, _ in start.named_parameters()} - {
-        n for n, _ in captioner.decoder.named_parameters()
-    }
     decoder, history = _fine_tune(
-        start, known, new, features, ids, train_rows, val_rows, settings, report
+        start, known, features, ids, train_rows, val_rows, settings, report
     )
     learned = Captioner(
         captioner.encoder,
@@ -283,6 +281,14 @@ def _grown_vocabulary(
     return Vocabulary(vocab.itos[len(SPECIAL_TOKENS) :] + new), new
 
 
+def _raw_feature_rank(decoder: Decoder, settings: LearnSettings) -> int:
+    """The learned model's raw-feature path: the one it has, else a new one when it reads cells
+    as ImageNet classes (a decoder reading raw features already sees what the path adds)."""
+    if decoder.config.raw_feature_rank or not decoder.config.semantic_features:
+        return decoder.config.raw_feature_rank
+    return settings.raw_feature_rank
+
+
 def _all_name_a_noun(decoder: Decoder, ids: list[list[int]]) -> bool:
     """Whether a copy model may keep ending captions only after a noun it copies: every one
     of the person's captions names one (none without a copy path)."""
@@ -368,7 +374,6 @@ def _validation_loss(
 def _fine_tune(
     decoder: Decoder,
     known_words: int,
-    new_parameters: set[str],
     features: torch.Tensor,
     ids: list[list[int]],
     train_rows: list[int],
@@ -378,21 +383,19 @@ def _fine_tune(
 ) -> tuple[Decoder, _History]:
     """Adam on the word loss plus L2-SP; returns the decoder of the best validation epoch
     (the last epoch's when nothing is held out). The anchor is the starting weights; a new
-    word's rows (from `known_words` on) and `new_parameters` (a new raw-feature path, which
-    learns at its own rate) have no starting point, so they are left free."""
+    word's rows (from `known_words` on) have no starting point, so they are left free. A new
+    raw-feature path is anchored at its start, whose last layer is zero: pulled toward adding
+    nothing, it learns only what the captions need (left free, it measured BLEU-4 0.227
+    against 0.297 on the check)."""
     torch.manual_seed(settings.seed)
     device = next(decoder.parameters()).device
     known = {
-        name: 0 if name in new_parameters else known_words if name in WORD_ROWS else p.shape[0]
+        name: known_words if name in WORD_ROWS else p.shape[0]
         for name, p in decoder.named_parameters()
     }
     anchor = {name: p.detach()[: known[name]].clone() for name, p in decoder.named_parameters()}
-    trainable = [(n, p) for n, p in decoder.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in trainable if n not in new_parameters]}]
-    if new_parameters:
-        new = [p for n, p in trainable if n in new_parameters]
-        groups.append({"params": new, "lr": settings.raw_feature_lr})
-    optimizer = torch.optim.Adam(groups, lr=settings.lr)
+    trainable = [p for p in decoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=settings.lr)
     start_loss = _validation_loss(decoder, features, ids, val_rows, settings.batch_size)
     # With captions held out, the start is a candidate too: learning that never beats it on
     # them gives back the starting weights.

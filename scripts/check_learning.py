@@ -90,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, default=LearnSettings.max_epochs)
     parser.add_argument("--lr", type=float, default=LearnSettings.lr)
     parser.add_argument("--raw-feature-rank", type=int, default=LearnSettings.raw_feature_rank)
-    parser.add_argument("--raw-feature-lr", type=float, default=LearnSettings.raw_feature_lr)
     parser.add_argument("--skip-before", action="store_true", help="do not score the default")
     args = parser.parse_args(argv)
     settings = LearnSettings(
@@ -98,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         max_epochs=args.max_epochs,
         lr=args.lr,
         raw_feature_rank=args.raw_feature_rank,
-        raw_feature_lr=args.raw_feature_lr,
     )
     print(f"torch threads: {torch.get_num_threads()}; settings: {settings}")
     with tempfile.TemporaryDirectory(prefix="check-learning-") as tmp:

@@ -177,25 +177,6 @@ def test_a_new_raw_feature_path_leaves_the_captions_unchanged_before_learning(
     assert [r.score for r in after] == pytest.approx([r.score for r in before], abs=1e-5)
 
 
-def test_a_learned_model_with_a_raw_feature_path_saves_and_loads(tiny_captioner, library):
-    settings = dataclasses.replace(QUICK, raw_feature_rank=8)
-    result = learn_from_library(tiny_captioner, library, settings=settings)
-    config = json.loads((result.model_dir / "config.json").read_text())
-    assert config["decoder"]["raw_feature_rank"] == 8
-    learned = Captioner.load(result.model_dir, backend="torch")
-    assert learned.decoder.config.raw_feature_rank == 8
-    # It learned along the path, which starts at zero.
-    assert float(learned.decoder.raw_features.up.weight.detach().abs().max()) > 0
-    # Learning again from the learned model keeps its path (and its rank).
-    again = learn_from_library(
-        learned, library, settings=dataclasses.replace(settings, max_epochs=1)
-    )
-    assert (
-        json.loads((again.model_dir / "config.json").read_text())["decoder"]["raw_feature_rank"]
-        == 8
-    )
-
-
 def test_learning_lowers_the_loss_on_held_out_captions(tiny_captioner, tmp_path, photos):
     """Captions that share the person's way of saying things: the one held out is better
     predicted after learning from the others."""
@@ -240,9 +221,12 @@ def test_a_copy_model_learned_from_captions_without_its_nouns_may_end_without_on
     assert CopyGrammar(noun_of_word, end_id=2, end_after_noun=False)(scores, history)[0, 2] == 0
 
 
-def test_learning_from_captions_without_a_copied_noun_lets_the_model_end_them(tmp_path, photos):
+def test_a_model_learned_from_the_default_reads_raw_features_saves_loads_and_ends(tmp_path, photos):
+    """The default model reads cells as ImageNet classes: the learned one gets a raw-feature
+    path, which learns, is saved and loads; learned from captions that name none of its
+    nouns, it may end a caption without one."""
     start = Captioner.load("default", backend="torch")
-    settings = LearnSettings(max_epochs=1, validation_share=0.0)
+    settings = LearnSettings(max_epochs=1, validation_share=0.0, raw_feature_rank=8)
     with Library.open(tmp_path / "library.sqlite3") as library:
         for name, caption in {"chelsea": "a red circle", "coffee": "a blue square"}.items():
             path = tmp_path / f"{name}.png"
@@ -251,6 +235,16 @@ def test_learning_from_captions_without_a_copied_noun_lets_the_model_end_them(tm
         result = learn_from_library(start, library, settings=settings)
         config = json.loads((result.model_dir / "config.json").read_text())
         assert config["decoder"]["end_after_noun"] is False
+        assert config["decoder"]["raw_feature_rank"] == 8
+        learned = Captioner.load(result.model_dir, backend="torch")
+        assert learned.decoder.config.raw_feature_rank == 8
+        assert float(learned.decoder.raw_features.up.weight.detach().abs().max()) > 0
+        # Learning again from the learned model keeps its path.
+        again = learn_from_library(learned, library, settings=settings, out_dir=tmp_path / "b")
+        assert (
+            json.loads((again.model_dir / "config.json").read_text())["decoder"]["raw_feature_rank"]
+            == 8
+        )
         # Captions that all name one of its nouns keep the rule.
         library.set_caption(str(tmp_path / "chelsea.png"), "a tabby cat")
         library.set_caption(str(tmp_path / "coffee.png"), "an espresso in a cup")
@@ -259,3 +253,9 @@ def test_learning_from_captions_without_a_copied_noun_lets_the_model_end_them(tm
         "end_after_noun"
         not in json.loads((result.model_dir / "config.json").read_text())["decoder"]
     )
+
+
+def test_a_model_reading_raw_features_gets_no_second_path(tiny_captioner, library):
+    result = learn_from_library(tiny_captioner, library, settings=QUICK)
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert "raw_feature_rank" not in config["decoder"]
