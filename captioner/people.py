@@ -24,8 +24,13 @@ import torch
 
 # The probability that a cell a detected person covers shows a person.
 PERSON_PROBABILITY = 0.9
-# Detection settings, on the photo as the encoder sees it (squashed to its square input):
-# a face at least MIN_FACE of the side, confirmed by MIN_NEIGHBOURS overlapping detections.
+# Detection settings, on the photo as the encoder sees it (squashed to its square input) and
+# scaled down to DETECTION_SIDE pixels: a face at least MIN_FACE of the side, confirmed by
+# MIN_NEIGHBOURS overlapping detections. The cascade's window is 20 px, so at 128 px faces
+# under 16% of the side are missed; the development photos' faces are 21-61% of it, found
+# alike at 224 and 128 px, and 128 px takes a fifth of the time (about 13 vs 65 ms a photo
+# on our Xeon, loaded).
+DETECTION_SIDE = 128
 MIN_FACE = 0.09
 MIN_NEIGHBOURS = 4
 SCALE_STEP = 1.1
@@ -48,7 +53,12 @@ def detect_faces(image: np.ndarray) -> list[tuple[float, float, float, float]]:
     import cv2
 
     height, width = image.shape[:2]
-    gray = cv2.equalizeHist(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY))
+    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    scale = DETECTION_SIDE / max(height, width)
+    if scale < 1:
+        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        height, width = gray.shape
+    gray = cv2.equalizeHist(gray)
     side = max(8, round(MIN_FACE * min(height, width)))
     faces = _face_cascade().detectMultiScale(gray, SCALE_STEP, MIN_NEIGHBOURS, minSize=(side, side))
     return [(x / width, y / height, (x + w) / width, (y + h) / height) for x, y, w, h in faces]
