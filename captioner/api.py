@@ -48,6 +48,7 @@ from captioner.taught import (
     check_word,
     example_vectors,
     from_record,
+    taught_digest,
 )
 from captioner.vocab import SPECIAL_TOKENS, Vocabulary, fix_articles
 
@@ -183,6 +184,24 @@ class Captioner:
             digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
+
+    @property
+    def captions_identity(self) -> str:
+        """What the caption library keys this captioner's captions by: the model's `identity`,
+        followed by whatever else changes what it says: the taught words it uses, an int8
+        encoder, hedging and the person detector. Two captioners with equal captions_identity
+        and options give the same captions, so a caption stored by one is current for the other."""
+        parts = [self.identity]
+        taught = taught_digest(self.taught_words())
+        if taught:
+            parts.append(f"taught:{taught}")
+        if self.precision == "int8":
+            parts.append("int8")
+        if self.hedging is not None:
+            parts.append(f"hedge:{self.hedging}:{self._hedge_root}")
+        if self.people:
+            parts.append("people")
+        return "+".join(parts)
 
     @functools.cached_property
     def encoder_identity(self) -> str:

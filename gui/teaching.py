@@ -6,7 +6,7 @@ thread says them. Teaching encodes the photo, so it runs as a job of the caption
 two captions, never in the UI thread. Whenever the library's examples change, the worker gets all
 of them again and the session a new model generation: every caption made so far is stale, and
 the caption library keys the new ones by an identity that includes the taught words
-(gui.worker.taught_identity), so a caption from before the word was taught is never shown as
+(Captioner.captions_identity), so a caption from before the word was taught is never shown as
 current. `changed` tells the window to show the photo again, captioned with the word.
 """
 

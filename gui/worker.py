@@ -26,6 +26,7 @@ import time
 import warnings
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -73,7 +74,7 @@ class ModelInfo:
     card: str = ""  # the model card (README.md in the model directory), if it has one
     shapes: bool = False  # the shapes model: it knows circles and squares, not photos
     identity: str = ""  # a hash of config and weights: the caption library keys captions by it
-    # (with the taught words applied: gui.teaching.taught_identity)
+    # (with the taught words applied: Captioner.captions_identity)
     encoder_identity: str = ""  # which encoder's taught examples apply (Captioner's)
     can_learn_words: bool = False  # a copy model: it can say taught words
     taught_note: str = ""  # why some of the library's taught words are not used; "" if all are
@@ -199,7 +200,7 @@ class CaptionWorker(QObject):
         self._captioner = None
         self._generation = -1
         self._taught_records: list = []  # the library's taught examples, applied on every load
-        self._model_identity = ""  # the loaded model's, without taught words
+        self._model_path: Path | None = None  # the loaded model's directory
         # path -> its encoder features, (1, gh, gw, C)
         self._encoded_photos: LruCache[str, torch.Tensor] = LruCache(
             ENCODED_PHOTOS_BYTES, cost=lambda features: features.numel() * features.element_size()
@@ -357,7 +358,7 @@ class CaptionWorker(QObject):
             self.model_failed.emit(job.generation, str(error) or type(error).__name__)
             return
         self._captioner = captioner
-        self._model_identity = _identity(captioner, path)
+        self._model_path = path
         with self._condition:
             records = self._taught_records
         note = captioner.use_taught(records) or ""
@@ -378,7 +379,7 @@ class CaptionWorker(QObject):
                 copy_words=_copy_words(captioner),
                 card=card_text,
                 shapes=is_shapes_model(captioner.name),
-                identity=taught_identity(self._model_identity, captioner, records),
+                identity=_identity(captioner, path),
                 encoder_identity=captioner.encoder_identity,
                 can_learn_words=captioner.can_learn_words,
                 taught_note=note,
@@ -410,7 +411,7 @@ class CaptionWorker(QObject):
             return  # the next load applies them
         note = self._captioner.use_taught(job.records) or ""
         self._generation = job.generation  # the encoded photos stay: only decoding changed
-        identity = taught_identity(self._model_identity, self._captioner, job.records)
+        identity = _identity(self._captioner, self._model_path)
         applied = TaughtApplied(job.generation, identity, note, _copy_words(self._captioner))
         self.taught_applied.emit(applied)
 
@@ -507,29 +508,13 @@ def load_display(path: str, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
 
 
 def _identity(captioner, path) -> str:
-    """The model's identity for the caption library (Captioner.identity, a hash of its config
-    and weights); a hash of its directory's name where this captioner has none."""
+    """What the caption library keys the model's captions by (Captioner.captions_identity: its
+    config and weights, the taught words it uses, int8, hedging); a hash of its directory's
+    name where this captioner has none."""
     try:
-        return captioner.identity
+        return captioner.captions_identity
     except AttributeError:
         return hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()
-
-
-def taught_identity(identity: str, captioner, records: list) -> str:
-    """The caption library's key for the captions of a model with taught words: its own
-    identity while none of `records` applies, else a hash of it and the examples it uses (so
-    a caption made before a word was taught is never shown as one made after)."""
-    used = [
-        record
-        for record in records
-        if captioner.can_learn_words and record.encoder == captioner.encoder_identity
-    ]
-    if not used:
-        return identity
-    digest = hashlib.sha256(identity.encode())
-    for record in used:
-        digest.update(record.word.encode() + b"\0" + record.vector)
-    return digest.hexdigest()
 
 
 def is_shapes_model(name: str) -> bool:

@@ -79,10 +79,10 @@ def checked_caption(text: str) -> str:
 class ModelKey:
     """Which model wrote a caption, with which options: identical keys, identical captions.
 
-    identity: a hash of the model's config and weights (`Captioner.identity`), so a retrained
-    model under the same name is a different model, followed by "+taught:" and a digest of
-    the words taught to it when there are any (`taught.taught_digest`): teaching a word
-    changes what the model says; options: `options_key(DecodeOptions)`.
+    identity: `Captioner.captions_identity`: a hash of the model's config and weights, so a
+    retrained model under the same name is a different model, followed by what else changes
+    its captions (taught words, int8, hedging, the person detector); options:
+    `options_key(DecodeOptions)`.
     """
 
     identity: str
@@ -90,12 +90,7 @@ class ModelKey:
     name: str = ""  # for people: the model's name when it wrote the caption
 
     @classmethod
-    def of(
-        cls, identity: str, options: DecodeOptions, name: str = "", taught: str = ""
-    ) -> ModelKey:
-        """taught: `taught_digest` of the words the model uses, "" when none."""
-        if taught:
-            identity = f"{identity}+taught:{taught}"
+    def of(cls, identity: str, options: DecodeOptions, name: str = "") -> ModelKey:
         return cls(identity, options_key(options), name)
 
 

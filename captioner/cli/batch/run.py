@@ -25,7 +25,6 @@ from captioner.library import Library, LibraryError, ModelKey, ModelResult
 from captioner.photos.images import source_name
 from captioner.pipeline import caption_batches, photo_batches
 from captioner.results import CaptionResult
-from captioner.taught import taught_digest
 
 
 def run(config: BatchRun, captioner: Captioner, *, load_seconds: float | None = None) -> int:
@@ -41,12 +40,7 @@ def run(config: BatchRun, captioner: Captioner, *, load_seconds: float | None = 
     # part of the key, so photos captioned before a word was taught are captioned again.
     notice = captioner.use_taught(library.taught()) if library is not None else None
     model = (
-        ModelKey.of(
-            captioner.identity,
-            config.decoding,
-            captioner.name,
-            taught=taught_digest(captioner.taught_words()),
-        )
+        ModelKey.of(captioner.captions_identity, config.decoding, captioner.name)
         if library is not None
         else None
     )
