@@ -32,7 +32,11 @@ def test_the_default_model_names_the_subject_at_least_as_often_as_the_classifier
     docs/reports/real_photos.md."""
     model = model_report(photos, None, "cpu")
     reports = head_only_reports(photos, weightings=(DEFAULT_WEIGHTING,))
-    assert model.rate >= reports[DEFAULT_WEIGHTING, "pooled"].rate, model.table()
-    # 31 of all 48 development photos (65%); 5 of the nine Python-package photos, the fewest
+    # Hedging (issue #25) says "an animal" where it is unsure, and the classifier's guess is
+    # sometimes right: the issue allows two photos fewer than before (30 of 48 against the
+    # classifier's 31).
+    allowance = 2 / len(photos)
+    assert model.rate >= reports[DEFAULT_WEIGHTING, "pooled"].rate - allowance, model.table()
+    # 30 of all 48 development photos (63%); 5 of the nine Python-package photos, the fewest
     # a test machine has.
     assert model.rate >= 0.5, model.table()

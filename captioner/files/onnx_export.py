@@ -8,9 +8,11 @@ and a README saying how they fit together.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +53,9 @@ to [0, 1], normalised with mean {mean} and standard deviation {std}, channels fi
 - `vocab.json`: word ids; `<start>` begins every caption, `<end>` ends it.
 - `decoding.json`: the search's rules as tables (the special ids, a copy model's noun of each
   word) and the words that take "an".
+- The graphs and the reference decoder give the model's own captions: captioner's hedging
+  ("an animal" where it is unsure), its person detector and taught words are Python around
+  them, not in the graphs (`Captioner.set_hedging(None)` and `set_people(False)` match them).
 - `reference_decoder.py`: greedy and beam search over these graphs in numpy and onnxruntime
   only, giving captioner's captions: `python reference_decoder.py photo.jpg --beam-size 5`
   (Pillow reads the photo), or `ReferenceDecoder(folder).caption(pixels)`.
@@ -66,9 +71,11 @@ def export_onnx_folder(
     Raises OnnxUnavailableError when onnx is not installed."""
 
     def write(folder: Path) -> None:
-        export_graphs(captioner.encoder, captioner.decoder, folder)
-        _export_prepare_graph(captioner, folder)
-        (folder / DECODING_FILE).write_text(json.dumps(_decoding_tables(captioner), indent=1))
+        with _without_hedging(captioner.decoder):
+            export_graphs(captioner.encoder, captioner.decoder, folder)
+            _export_prepare_graph(captioner, folder)
+            tables = _decoding_tables(captioner)
+        (folder / DECODING_FILE).write_text(json.dumps(tables, indent=1))
         shutil.copyfile(REFERENCE_DECODER, folder / REFERENCE_DECODER_FILE)
         for name in (CONFIG_FILE, VOCAB_FILE):
             shutil.copyfile(Path(model_dir) / name, folder / name)
@@ -94,6 +101,18 @@ def _usage_notes(captioner: Captioner, folder: Path) -> str:
         inputs=", ".join(f"`{node.name}`" for node in step.graph.input),
         outputs=", ".join(f"`{name}`" for name in described["step_outputs"]),
     )
+
+
+@contextlib.contextmanager
+def _without_hedging(decoder: Decoder) -> Iterator[None]:
+    """The graphs are the model's own: hedging (noun_tree.py) and the person detector are
+    captioner's Python around it, so the exported folder gives the unhedged captions."""
+    hedge = decoder.hedge
+    decoder.set_hedge(None)
+    try:
+        yield
+    finally:
+        decoder.set_hedge(hedge)
 
 
 class _Prepare(nn.Module):
