@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +47,14 @@ def photo(name: str) -> Image.Image:
 @pytest.fixture(scope="session")
 def photos() -> dict[str, Image.Image]:
     return {name: photo(name) for name in PHOTO_CAPTIONS}
+
+
+def save_photos(folder: Path, photos: dict[str, Image.Image], names: list[str]) -> Path:
+    """A folder of the named photos as PNG files, as a person would open one in the app."""
+    folder.mkdir()
+    for name in names:
+        photos[name].save(folder / f"{name}.png")
+    return folder
 
 
 def train_tiny_captioner(

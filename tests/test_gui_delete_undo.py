@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from conftest import PHOTO_CAPTIONS, show_main_window  # noqa: E402
+from conftest import PHOTO_CAPTIONS, save_photos, show_main_window  # noqa: E402
 from PySide6.QtCore import QItemSelectionModel, Qt  # noqa: E402
 
 from gui.settings import Settings  # noqa: E402
@@ -19,11 +19,7 @@ NAMES = ["astronaut", "chelsea", "coffee", "rocket"]
 
 @pytest.fixture
 def photo_dir(tmp_path, photos):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in NAMES:
-        photos[name].save(folder / f"{name}.png")
-    return folder
+    return save_photos(tmp_path / "photos", photos, NAMES)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from conftest import show_main_window  # noqa: E402
+from conftest import save_photos, show_main_window  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QListView  # noqa: E402
@@ -22,11 +22,7 @@ NAMES = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "motor
 
 @pytest.fixture
 def photo_dir(tmp_path, photos):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in NAMES:
-        photos[name].save(folder / f"{name}.png")
-    return folder
+    return save_photos(tmp_path / "photos", photos, NAMES)
 
 
 @pytest.fixture
