@@ -113,9 +113,19 @@ def add_engine_arguments(group: ArgumentGroup) -> None:
 
 
 def plain_warnings(program: str) -> None:
-    """Warnings print as one line, "program: message" (the int8 graph being built, int8 not
-    used and why), not as Python's file, line and source."""
-    warnings.formatwarning = lambda message, *_: f"{program}: {message}\n"
+    """captioner's own notices (the int8 graph being built, int8 not used and why) print as
+    one line, "program: message", not as Python's file, line and source; other warnings keep
+    Python's format (a test calling a command's main in-process keeps its own)."""
+    from captioner.quantize import Int8BuildNote, PrecisionWarning
+
+    python_format = warnings.formatwarning
+
+    def format_warning(message, category, *where) -> str:
+        if issubclass(category, (Int8BuildNote, PrecisionWarning)):
+            return f"{program}: {message}\n"
+        return python_format(message, category, *where)
+
+    warnings.formatwarning = format_warning
 
 
 def add_decode_arguments(group: ArgumentGroup) -> None:
