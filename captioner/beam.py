@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from captioner.decoder import Decoder, ImageMemory
-from captioner.rules import apply_rules, decoding_rules
+from captioner.rules import apply_rules, decoding_rules, size_openings
 
 
 @dataclass
@@ -78,6 +78,12 @@ def beam_search(
         no_repeat_ngram_size=no_repeat_ngram_size,
         device=features.device,
         taught=memory.taught,
+        # Which size words each image may open with: where sizes tell things apart.
+        size_openings=(
+            size_openings(memory.noun_probs, memory.hedge)
+            if memory.noun_probs is not None
+            else None
+        ),
     )
     # At the length limit a caption can only end, in place of the rules: a copy model's
     # caption that has named nothing by then ends too.
@@ -107,7 +113,7 @@ def beam_search(
         if t == max_length:
             log_probs = log_probs.masked_fill(only_end, -math.inf)
         else:
-            log_probs = apply_rules(rules, log_probs, sequences)
+            log_probs = apply_rules(rules, log_probs, sequences, images)
         candidates = (alive.unsqueeze(-1) + log_probs.view(searching, k, vocab_size)).flatten(1)
         # 2k candidates guarantee k that do not end, whatever number of them pick <end>.
         top_logp, top_index = candidates.topk(min(2 * k, candidates.shape[1]), dim=1)

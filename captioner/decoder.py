@@ -256,6 +256,7 @@ class Decoder(nn.Module):
         # The ids of the size words ("large", "small"), which a copy model says only after its
         # first noun (rules.py); set by whoever holds the vocabulary (Captioner).
         self.size_word_ids: tuple[int, ...] = ()
+        self.small_word_ids: tuple[int, ...] = ()  # those of them that say "small"
         self.register_state_dict_post_hook(_save_flat_names)
         self.register_load_state_dict_pre_hook(_load_flat_names)
 

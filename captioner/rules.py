@@ -21,6 +21,7 @@ from typing import Protocol
 import torch
 
 from captioner.decoder import Decoder
+from captioner.noun_tree import Hedge
 from captioner.taught import TaughtNouns
 from captioner.vocab import Vocabulary
 
@@ -28,6 +29,18 @@ from captioner.vocab import Vocabulary
 BANNED_IDS = (Vocabulary.pad_id, Vocabulary.start_id, Vocabulary.unk_id)
 # Words that say how big a thing is, which a copy model says only after its first noun.
 SIZE_WORDS = ("large", "small", "big", "little")
+SMALL_WORDS = ("small", "little")
+# Which size words may open an image's caption (size_openings).
+NO_SIZE, ANY_SIZE, ONLY_SMALL = 0, 1, 2
+# When (size_openings): a grid cell is sure of a thing where its top noun has SURE_CELL; a
+# thing is THING_CELLS sure cells or more (of the default model's 7 x 7); two things differ in
+# size when one has SIZE_RATIO times the other's cells; the largest thing is small in the
+# frame at SMALL_THING cells or fewer. Chosen on validation composites and 32 calibration
+# photos, not the development photos (docs/guides/hedging.md, "Size words").
+SURE_CELL = 0.8
+THING_CELLS = 2
+SIZE_RATIO = 3.0
+SMALL_THING = 10
 
 
 class Rule(Protocol):
@@ -101,20 +114,102 @@ class CopyGrammar:
 
 
 class SizeOnlyAfterANoun:
-    """No size word before the caption's first noun. A copy model learned "a large dog" from
-    composites, where the size compares things pasted at different scales; on a photo "large"
-    says nothing (the subject fills the frame) and opened 45 of 48 captions of the development
-    photos. After a first noun a size word can still tell two things apart ("a dog and a
-    small cat")."""
+    """No size word before the caption's first noun, unless the photo shows things whose size
+    tells them apart, or one small thing (`size_openings`). A copy model learned "a large dog"
+    from composites, where the size compares things pasted at different scales; on a photo
+    whose subject fills the frame "large" says nothing, and it opened 45 of 48 captions of the
+    development photos. After a first noun a size word can still tell two things apart ("a dog
+    and a small cat")."""
 
-    def __init__(self, size_ids: Sequence[int], noun_of_word: torch.Tensor) -> None:
+    # Rows differ by their image: the search says which images its rows are (apply_rules).
+    per_image = True
+
+    def __init__(
+        self,
+        size_ids: Sequence[int],
+        noun_of_word: torch.Tensor,
+        size_openings: torch.Tensor | None = None,
+        small_ids: Sequence[int] = (),
+    ) -> None:
+        """size_openings: (batch,) which size words each image of the search may open with
+        (NO_SIZE, ANY_SIZE or ONLY_SMALL: `size_openings`); None: none. small_ids: the size
+        words that say "small"."""
         self.is_size = torch.zeros_like(noun_of_word, dtype=torch.bool)  # (vocab,)
         self.is_size[list(size_ids)] = True
+        self.is_small = torch.zeros_like(self.is_size)  # (vocab,)
+        self.is_small[list(small_ids)] = True
         self.is_noun = noun_of_word >= 0  # (vocab,)
+        self.size_openings = size_openings
 
-    def __call__(self, scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, scores: torch.Tensor, history: torch.Tensor, images: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """images: (searching,) the batch index of each block of rows (rows = images x
+        beams or samples); None: the rows are of no image that may open with a size word."""
         named = self.is_noun[history].any(1)  # (rows,)
-        return scores.masked_fill(~named.unsqueeze(1) & self.is_size, -math.inf)
+        banned = ~named.unsqueeze(1) & self.is_size  # (rows, vocab)
+        if self.size_openings is not None and images is not None:
+            kind = self.size_openings[images].repeat_interleave(len(history) // len(images))
+            banned &= (kind != ANY_SIZE).unsqueeze(1)
+            banned &= ~((kind == ONLY_SMALL).unsqueeze(1) & self.is_small)
+        return scores.masked_fill(banned, -math.inf)
+
+
+def size_openings(noun_probs: torch.Tensor, hedge: Hedge | None = None) -> torch.Tensor:
+    """(batch, num_pixels, nouns) a copy memory's cell distributions -> (batch,) which size
+    words may open each image's caption: any (ANY_SIZE) where it shows two things the model is
+    sure of whose sizes clearly differ ("a small dog and a large bicycle"); "small" (ONLY_SMALL)
+    where the largest thing it is sure of fills only a small part of the frame ("a small
+    kite"); else none (NO_SIZE).
+
+    A thing is the cells whose top noun has at least SURE_CELL, grouped by that noun, with a
+    hypernym's cells joining those of a noun under it ("animal" cells beside "llama" ones are
+    the llama). Only things of at least THING_CELLS cells count. The thresholds were chosen
+    on validation composites and 32 calibration photos (docs/guides/hedging.md)."""
+    top_p, top = noun_probs.max(-1)  # (batch, num_pixels)
+    sure = top_p >= SURE_CELL
+    related = _related_columns(hedge, noun_probs.shape[-1], noun_probs.device)
+    result = torch.full((len(noun_probs),), NO_SIZE)
+    for image, (columns, is_sure) in enumerate(zip(top.tolist(), sure.tolist(), strict=True)):
+        cells: dict[int, int] = {}
+        for column, counted in zip(columns, is_sure, strict=True):
+            if counted:
+                cells[column] = cells.get(column, 0) + 1
+        things: dict[int, int] = {}  # the largest group first, each with the groups it joined
+        for column in sorted(cells, key=cells.get, reverse=True):
+            home = next((t for t in things if related(t, column)), column)
+            things[home] = things.get(home, 0) + cells[column]
+        sizes = sorted(things.values(), reverse=True)
+        counted = [size for size in sizes if size >= THING_CELLS]
+        contrast = len(counted) >= 2 and counted[0] >= SIZE_RATIO * counted[-1]
+        if contrast:
+            result[image] = ANY_SIZE
+        elif sizes and sizes[0] <= SMALL_THING:
+            result[image] = ONLY_SMALL
+    return result.to(noun_probs.device)
+
+
+def _related_columns(hedge: Hedge | None, columns: int, device: torch.device):
+    """(a, b) -> whether copy columns a and b name one thing: the same, or one a hypernym of
+    the other in the hedge's tree. Columns are the table's nouns, taught words, hypernyms."""
+    if hedge is None:
+        return lambda a, b: a == b
+    under = hedge.under.to(device).bool()  # (table nouns, nodes): node is the noun or above it
+    nouns, taught = under.shape[0], columns - under.shape[1]
+
+    def node(column: int) -> int | None:
+        if column < nouns:
+            return column
+        return column - taught if column >= nouns + taught else None  # a taught word: none
+
+    def related(a: int, b: int) -> bool:
+        a_node, b_node = node(a), node(b)
+        if a == b or a_node is None or b_node is None:
+            return a == b
+        a_nouns, b_nouns = under[:, a_node], under[:, b_node]  # the nouns under each
+        return bool((a_nouns <= b_nouns).all() or (b_nouns <= a_nouns).all())
+
+    return related
 
 
 class EachNounOnce:
@@ -143,13 +238,15 @@ def decoding_rules(
     no_repeat_ngram_size: int = 0,
     device: torch.device | str = "cpu",
     taught: TaughtNouns | None = None,
+    size_openings: torch.Tensor | None = None,
 ) -> list[Rule]:
     """The rules every search of `decoder` applies, their tables on `device`. Of the decoder
     they read only `config` and, for a copy model, `noun_singular_ids` and `noun_plural_ids`.
     taught: the words taught to a copy model (the `taught` of the memory the search prepared),
     nouns like the table's; their ids take the vocabulary to taught.word_count. A decoder
     that hedges (noun_tree.py, not while training) says hypernyms too, nouns with ids after
-    those."""
+    those. size_openings: (batch,) which size words each image may open with (`size_openings`
+    of the search's memory); None: none."""
     vocab_size = taught.word_count if taught is not None else decoder.config.vocab_size
     hedge = None if getattr(decoder, "training", False) else getattr(decoder, "hedge", None)
     hedge_base = vocab_size
@@ -186,14 +283,25 @@ def decoding_rules(
         rules += [grammar, EachNounOnce(noun_of_word)]
         size_ids = getattr(decoder, "size_word_ids", ())
         if size_ids:
-            rules.append(SizeOnlyAfterANoun(size_ids, noun_of_word))
+            small_ids = getattr(decoder, "small_word_ids", ())
+            rules.append(SizeOnlyAfterANoun(size_ids, noun_of_word, size_openings, small_ids))
     if no_repeat_ngram_size > 0:
         rules.append(NoRepeatNgram(no_repeat_ngram_size, end_id))
     return rules
 
 
-def apply_rules(rules: Sequence[Rule], scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-    """(rows, vocab) scores with every rule's banned words at -inf."""
+def apply_rules(
+    rules: Sequence[Rule],
+    scores: torch.Tensor,
+    history: torch.Tensor,
+    images: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(rows, vocab) scores with every rule's banned words at -inf. images: (searching,) the
+    batch index of each image whose rows these are, in order, equally many rows each; the
+    rules that differ per image (`per_image`) read it."""
     for rule in rules:
-        scores = rule(scores, history)
+        if getattr(rule, "per_image", False):
+            scores = rule(scores, history, images)
+        else:
+            scores = rule(scores, history)
     return scores

@@ -18,12 +18,17 @@ Printed: each caption with its false nouns, then
 
 --confidence sets the copy path's hedging confidence (docs/guides/hedging.md; 0 turns it off)
 and --no-people leaves out the person detector, to compare with and without them.
+--size-rule and --size-thresholds choose when a size word may open a caption (rules.py's
+size_openings; "never" is the rule before, "free" no rule), to choose the thresholds on
+validation composites and the calibration photos. With --composites, each run's BLEU-4
+against the composites' reference captions is printed too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +168,35 @@ def composite_set(folder: Path, split: str, limit: int) -> tuple[list[Path], dic
     return paths, truth, subjects
 
 
+def composite_bleu(folder: Path, split: str, captions: dict[str, str]) -> float:
+    """BLEU-4 of the captions (keyed by image path) against the composites' references."""
+    from training.metrics import coco_metrics
+
+    annotations = json.loads((folder / f"captions_{split}.json").read_text(encoding="utf-8"))
+    paths = {
+        image["id"]: str(folder / split / image["file_name"]) for image in annotations["images"]
+    }
+    references: dict[str, list[str]] = {}
+    for annotation in annotations["annotations"]:
+        path = paths[annotation["image_id"]]
+        if path in captions:
+            references.setdefault(path, []).append(annotation["caption"])
+    return coco_metrics(references, captions, meteor=False)["Bleu_4"]
+
+
+def set_size_rule(captioner, rule: str, thresholds: list[float] | None) -> None:
+    """When the captioner's copy model may open a caption with a size word: "contrast" (where
+    rules.size_openings says, at `thresholds` or the shipped ones), "never", or "free"."""
+    from captioner import rules
+
+    if thresholds is not None:
+        rules.SURE_CELL, rules.THING_CELLS, rules.SIZE_RATIO, rules.SMALL_THING = thresholds
+    if rule == "never":  # no thing is big enough to count, and none small enough
+        rules.THING_CELLS, rules.SMALL_THING = math.inf, -1
+    elif rule == "free":
+        captioner.decoder.size_word_ids = ()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model directory or name (default model)")
@@ -188,6 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-root", action="store_true", help='hedging never says "a photo" (the top noun then)'
     )
+    parser.add_argument(
+        "--size-rule",
+        choices=("contrast", "never", "free"),
+        default="contrast",
+        help="size words may open a caption where sizes differ (default), never, or anywhere",
+    )
+    parser.add_argument(
+        "--size-thresholds",
+        type=float,
+        nargs=4,
+        metavar=("SURE", "CELLS", "RATIO", "SMALL"),
+        help="rules.py's SURE_CELL, THING_CELLS, SIZE_RATIO and SMALL_THING for this run",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the figures and captions here")
     args = parser.parse_args(argv)
@@ -205,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     captioner = Captioner.load(args.model, device=args.device)
     if args.no_people:
         captioner.set_people(False)
+    set_size_rule(captioner, args.size_rule, args.size_thresholds)
     runs, table = {}, []
     for confidence in args.confidence or [None]:
         if confidence is not None:
@@ -218,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 mark = f"  FALSE: {', '.join(s.false)}" if s.false else ""
                 print(f"{s.id:<{width}}  {'S' if s.subject else '-'}  {s.caption}{mark}")
         figures = summary(scored)
+        if args.composites:
+            figures["BLEU-4"] = composite_bleu(args.composites, args.split, captions)
         runs[str(confidence)] = {"figures": figures, "captions": captions}
         table.append((confidence, figures))
     n = table[0][1]["photos"]
@@ -226,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'confidence':<11}" + "".join(f"{name:>20}" for name in names))
     for confidence, figures in table:
         label = "model's" if confidence is None else ("off" if confidence == 0 else confidence)
-        cells = "".join(f"{f'{figures[name]} ({figures[name] / n:.0%})':>20}" for name in names)
+        cells = "".join(
+            f"{figures[name]:>20.4f}"
+            if name == "BLEU-4"
+            else f"{f'{figures[name]} ({figures[name] / n:.0%})':>20}"
+            for name in names
+        )
         print(f"{label!s:<11}{cells}")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1), encoding="utf-8")
