@@ -96,6 +96,14 @@ class DecoderConfig:
     # (rules.CopyGrammar). A model learned from a person's captions that do not all name one
     # ends where theirs do.
     end_after_noun: bool = True
+    # Word ids of table nouns that a model learned from a person's captions also says from its
+    # vocabulary, as they do: "an orange star" names a colour the ImageNet classifier never
+    # sees, and a copy-only "orange" was never said (copy_head.CopyHead.free_nouns).
+    free_nouns: tuple[int, ...] = ()
+    # The no-repeat n-gram size its searches use when the caller asks for none (0: none).
+    # EachNounOnce keeps a copy model from naming a thing twice, but not with the person's new
+    # nouns: "a green circle and a green circle".
+    no_repeat_ngram_size: int = 0
 
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
@@ -112,7 +120,12 @@ class DecoderConfig:
         return data
 
 
-LEARNED_MODEL_FIELDS = {"raw_feature_rank": 0, "end_after_noun": True}
+LEARNED_MODEL_FIELDS = {
+    "raw_feature_rank": 0,
+    "end_after_noun": True,
+    "free_nouns": (),
+    "no_repeat_ngram_size": 0,
+}
 
 
 class DecoderState(NamedTuple):
@@ -240,7 +253,14 @@ class Decoder(nn.Module):
         if c.copy_nouns < 0 or c.copy_classes < 1:
             raise ValueError("copy_nouns must be at least 0 and copy_classes at least 1")
         self.copy_head = (
-            CopyHead(c.vocab_size, c.encoder_dim, c.decoder_dim, c.copy_classes, c.copy_nouns)
+            CopyHead(
+                c.vocab_size,
+                c.encoder_dim,
+                c.decoder_dim,
+                c.copy_classes,
+                c.copy_nouns,
+                free_nouns=c.free_nouns,
+            )
             if c.copy_nouns
             else None
         )

@@ -151,12 +151,15 @@ def learn(
         raise LearnError(f"none of the {len(examples)} captioned photos can be read any more")
     vocab, new_words = _grown_vocabulary(captioner.vocab, captions, settings.min_word_count)
     ids = [vocab.encode(caption) for caption in captions]
+    end_after_noun = _all_name_a_noun(captioner.decoder, ids)
     torch.manual_seed(settings.seed)  # the raw-feature path's first layer is drawn at random
     start = _grown_decoder(
         captioner.decoder,
         len(vocab),
         raw_feature_rank=_raw_feature_rank(captioner.decoder, settings),
-        end_after_noun=_all_name_a_noun(captioner.decoder, ids),
+        end_after_noun=end_after_noun,
+        free_nouns=_free_nouns(captioner.decoder, ids, end_after_noun),
+        no_repeat_ngram_size=_no_repeat_ngram_size(captioner.decoder, end_after_noun),
     )
     train_rows, val_rows = _split(len(ids), settings)
     known = captioner.decoder.config.vocab_size
@@ -296,6 +299,26 @@ def _all_name_a_noun(decoder: Decoder, ids: list[list[int]]) -> bool:
         return decoder.config.end_after_noun
     nouns = set(decoder.noun_singular_ids.tolist()) | set(decoder.noun_plural_ids.tolist())
     return decoder.config.end_after_noun and all(nouns & set(caption) for caption in ids)
+
+
+def _free_nouns(decoder: Decoder, ids: list[list[int]], end_after_noun: bool) -> tuple[int, ...]:
+    """The table nouns a learned copy model says from its vocabulary too: when the person's
+    captions name things the copy path cannot (not `end_after_noun`), the table nouns they
+    use, as they use them ("an orange star": the ImageNet classifier sees no fruit there)."""
+    if decoder.copy_head is None or end_after_noun:
+        return tuple(decoder.config.free_nouns)
+    nouns = set(decoder.noun_singular_ids.tolist()) | set(decoder.noun_plural_ids.tolist())
+    used = {word for caption in ids for word in caption} & nouns
+    return tuple(sorted(used | set(decoder.config.free_nouns)))
+
+
+def _no_repeat_ngram_size(decoder: Decoder, end_after_noun: bool) -> int:
+    """The learned model's own no-repeat n-gram size: the starting model's, else 3 when the
+    person's captions name things the copy path cannot. EachNounOnce keeps a copy model from
+    naming a thing twice, but the person's new nouns are not the table's."""
+    if decoder.config.no_repeat_ngram_size or end_after_noun or decoder.copy_head is None:
+        return decoder.config.no_repeat_ngram_size
+    return 3
 
 
 def _grown_decoder(decoder: Decoder, vocab_size: int, **config_changes) -> Decoder:

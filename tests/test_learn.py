@@ -202,8 +202,15 @@ def test_other_models_files_hold_no_learned_model_fields():
     for name in LEARNED_MODEL_FIELDS:
         del written[name]
     assert config.to_dict() == written
-    learned = dataclasses.replace(config, raw_feature_rank=4, end_after_noun=False)
-    assert learned.to_dict() == {**written, "raw_feature_rank": 4, "end_after_noun": False}
+    learned = dataclasses.replace(
+        config, raw_feature_rank=4, end_after_noun=False, free_nouns=(35,)
+    )
+    assert learned.to_dict() == {
+        **written,
+        "raw_feature_rank": 4,
+        "end_after_noun": False,
+        "free_nouns": (35,),
+    }
     assert DecoderConfig.from_dict(learned.to_dict()) == learned
 
 
@@ -223,8 +230,8 @@ def test_a_copy_model_learned_from_captions_without_its_nouns_may_end_without_on
 
 def test_a_model_learned_from_the_default_reads_raw_features_saves_loads_and_ends(tmp_path, photos):
     """The default model reads cells as ImageNet classes: the learned one gets a raw-feature
-    path, which learns, is saved and loads; learned from captions that name none of its
-    nouns, it may end a caption without one."""
+    path, which learns, is saved and loads; learned from captions that do not all name one of
+    its nouns, it may end a caption without one, and the nouns they use are free."""
     start = Captioner.load("default", backend="torch")
     settings = LearnSettings(max_epochs=1, validation_share=0.0, raw_feature_rank=8)
     with Library.open(tmp_path / "library.sqlite3") as library:
@@ -248,14 +255,87 @@ def test_a_model_learned_from_the_default_reads_raw_features_saves_loads_and_end
         # Captions that all name one of its nouns keep the rule.
         library.set_caption(str(tmp_path / "chelsea.png"), "a tabby cat")
         library.set_caption(str(tmp_path / "coffee.png"), "an espresso in a cup")
-        result = learn_from_library(start, library, settings=settings)
-    assert (
-        "end_after_noun"
-        not in json.loads((result.model_dir / "config.json").read_text())["decoder"]
-    )
+        kept = learn_from_library(start, library, settings=settings, out_dir=tmp_path / "c")
+        # "orange", a table noun (the fruit), in captions that do not all name one: free, said
+        # as the person says it (a colour).
+        library.set_caption(str(tmp_path / "chelsea.png"), "an orange circle")
+        library.set_caption(str(tmp_path / "coffee.png"), "a blue square")
+        free = learn_from_library(start, library, settings=settings, out_dir=tmp_path / "d")
+    decoder = json.loads((kept.model_dir / "config.json").read_text())["decoder"]
+    assert "end_after_noun" not in decoder and "free_nouns" not in decoder
+    decoder = json.loads((free.model_dir / "config.json").read_text())["decoder"]
+    assert decoder["free_nouns"] == [start.vocab.stoi["orange"]]
+    assert decoder["no_repeat_ngram_size"] == 3  # "a blue square and a blue square" no more
 
 
 def test_a_model_reading_raw_features_gets_no_second_path(tiny_captioner, library):
     result = learn_from_library(tiny_captioner, library, settings=QUICK)
     config = json.loads((result.model_dir / "config.json").read_text())
     assert "raw_feature_rank" not in config["decoder"]
+
+
+def test_a_free_noun_is_said_by_both_paths():
+    """A learned model's free noun ("orange" as a colour) gets the vocabulary path's share
+    beside the copy path's; a table noun that is not free gets only the copy path's."""
+    import torch
+
+    from captioner.copy_head import CopyHead
+
+    orange, star, vocab = 5, 7, 9
+    step = {}
+    for free in ((), (orange,)):
+        head = CopyHead(vocab, encoder_dim=4, decoder_dim=3, classes=2, nouns=1, free_nouns=free)
+        head.attach(
+            torch.zeros(2, 4),
+            torch.zeros(2),
+            torch.tensor([[1.0], [0.0]]),
+            torch.tensor([orange]),
+            torch.tensor([orange + 1]),
+        )
+        with torch.no_grad():
+            head.copy_gate.bias.fill_(-20.0)  # the gate shut: nearly all from the vocabulary
+        classes = torch.tensor([0.01, 0.99]).log().view(1, 1, 1, 2)
+        memory = head.prepare(torch.zeros(1, 1, 1, 4), class_log_probs=classes)
+        logits = torch.zeros(1, vocab)
+        logits[0, [orange, star]] = 5.0  # the vocabulary path says "orange" or "star"
+        log_p, _ = head(logits, torch.zeros(1, 3), torch.ones(1, 1), memory)
+        step[free] = log_p[0].detach().exp()
+        assert float(step[free].sum()) == pytest.approx(1.0, abs=1e-4)
+    assert float(step[()][orange]) < 1e-6  # forced copy, and the gate is shut
+    assert float(step[(orange,)][orange]) == pytest.approx(float(step[(orange,)][star]), rel=1e-3)
+    assert float(step[(orange,)][orange]) > 0.4
+
+
+def test_a_learned_model_says_free_nouns_and_size_words_as_the_person_does():
+    """A model learned from captions that name things the copy path cannot says its free
+    nouns as often as the person does, and size words may open a caption."""
+    import torch
+
+    from captioner.decoder import Decoder
+    from captioner.rules import EachNounOnce, NoRepeatNgram, SizeOnlyAfterANoun, decoding_rules
+
+    start = Captioner.load("default", backend="torch")
+    free = (start.vocab.stoi["orange"],)
+    config = dataclasses.replace(start.decoder.config, end_after_noun=False, free_nouns=free)
+    learned = Decoder(config)
+    learned.load_state_dict(start.decoder.state_dict())
+    learned.size_word_ids = start.decoder.size_word_ids
+    rules = decoding_rules(learned, end_id=start.vocab.end_id)
+    assert not any(isinstance(rule, SizeOnlyAfterANoun) for rule in rules)
+    once = next(rule for rule in rules if isinstance(rule, EachNounOnce))
+    orange = start.vocab.stoi["orange"]
+    history = torch.tensor([[start.vocab.stoi["an"], orange]])  # "an orange ..."
+    assert once(torch.zeros(1, config.vocab_size), history)[0, orange] == 0
+    shipped = decoding_rules(start.decoder, end_id=start.vocab.end_id)
+    assert any(isinstance(rule, SizeOnlyAfterANoun) for rule in shipped)
+    assert not any(isinstance(rule, NoRepeatNgram) for rule in shipped + rules)
+    # Its own no-repeat n-gram size applies when the search asks for none.
+    learned.config.no_repeat_ngram_size = 3
+    (own,) = [r for r in decoding_rules(learned, end_id=2) if isinstance(r, NoRepeatNgram)]
+    assert own.n == 3
+    (asked,) = [
+        r
+        for r in decoding_rules(learned, end_id=2, no_repeat_ngram_size=2)
+        if isinstance(r, NoRepeatNgram)
+    ]
+    assert asked.n == 2
