@@ -25,7 +25,16 @@ from captioner.nouns import indefinite_article
 from captioner.onnx_backend import MANIFEST_FILE, STEP_FILE, _export, _in_eval_mode, export_graphs
 from captioner.photos.atomic import write_dir_atomically
 from captioner.registry import CONFIG_FILE, VOCAB_FILE
-from captioner.rules import BANNED_IDS, EachNounOnce, decoding_rules
+from captioner.rules import (
+    BANNED_IDS,
+    SIZE_RATIO,
+    SMALL_THING,
+    SURE_CELL,
+    THING_CELLS,
+    EachNounOnce,
+    SizeOnlyAfterANoun,
+    decoding_rules,
+)
 
 if TYPE_CHECKING:
     from captioner.api import Captioner
@@ -161,6 +170,7 @@ def _decoding_tables(captioner: Captioner) -> dict:
     vocab, decoder, encoder = captioner.vocab, captioner.decoder, captioner.encoder
     rules = decoding_rules(decoder, end_id=vocab.end_id, banned_ids=BANNED_IDS)
     each_noun_once = [rule for rule in rules if isinstance(rule, EachNounOnce)]
+    size_rule = next((rule for rule in rules if isinstance(rule, SizeOnlyAfterANoun)), None)
     return {
         "start_id": vocab.start_id,
         "end_id": vocab.end_id,
@@ -168,6 +178,18 @@ def _decoding_tables(captioner: Captioner) -> dict:
         # -1 for a word that is no noun; a copy model's nouns (singular and plural) share one.
         "noun_of_word": (each_noun_once[0].column - 1).tolist() if each_noun_once else None,
         "an_words": [word for word in vocab.itos if indefinite_article(word) == "an"],
+        # Size words before the first noun only where the photo shows things of clearly
+        # different sizes (rules.size_openings), None for a model without the rule.
+        "size_rule": None
+        if size_rule is None
+        else {
+            "size_ids": size_rule.is_size.nonzero().flatten().tolist(),
+            "small_ids": size_rule.is_small.nonzero().flatten().tolist(),
+            "sure_cell": SURE_CELL,
+            "thing_cells": THING_CELLS,
+            "size_ratio": SIZE_RATIO,
+            "small_thing": SMALL_THING,
+        },
         "image_size": encoder.config.image_size,
         "mean": list(encoder.mean),
         "std": list(encoder.std),

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 SPECIAL_WORDS = 4  # <pad> <start> <end> <unk>: never part of a caption's text
+NO_SIZE, ANY_SIZE, ONLY_SMALL = 0, 1, 2  # as in captioner/rules.py
 
 
 class ReferenceDecoder:
@@ -78,12 +79,29 @@ class ReferenceDecoder:
                 name: value if name in ("copy_words", "copy_slots") else value[image : image + 1]
                 for name, value in prepared.items()
             }
-            ids = self._search(memory, beam_size, max_length, length_penalty)
+            opening = self._size_opening(memory["noun_probs"][0]) if "noun_probs" in memory else 0
+            ids = self._search(memory, beam_size, max_length, length_penalty, opening)
             captions.append(self._text(ids))
         return captions
 
+    def _size_opening(self, noun_probs: np.ndarray) -> int:
+        """(num_pixels, nouns) one image's cell distributions -> the size words its caption
+        may open with (captioner/rules.py size_openings): ANY_SIZE where it shows two things
+        the model is sure of whose sizes clearly differ, ONLY_SMALL where the largest fills a
+        small part of the frame, else NO_SIZE."""
+        rule = self.tables.get("size_rule")
+        if rule is None:
+            return NO_SIZE
+        sure = noun_probs.max(-1) >= rule["sure_cell"]
+        cells = np.bincount(noun_probs.argmax(-1)[sure], minlength=1)
+        sizes = sorted((int(n) for n in cells if n > 0), reverse=True)
+        counted = [size for size in sizes if size >= rule["thing_cells"]]
+        if len(counted) >= 2 and counted[0] >= rule["size_ratio"] * counted[-1]:
+            return ANY_SIZE
+        return ONLY_SMALL if sizes and sizes[0] <= rule["small_thing"] else NO_SIZE
+
     def _search(
-        self, memory: dict[str, np.ndarray], k: int, max_length: int, alpha: float
+        self, memory: dict[str, np.ndarray], k: int, max_length: int, alpha: float, opening: int
     ) -> list[int]:
         """Beam search of one image, as captioner/beam.py: the word ids of the best caption."""
         end_id = self.tables["end_id"]
@@ -104,7 +122,7 @@ class ReferenceDecoder:
             vocab_size = log_probs.shape[1]
             for row, history in enumerate(histories):
                 log_probs[
-                    row, self._banned(history, vocab_size, at_limit=t == max_length)
+                    row, self._banned(history, vocab_size, opening, at_limit=t == max_length)
                 ] = -np.inf
             candidates = (alive[:, None] + log_probs).reshape(-1)
             top = np.argsort(-candidates, kind="stable")[: min(2 * k, candidates.size)]
@@ -132,9 +150,11 @@ class ReferenceDecoder:
             words = next_word.astype(np.int64)
         return pool[0][1] if pool else []
 
-    def _banned(self, history: list[int], vocab_size: int, *, at_limit: bool) -> np.ndarray:
+    def _banned(
+        self, history: list[int], vocab_size: int, opening: int, *, at_limit: bool
+    ) -> np.ndarray:
         """Which words may not come next (captioner/rules.py); at the length limit, all but
-        <end>."""
+        <end>. opening: the size words the caption may open with (_size_opening)."""
         end_id = self.tables["end_id"]
         banned = np.zeros(vocab_size, dtype=bool)
         if at_limit:
@@ -151,6 +171,10 @@ class ReferenceDecoder:
             banned[end_id] |= not (nouns >= 0).any()  # <end> only once a noun is said
             said = nouns[nouns >= 0]
             banned |= np.isin(self.noun_of_word, said)  # each thing named once
+            rule = self.tables.get("size_rule")
+            if rule is not None and not len(said) and opening != ANY_SIZE:
+                allowed = rule["small_ids"] if opening == ONLY_SMALL else []
+                banned[sorted(set(rule["size_ids"]) - set(allowed))] = True
         return banned
 
     def _text(self, ids: list[int]) -> str:
