@@ -16,6 +16,7 @@ photos, the ImageNet head does. A second switch picks the singular or the plural
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -64,7 +65,13 @@ class CopyMemory(NamedTuple):
 
 class CopyHead(nn.Module):
     def __init__(
-        self, vocab_size: int, encoder_dim: int, decoder_dim: int, classes: int, nouns: int
+        self,
+        vocab_size: int,
+        encoder_dim: int,
+        decoder_dim: int,
+        classes: int,
+        nouns: int,
+        free_nouns: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.vocab_size, self.encoder_dim = vocab_size, encoder_dim
@@ -78,10 +85,13 @@ class CopyHead(nn.Module):
         self.register_buffer("class_to_noun", torch.zeros(classes, nouns))
         self.register_buffer("noun_singular_ids", torch.zeros(nouns, dtype=torch.long))
         self.register_buffer("noun_plural_ids", torch.zeros(nouns, dtype=torch.long))
+        # Word ids of table nouns the vocabulary path may say too (a learned model's, see
+        # DecoderConfig.free_nouns): from the config, so not saved with the weights.
+        free = torch.tensor(list(free_nouns), dtype=torch.long)
+        self.register_buffer("free_nouns", free, persistent=False)
         # class_to_noun as _class_nouns gives it, and the buffer's (version, device) it was
         # derived from: attach, load_state_dict and .to() all change one of them.
         self._derived: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
-
 
     @torch.no_grad()
     def attach(
@@ -240,7 +250,10 @@ class CopyHead(nn.Module):
             if memory.word_count is not None:  # the new words' ids, which only copying says
                 extra = memory.word_count - generated.shape[1]
                 generated = F.pad(generated, (0, extra), value=-math.inf)  # (rows, word_count)
-            generated = generated.index_fill_(1, memory.copy_words, -math.inf)
+            blocked = memory.copy_words
+            if self.free_nouns.numel():  # free nouns are the exception: both paths say them
+                blocked = blocked[~torch.isin(blocked, self.free_nouns)]
+            generated = generated.index_fill_(1, blocked, -math.inf)
             shift = generated.logsumexp(-1, keepdim=True) - F.logsigmoid(-gate)  # (rows, 1)
             generated = generated - shift  # (rows, vocab_size)
             # A word reached twice (a plural that is its singular: "sheep") gets both shares,
@@ -251,6 +264,8 @@ class CopyHead(nn.Module):
             peak = peak.scatter_reduce(1, slots, copied, "amax").detach()  # (rows, words)
             shares = (copied - peak.gather(1, slots)).exp()
             total = copied.new_zeros((rows, words)).scatter_add(1, slots, shares).log() + peak
+            if self.free_nouns.numel():  # a free noun's share from the vocabulary path too
+                total = torch.logaddexp(total, generated[:, memory.copy_words])
             mixed = generated.scatter_(1, memory.copy_words.expand(rows, -1), total)
             return mixed, torch.sigmoid(gate).squeeze(-1)
 
