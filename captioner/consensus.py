@@ -20,7 +20,7 @@ import torch
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from captioner.decoder import Decoder
-from captioner.rules import apply_rules, decoding_rules
+from captioner.rules import apply_rules, decoding_rules, size_openings
 from captioner.sampling import ImageNoise
 
 SAMPLING_SEED = 0
@@ -62,6 +62,12 @@ def sample_captions(
         no_repeat_ngram_size=no_repeat_ngram_size,
         device=device,
         taught=memory.taught,
+        # As beam search's: size words open only where sizes tell things apart.
+        size_openings=(
+            size_openings(memory.noun_probs, memory.hedge)
+            if memory.noun_probs is not None
+            else None
+        ),
     )
     noise = ImageNoise(batch, n, SAMPLING_SEED)
 
@@ -76,7 +82,7 @@ def sample_captions(
         if t == max_length:
             words = torch.full_like(words, end_id)
         else:
-            scores = apply_rules(rules, out.logits.float() / temperature, history)
+            scores = apply_rules(rules, out.logits.float() / temperature, history, images)
             gumbel = noise.draw(images.tolist(), scores.shape[1]).to(device)
             words = (scores + gumbel).argmax(-1)  # (sampling * n,)
         words = words.masked_fill(finished, end_id)

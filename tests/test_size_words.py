@@ -174,3 +174,43 @@ def test_the_search_lets_the_images_whose_sizes_differ_open_with_a_size_word(mod
     texts = [result.text for result in model.caption(photos)]
     assert [texts[1], texts[3]] == [unruled[1], unruled[3]]
     assert not opens_with_size(texts[0]) and not opens_with_size(texts[2]), texts
+
+
+def test_consensus_samples_follow_each_photos_size_openings(model, monkeypatch):
+    from captioner.consensus import sample_captions
+
+    photos = [SAMPLES / f"{name}.jpg" for name in ("coffee", "chelsea", "camera")]
+    features = model.encode(photos)
+    vocab = model.vocab
+
+    def openings(samples) -> list[int]:
+        return [
+            # Ids past the vocabulary are hypernyms ("animal"): no size word either way.
+            sum(
+                opens_with_size(" ".join(vocab.itos[i] if i < len(vocab) else "?" for i in ids))
+                for ids in image
+            )
+            for image in samples
+        ]
+
+    def draw():
+        return sample_captions(
+            model.decoder, features, num_samples=8, start_id=vocab.start_id, end_id=vocab.end_id
+        )
+
+    kept = model.decoder.size_word_ids
+    model.decoder.size_word_ids = ()
+    try:
+        unruled = draw()
+    finally:
+        model.decoder.size_word_ids = kept
+    assert all(count > 0 for count in openings(unruled)), openings(unruled)
+    # The middle photo shows two things of different sizes: its samples are drawn as without
+    # the rule (the same noise), the others open with no size word.
+    monkeypatch.setattr(
+        "captioner.consensus.size_openings",
+        lambda noun_probs, hedge: torch.tensor([NO_SIZE, ANY_SIZE, NO_SIZE]),
+    )
+    ruled = draw()
+    assert ruled[1] == unruled[1]
+    assert openings(ruled)[0] == openings(ruled)[2] == 0
