@@ -272,6 +272,10 @@ def decoding_rules(
             for ids in (taught.singular_ids.to(device), taught.plural_ids.to(device)):
                 fresh = noun_of_word[ids] < 0
                 noun_of_word[ids[fresh]] = taught_index[fresh]
+        # A learned model's free nouns are said as the person says them ("an orange star and
+        # an orange square"): ordinary words here.
+        free = getattr(decoder.config, "free_nouns", ())
+        noun_of_word[torch.tensor(free, dtype=torch.long, device=device)] = -1
         if hedge is not None:  # each hypernym is one more noun
             count = int(noun_of_word.max()) + 1
             hedge_index = torch.arange(count, count + len(hedge.words), device=device)
@@ -282,9 +286,16 @@ def decoding_rules(
         grammar = CopyGrammar(noun_of_word, end_id, end_after_noun)
         rules += [grammar, EachNounOnce(noun_of_word)]
         size_ids = getattr(decoder, "size_word_ids", ())
-        if size_ids:
+        # A model learned from captions that name things the copy path cannot ("a small red
+        # circle") says their size words where they do: banned before a copied noun, "small"
+        # was never said (BLEU-4 0.222 against 0.305 on scripts/check_learning.py).
+        if size_ids and end_after_noun:
             small_ids = getattr(decoder, "small_word_ids", ())
             rules.append(SizeOnlyAfterANoun(size_ids, noun_of_word, size_openings, small_ids))
+    # 0 asks for none: then the model's own (a learned model's, DecoderConfig).
+    no_repeat_ngram_size = no_repeat_ngram_size or getattr(
+        decoder.config, "no_repeat_ngram_size", 0
+    )
     if no_repeat_ngram_size > 0:
         rules.append(NoRepeatNgram(no_repeat_ngram_size, end_id))
     return rules
