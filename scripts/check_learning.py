@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="of the scenes (default 0)")
     parser.add_argument("--l2sp", type=float, default=LearnSettings.l2sp)
     parser.add_argument("--max-epochs", type=int, default=LearnSettings.max_epochs)
+    parser.add_argument("--patience", type=int, default=LearnSettings.patience)
     parser.add_argument("--lr", type=float, default=LearnSettings.lr)
     parser.add_argument("--raw-feature-rank", type=int, default=LearnSettings.raw_feature_rank)
     parser.add_argument("--skip-before", action="store_true", help="do not score the default")
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = LearnSettings(
         l2sp=args.l2sp,
         max_epochs=args.max_epochs,
+        patience=args.patience,
         lr=args.lr,
         raw_feature_rank=args.raw_feature_rank,
     )
