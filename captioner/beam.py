@@ -63,6 +63,8 @@ def beam_search(
     """
     if beam_size < 1 or max_length < 1:
         raise ValueError("beam_size and max_length must be at least 1")
+    # 0 asks for none: then the model's own (a learned model's, DecoderConfig).
+    length_alpha = length_alpha or getattr(decoder.config, "length_penalty", 0.0)
     batch, k = features.shape[0], beam_size
     num_return = min(num_return or k, k)
     if memory is None:

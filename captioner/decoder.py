@@ -104,6 +104,10 @@ class DecoderConfig:
     # EachNounOnce keeps a copy model from naming a thing twice, but not with the person's new
     # nouns: "a green circle and a green circle".
     no_repeat_ngram_size: int = 0
+    # The length penalty its beam searches use when the caller asks for none (0: none): the
+    # one whose captions of the held-out photos are as long as the person's captions of them
+    # (learn.py); without it a learned model's captions came out shorter than its person's.
+    length_penalty: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
@@ -125,6 +129,7 @@ LEARNED_MODEL_FIELDS = {
     "end_after_noun": True,
     "free_nouns": (),
     "no_repeat_ngram_size": 0,
+    "length_penalty": 0.0,
 }
 
 

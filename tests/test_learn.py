@@ -3,14 +3,17 @@ nothing, and the model it started from is never changed."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import errno
 import hashlib
 import json
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from captioner import Captioner
 from captioner.learn import (
@@ -18,10 +21,12 @@ from captioner.learn import (
     LearnError,
     LearnProgress,
     LearnSettings,
+    _length_penalty,
     learn_from_library,
     learned_model_dir,
 )
 from captioner.library import Library
+from captioner.options import DecodeOptions
 
 # The person's captions: the tiny model's photos described in words it has never seen.
 MINE = {
@@ -339,3 +344,26 @@ def test_a_learned_model_says_free_nouns_and_size_words_as_the_person_does():
         if isinstance(r, NoRepeatNgram)
     ]
     assert asked.n == 2
+
+
+def test_a_learned_model_carries_the_length_penalty_that_matches_its_persons_captions():
+    class Lengths:  # a model whose captions grow with the length penalty: 3 + 4 * alpha words
+        def decode(self, features, options):
+            words = round(3 + 4 * options.length_penalty)
+            return [SimpleNamespace(tokens=["word"] * words) for _ in features]
+
+    person = [[1, *range(10, 17), 2]] * 4  # the person's captions: 7 words
+    assert _length_penalty(Lengths(), torch.zeros(4, 1), person, [0, 1]) == 1.0
+    assert _length_penalty(Lengths(), torch.zeros(4, 1), person, []) == 0.0  # none held out
+
+
+def test_a_models_own_length_penalty_is_its_searches_default(tiny_captioner, photos):
+    features = tiny_captioner.encode([photos["chelsea"], photos["rocket"]])
+    asked = tiny_captioner.decode(features, DecodeOptions(length_penalty=1.5))
+    model = copy.copy(tiny_captioner)
+    model.decoder = copy.copy(tiny_captioner.decoder)
+    model.decoder.config = dataclasses.replace(model.decoder.config, length_penalty=1.5)
+    own = model.decode(features)
+    assert [r.score for r in own] == pytest.approx([r.score for r in asked])
+    plain = tiny_captioner.decode(features)
+    assert [r.score for r in own] != pytest.approx([r.score for r in plain])
