@@ -102,8 +102,10 @@ def test_a_model_that_would_rather_say_nothing_still_captions(tiny_captioner, op
     assert all(len(beam.tokens) == 1 and beam.text for beam in result.beams)
 
 
-def test_features_holding_inf_or_nan_are_a_clear_error(tiny_captioner, photos):
+@pytest.mark.parametrize("bad", [["nan"], ["inf"], ["-inf"], ["inf", "-inf"]])
+def test_features_holding_inf_or_nan_are_a_clear_error(tiny_captioner, photos, bad):
     features = tiny_captioner.encode(list(photos.values())[:2]).clone()
-    features[1, 0, 0, 0] = float("nan")
+    for cell, value in enumerate(bad):
+        features[1, 0, cell, 0] = float(value)
     with pytest.raises(ValueError, match=r"features of image 1 \(of 2\) hold inf or NaN"):
         tiny_captioner.decode(features)
