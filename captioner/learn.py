@@ -40,9 +40,10 @@ from captioner.library.store import Library
 from captioner.options import DecodeOptions
 from captioner.photos.atomic import write_dir_atomically
 from captioner.photos.images import ImageError
+from captioner.registry import LEARNED_MODELS_FOLDER
 from captioner.vocab import SPECIAL_TOKENS, Vocabulary, tokenize
 
-MODELS_FOLDER = "models"  # beside the library file: where learned models go
+MODELS_FOLDER = LEARNED_MODELS_FOLDER  # beside the library file: where learned models go
 SUFFIX = " + my captions"
 # The decoder's tensors with a row per word (rows first), which grow when the person's
 # captions bring new words.

@@ -19,6 +19,8 @@ CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "model.safe
 MODEL_FILES = (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE)  # what loading a model reads
 CARD_FILE = "README.md"  # the model card, which the app shows and captioner-push writes
 METRICS_FILE = "metrics.json"  # a captioner-evaluate report kept beside the model, if any
+# Beside a caption library's file: the models learned from its captions (captioner/learn.py).
+LEARNED_MODELS_FOLDER = "models"
 HUB_FILES = (*MODEL_FILES, CARD_FILE)  # what is downloaded of a Hub model's repository
 
 MODELS_DIR = Path(__file__).parent / "models"  # the models shipped in the package, by name

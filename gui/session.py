@@ -9,6 +9,7 @@ worker's cached encoder features.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING
 
@@ -21,10 +22,11 @@ from gui.convert import pil_to_qimage
 from gui.lru import LruCache
 from gui.models.image_list import ImageListModel, Status
 from gui.settings import Settings
-from gui.worker import CaptionFailure, CaptionOutcome, CaptionWorker, ModelInfo
+from gui.worker import CaptionFailure, CaptionOutcome, CaptionWorker, ModelInfo, TaughtApplied
 
 if TYPE_CHECKING:
     from captioner import CaptionResult
+    from captioner.library import TaughtRecord
 
 RESULT_CACHE_SIZE = 64  # full results (attention maps, gates) kept for instant re-selection
 DISPLAY_CACHE_SIZE = 8  # viewer copies of photos, a few megabytes each
@@ -159,6 +161,31 @@ class Session(QObject):
     def use_precision(self, precision: str) -> None:
         self.settings.precision = precision
         self.load_model(self.model)
+
+    def use_taught(self, records: list[TaughtRecord]) -> None:
+        """Give the worker the library's taught examples; with a model loaded, as a new
+        generation (the captions made so far are out of date). The model stays: only its
+        taught words change (milliseconds, and the encoded photos stay)."""
+        if self.model_info is None:
+            self.worker.set_taught(records)
+            return
+        self.generation += 1
+        self.model_info = dataclasses.replace(self.model_info, generation=self.generation)
+        self.worker.use_taught(records, self.generation)
+
+    def taught_applied(self, applied: TaughtApplied) -> bool:
+        """The worker's model says the taught words now: the model's identity, note and copy
+        words follow, and every photo is captioned again. False for an outdated generation."""
+        if applied.generation != self.generation or self.model_info is None:
+            return False
+        self.model_info = dataclasses.replace(
+            self.model_info,
+            identity=applied.identity,
+            taught_note=applied.note,
+            copy_words=applied.copy_words,  # a taught word said is underlined as copied
+        )
+        self.images.mark_all_pending()
+        return True
 
     def set_options(self, options: DecodeOptions) -> None:
         if options == self.options:

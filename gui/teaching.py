@@ -12,7 +12,6 @@ current. `changed` tells the window to show the photo again, captioned with the 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from PySide6.QtCore import QObject, Signal
@@ -179,30 +178,11 @@ class Teaching(QObject):
     def _apply(self) -> None:
         """Give the worker the library's examples; with a model loaded, as a new generation
         (the captions made so far are out of date)."""
-        records = self.records()
-        session = self.session
-        if session.model_info is None:
-            session.worker.set_taught(records)
-        else:
-            # Settings the session's own state here rather than through a load: the model
-            # stays, only its taught words change (milliseconds, and the encoded photos stay).
-            session.generation += 1
-            session.model_info = dataclasses.replace(
-                session.model_info, generation=session.generation
-            )
-            session.worker.use_taught(records, session.generation)
+        self.session.use_taught(self.records())
         self.words_changed.emit()
 
     def _on_taught_applied(self, applied: TaughtApplied) -> None:
-        session = self.session
-        if applied.generation != session.generation or session.model_info is None:
+        if not self.session.taught_applied(applied):
             return
-        session.model_info = dataclasses.replace(
-            session.model_info,
-            identity=applied.identity,
-            taught_note=applied.note,
-            copy_words=applied.copy_words,  # a taught word said is underlined as copied
-        )
-        session.images.mark_all_pending()
         self.words_changed.emit()
         self.changed.emit()

@@ -173,14 +173,19 @@ def test_undo_and_redo_walk_across_photos(qtbot, open_window, photo_dir, library
     assert window.actions.redo.shortcut().toString() == "Ctrl+Shift+Z"
 
 
-def test_markers_and_next_unchecked_walk_a_review(qtbot, open_window, photo_dir):
-    window = open_window([photo_dir])
-    wait_for_caption(qtbot, window, "astronaut")
+def caption_every_photo(qtbot, window) -> None:
+    """Caption All, and wait until every listed photo has its caption."""
     window.caption_all()
     qtbot.waitUntil(
         lambda: all(i.status is Status.CAPTIONED for i in window.image_model.items()),
         timeout=WAIT_MS,
     )
+
+
+def test_markers_and_next_unchecked_walk_a_review(qtbot, open_window, photo_dir):
+    window = open_window([photo_dir])
+    wait_for_caption(qtbot, window, "astronaut")
+    caption_every_photo(qtbot, window)
     assert [state_of(window, name) for name in NAMES] == ["model"] * 3
     window.actions.accept.trigger()
     assert state_of(window, "astronaut") == "accepted"
@@ -220,11 +225,7 @@ def test_recaptioning_never_replaces_the_persons_caption(
 def test_search_filters_the_list_as_one_types(qtbot, open_window, photo_dir):
     window = open_window([photo_dir])
     wait_for_caption(qtbot, window, "astronaut")
-    window.caption_all()
-    qtbot.waitUntil(
-        lambda: all(i.status is Status.CAPTIONED for i in window.image_model.items()),
-        timeout=WAIT_MS,
-    )
+    caption_every_photo(qtbot, window)
     edit(qtbot, window, "Éileen in orbit")  # the astronaut, in the person's words
 
     def shown():
@@ -261,11 +262,7 @@ def test_known_captions_are_shown_at_once_without_running_the_model(
 ):
     window = open_window([photo_dir])
     wait_for_caption(qtbot, window, "astronaut")
-    window.caption_all()
-    qtbot.waitUntil(
-        lambda: all(i.status is Status.CAPTIONED for i in window.image_model.items()),
-        timeout=WAIT_MS,
-    )
+    caption_every_photo(qtbot, window)
     window.close()
 
     asked = []

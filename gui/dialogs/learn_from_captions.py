@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
 )
 
 from captioner.library import Library, LibraryError
+from captioner.registry import LEARNED_MODELS_FOLDER
 
-# captioner.learn.MODELS_FOLDER, named again here because captioner.learn imports torch, which
-# the window must not wait for (tests/test_gui_learn.py checks that the two agree).
-LEARNED_FOLDER = "models"
+# From the torch-free registry: captioner.learn imports torch, which the window must not wait for.
+LEARNED_FOLDER = LEARNED_MODELS_FOLDER
 PROGRESS_STEPS = 1000
 
 
