@@ -441,6 +441,14 @@ class Captioner:
             no_repeat_ngram_size=options.no_repeat_ngram_size,
             memory=memory,
         )
+        # A beam still going at the length limit is cut there, not ended: on a photo unlike
+        # its training images a model can run on ("there is is a person large large car ...",
+        # log-prob -101 beside the caption's -4.6). Such a beam is no alternative to offer
+        # while the photo has a caption that ended by itself.
+        hypotheses = [
+            [h for h in per_image if len(h.token_ids) < options.max_length] or per_image
+            for per_image in hypotheses
+        ]
         if options.consensus_samples > 0:
             # Each step holds (images x samples x grid cells x attention_dim) energies; on a CPU
             # they stay in cache a few images at a time. Samples do not depend on the batch, so

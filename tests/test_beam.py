@@ -4,6 +4,7 @@ import contextlib
 import itertools
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -393,3 +394,20 @@ def test_a_copy_models_caption_names_something_and_never_two_nouns_in_a_row():
             ids = hypothesis.token_ids
             assert nouns & set(ids), ids
             assert not any(a in nouns and b in nouns for a, b in itertools.pairwise(ids)), ids
+
+
+def test_beams_cut_at_the_length_limit_are_no_alternatives_beside_a_finished_caption():
+    """A beam still going at max_length is cut there, not ended; the default model, held to 3
+    words, finishes "a rocket" while "a large rocket"-like beams are cut. Where nothing ended
+    by itself (the astronaut, whose captions need 4 words) the cut beams are all there is."""
+    import captioner
+
+    samples = Path(captioner.__file__).parent / "samples"
+    model = captioner.Captioner.load(device="cpu")
+    rocket, astronaut = model.caption(
+        [samples / "rocket.jpg", samples / "astronaut.jpg"],
+        DecodeOptions(beam_size=5, max_length=3),
+    )
+    assert rocket.text == "a rocket"
+    assert [len(beam.tokens) for beam in rocket.beams] == [2]
+    assert astronaut.beams and all(len(beam.tokens) == 3 for beam in astronaut.beams)
