@@ -475,6 +475,12 @@ class Captioner:
         for image, per_image in enumerate(hypotheses):
             read_from = (copy[0][image], *copy[1:]) if copy is not None else (None, None, None)
             beams = [self._to_result(h, grid_shape, read_from) for h in per_image]
+            # Two word ids can read alike (the hedge's root "photo" beside the vocabulary's):
+            # an alternative is another caption, so each text is offered once, at its best.
+            by_text: dict[str, CaptionResult] = {}
+            for beam in beams:
+                by_text.setdefault(beam.text, beam)
+            beams = list(by_text.values())
             best = dataclasses.replace(beams[0], beams=beams)
             results.append(best)
         return results

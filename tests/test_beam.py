@@ -411,3 +411,19 @@ def test_beams_cut_at_the_length_limit_are_no_alternatives_beside_a_finished_cap
     assert rocket.text == "a rocket"
     assert [len(beam.tokens) for beam in rocket.beams] == [2]
     assert astronaut.beams and all(len(beam.tokens) == 3 for beam in astronaut.beams)
+
+
+def test_each_alternative_is_another_caption():
+    """Two word ids can read alike (the noun tree's root "photo" beside the vocabulary's):
+    the deep-field photo's beams held "a photo" twice, at -1.96 and -3.81."""
+    import captioner
+
+    samples = sorted((Path(captioner.__file__).parent / "samples").glob("*.jpg"))
+    model = captioner.Captioner.load(device="cpu")
+    for result in model.caption(samples, DecodeOptions(beam_size=5)):
+        texts = [beam.text for beam in result.beams]
+        assert len(texts) == len(set(texts)), texts
+        assert result.text == texts[0]
+        assert [beam.score for beam in result.beams] == sorted(
+            (beam.score for beam in result.beams), reverse=True
+        )
