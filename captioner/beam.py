@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from captioner.decoder import Decoder, ImageMemory
-from captioner.rules import apply_rules, decoding_rules, size_openings
+from captioner.rules import apply_rules, decoding_rules, size_openings, things_to_name
 
 
 @dataclass
@@ -83,6 +83,12 @@ def beam_search(
         # Which size words each image may open with: where sizes tell things apart.
         size_openings=(
             size_openings(memory.noun_probs, memory.hedge)
+            if memory.noun_probs is not None
+            else None
+        ),
+        # Which things each image's caption names before it ends: those the model is sure of.
+        to_name=(
+            things_to_name(memory.noun_probs, memory.hedge)
             if memory.noun_probs is not None
             else None
         ),

@@ -41,6 +41,13 @@ SURE_CELL = 0.8
 THING_CELLS = 2
 SIZE_RATIO = 3.0
 SMALL_THING = 10
+# Which sure things (the same things) a copy model's caption names before it ends
+# (things_to_name): NAME_THINGS of them, the largest first, a second one only of SECOND_THING
+# cells or more; a caption that has not named them after NAMING_WORDS words may end anyway.
+# NAME_THINGS 0 names none: the rule is off.
+NAME_THINGS = 0
+SECOND_THING = 2
+NAMING_WORDS = 10
 
 
 class Rule(Protocol):
@@ -166,20 +173,9 @@ def size_openings(noun_probs: torch.Tensor, hedge: Hedge | None = None) -> torch
     hypernym's cells joining those of a noun under it ("animal" cells beside "llama" ones are
     the llama). Only things of at least THING_CELLS cells count. The thresholds were chosen
     on validation composites and 32 calibration photos (docs/guides/hedging.md)."""
-    top_p, top = noun_probs.max(-1)  # (batch, num_pixels)
-    sure = top_p >= SURE_CELL
-    related = _related_columns(hedge, noun_probs.shape[-1], noun_probs.device)
     result = torch.full((len(noun_probs),), NO_SIZE)
-    for image, (columns, is_sure) in enumerate(zip(top.tolist(), sure.tolist(), strict=True)):
-        cells: dict[int, int] = {}
-        for column, counted in zip(columns, is_sure, strict=True):
-            if counted:
-                cells[column] = cells.get(column, 0) + 1
-        things: dict[int, int] = {}  # the largest group first, each with the groups it joined
-        for column in sorted(cells, key=cells.get, reverse=True):
-            home = next((t for t in things if related(t, column)), column)
-            things[home] = things.get(home, 0) + cells[column]
-        sizes = sorted(things.values(), reverse=True)
+    for image, things in enumerate(sure_things(noun_probs, hedge)):
+        sizes = [cells for cells, _ in things]
         counted = [size for size in sizes if size >= THING_CELLS]
         contrast = len(counted) >= 2 and counted[0] >= SIZE_RATIO * counted[-1]
         if contrast:
@@ -189,27 +185,126 @@ def size_openings(noun_probs: torch.Tensor, hedge: Hedge | None = None) -> torch
     return result.to(noun_probs.device)
 
 
+def sure_things(
+    noun_probs: torch.Tensor, hedge: Hedge | None = None
+) -> list[list[tuple[int, list[int]]]]:
+    """(batch, num_pixels, columns) a copy memory's cell distributions -> per image the things
+    the model is sure of, the largest first: (cells, the copy columns whose cells they are).
+
+    A cell is sure of its top noun where that has at least SURE_CELL; a thing is the sure cells
+    of one noun, with a hypernym's cells joining those of a noun under it ("animal" cells beside
+    "llama" ones are the llama)."""
+    top_p, top = noun_probs.max(-1)  # (batch, num_pixels)
+    sure = top_p >= SURE_CELL
+    related = _related_columns(hedge, noun_probs.shape[-1], noun_probs.device)
+    result = []
+    for columns, is_sure in zip(top.tolist(), sure.tolist(), strict=True):
+        cells: dict[int, int] = {}
+        for column, counted in zip(columns, is_sure, strict=True):
+            if counted:
+                cells[column] = cells.get(column, 0) + 1
+        things: dict[int, list[int]] = {}  # the largest group first, with the groups it joined
+        for column in sorted(cells, key=cells.get, reverse=True):
+            home = next((t for t in things if related(t, column)), column)
+            things.setdefault(home, []).append(column)
+        grouped = [(sum(cells[c] for c in members), members) for members in things.values()]
+        result.append(sorted(grouped, key=lambda thing: thing[0], reverse=True))
+    return result
+
+
+def things_to_name(noun_probs: torch.Tensor, hedge: Hedge | None = None) -> torch.Tensor | None:
+    """(batch, num_pixels, columns) a copy memory's cell distributions -> (batch, NAME_THINGS,
+    columns): for each image, the things (`sure_things` of THING_CELLS cells or more) its
+    caption names before it ends, each as the copy columns that name it (its nouns and the
+    hypernyms above them, never the root "a photo"); a row of False names nothing. None where
+    NAME_THINGS is 0."""
+    if not NAME_THINGS:
+        return None
+    columns = noun_probs.shape[-1]
+    nouns = _noun_sets(hedge, columns, noun_probs.device)  # (columns, table nouns)
+    root = columns - 1 if hedge is not None and hedge.root else None
+    if root is not None:  # "a photo" is true of every photo: it names no thing
+        nouns[root] = False
+    result = torch.zeros(len(noun_probs), NAME_THINGS, columns, dtype=torch.bool)
+    for image, things in enumerate(sure_things(noun_probs, hedge)):
+        counted = [
+            (cells, members)
+            for cells, members in things
+            if cells >= THING_CELLS and members != [root]
+        ]
+        if len(counted) > 1 and counted[1][0] < SECOND_THING:
+            counted = counted[:1]
+        for slot, (_, members) in enumerate(counted[:NAME_THINGS]):
+            named = nouns[members]  # (members, table nouns)
+            below = ~(nouns.unsqueeze(0) & ~named.unsqueeze(1)).any(-1)  # (members, columns)
+            above = ~(named.unsqueeze(1) & ~nouns.unsqueeze(0)).any(-1)
+            either = (below | above) & nouns.any(-1) & named.any(-1, keepdim=True)
+            result[image, slot] = either.any(0)
+            result[image, slot, [m for m in members if m != root]] = True
+    return result.to(noun_probs.device)
+
+
+def _noun_sets(hedge: Hedge | None, columns: int, device: torch.device) -> torch.Tensor:
+    """(columns, table nouns) the table nouns each copy column names: a noun itself, a
+    hypernym the nouns under it; a taught word none (it is under no node of the tree).
+    Columns are the table's nouns, taught words, hypernyms; without a tree, the nouns alone."""
+    if hedge is None:
+        return torch.eye(columns, dtype=torch.bool, device=device)
+    under = hedge.under.to(device).bool()  # (table nouns, nodes): node is the noun or above it
+    nouns, taught = under.shape[0], columns - under.shape[1]
+    sets = torch.zeros(columns, nouns, dtype=torch.bool, device=device)
+    sets[:nouns] = under[:, :nouns].T
+    sets[nouns + taught :] = under[:, nouns:].T
+    return sets
+
+
 def _related_columns(hedge: Hedge | None, columns: int, device: torch.device):
     """(a, b) -> whether copy columns a and b name one thing: the same, or one a hypernym of
     the other in the hedge's tree. Columns are the table's nouns, taught words, hypernyms."""
     if hedge is None:
         return lambda a, b: a == b
-    under = hedge.under.to(device).bool()  # (table nouns, nodes): node is the noun or above it
-    nouns, taught = under.shape[0], columns - under.shape[1]
-
-    def node(column: int) -> int | None:
-        if column < nouns:
-            return column
-        return column - taught if column >= nouns + taught else None  # a taught word: none
+    sets = _noun_sets(hedge, columns, device)
 
     def related(a: int, b: int) -> bool:
-        a_node, b_node = node(a), node(b)
-        if a == b or a_node is None or b_node is None:
+        a_nouns, b_nouns = sets[a], sets[b]  # the nouns under each
+        if a == b or not a_nouns.any() or not b_nouns.any():
             return a == b
-        a_nouns, b_nouns = under[:, a_node], under[:, b_node]  # the nouns under each
         return bool((a_nouns <= b_nouns).all() or (b_nouns <= a_nouns).all())
 
     return related
+
+
+class NameTheSureThings:
+    """A copy model's caption ends only once it has named the things the model is sure of
+    (`things_to_name`): "a dog and a bicycle" where both are sure, not "a bicycle" alone. A
+    caption that has not named them after NAMING_WORDS words may end, so a search never runs
+    on to its length limit for a thing it cannot say."""
+
+    per_image = True
+
+    def __init__(self, noun_of_word: torch.Tensor, to_name: torch.Tensor, end_id: int) -> None:
+        """to_name: (batch, things, columns) the copy columns that name each thing of each
+        image (`things_to_name`); noun_of_word: (vocab,) each word's copy column, -1 for
+        none."""
+        self.column = noun_of_word + 1  # (vocab,) 0 gathers the words that are no noun
+        self.to_name = to_name
+        self.end_id = end_id
+
+    def __call__(
+        self, scores: torch.Tensor, history: torch.Tensor, images: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """images: (searching,) the batch index of each block of rows; None: no image's."""
+        if images is None or history.shape[1] >= NAMING_WORDS:
+            return scores
+        rows, columns = len(history), self.to_name.shape[-1]
+        said = torch.zeros((rows, columns + 1), dtype=torch.bool, device=history.device)
+        said = said.scatter_(1, self.column[history], True)[:, 1:]  # (rows, columns)
+        needed = self.to_name[images].repeat_interleave(rows // len(images), 0)
+        named = (needed & said.unsqueeze(1)).any(-1)  # (rows, things)
+        unnamed = (needed.any(-1) & ~named).any(-1)  # (rows,)
+        banned = torch.zeros_like(scores, dtype=torch.bool)
+        banned[:, self.end_id] = unnamed
+        return scores.masked_fill(banned, -math.inf)
 
 
 class EachNounOnce:
@@ -239,6 +334,7 @@ def decoding_rules(
     device: torch.device | str = "cpu",
     taught: TaughtNouns | None = None,
     size_openings: torch.Tensor | None = None,
+    to_name: torch.Tensor | None = None,
 ) -> list[Rule]:
     """The rules every search of `decoder` applies, their tables on `device`. Of the decoder
     they read only `config` and, for a copy model, `noun_singular_ids` and `noun_plural_ids`.
@@ -246,7 +342,8 @@ def decoding_rules(
     nouns like the table's; their ids take the vocabulary to taught.word_count. A decoder
     that hedges (noun_tree.py, not while training) says hypernyms too, nouns with ids after
     those. size_openings: (batch,) which size words each image may open with (`size_openings`
-    of the search's memory); None: none."""
+    of the search's memory); None: none. to_name: (batch, things, columns) the sure things
+    each image's caption names before it ends (`things_to_name` of the memory); None: none."""
     vocab_size = taught.word_count if taught is not None else decoder.config.vocab_size
     hedge = None if getattr(decoder, "training", False) else getattr(decoder, "hedge", None)
     hedge_base = vocab_size
@@ -276,8 +373,8 @@ def decoding_rules(
         # an orange square"): ordinary words here.
         free = getattr(decoder.config, "free_nouns", ())
         noun_of_word[torch.tensor(free, dtype=torch.long, device=device)] = -1
-        if hedge is not None:  # each hypernym is one more noun
-            count = int(noun_of_word.max()) + 1
+        if hedge is not None:  # each hypernym is one more noun, in its copy column
+            count = decoder.config.copy_nouns + (len(taught.words) if taught is not None else 0)
             hedge_index = torch.arange(count, count + len(hedge.words), device=device)
             for ids in hedge.word_ids(hedge_base):
                 noun_of_word[ids.to(device)] = hedge_index
@@ -292,6 +389,8 @@ def decoding_rules(
         if size_ids and end_after_noun:
             small_ids = getattr(decoder, "small_word_ids", ())
             rules.append(SizeOnlyAfterANoun(size_ids, noun_of_word, size_openings, small_ids))
+        if to_name is not None and end_after_noun:
+            rules.append(NameTheSureThings(noun_of_word, to_name, end_id))
     # 0 asks for none: then the model's own (a learned model's, DecoderConfig).
     no_repeat_ngram_size = no_repeat_ngram_size or getattr(
         decoder.config, "no_repeat_ngram_size", 0

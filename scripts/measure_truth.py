@@ -22,6 +22,9 @@ and --no-people leaves out the person detector, to compare with and without them
 size_openings; "never" is the rule before, "free" no rule), to choose the thresholds on
 validation composites and the calibration photos. With --composites, each run's BLEU-4
 against the composites' reference captions is printed too.
+--name-things compares captions that end only once they name the things the model is sure of
+(rules.py's NameTheSureThings): 0 (off), 1 (the largest), 2 (the largest and a second one),
+"2:4" (a second one of at least 4 cells, rules.SECOND_THING); several values, one row each.
 """
 
 from __future__ import annotations
@@ -197,6 +200,17 @@ def set_size_rule(captioner, rule: str, thresholds: list[float] | None) -> None:
         captioner.decoder.size_word_ids = ()
 
 
+def set_naming(setting: str | None) -> None:
+    """rules.NAME_THINGS (and SECOND_THING) from "N" or "N:CELLS"; None keeps the shipped."""
+    from captioner import rules
+
+    if setting is not None:
+        count, _, cells = setting.partition(":")
+        rules.NAME_THINGS = int(count)
+        if cells:
+            rules.SECOND_THING = int(cells)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model directory or name (default model)")
@@ -235,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SURE", "CELLS", "RATIO", "SMALL"),
         help="rules.py's SURE_CELL, THING_CELLS, SIZE_RATIO and SMALL_THING for this run",
     )
+    parser.add_argument(
+        "--name-things",
+        nargs="+",
+        default=None,
+        metavar="N[:CELLS]",
+        help="sure things a caption names before it ends: 0 off, 1, 2, 2:CELLS (default: shipped)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the figures and captions here")
     args = parser.parse_args(argv)
@@ -254,13 +275,19 @@ def main(argv: list[str] | None = None) -> int:
         captioner.set_people(False)
     set_size_rule(captioner, args.size_rule, args.size_thresholds)
     runs, table = {}, []
-    for confidence in args.confidence or [None]:
+    settings = [
+        (confidence, naming)
+        for confidence in args.confidence or [None]
+        for naming in args.name_things or [None]
+    ]
+    for confidence, naming in settings:
         if confidence is not None:
             captioner.set_hedging(confidence or None, root=None if args.no_root else ROOT)
+        set_naming(naming)
         results = captioner.caption(images)
         captions = dict(zip(keys, (r.text for r in results), strict=True))
         scored = score(captions, truth, subjects)
-        if len(args.confidence or [None]) == 1 and not args.composites:
+        if len(settings) == 1 and not args.composites:
             width = max(len(s.id) for s in scored)
             for s in scored:
                 mark = f"  FALSE: {', '.join(s.false)}" if s.false else ""
@@ -268,21 +295,24 @@ def main(argv: list[str] | None = None) -> int:
         figures = summary(scored)
         if args.composites:
             figures["BLEU-4"] = composite_bleu(args.composites, args.split, captions)
-        runs[str(confidence)] = {"figures": figures, "captions": captions}
-        table.append((confidence, figures))
+        label = "model's" if confidence is None else ("off" if confidence == 0 else confidence)
+        if naming is not None:
+            label = f"{label} name {naming}"
+        runs[str(label)] = {"figures": figures, "captions": captions}
+        table.append((label, figures))
     n = table[0][1]["photos"]
     names = [name for name in table[0][1] if name != "photos"]
     print(f"\n{n} {'composites' if args.composites else 'photos (' + args.photos + ')'}")
-    print(f"{'confidence':<11}" + "".join(f"{name:>20}" for name in names))
-    for confidence, figures in table:
-        label = "model's" if confidence is None else ("off" if confidence == 0 else confidence)
+    width = max(11, *(len(str(label)) + 1 for label, _ in table))
+    print(f"{'confidence':<{width}}" + "".join(f"{name:>20}" for name in names))
+    for label, figures in table:
         cells = "".join(
             f"{figures[name]:>20.4f}"
             if name == "BLEU-4"
             else f"{f'{figures[name]} ({figures[name] / n:.0%})':>20}"
             for name in names
         )
-        print(f"{label!s:<11}{cells}")
+        print(f"{label!s:<{width}}{cells}")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1), encoding="utf-8")
     return 0
