@@ -6,7 +6,10 @@
     window's first paint (the model loads afterwards, in the worker thread);
 (b) in one window, per photo: select it, wait until its caption is on screen, then show the
     first word's heatmap; also re-selecting a captioned photo (cached) and changing the beam
-    size (decode only, encoder features cached).
+    size (decode only, encoder features cached). Measured for each runtime and precision of
+    the Settings, one window after the other: torch, onnx, onnx int8.
+Every window and child process keeps captions in its own new caption library beside its INI
+file, so none is served captions another stored, and the user's library is left alone.
 Uses the default model when it is installed, else a stand-in of the default architecture
 (EfficientNet-Lite0 at 224 px, DecoderConfig defaults, random weights, 60 words), and the
 shipped sample images, else photos from scikit-image. Prints which.
@@ -27,10 +30,27 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The Settings' runtime and precision choices measured, by the label the tables print.
+CONFIGURATIONS = {
+    "torch": ("torch", "float"),
+    "onnx": ("onnx", "float"),
+    "onnx-int8": ("onnx", "int8"),
+}
+
 SKIMAGE_PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
     "camera", "immunohistochemistry", "retina", "coins", "page", "horse", "brick",
 )  # fmt: skip
+
+
+def settings_file(path: Path) -> Path:
+    """A new INI file whose caption library is a new file beside it."""
+    from gui.settings import Settings
+
+    settings = Settings.from_file(str(path))
+    settings.library_path = str(path.with_suffix(".sqlite3"))
+    settings.store.sync()
+    return path
 
 
 def window_up_seconds(runs: int, settings: Path, model_dir: str | None) -> list[float]:
@@ -133,7 +153,7 @@ def huge_photo(folder: Path) -> str:
 
 
 def measure_in_window(
-    paths: list[str], huge: str, model_dir: str | None, settings_file: Path, backend: str
+    paths: list[str], huge: str, model_dir: str | None, ini: Path, backend: str, precision: str
 ) -> dict:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
@@ -152,9 +172,9 @@ def measure_in_window(
             QTimer.singleShot(2, loop.quit)
             loop.exec()
 
-    settings = Settings.from_file(str(settings_file))
+    settings = Settings.from_file(str(settings_file(ini)))
     settings.mark_started()  # no sample images on "first start": every photo starts uncached
-    settings.backend = backend
+    settings.backend, settings.precision = backend, precision
     start = time.perf_counter()
     window = MainWindow(settings, model_dir=model_dir)
     window.resize(1320, 840)
@@ -162,6 +182,10 @@ def measure_in_window(
     wait_until(lambda: bool(window.session.model_info or window.session.model_error))
     if window.session.model_error:
         raise SystemExit(f"model failed to load: {window.session.model_error}")
+    if precision == "int8" and "int8" not in window.session.model_info.device:
+        raise SystemExit(
+            f"int8 asked for, float loaded: {window.session.model_info.precision_note}"
+        )
     times = {"model load, torch already imported": [time.perf_counter() - start]}
     shown: list[str] = []
     window.caption_shown.connect(shown.append)
@@ -245,8 +269,10 @@ def main() -> None:
     print(f"CPU cores available: {cores}, torch threads: {torch.get_num_threads()}")
     print(f"platform: {os.environ['QT_QPA_PLATFORM']}, python {sys.version.split()[0]}\n")
 
-    up = window_up_seconds(args.startup_runs, workdir / "startup.ini", model_dir)
-    first = first_caption_seconds(args.startup_runs, workdir / "first.ini", model_dir, paths[0])
+    up = window_up_seconds(args.startup_runs, settings_file(workdir / "startup.ini"), model_dir)
+    first = first_caption_seconds(
+        args.startup_runs, settings_file(workdir / "first.ini"), model_dir, paths[0]
+    )
     results = {
         "window up (process start -> first paint)": up,
         "launch -> first caption (torch import + load)": first,
@@ -255,30 +281,57 @@ def main() -> None:
 
     huge = huge_photo(workdir)
     by_backend = {}
-    for backend in ("torch", "onnx"):
-        # Graphs are exported once per model and cached: time the app, not the first export.
-        Captioner.load(model_dir, device="cpu", backend=backend)
-        ini = workdir / f"window-{backend}.ini"
-        by_backend[backend] = measure_in_window(paths, huge, model_dir, ini, backend)
-        encodes = by_backend[backend].pop("encoder runs")
-        results.update({f"{name} [{backend}]": v for name, v in by_backend[backend].items()})
+    for label, (backend, precision) in CONFIGURATIONS.items():
+        # Graphs are exported (and quantized) once per model and cached: time the app, not that.
+        Captioner.load(model_dir, device="cpu", backend=backend, precision=precision)
+        ini = workdir / f"window-{label}.ini"
+        by_backend[label] = measure_in_window(paths, huge, model_dir, ini, backend, precision)
+        encodes = by_backend[label].pop("encoder runs")
 
-    print(f"| {'measurement':<56} | {'n':>3} | {'median':>9} | {'p90':>9} | {'max':>9} |")
-    print(f"|{'-' * 58}|{'-' * 5}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
+    print(f"| {'measurement':<46} | {'n':>3} | {'median':>9} | {'p90':>9} | {'max':>9} |")
+    print(f"|{'-' * 48}|{'-' * 5}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
     for name, values in results.items():
-        ordered = sorted(values)
-        p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
         print(
-            f"| {name:<56} | {len(values):>3} | {statistics.median(values) * 1000:>6.0f} ms "
-            f"| {p90 * 1000:>6.0f} ms | {max(values) * 1000:>6.0f} ms |"
+            f"| {name:<46} | {len(values):>3} | {ms(statistics.median(values))} "
+            f"| {ms(p90(values))} | {ms(max(values))} |"
+        )
+    print("\nIn one window per runtime and precision, median (p90):\n")
+    print(
+        f"| {'measurement':<46} | {'n':>3} |" + "".join(f" {label:>16} |" for label in by_backend)
+    )
+    print(f"|{'-' * 48}|{'-' * 5}|" + f"{'-' * 18}|" * len(by_backend))
+    for name, values in by_backend["torch"].items():
+        cells = (by_backend[label][name] for label in by_backend)
+        print(
+            f"| {name:<46} | {len(values):>3} |"
+            + "".join(f" {median_and_p90(v):>16} |" for v in cells)
         )
     print(f"\nencoder ran {encodes} times for {len(paths)} photos (re-decoding reuses features)")
     for name in (
         "select -> caption + heatmap shown",
         "beam size change -> new caption (decode only)",
     ):
-        torch_ms, onnx_ms = (statistics.median(by_backend[b][name]) for b in ("torch", "onnx"))
-        print(f"{name}, median onnx / torch: {onnx_ms / torch_ms:.2f}")
+        torch_ms = statistics.median(by_backend["torch"][name])
+        ratios = (
+            f"{label} / torch {statistics.median(by_backend[label][name]) / torch_ms:.2f}"
+            for label in by_backend
+            if label != "torch"
+        )
+        print(f"{name}, medians: {', '.join(ratios)}")
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:>6.0f} ms"
+
+
+def median_and_p90(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.0f} ms ({p90(values) * 1000:.0f})"
+
+
+def p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
 
 
 if __name__ == "__main__":
