@@ -240,23 +240,33 @@ class Hedge:
         nothing moves. Columns past the tree's nouns (taught words) stay as they are."""
         taught = copy[:, self.under.shape[0] :]  # (rows, taught words)
         copy = copy[:, : self.under.shape[0]]
+        result = torch.cat([copy, copy.new_zeros(len(copy), len(self.words))], -1)
+        # Only a row whose top word is below the confidence can hedge: the others keep their
+        # distribution, and on a photo most cells are sure of their noun.
+        top = torch.cat([copy, taught], -1).amax(-1)  # (rows,)
+        unsure = (top < self.confidence).nonzero().squeeze(1)  # (unsure rows,)
+        if len(unsure):
+            result[unsure] = self._hedge_rows(copy[unsure])
+        # Columns: the table's nouns, the taught words, the hypernyms (as the ids are laid).
+        nouns = result[:, : copy.shape[1]]
+        return torch.cat([nouns, taught, result[:, copy.shape[1] :]], -1)
+
+    def _hedge_rows(self, copy: torch.Tensor) -> torch.Tensor:
+        """(rows, copy_nouns) distributions none of whose words is sure -> (rows, copy_nouns +
+        hypernyms): the most specific sure node takes its subtree's mass; a row where no node
+        is sure keeps its distribution."""
         nodes = copy @ self.under  # (rows, nodes) each node's probability: its subtree's sum
         sure = nodes >= self.confidence
         if self.root:  # the root is for the whole photo (cells), not one row
             sure[:, -1] = False
-        # The most specific sure node; a row where none is sure keeps its distribution.
         specificity = torch.where(sure, self.size, torch.inf)  # (rows, nodes)
         chosen = specificity.argmin(-1)  # (rows,)
-        top = torch.cat([copy, taught], -1).amax(-1)  # (rows,)
-        hedged = sure.any(-1) & (top < self.confidence)  # (rows,)
+        hedged = sure.any(-1)  # (rows,)
         moved = self.under[:, chosen].T * hedged.unsqueeze(-1)  # (rows, copy_nouns) 1: it moves
         kept = copy * (1.0 - moved)
         result = torch.cat([kept, kept.new_zeros(len(copy), len(self.words))], -1)
         gathered = nodes.gather(1, chosen.unsqueeze(-1)) * hedged.unsqueeze(-1)  # (rows, 1)
-        result = result.scatter_add(1, chosen.unsqueeze(-1), gathered)
-        # Columns: the table's nouns, the taught words, the hypernyms (as the ids are laid).
-        nouns = result[:, : copy.shape[1]]
-        return torch.cat([nouns, taught, result[:, copy.shape[1] :]], -1)
+        return result.scatter_add(1, chosen.unsqueeze(-1), gathered)
 
 
 def model_tree(model_dir: str | Path | None, nouns: Sequence[str]) -> NounTree | None:
