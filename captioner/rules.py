@@ -43,10 +43,11 @@ SIZE_RATIO = 3.0
 SMALL_THING = 10
 # Which sure things (the same things) a copy model's caption names before it ends
 # (things_to_name): NAME_THINGS of them, the largest first, a second one only of SECOND_THING
-# cells or more; a caption that has not named them after NAMING_WORDS words may end anyway.
-# NAME_THINGS 0 names none: the rule is off.
+# cells or more, a cell sure at NAMING_SURE; a caption that has not named them after
+# NAMING_WORDS words may end anyway. NAME_THINGS 0 names none: the rule is off.
 NAME_THINGS = 0
 SECOND_THING = 2
+NAMING_SURE = SURE_CELL
 NAMING_WORDS = 10
 
 
@@ -186,19 +187,19 @@ def size_openings(noun_probs: torch.Tensor, hedge: Hedge | None = None) -> torch
 
 
 def sure_things(
-    noun_probs: torch.Tensor, hedge: Hedge | None = None
+    noun_probs: torch.Tensor, hedge: Hedge | None = None, sure: float | None = None
 ) -> list[list[tuple[int, list[int]]]]:
     """(batch, num_pixels, columns) a copy memory's cell distributions -> per image the things
     the model is sure of, the largest first: (cells, the copy columns whose cells they are).
 
-    A cell is sure of its top noun where that has at least SURE_CELL; a thing is the sure cells
-    of one noun, with a hypernym's cells joining those of a noun under it ("animal" cells beside
-    "llama" ones are the llama)."""
+    A cell is sure of its top noun where that has at least `sure` (default SURE_CELL); a thing
+    is the sure cells of one noun, with a hypernym's cells joining those of a noun under it
+    ("animal" cells beside "llama" ones are the llama)."""
     top_p, top = noun_probs.max(-1)  # (batch, num_pixels)
-    sure = top_p >= SURE_CELL
+    sure_cells = top_p >= (SURE_CELL if sure is None else sure)  # (batch, num_pixels)
     related = _related_columns(hedge, noun_probs.shape[-1], noun_probs.device)
     result = []
-    for columns, is_sure in zip(top.tolist(), sure.tolist(), strict=True):
+    for columns, is_sure in zip(top.tolist(), sure_cells.tolist(), strict=True):
         cells: dict[int, int] = {}
         for column, counted in zip(columns, is_sure, strict=True):
             if counted:
@@ -226,7 +227,7 @@ def things_to_name(noun_probs: torch.Tensor, hedge: Hedge | None = None) -> torc
     if root is not None:  # "a photo" is true of every photo: it names no thing
         nouns[root] = False
     result = torch.zeros(len(noun_probs), NAME_THINGS, columns, dtype=torch.bool)
-    for image, things in enumerate(sure_things(noun_probs, hedge)):
+    for image, things in enumerate(sure_things(noun_probs, hedge, NAMING_SURE)):
         counted = [
             (cells, members)
             for cells, members in things

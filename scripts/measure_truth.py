@@ -24,7 +24,8 @@ validation composites and the calibration photos. With --composites, each run's 
 against the composites' reference captions is printed too.
 --name-things compares captions that end only once they name the things the model is sure of
 (rules.py's NameTheSureThings): 0 (off), 1 (the largest), 2 (the largest and a second one),
-"2:4" (a second one of at least 4 cells, rules.SECOND_THING); several values, one row each.
+"2:4" (a second one of at least 4 cells, rules.SECOND_THING), "2:4:0.95" (cells sure at 0.95,
+rules.NAMING_SURE); several values, one row each.
 """
 
 from __future__ import annotations
@@ -201,14 +202,15 @@ def set_size_rule(captioner, rule: str, thresholds: list[float] | None) -> None:
 
 
 def set_naming(setting: str | None) -> None:
-    """rules.NAME_THINGS (and SECOND_THING) from "N" or "N:CELLS"; None keeps the shipped."""
+    """rules.NAME_THINGS, SECOND_THING and NAMING_SURE from "N[:CELLS[:SURE]]"; None keeps
+    the shipped ones."""
     from captioner import rules
 
     if setting is not None:
-        count, _, cells = setting.partition(":")
+        count, cells, sure = (setting.split(":") + [None, None])[:3]
         rules.NAME_THINGS = int(count)
-        if cells:
-            rules.SECOND_THING = int(cells)
+        rules.SECOND_THING = int(cells) if cells else 2
+        rules.NAMING_SURE = float(sure) if sure else rules.SURE_CELL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "--name-things",
         nargs="+",
         default=None,
-        metavar="N[:CELLS]",
+        metavar="N[:CELLS[:SURE]]",
         help="sure things a caption names before it ends: 0 off, 1, 2, 2:CELLS (default: shipped)",
     )
     parser.add_argument("--device", default="cpu")
