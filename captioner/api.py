@@ -444,6 +444,7 @@ class Captioner:
             length_alpha=options.length_penalty,
             no_repeat_ngram_size=options.no_repeat_ngram_size,
             memory=memory,
+            name_things=options.name_things,
         )
         # A beam still going at the length limit is cut there, not ended: on a photo unlike
         # its training images a model can run on ("there is is a person large large car ...",
@@ -467,6 +468,7 @@ class Captioner:
                     **special_ids,
                     num_samples=options.consensus_samples,
                     max_length=options.max_length,
+                    name_things=options.name_things,
                 )
             ]
             hypotheses = [
@@ -499,6 +501,7 @@ class Captioner:
         length_penalty: float | None = None,
         no_repeat_ngram_size: int | None = None,
         consensus_samples: int | None = None,
+        name_things: int | None = None,
         batch_size: int = 16,
     ) -> list[CaptionResult] | CaptionResult:
         """Caption photos given as paths or PIL images, with the engine (captioner/pipeline.py)
@@ -521,6 +524,7 @@ class Captioner:
                 "length_penalty": length_penalty,
                 "no_repeat_ngram_size": no_repeat_ngram_size,
                 "consensus_samples": consensus_samples,
+                "name_things": name_things,
             }.items()
             if value is not None
         }

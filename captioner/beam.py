@@ -48,6 +48,7 @@ def beam_search(
     no_repeat_ngram_size: int = 0,
     num_return: int | None = None,
     memory: ImageMemory | None = None,
+    name_things: int = 0,
 ) -> list[list[Hypothesis]]:
     """Decode (batch, grid_h, grid_w, encoder_dim) features; per image the best hypotheses first.
 
@@ -59,7 +60,8 @@ def beam_search(
     names each thing once (a count says "two dogs").
 
     memory: `decoder.prepare(features)`, when the caller holds it already (it reads the copy
-    memory after the search too: captioner/pointing.py).
+    memory after the search too: captioner/pointing.py). name_things: a copy model's captions
+    end only once they name that many of the things the model is sure of (rules.py).
     """
     if beam_size < 1 or max_length < 1:
         raise ValueError("beam_size and max_length must be at least 1")
@@ -88,7 +90,7 @@ def beam_search(
         ),
         # Which things each image's caption names before it ends: those the model is sure of.
         to_name=(
-            things_to_name(memory.noun_probs, memory.hedge)
+            things_to_name(memory.noun_probs, memory.hedge, name_things)
             if memory.noun_probs is not None
             else None
         ),

@@ -20,7 +20,7 @@ import torch
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from captioner.decoder import Decoder
-from captioner.rules import apply_rules, decoding_rules, size_openings
+from captioner.rules import apply_rules, decoding_rules, size_openings, things_to_name
 from captioner.sampling import ImageNoise
 
 SAMPLING_SEED = 0
@@ -41,6 +41,7 @@ def sample_captions(
     max_length: int = 20,
     no_repeat_ngram_size: int = 0,
     temperature: float = 0.7,
+    name_things: int = 0,
 ) -> list[list[list[int]]]:
     """Draw num_samples captions per image from (batch, grid_h, grid_w, encoder_dim) features.
 
@@ -65,6 +66,11 @@ def sample_captions(
         # As beam search's: size words open only where sizes tell things apart.
         size_openings=(
             size_openings(memory.noun_probs, memory.hedge)
+            if memory.noun_probs is not None
+            else None
+        ),
+        to_name=(
+            things_to_name(memory.noun_probs, memory.hedge, name_things)
             if memory.noun_probs is not None
             else None
         ),

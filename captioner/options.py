@@ -21,6 +21,7 @@ class DecodeOptions:
     length_penalty: float = 0.0  # GNMT alpha; above 0 favours longer captions
     no_repeat_ngram_size: int = 0  # 0: off; n: no n-gram twice in a caption
     consensus_samples: int = 0  # 0: off; k: rank the beams by agreement with k sampled captions
+    name_things: int = 0  # 0: off; n: a copy model's caption names n of the things it is sure of
 
     # Inclusive (lowest, highest) of each option. Beyond 10, GNMT's ((5 + length) / 6) ** alpha
     # overflows; the others bound memory and time to what a caption can use.
@@ -30,6 +31,7 @@ class DecodeOptions:
         "length_penalty": (-10.0, 10.0),
         "no_repeat_ngram_size": (0, 10),
         "consensus_samples": (0, 100),
+        "name_things": (0, 2),
     }
     HELP: ClassVar[dict[str, str]] = {
         "beam_size": "captions searched side by side; 1 is greedy decoding",
@@ -38,6 +40,9 @@ class DecodeOptions:
         "no_repeat_ngram_size": "never repeat an n-gram of this many words (0: off)",
         "consensus_samples": "rank the beams by agreement with this many captions sampled "
         "from the model, to prefer its usual description (30 is plenty; 0: off)",
+        "name_things": "a copy model's caption ends only once it names this many of the things "
+        "it is sure of, the largest first ('a dog and a bicycle'); on photos it adds false "
+        "nouns (0: off)",
     }
 
     def __post_init__(self) -> None:

@@ -41,11 +41,10 @@ SURE_CELL = 0.8
 THING_CELLS = 2
 SIZE_RATIO = 3.0
 SMALL_THING = 10
-# Which sure things (the same things) a copy model's caption names before it ends
-# (things_to_name): NAME_THINGS of them, the largest first, a second one only of SECOND_THING
-# cells or more, a cell sure at NAMING_SURE; a caption that has not named them after
-# NAMING_WORDS words may end anyway. NAME_THINGS 0 names none: the rule is off.
-NAME_THINGS = 0
+# Which sure things (the same things) a copy model's caption names before it ends, where
+# DecodeOptions.name_things asks for them (things_to_name): the largest first, a second one
+# only of SECOND_THING cells or more, a cell sure at NAMING_SURE; a caption that has not named
+# them after NAMING_WORDS words may end anyway.
 SECOND_THING = 2
 NAMING_SURE = SURE_CELL
 NAMING_WORDS = 10
@@ -213,20 +212,22 @@ def sure_things(
     return result
 
 
-def things_to_name(noun_probs: torch.Tensor, hedge: Hedge | None = None) -> torch.Tensor | None:
-    """(batch, num_pixels, columns) a copy memory's cell distributions -> (batch, NAME_THINGS,
-    columns): for each image, the things (`sure_things` of THING_CELLS cells or more) its
-    caption names before it ends, each as the copy columns that name it (its nouns and the
+def things_to_name(
+    noun_probs: torch.Tensor, hedge: Hedge | None = None, count: int = 0
+) -> torch.Tensor | None:
+    """(batch, num_pixels, columns) a copy memory's cell distributions -> (batch, count,
+    columns): for each image, the `count` things (`sure_things` of THING_CELLS cells or more)
+    its caption names before it ends, each as the copy columns that name it (its nouns and the
     hypernyms above them, never the root "a photo"); a row of False names nothing. None where
-    NAME_THINGS is 0."""
-    if not NAME_THINGS:
+    count is 0."""
+    if not count:
         return None
     columns = noun_probs.shape[-1]
     nouns = _noun_sets(hedge, columns, noun_probs.device)  # (columns, table nouns)
     root = columns - 1 if hedge is not None and hedge.root else None
     if root is not None:  # "a photo" is true of every photo: it names no thing
         nouns[root] = False
-    result = torch.zeros(len(noun_probs), NAME_THINGS, columns, dtype=torch.bool)
+    result = torch.zeros(len(noun_probs), count, columns, dtype=torch.bool)
     for image, things in enumerate(sure_things(noun_probs, hedge, NAMING_SURE)):
         counted = [
             (cells, members)
@@ -235,7 +236,7 @@ def things_to_name(noun_probs: torch.Tensor, hedge: Hedge | None = None) -> torc
         ]
         if len(counted) > 1 and counted[1][0] < SECOND_THING:
             counted = counted[:1]
-        for slot, (_, members) in enumerate(counted[:NAME_THINGS]):
+        for slot, (_, members) in enumerate(counted[:count]):
             named = nouns[members]  # (members, table nouns)
             below = ~(nouns.unsqueeze(0) & ~named.unsqueeze(1)).any(-1)  # (members, columns)
             above = ~(named.unsqueeze(1) & ~nouns.unsqueeze(0)).any(-1)

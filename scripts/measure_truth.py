@@ -201,16 +201,15 @@ def set_size_rule(captioner, rule: str, thresholds: list[float] | None) -> None:
         captioner.decoder.size_word_ids = ()
 
 
-def set_naming(setting: str | None) -> None:
-    """rules.NAME_THINGS, SECOND_THING and NAMING_SURE from "N[:CELLS[:SURE]]"; None keeps
-    the shipped ones."""
+def set_naming(setting: str | None) -> int:
+    """DecodeOptions.name_things from "N[:CELLS[:SURE]]", with rules.SECOND_THING and
+    NAMING_SURE set for this run; None: 0 (off) and the shipped thresholds."""
     from captioner import rules
 
-    if setting is not None:
-        count, cells, sure = (setting.split(":") + [None, None])[:3]
-        rules.NAME_THINGS = int(count)
-        rules.SECOND_THING = int(cells) if cells else 2
-        rules.NAMING_SURE = float(sure) if sure else rules.SURE_CELL
+    count, cells, sure = ((setting or "0").split(":") + [None, None])[:3]
+    rules.SECOND_THING = int(cells) if cells else 2
+    rules.NAMING_SURE = float(sure) if sure else rules.SURE_CELL
+    return int(count)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     for confidence, naming in settings:
         if confidence is not None:
             captioner.set_hedging(confidence or None, root=None if args.no_root else ROOT)
-        set_naming(naming)
-        results = captioner.caption(images)
+        results = captioner.caption(images, name_things=set_naming(naming))
         captions = dict(zip(keys, (r.text for r in results), strict=True))
         scored = score(captions, truth, subjects)
         if len(settings) == 1 and not args.composites:

@@ -132,6 +132,8 @@ def test_beam_size_reruns_only_the_decoder_and_persists(
     assert window.words.words == PHOTO_CAPTIONS["coffee"].split()
     window.settings_panel.consensus_samples.setValue(8)
     qtbot.waitUntil(lambda: window.settings.decode_options.consensus_samples == 8, timeout=WAIT_MS)
+    window.settings_panel.name_things.setValue(2)
+    qtbot.waitUntil(lambda: window.session.options.name_things == 2, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.beam_list.topLevelItemCount() == 4, timeout=WAIT_MS)
     assert window.words.words == PHOTO_CAPTIONS["coffee"].split()  # the model knows it well
     assert window.session.worker.encode_count == encoded  # features came from the cache
@@ -140,6 +142,7 @@ def test_beam_size_reruns_only_the_decoder_and_persists(
     reopened = Settings.from_file(str(tmp_path / "settings.ini"))
     assert reopened.decode_options.beam_size == 4
     assert reopened.decode_options.consensus_samples == 8
+    assert reopened.decode_options.name_things == 2
     assert reopened.recent[0] == str(photo_dir / "coffee.png")
     assert not reopened.first_run
 

@@ -118,6 +118,17 @@ def test_options_key_is_stable_across_int_and_float():
     assert options_key(DecodeOptions(beam_size=3)) != options_key(DecodeOptions())
 
 
+def test_an_option_added_later_keeps_the_keys_of_captions_stored_before_it():
+    """The key libraries stored before DecodeOptions.name_things existed: its default must
+    find them, any other value must not."""
+    before = (
+        '{"beam_size":5,"consensus_samples":0,"length_penalty":0.0,"max_length":20,'
+        '"no_repeat_ngram_size":0}'
+    )
+    assert options_key(DecodeOptions()) == before
+    assert options_key(DecodeOptions(name_things=2)) != before
+
+
 def test_a_moved_photo_keeps_its_captions(library, tmp_path):
     old = photo_file(tmp_path, "old.jpg", b"the same bytes")
     library.add_model_results([result(old, "a boat")], MODEL)

@@ -10,6 +10,7 @@ import torch
 
 from captioner import rules
 from captioner.noun_tree import Hedge, NounTree
+from captioner.options import DecodeOptions
 from captioner.rules import NameTheSureThings, apply_rules, decoding_rules, things_to_name
 from captioner.vocab import Vocabulary
 
@@ -41,7 +42,6 @@ def hedge() -> Hedge:
 
 @pytest.fixture
 def name_two(monkeypatch):
-    monkeypatch.setattr(rules, "NAME_THINGS", 2)
     monkeypatch.setattr(rules, "SECOND_THING", 3)
 
 
@@ -55,7 +55,7 @@ def test_things_to_name_are_the_two_largest_sure_things(name_two):
             cells((PHOTO, GRID)),  # sure of nothing below the root: "a photo" names no thing
         ]
     )
-    to_name = things_to_name(images, hedge())
+    to_name = things_to_name(images, hedge(), 2)
     named_by = [[row.nonzero().flatten().tolist() for row in image] for image in to_name]
     # A thing is named by its noun and the hypernyms above it ("an animal"), never "a photo".
     assert named_by == [
@@ -68,13 +68,13 @@ def test_things_to_name_are_the_two_largest_sure_things(name_two):
 
 
 def test_a_hypernyms_thing_is_named_by_the_nouns_below_it(name_two):
-    to_name = things_to_name(cells((ANIMAL, 20), (CUP, 4)).unsqueeze(0), hedge())
+    to_name = things_to_name(cells((ANIMAL, 20), (CUP, 4)).unsqueeze(0), hedge(), 2)
     assert to_name[0, 0].nonzero().flatten().tolist() == [JAGUAR, LEOPARD, DOG, ANIMAL]
 
 
-def test_off_names_nothing(monkeypatch):
-    monkeypatch.setattr(rules, "NAME_THINGS", 0)
+def test_off_names_nothing():
     assert things_to_name(cells((JAGUAR, 20), (CUP, 4)).unsqueeze(0), hedge()) is None
+    assert DecodeOptions().name_things == 0
 
 
 def noun_of_word() -> torch.Tensor:
@@ -91,7 +91,7 @@ def ends(rule, captions: list[list[int]], images: torch.Tensor | None) -> list[b
 
 
 def test_a_caption_ends_only_once_it_names_each_sure_thing(name_two):
-    to_name = things_to_name(torch.stack([cells((JAGUAR, 20), (CUP, 4)), cells()]), hedge())
+    to_name = things_to_name(torch.stack([cells((JAGUAR, 20), (CUP, 4)), cells()]), hedge(), 2)
     rule = NameTheSureThings(noun_of_word(), to_name, END)
     image_0 = torch.tensor([0])
     assert ends(rule, [[A, W_JAGUAR]], image_0) == [False]  # the cup is still to name
@@ -106,7 +106,7 @@ def test_a_caption_ends_only_once_it_names_each_sure_thing(name_two):
 
 
 def test_a_caption_that_cannot_name_them_ends_after_naming_words(name_two):
-    to_name = things_to_name(cells((JAGUAR, 20), (CUP, 4)).unsqueeze(0), hedge())
+    to_name = things_to_name(cells((JAGUAR, 20), (CUP, 4)).unsqueeze(0), hedge(), 2)
     rule = NameTheSureThings(noun_of_word(), to_name, END)
     short = [A, W_DOG] + [AND] * (rules.NAMING_WORDS - 3)
     assert ends(rule, [short], torch.tensor([0])) == [False]
@@ -143,11 +143,8 @@ def nouns_named(model, text: str) -> int:
 
 def test_the_default_model_names_the_second_thing_it_is_sure_of(model, monkeypatch):
     photos = [SAMPLES / f"{name}.jpg" for name in ("rocket", "chelsea", "coffee", "camera")]
-    monkeypatch.setattr(rules, "NAME_THINGS", 0)
     before = [result.text for result in model.caption(photos)]
-    monkeypatch.setattr(rules, "NAME_THINGS", 2)
-    monkeypatch.setattr(rules, "SECOND_THING", 2)
-    after = [result.text for result in model.caption(photos)]
+    after = [result.text for result in model.caption(photos, name_things=2)]
     # The rocket's photo shows a rocket and a launch tower the classifier reads as an oil rig,
     # both surely: the caption names both, where it named the rocket alone.
     assert nouns_named(model, before[0]) == 1, before
@@ -155,4 +152,4 @@ def test_the_default_model_names_the_second_thing_it_is_sure_of(model, monkeypat
     # The others show one sure thing: their captions are as they were.
     assert after[1:] == before[1:]
     # Each image of a batch is captioned as alone.
-    assert [model.caption([photo])[0].text for photo in photos] == after
+    assert [model.caption([photo], name_things=2)[0].text for photo in photos] == after

@@ -94,12 +94,19 @@ class ModelKey:
         return cls(identity, options_key(options), name)
 
 
+# Decoding options added after the library's first captions were stored, with the value that
+# is as before them: keyed only when set otherwise, so those captions stay current.
+LATER_OPTIONS = {"name_things": 0}
+
+
 def options_key(options: DecodeOptions) -> str:
     """A stable text for decoding options: every field, sorted, ints as ints and floats as
     floats, so DecodeOptions(length_penalty=0) and (length_penalty=0.0) give the same key."""
     values = {}
     for field in dataclasses.fields(options):
         value = getattr(options, field.name)
+        if LATER_OPTIONS.get(field.name, object()) == value:
+            continue
         values[field.name] = int(value) if field.type == "int" else float(value)
     return json.dumps(values, sort_keys=True, separators=(",", ":"))
 

@@ -83,6 +83,14 @@ class SettingsPanel(QWidget):
             "Draw this many captions from the model and show the beam caption that agrees most "
             "with them: the model's usual description rather than its single likeliest wording"
         )
+        self.name_things = QSpinBox()
+        self.name_things.setRange(*limits["name_things"])
+        self.name_things.setSpecialValueText("off")
+        self.name_things.setSuffix(" things")
+        self.name_things.setToolTip(
+            "A copy model's caption names this many of the things it is sure of before it "
+            "ends ('a dog and a bicycle'); on photos it also names more wrong things"
+        )
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(device)
@@ -144,6 +152,7 @@ class SettingsPanel(QWidget):
         form.addRow("&Length penalty", self.length_penalty)
         form.addRow("No &repeated words", self.no_repeat_ngram_size)
         form.addRow("&Consensus samples", self.consensus_samples)
+        form.addRow("Name sure &things", self.name_things)
         form.addRow("&Device", self.device)
         form.addRow("Bac&kend", self.backend)
         form.addRow("&Precision", self.precision)
