@@ -153,3 +153,33 @@ def test_the_default_model_names_the_second_thing_it_is_sure_of(model, monkeypat
     assert after[1:] == before[1:]
     # Each image of a batch is captioned as alone.
     assert [model.caption([photo], name_things=2)[0].text for photo in photos] == after
+
+
+def test_a_hypernyms_column_follows_the_taught_words_even_one_the_table_has():
+    """The copy memory's columns are the table's nouns, the taught words, the hypernyms. The
+    last taught word here ("cup") is a table noun and keeps the table's column, so counting
+    the columns in use put "animal" on the taught words' last column: the rule then took
+    "an animal" for naming nothing and the jaguar unnamed."""
+    nouns = ("jaguar", "leopard", "dog", "cup")
+    leopard, widget, animal = VOCAB, VOCAB + 1, VOCAB + 2  # then the taught words', hypernyms'
+    ids = torch.tensor([W_JAGUAR, leopard, W_DOG, W_CUP])
+    decoder = SimpleNamespace(
+        config=SimpleNamespace(vocab_size=VOCAB + 1, copy_nouns=4, end_after_noun=True),
+        noun_singular_ids=ids,
+        noun_plural_ids=ids,
+        hedge=Hedge.build(NounTree((*nouns, "animal"), (4, 4, 4, -1, -1)), nouns, 0.7),
+    )
+    taught = SimpleNamespace(
+        words=("widget", "cup"),  # a word the model did not have, then a table noun
+        singular_ids=torch.tensor([widget, W_CUP]),
+        plural_ids=torch.tensor([widget, W_CUP]),
+        word_count=VOCAB + 2,
+    )
+    columns = 4 + 2 + 1  # nouns, taught words, "animal"
+    to_name = torch.zeros(1, 1, columns, dtype=torch.bool)
+    to_name[0, 0, [JAGUAR, 6]] = True  # the jaguar, named by "jaguar" or "animal"
+    found = decoding_rules(decoder, end_id=END, taught=taught, to_name=to_name)
+    (rule,) = [r for r in found if isinstance(r, NameTheSureThings)]
+    history = torch.tensor([[A, animal]])
+    scores = apply_rules([rule], torch.zeros(1, animal + 1), history, torch.tensor([0]))
+    assert not torch.isinf(scores[0, END])  # "an animal" named the jaguar: it may end
