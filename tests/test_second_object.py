@@ -13,6 +13,7 @@ from captioner.noun_tree import Hedge, NounTree
 from captioner.options import DecodeOptions
 from captioner.rules import NameTheSureThings, apply_rules, decoding_rules, things_to_name
 from captioner.vocab import Vocabulary
+from tests.test_size_words import cells as size_cells
 
 SAMPLES = Path(__file__).parent.parent / "captioner" / "samples"
 GRID = 49  # the default model's 7 x 7 cells
@@ -23,16 +24,9 @@ W_JAGUAR, W_DOG, W_CUP, W_ANIMAL = 6, 7, 8, 9
 VOCAB = 10
 
 
-def cells(*things: tuple[int, int], columns: int = 6) -> torch.Tensor:
-    """(num_pixels, columns) cell distributions: `count` cells sure of each (column, count),
-    the rest unsure (spread evenly)."""
-    probs = torch.full((GRID, columns), 1.0 / columns)
-    start = 0
-    for column, count in things:
-        probs[start : start + count] = 0.0
-        probs[start : start + count, column] = 1.0
-        start += count
-    return probs
+def cells(*things: tuple[int, int]) -> torch.Tensor:
+    """(num_pixels, 6) cell distributions: `count` cells sure of each (column, count)."""
+    return size_cells(*things, columns=6)
 
 
 def hedge() -> Hedge:
