@@ -11,14 +11,16 @@
 Every window and child process keeps captions in its own new caption library beside its INI
 file, so none is served captions another stored, and the user's library is left alone.
 Uses the default model when it is installed, else a stand-in of the default architecture
-(EfficientNet-Lite0 at 224 px, DecoderConfig defaults, random weights, 60 words), and the
-shipped sample images, else photos from scikit-image. Prints which.
+(EfficientNet-Lite0 at 224 px, DecoderConfig defaults, random weights, 60 words), and photos
+from scikit-image saved as JPEGs (the shipped samples are these photos too). Prints which. Its
+files go to a temporary folder, removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -126,10 +128,6 @@ def stand_in_model(folder: Path) -> str:
 
 
 def benchmark_photos(folder: Path, count: int) -> tuple[list[str], str]:
-    samples = REPO / "captioner" / "samples"
-    found = sorted(samples.glob("*.png")) if samples.is_dir() else []
-    if found:
-        return [str(p) for p in found[:count]], f"{min(count, len(found))} shipped sample images"
     import numpy as np
     from PIL import Image
     from skimage import data
@@ -319,6 +317,7 @@ def main() -> None:
         )
         print(f"{name}, medians: {', '.join(ratios)}")
     print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def ms(seconds: float) -> str:
