@@ -86,7 +86,6 @@ class SettingsPanel(QWidget):
         self.name_things = QSpinBox()
         self.name_things.setRange(*limits["name_things"])
         self.name_things.setSpecialValueText("off")
-        self.name_things.setSuffix(" things")
         self.name_things.setToolTip(
             "A copy model's caption names this many of the things it is sure of before it "
             "ends ('a dog and a bicycle'); on photos it also names more wrong things"
