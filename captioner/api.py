@@ -458,17 +458,19 @@ class Captioner:
             # Each step holds (images x samples x grid cells x attention_dim) energies; on a CPU
             # they stay in cache a few images at a time. Samples do not depend on the batch, so
             # the split changes nothing.
+            # The samples read the memory the search read: the encoder's class maps, people.
             chunk = 4 if self.device.type == "cpu" else len(features)
             samples = [
                 drawn
-                for part in features.split(chunk)
+                for start in range(0, len(features), chunk)
                 for drawn in sample_captions(
                     self.decoder,
-                    part,
+                    features[start : start + chunk],
                     **special_ids,
                     num_samples=options.consensus_samples,
                     max_length=options.max_length,
                     name_things=options.name_things,
+                    memory=memory.image_range(start, start + chunk),
                 )
             ]
             hypotheses = [

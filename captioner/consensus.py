@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from captioner.decoder import Decoder
+from captioner.decoder import Decoder, ImageMemory
 from captioner.rules import apply_rules, decoding_rules, size_openings, things_to_name
 from captioner.sampling import ImageNoise
 
@@ -42,18 +42,21 @@ def sample_captions(
     no_repeat_ngram_size: int = 0,
     temperature: float = 0.7,
     name_things: int = 0,
+    memory: ImageMemory | None = None,
 ) -> list[list[list[int]]]:
     """Draw num_samples captions per image from (batch, grid_h, grid_w, encoder_dim) features.
 
     Returns per image a list of word-id lists (without <start> and <end>), each at least one
     word long and, as beam search's, within the decoding rules (captioner/rules.py). A
     temperature below 1 sharpens the model's distribution, so the samples stay on its likely
-    wordings.
+    wordings. memory: `decoder.prepare(features)` as the beam search read it (with the encoder's
+    class maps and the people it found), when the caller holds it.
     """
     if num_samples < 1 or temperature <= 0:
         raise ValueError("num_samples must be at least 1 and temperature above 0")
     batch, n, device = features.shape[0], num_samples, features.device
-    memory = decoder.prepare(features)
+    if memory is None:
+        memory = decoder.prepare(features)
     state = decoder.initial_state(memory).repeat_rows(n)
     words = torch.full((batch * n,), start_id, dtype=torch.long, device=device)
     rules = decoding_rules(

@@ -181,6 +181,17 @@ class ImageMemory(NamedTuple):
         }
         return self._replace(**({"features": None} | selected))
 
+    def image_range(self, start: int, stop: int) -> ImageMemory:
+        """The memory of images start to stop - 1, every field as it is: views, no copies."""
+        per_image = ("features", "attention_keys", "projected_features", "noun_probs", "noun_mass")
+        return self._replace(
+            **{
+                name: getattr(self, name)[start:stop]
+                for name in per_image
+                if getattr(self, name) is not None
+            }
+        )
+
     def copy_memory(self) -> CopyMemory:
         return CopyMemory(
             self.noun_probs,

@@ -152,3 +152,29 @@ def test_samples_keep_the_rules_beam_search_keeps():
     plain, _ = tiny_random_decoder(5)
     once = sample_captions(plain, features, num_samples=200, no_repeat_ngram_size=1, **search)
     assert all(len(set(caption)) == len(caption) for caption in once[0])
+
+
+def test_samples_read_the_memory_the_search_read():
+    """The API hands the search's memory (the encoder graph's class maps, the people the face
+    detector found) to the sampler; a memory whose every cell shows a dog gives dogs."""
+    from pathlib import Path
+
+    from captioner import Captioner
+    from captioner.vocab import Vocabulary
+
+    model = Captioner.load(device="cpu")
+    decoder = model.decoder
+    samples = Path(__file__).parent.parent / "captioner" / "samples"
+    with torch.inference_mode():
+        features = model.encode([samples / "chelsea.jpg"])
+        memory = decoder.prepare(features)
+        dog = model._copy_nouns().index("dog")
+        dogs = torch.full_like(memory.noun_probs, 1e-6)  # never exactly 0, as a softmax's
+        dogs[..., dog] = 1.0 - 1e-6 * (dogs.shape[-1] - 1)
+        memory = memory._replace(noun_probs=dogs)
+        special = {"start_id": Vocabulary.start_id, "end_id": Vocabulary.end_id}
+        drawn = sample_captions(decoder, features, num_samples=8, memory=memory, **special)[0]
+        own = sample_captions(decoder, features, num_samples=8, **special)[0]
+    said = [set(model.vocab.decode(words)) for words in drawn]
+    assert all(words & {"dog", "dogs"} for words in said), said
+    assert not any({"dog", "dogs"} & set(model.vocab.decode(words)) for words in own)
