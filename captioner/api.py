@@ -40,7 +40,7 @@ from captioner.pipeline import caption_batches, photo_batches
 from captioner.pointing import word_maps
 from captioner.registry import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, resolve_model
 from captioner.results import CaptionResult
-from captioner.rules import BANNED_IDS, SIZE_WORDS, SMALL_WORDS
+from captioner.rules import BANNED_IDS, COUNT_WORDS, SIZE_WORDS, SMALL_WORDS
 from captioner.taught import (
     TaughtExample,
     box_weights,
@@ -100,6 +100,7 @@ class Captioner:
         self._people: WeakIdKeyDictionary | None = None
         self.decoder.size_word_ids = tuple(vocab.stoi[w] for w in SIZE_WORDS if w in vocab.stoi)
         self.decoder.small_word_ids = tuple(vocab.stoi[w] for w in SMALL_WORDS if w in vocab.stoi)
+        self.decoder.count_word_ids = tuple(vocab.stoi[w] for w in COUNT_WORDS if w in vocab.stoi)
 
     @classmethod
     def load(

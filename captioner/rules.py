@@ -30,6 +30,9 @@ BANNED_IDS = (Vocabulary.pad_id, Vocabulary.start_id, Vocabulary.unk_id)
 # Words that say how big a thing is, which a copy model says only after its first noun.
 SIZE_WORDS = ("large", "small", "big", "little")
 SMALL_WORDS = ("small", "little")
+# Words that count more than one thing: a hypernym without a plural ("photo", "furniture") is
+# not said after them ("two photo").
+COUNT_WORDS = ("two", "three", "four", "several", "many")
 # Which size words may open an image's caption (size_openings).
 NO_SIZE, ANY_SIZE, ONLY_SMALL = 0, 1, 2
 # When (size_openings): a grid cell is sure of a thing where its top noun has SURE_CELL; a
@@ -309,6 +312,25 @@ class NameTheSureThings:
         return scores.masked_fill(banned, -math.inf)
 
 
+class NoPluralAfterACount:
+    """Words with no plural of their own (the noun tree's root "photo" and its mass nouns,
+    whose plural slot says the singular) are not said right after a count above one: the
+    search offered "two photo" and "there are two photo" for the deep-field photo."""
+
+    def __init__(self, count_ids: Sequence[int], singular_only: torch.Tensor, vocab_size: int):
+        device = singular_only.device
+        self.is_count = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        self.is_count[list(count_ids)] = True
+        self.banned = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        self.banned[singular_only] = True
+
+    def __call__(self, scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        if not history.shape[1]:
+            return scores
+        after_count = self.is_count[history[:, -1]].unsqueeze(1)  # (rows, 1)
+        return scores.masked_fill(after_count & self.banned, -math.inf)
+
+
 class EachNounOnce:
     """A copy model names each thing once ("two dogs", never "a dog next to a dog"), so a noun
     said, singular or plural, is not said again: on photos, a second noun would otherwise
@@ -378,8 +400,14 @@ def decoding_rules(
         if hedge is not None:  # each hypernym is one more noun, in its copy column
             count = decoder.config.copy_nouns + (len(taught.words) if taught is not None else 0)
             hedge_index = torch.arange(count, count + len(hedge.words), device=device)
-            for ids in hedge.word_ids(hedge_base):
-                noun_of_word[ids.to(device)] = hedge_index
+            singular, plural = (ids.to(device) for ids in hedge.word_ids(hedge_base))
+            noun_of_word[singular] = hedge_index
+            noun_of_word[plural] = hedge_index
+            count_ids = getattr(decoder, "count_word_ids", ())
+            if count_ids:
+                rules.append(
+                    NoPluralAfterACount(count_ids, singular[singular == plural], vocab_size)
+                )
         # A config without the field (an older one, a stand-in) ends only after a noun.
         end_after_noun = getattr(decoder.config, "end_after_noun", True)
         grammar = CopyGrammar(noun_of_word, end_id, end_after_noun)

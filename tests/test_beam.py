@@ -427,3 +427,20 @@ def test_each_alternative_is_another_caption():
         assert [beam.score for beam in result.beams] == sorted(
             (beam.score for beam in result.beams), reverse=True
         )
+
+
+def test_a_noun_without_a_plural_is_not_said_after_a_count():
+    """The noun tree's root has no plural: the deep-field photo's beams held "two photo" and
+    "there are two photo" (beam size 10)."""
+    import captioner
+
+    photo = Path(captioner.__file__).parent / "samples" / "hubble_deep_field.jpg"
+    result = captioner.Captioner.load(device="cpu").caption(photo, beam_size=10)
+    assert result.text == "a photo"
+    texts = [beam.text.split() for beam in result.beams]
+    assert len(texts) >= 5
+    assert not any(
+        words[i] == "two" and words[i + 1] == "photo"
+        for words in texts
+        for i in range(len(words) - 1)
+    ), texts
