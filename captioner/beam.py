@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from captioner.decoder import Decoder, ImageMemory
-from captioner.rules import apply_rules, decoding_rules, size_openings, things_to_name
+from captioner.rules import apply_rules, search_rules
 
 
 @dataclass
@@ -75,25 +75,13 @@ def beam_search(
     state = decoder.initial_state(memory).repeat_rows(k)
     words = torch.full((batch * k,), start_id, dtype=torch.long, device=features.device)
 
-    rules = decoding_rules(
+    rules = search_rules(
         decoder,
+        memory,
         end_id=end_id,
         banned_ids=banned_ids,
         no_repeat_ngram_size=no_repeat_ngram_size,
-        device=features.device,
-        taught=memory.taught,
-        # Which size words each image may open with: where sizes tell things apart.
-        size_openings=(
-            size_openings(memory.noun_probs, memory.hedge)
-            if memory.noun_probs is not None
-            else None
-        ),
-        # Which things each image's caption names before it ends: those the model is sure of.
-        to_name=(
-            things_to_name(memory.noun_probs, memory.hedge, name_things)
-            if memory.noun_probs is not None
-            else None
-        ),
+        name_things=name_things,
     )
     # At the length limit a caption can only end, in place of the rules: a copy model's
     # caption that has named nothing by then ends too.

@@ -20,7 +20,7 @@ import torch
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from captioner.decoder import Decoder, ImageMemory
-from captioner.rules import apply_rules, decoding_rules, size_openings, things_to_name
+from captioner.rules import apply_rules, search_rules
 from captioner.sampling import ImageNoise
 
 SAMPLING_SEED = 0
@@ -59,24 +59,13 @@ def sample_captions(
         memory = decoder.prepare(features)
     state = decoder.initial_state(memory).repeat_rows(n)
     words = torch.full((batch * n,), start_id, dtype=torch.long, device=device)
-    rules = decoding_rules(
+    rules = search_rules(  # as beam search's
         decoder,
+        memory,
         end_id=end_id,
         banned_ids=banned_ids,
         no_repeat_ngram_size=no_repeat_ngram_size,
-        device=device,
-        taught=memory.taught,
-        # As beam search's: size words open only where sizes tell things apart.
-        size_openings=(
-            size_openings(memory.noun_probs, memory.hedge)
-            if memory.noun_probs is not None
-            else None
-        ),
-        to_name=(
-            things_to_name(memory.noun_probs, memory.hedge, name_things)
-            if memory.noun_probs is not None
-            else None
-        ),
+        name_things=name_things,
     )
     noise = ImageNoise(batch, n, SAMPLING_SEED)
 

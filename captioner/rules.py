@@ -20,7 +20,7 @@ from typing import Protocol
 
 import torch
 
-from captioner.decoder import Decoder
+from captioner.decoder import Decoder, ImageMemory
 from captioner.noun_tree import Hedge
 from captioner.taught import TaughtNouns
 from captioner.vocab import Vocabulary
@@ -428,6 +428,32 @@ def decoding_rules(
     if no_repeat_ngram_size > 0:
         rules.append(NoRepeatNgram(no_repeat_ngram_size, end_id))
     return rules
+
+
+def search_rules(
+    decoder: Decoder,
+    memory: ImageMemory,
+    *,
+    end_id: int,
+    banned_ids: Sequence[int] = BANNED_IDS,
+    no_repeat_ngram_size: int = 0,
+    name_things: int = 0,
+) -> list[Rule]:
+    """`decoding_rules` for a search or sampler over `memory`'s images (decoder.prepare): its
+    taught words and, for a copy memory, which size words each image may open with (where
+    sizes tell things apart) and the things the model is sure of that each caption names
+    before it ends (`name_things` of them)."""
+    copy = memory.noun_probs is not None
+    return decoding_rules(
+        decoder,
+        end_id=end_id,
+        banned_ids=banned_ids,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        device=memory.attention_keys.device,
+        taught=memory.taught,
+        size_openings=size_openings(memory.noun_probs, memory.hedge) if copy else None,
+        to_name=things_to_name(memory.noun_probs, memory.hedge, name_things) if copy else None,
+    )
 
 
 def apply_rules(

@@ -137,6 +137,16 @@ def model():
     return Captioner.load("default", device="cpu")
 
 
+def without_the_rule(model, run):
+    """What `run()` returns while the model's size words are free to open a caption."""
+    kept = model.decoder.size_word_ids
+    model.decoder.size_word_ids = ()
+    try:
+        return run()
+    finally:
+        model.decoder.size_word_ids = kept
+
+
 def opens_with_size(text: str) -> bool:
     """ "a large dog", "there is a small cat", "two large dogs": a size word in the opening."""
     return any(word in ("large", "small", "big") for word in text.split()[:4])
@@ -149,26 +159,16 @@ def test_the_default_models_captions_of_photos_mostly_open_without_a_size_word(m
     # The rocket, thin against the sky, is one thing in a small part of the frame.
     assert [opens_with_size(text) for text in texts] == [True, False, False, False], texts
     # Without the rule, the model opens with "a large" as it learned on composites.
-    kept = model.decoder.size_word_ids
-    model.decoder.size_word_ids = ()
-    try:
-        unruled = [result.text for result in model.caption(photos)]
-    finally:
-        model.decoder.size_word_ids = kept
+    unruled = without_the_rule(model, lambda: [result.text for result in model.caption(photos)])
     assert sum(opens_with_size(text) for text in unruled) >= 3, unruled
 
 
 def test_the_search_lets_the_images_whose_sizes_differ_open_with_a_size_word(model, monkeypatch):
     photos = [SAMPLES / f"{name}.jpg" for name in ("rocket", "coffee", "chelsea", "camera")]
-    kept = model.decoder.size_word_ids
-    model.decoder.size_word_ids = ()
-    try:
-        unruled = [result.text for result in model.caption(photos)]
-    finally:
-        model.decoder.size_word_ids = kept
+    unruled = without_the_rule(model, lambda: [result.text for result in model.caption(photos)])
     # Say that the coffee's and the camera's photos (of the batch) show things of two sizes.
     monkeypatch.setattr(
-        "captioner.beam.size_openings",
+        "captioner.rules.size_openings",
         lambda noun_probs, hedge: torch.tensor([NO_SIZE, ANY_SIZE, NO_SIZE, ANY_SIZE]),
     )
     texts = [result.text for result in model.caption(photos)]
@@ -198,17 +198,12 @@ def test_consensus_samples_follow_each_photos_size_openings(model, monkeypatch):
             model.decoder, features, num_samples=8, start_id=vocab.start_id, end_id=vocab.end_id
         )
 
-    kept = model.decoder.size_word_ids
-    model.decoder.size_word_ids = ()
-    try:
-        unruled = draw()
-    finally:
-        model.decoder.size_word_ids = kept
+    unruled = without_the_rule(model, draw)
     assert all(count > 0 for count in openings(unruled)), openings(unruled)
     # The middle photo shows two things of different sizes: its samples are drawn as without
     # the rule (the same noise), the others open with no size word.
     monkeypatch.setattr(
-        "captioner.consensus.size_openings",
+        "captioner.rules.size_openings",
         lambda noun_probs, hedge: torch.tensor([NO_SIZE, ANY_SIZE, NO_SIZE]),
     )
     ruled = draw()
