@@ -480,10 +480,11 @@ class Captioner:
             ]
         grid_shape = tuple(features.shape[1:3])
         copy = _copy_arrays(memory)
+        words = self._words  # built anew at each read while hedging: once for all the beams
         results = []
         for image, per_image in enumerate(hypotheses):
             read_from = (copy[0][image], *copy[1:]) if copy is not None else (None, None, None)
-            beams = [self._to_result(h, grid_shape, read_from) for h in per_image]
+            beams = [self._to_result(h, words, grid_shape, read_from) for h in per_image]
             # Two word ids can read alike (the hedge's root "photo" beside the vocabulary's):
             # an alternative is another caption, so each text is offered once, at its best.
             by_text: dict[str, CaptionResult] = {}
@@ -605,10 +606,15 @@ class Captioner:
         return [self.vocab.itos[i] for i in self.decoder.noun_singular_ids.tolist()]
 
     def _to_result(
-        self, hypothesis: Hypothesis, grid_shape: tuple[int, int], copy_memory: tuple
+        self,
+        hypothesis: Hypothesis,
+        words: Vocabulary,
+        grid_shape: tuple[int, int],
+        copy_memory: tuple,
     ) -> CaptionResult:
-        """copy_memory: the image's (noun_probs, copy_words, copy_slots) as arrays, or Nones."""
-        tokens = fix_articles(self._words.decode(hypothesis.token_ids))
+        """words: the vocabulary to read the ids with (`_words`); copy_memory: the image's
+        (noun_probs, copy_words, copy_slots) as arrays, or Nones."""
+        tokens = fix_articles(words.decode(hypothesis.token_ids))
         maps, kinds = word_maps(hypothesis.token_ids, hypothesis.alphas, *copy_memory)
         return CaptionResult(
             text=" ".join(tokens),

@@ -106,6 +106,26 @@ def test_rgb_pil_image_is_returned_as_a_copy():
     assert pixel(caller, (0, 0)) != RED
 
 
+def test_callers_upright_photo_is_reduced_without_a_full_size_copy(monkeypatch):
+    caller = Image.fromarray(data.astronaut()).resize((1200, 1200))
+    copied = []
+    copy = Image.Image.copy
+    monkeypatch.setattr(Image.Image, "copy", lambda self: copied.append(self.size) or copy(self))
+    image = load_image(caller, min_size=224)
+    assert image.size == (240, 240)  # reduce(5)
+    assert (1200, 1200) not in copied  # 2 ms of the caption of a 12-megapixel photo
+
+
+def test_callers_turned_photo_comes_back_upright_and_theirs_stays_turned():
+    caller = Image.new("RGB", (300, 200), GRAY)
+    caller.paste(RED, (0, 0, 50, 50))
+    caller.getexif()[0x0112] = 6  # display = stored rotated 90 degrees clockwise
+    image = load_image(caller)
+    assert image.size == (200, 300)
+    assert pixel(image, (175, 25)) == RED
+    assert caller.size == (300, 200) and caller.getexif()[0x0112] == 6
+
+
 def test_file_handles_are_closed(tmp_path):
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc/self/fd to count open files")
