@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -251,6 +252,12 @@ class Hedge:
         nouns = result[:, : copy.shape[1]]
         return torch.cat([nouns, taught, result[:, copy.shape[1] :]], -1)
 
+    @cached_property
+    def _nouns_under(self) -> torch.Tensor:
+        """(nodes, copy_nouns) bool: the nouns under each node, a row per node (gathered by
+        row, at a fifth of the time of gathering columns of `under`)."""
+        return self.under.T.contiguous().bool()
+
     def _hedge_rows(self, copy: torch.Tensor) -> torch.Tensor:
         """(rows, copy_nouns) distributions none of whose words is sure -> (rows, copy_nouns +
         hypernyms): the most specific sure node takes its subtree's mass; a row where no node
@@ -262,8 +269,8 @@ class Hedge:
         specificity = torch.where(sure, self.size, torch.inf)  # (rows, nodes)
         chosen = specificity.argmin(-1)  # (rows,)
         hedged = sure.any(-1)  # (rows,)
-        moved = self.under[:, chosen].T * hedged.unsqueeze(-1)  # (rows, copy_nouns) 1: it moves
-        kept = copy * (1.0 - moved)
+        moved = self._nouns_under[chosen] & hedged.unsqueeze(-1)  # (rows, copy_nouns) it moves
+        kept = copy.masked_fill(moved, 0.0)
         result = torch.cat([kept, kept.new_zeros(len(copy), len(self.words))], -1)
         gathered = nodes.gather(1, chosen.unsqueeze(-1)) * hedged.unsqueeze(-1)  # (rows, 1)
         return result.scatter_add(1, chosen.unsqueeze(-1), gathered)
