@@ -111,6 +111,6 @@ def test_captions_get_the_article_their_copied_noun_takes(tiny_captioner):
     apple = captioner.vocab.stoi["apple"]
     hypothesis = Hypothesis([captioner.vocab.stoi["a"], apple], -1.0, -1.0, np.zeros((2, 49)),
                             np.zeros(2))  # fmt: skip
-    result = captioner._to_result(hypothesis, (7, 7), (None, None, None))
+    result = captioner._to_result(hypothesis, captioner._words, (7, 7), (None, None, None))
     assert result.text == "an apple"
     assert result.tokens == ["an", "apple"]
