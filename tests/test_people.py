@@ -88,7 +88,7 @@ def test_a_model_without_the_noun_person_cannot_use_the_detector():
 
 def test_the_detector_finds_pasted_faces_and_fires_on_no_other_crop():
     # Faces that are not the development photos' (training/face_trials.py); the Haar cascade
-    # before it found 90 with a false alarm, at 3.5 times the cost.
+    # before it found 90 with a false alarm, at nearly three times the cost.
     faces, boxes, others = face_trials(100)
     found = sum(
         any(overlaps(face, box) for face in people.detect_faces(photo))
