@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from captioner.noun_tree import (
 from captioner.onnx_backend import class_head, onnx_encoder
 from captioner.options import DecodeOptions
 from captioner.people import cell_probs as person_cells
-from captioner.people import pixels_to_images, with_people
+from captioner.people import load_detector, pixels_to_images, with_people
 from captioner.photos.images import ImageError, ImageSource, load_image
 from captioner.pipeline import caption_batches, photo_batches
 from captioner.pointing import word_maps
@@ -169,7 +170,10 @@ class Captioner:
             if tree is not None:
                 captioner.set_hedging(DEFAULT_CONFIDENCE)
             if "person" in captioner._copy_nouns() and importlib.util.find_spec("cv2"):
-                captioner.set_people(True)
+                try:
+                    captioner.set_people(True)
+                except OSError as error:  # the captions go on without "person"
+                    warnings.warn(f"people are not named: {error}", RuntimeWarning, stacklevel=2)
         return captioner
 
     @functools.cached_property
@@ -591,7 +595,8 @@ class Captioner:
     def set_people(self, enabled: bool) -> None:
         """Name people the detector finds "person" (people.py); a model loaded from a
         directory does when its copy path has that noun and OpenCV is installed. ValueError
-        for a model whose copy path cannot say "person"; ImportError without OpenCV."""
+        for a model whose copy path cannot say "person"; ImportError without OpenCV; OSError
+        where the detector's cascade file cannot be read."""
         if not enabled:
             self._people = None
             return
@@ -599,6 +604,7 @@ class Captioner:
             raise ValueError(f"the model {self.name!r} has no copied noun 'person'")
         import cv2  # noqa: F401  (pip install opencv-python-headless)
 
+        load_detector()
         self._people = WeakIdKeyDictionary()
 
     def _copy_nouns(self) -> list[str]:

@@ -54,6 +54,12 @@ def _face_cascade(path: Path):
     return cascade
 
 
+def load_detector() -> None:
+    """Read the face cascade now, so a missing or damaged file is found when a model loads
+    rather than at every photo: OSError naming the file. Needs OpenCV."""
+    _face_cascade(CASCADE_PATH)
+
+
 def detect_faces(image: np.ndarray) -> list[tuple[float, float, float, float]]:
     """(H, W, 3) uint8 RGB -> the faces as (left, top, right, bottom), fractions of the image."""
     import cv2

@@ -96,3 +96,16 @@ def test_the_detector_finds_pasted_faces_and_fires_on_no_other_crop():
     )
     assert found >= 88, found
     assert not [i for i, photo in enumerate(others) if people.detect_faces(photo)]
+
+
+def test_a_missing_cascade_file_turns_the_detector_off_with_a_warning(monkeypatch, tmp_path):
+    from captioner import Captioner
+
+    missing = tmp_path / "lbpcascade_frontalface.xml"
+    monkeypatch.setattr(people, "CASCADE_PATH", missing)
+    with pytest.warns(RuntimeWarning, match="people are not named: .*lbpcascade_frontalface.xml"):
+        model = Captioner.load("default", device="cpu")
+    assert not model.people
+    assert model.caption(SAMPLES / "astronaut.jpg").text  # captions go on without "person"
+    with pytest.raises(OSError, match="could not be read"):
+        model.set_people(True)
