@@ -56,12 +56,10 @@ class SettingsPanel(QWidget):
     ) -> None:
         super().__init__(parent)
         limits = DecodeOptions.LIMITS
-        self.beam_size = QSpinBox()
-        self.beam_size.setRange(*limits["beam_size"])
-        self.beam_size.setToolTip("How many captions beam search keeps; 1 is greedy decoding")
-        self.max_length = QSpinBox()
-        self.max_length.setRange(*limits["max_length"])
-        self.max_length.setSuffix(" words")
+        self.beam_size = _spin_box(
+            limits["beam_size"], "How many captions beam search keeps; 1 is greedy decoding"
+        )
+        self.max_length = _spin_box(limits["max_length"], suffix=" words")
         self.length_penalty = QDoubleSpinBox()
         self.length_penalty.setRange(*limits["length_penalty"])
         self.length_penalty.setSingleStep(0.1)
@@ -69,26 +67,23 @@ class SettingsPanel(QWidget):
         self.length_penalty.setToolTip(
             "0 ranks by probability (short captions win); more favours longer ones"
         )
-        self.no_repeat_ngram_size = QSpinBox()
-        self.no_repeat_ngram_size.setRange(*limits["no_repeat_ngram_size"])
-        self.no_repeat_ngram_size.setSpecialValueText("off")
-        self.no_repeat_ngram_size.setSuffix(" words")
-        self.no_repeat_ngram_size.setToolTip(
-            "Never repeat a run of this many words in a caption (2 stops 'a dog and a dog')"
+        self.no_repeat_ngram_size = _spin_box(
+            limits["no_repeat_ngram_size"],
+            "Never repeat a run of this many words in a caption (2 stops 'a dog and a dog')",
+            suffix=" words",
+            off="off",
         )
-        self.consensus_samples = QSpinBox()
-        self.consensus_samples.setRange(*limits["consensus_samples"])
-        self.consensus_samples.setSpecialValueText("off")
-        self.consensus_samples.setToolTip(
+        self.consensus_samples = _spin_box(
+            limits["consensus_samples"],
             "Draw this many captions from the model and show the beam caption that agrees most "
-            "with them: the model's usual description rather than its single likeliest wording"
+            "with them: the model's usual description rather than its single likeliest wording",
+            off="off",
         )
-        self.name_things = QSpinBox()
-        self.name_things.setRange(*limits["name_things"])
-        self.name_things.setSpecialValueText("off")
-        self.name_things.setToolTip(
+        self.name_things = _spin_box(
+            limits["name_things"],
             "A copy model's caption names this many of the things it is sure of before it "
-            "ends ('a dog and a bicycle'); on photos it also names more wrong things"
+            "ends ('a dog and a bicycle'); on photos it also names more wrong things",
+            off="off",
         )
         self.device = QComboBox()
         self.device.addItems(DEVICES)
@@ -297,3 +292,15 @@ class SettingsPanel(QWidget):
         self.set_model(info.model)
         self.model_path.setText(info.path)
         self.model_path.setToolTip(info.path)
+
+
+def _spin_box(
+    limits: tuple[int, int], tooltip: str = "", *, suffix: str = "", off: str = ""
+) -> QSpinBox:
+    """A spin box for a whole-number decoding option; `off` names its lowest value."""
+    box = QSpinBox()
+    box.setRange(*limits)
+    box.setSuffix(suffix)
+    box.setSpecialValueText(off)
+    box.setToolTip(tooltip)
+    return box
