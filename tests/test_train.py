@@ -93,6 +93,27 @@ def test_resume_after_an_epoch_gives_the_same_losses(scenes, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_resumed_copy_model_validates_the_captions_the_straight_run_did(scenes, tmp_path):
+    """Captioner.load hedges a copy model's nouns (noun_tree.py); the run it resumes hedged
+    nothing, so neither may its validation, or the two runs pick their best epochs by
+    different captions."""
+    common = ("--copy-nouns", "--val-max-images", "12", "--lr", "3e-3")
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert train_main(train_args(scenes, straight, "--epochs", "2", *common)) == 0
+    assert train_main(train_args(scenes, stopped, "--epochs", "1", *common)) == 0
+    resumed = train_args(scenes, stopped, "--epochs", "2", *common, "--resume")
+    assert train_main(resumed) == 0
+    assert read_log(stopped) == [
+        {**row, "train_tokens_per_s": r["train_tokens_per_s"]}
+        for row, r in zip(read_log(straight), read_log(stopped), strict=True)
+    ]
+    parser = training.train.build_parser()
+    run = resolve_run(parser, *training.train.parse_args(parser, resumed))
+    _, start = training.train.build_encoder(run, torch.device("cpu"))
+    assert Captioner.load(stopped / "last", backend="torch").hedging is not None  # as a user
+    assert start.decoder.hedge is None
+
+
 def test_ctrl_c_mid_epoch_finishes_the_batch_saves_and_resumes_exactly(
     scenes, tmp_path, monkeypatch
 ):

@@ -116,6 +116,10 @@ def build_encoder(run: TrainRun, device: torch.device) -> tuple[Encoder, Caption
     if run.start is None:
         return Encoder(encoder_config(run)), None
     start = Captioner.load(run.start, device=device, backend="torch")
+    # Validation scores the model's own captions, as a new run's does: the hedging a loaded
+    # model turns on would stay on its decoder, so a resumed run picked its best epoch by other
+    # captions than the run it continues.
+    start.set_hedging(None)
     if not run.resuming:  # --init-from: which blocks train is this run's choice
         start.encoder.fine_tune(run.fine_tune_blocks)
     return start.encoder, start
