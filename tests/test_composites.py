@@ -276,6 +276,26 @@ def test_close_ups_fill_most_of_the_frame_and_are_called_large(stamps):
         load_config(stamps[0], stamps[1], close_ups=1.5)
 
 
+def test_contrast_size_words_are_said_only_where_the_objects_sizes_differ(stamps):
+    contrast = load_config(stamps[0], stamps[1], backgrounds=SYNTHETIC, size_words="contrast")[0]
+    said_in_mixed = lone_wordings = 0
+    for i in range(60):
+        _, objects, captions = make_composite(np.random.default_rng([12, i]), SIZE, contrast)
+        texts = [caption["caption"] for caption in captions]
+        assert len(set(texts)) == len(texts) >= 4
+        with_size = [text for text in texts if {"small", "large", "big"} & set(text.split())]
+        if len({obj["size"] for obj in objects}) == 1:
+            assert not with_size, (objects, texts)
+        else:
+            said_in_mixed += bool(with_size)
+        if len(objects) == 1 and not objects[0]["color"]:
+            lone_wordings = len(texts)  # "a", "one", "there is a", "there is one"
+    assert said_in_mixed >= 5
+    assert lone_wordings == 4
+    with pytest.raises(ValueError, match="size words must be one of"):
+        load_config(stamps[0], stamps[1], size_words="sometimes")
+
+
 def test_missing_stamps_folder_says_what_to_install(tmp_path, stamps, capsys):
     with pytest.raises(FileNotFoundError, match="stamps folder not found.*tuxpaint-stamps-default"):
         load_config(tmp_path / "nowhere", stamps[1])
@@ -356,6 +376,11 @@ def test_cli_writes_composites(tmp_path, stamps):
         "000002.png",
     ]
     assert all(obj["noun"] in NOUN_WORDS for image in coco["images"] for obj in image["objects"])
+    assert coco["info"]["size_words"] == "any"
+    argv[0] = str(tmp_path / "contrast")
+    assert main([*argv, "--size-words", "contrast"]) == 0
+    coco = json.loads((tmp_path / "contrast" / "captions_train.json").read_text())
+    assert coco["info"]["size_words"] == "contrast"
 
 
 def test_cli_refuses_composite_options_for_shapes(tmp_path, stamps, capsys):

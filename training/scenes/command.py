@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from training.scenes import composites
+from training.scenes.grammar import SIZE_WORD_POLICIES
 from training.scenes.shapes import MIN_IMAGE_SIZE, make_scene
 from training.scenes.splits import IMAGE_FORMATS, SceneMaker, generate_split
 
@@ -111,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of single-stamp composites whose stamp fills most of the frame, as the "
         "subject of a photo does (default 0)",
     )
+    group.add_argument(
+        "--size-words",
+        choices=SIZE_WORD_POLICIES,
+        help="when a caption says an object's size: any (half the mentions, default) or "
+        "contrast (only in composites whose objects differ in size: 'a small dog and a large "
+        "bicycle', never 'a large dog' alone)",
+    )
     return parser
 
 
@@ -131,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         "backgrounds": args.backgrounds,
         "max_objects": args.max_objects,
         "close_ups": args.close_ups,
+        "size_words": args.size_words,
     }
     given = {name: value for name, value in composite_options.items() if value is not None}
     if given and args.kind != "composites":
         parser.error(
-            "--stamps, --stamp-list, --photos, --backgrounds, --max-objects and --close-ups "
-            "need --kind composites"
+            "--stamps, --stamp-list, --photos, --backgrounds, --max-objects, --close-ups and "
+            "--size-words need --kind composites"
         )
     try:
         make, info = GENERATORS[args.kind](given)

@@ -33,7 +33,12 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from captioner.nouns import indefinite_article
-from training.scenes.grammar import Lexicon, captions_for, has_clear_relation
+from training.scenes.grammar import (
+    SIZE_WORD_POLICIES,
+    Lexicon,
+    captions_for,
+    has_clear_relation,
+)
 from training.scenes.shapes import MIN_IMAGE_SIZE, place, texture_crop
 from training.scenes.splits import SceneMaker
 
@@ -105,6 +110,7 @@ class CompositeConfig:
     backgrounds: tuple[str, ...]
     max_objects: int = 3
     close_ups: float = 0.0  # share of single-stamp composites drawn as close-ups
+    size_words: str = "any"  # when captions say a size: grammar.SIZE_WORD_POLICIES
 
 
 def read_stamp_list(path: Path = STAMP_LIST) -> list[Stamp]:
@@ -164,6 +170,7 @@ def load_config(
     backgrounds: tuple[str, ...] | None = None,
     max_objects: int = 3,
     close_ups: float = 0.0,
+    size_words: str = "any",
 ) -> tuple[CompositeConfig, list[str]]:
     """The checked configuration, and notes on what is missing but not needed.
 
@@ -187,6 +194,8 @@ def load_config(
         raise ValueError(f"max objects must be 1 to {len(OBJECT_COUNT_WEIGHTS)}, got {max_objects}")
     if not 0 <= close_ups <= 1:
         raise ValueError(f"close-ups must be a share from 0 to 1, got {close_ups}")
+    if size_words not in SIZE_WORD_POLICIES:
+        raise ValueError(f"size words must be one of {SIZE_WORD_POLICIES}, got {size_words!r}")
     notes = []
     photo_paths = _find_photos(photos)
     if backgrounds is None:
@@ -212,6 +221,7 @@ def load_config(
         tuple(backgrounds),
         max_objects,
         close_ups,
+        size_words,
     )
     return config, notes
 
@@ -350,7 +360,7 @@ def _paste(canvas: np.ndarray, image: Image.Image, left: int, top: int) -> None:
 @functools.cache
 def _lexicon(config: CompositeConfig) -> Lexicon:
     plurals = {stamp.noun: stamp.plural for stamp in config.stamps}
-    return Lexicon(plurals, indefinite_article, COLOR_PROBABILITY)
+    return Lexicon(plurals, indefinite_article, COLOR_PROBABILITY, config.size_words)
 
 
 def make_composite(
@@ -430,6 +440,7 @@ def describe(config: CompositeConfig) -> dict[str, object]:
         "photos": [Path(photo).name for photo in config.photos],
         "max_objects": config.max_objects,
         "close_ups": config.close_ups,
+        "size_words": config.size_words,
     }
 
 

@@ -1,4 +1,5 @@
-"""The caption grammar of generated scenes: five distinct captions, each true for its image.
+"""The caption grammar of generated scenes: five distinct captions, each true for its image
+(fewer only where the grammar has no more wordings).
 
 A scene's objects are read as {"shape", "color", "size", "bbox"}: "shape" is the noun, "color" a
 colour word or "" when the object has none. The grammar covers attributes, counts and spatial
@@ -41,6 +42,12 @@ COLORS = {
 
 
 SIZE_WORDS = {"small": ("small",), "large": ("large", "big")}
+
+
+# When a mention may say its objects' size: "any" scene (half the time, as the shapes scenes
+# always have), or only one whose objects differ in size ("contrast"): "a small dog and a large
+# bicycle", never "a large dog" for a lone dog, where the word says nothing a photo could show.
+SIZE_WORD_POLICIES = ("any", "contrast")
 
 
 CAPTIONS_PER_IMAGE = 5
@@ -106,6 +113,7 @@ class Lexicon:
     article: Callable[[str], str] = vowel_article  # "a" or "an" before a phrase
     # Chance that a mention says an object's colour; below 1, captions vary by naming it or not.
     color_probability: float = 1.0
+    size_words: str = "any"  # one of SIZE_WORD_POLICIES
 
 
 SHAPES_LEXICON = Lexicon(SHAPE_PLURALS)
@@ -176,7 +184,9 @@ def _mention(
     else:
         words.append(NUMBER_WORDS[len(members)])
     refs.append([])
-    if len(sizes) == 1 and (unit.size_required or rng.random() < 0.5):
+    sizes_differ = len({obj["size"] for obj in objects}) > 1
+    may_say_size = lexicon.size_words == "any" or sizes_differ
+    if len(sizes) == 1 and may_say_size and (unit.size_required or rng.random() < 0.5):
         choices = SIZE_WORDS[first["size"]]
         words.append(choices[0] if rng.random() < 0.7 else choices[-1])
         refs.append(members)
@@ -289,8 +299,8 @@ def captions_for(
     objects: list[dict], size: int, rng: np.random.Generator, lexicon: Lexicon = SHAPES_LEXICON
 ) -> list[dict]:
     """Five distinct true captions: spatial ones (3) when the scene has a clear relation, and ones
-    naming every object (2, or all 5 otherwise). objects as Lexicon describes; returns
-    [{"caption", "word_objects"}] (see training/scenes/__init__.py)."""
+    naming every object (2, or all 5 otherwise); fewer where no more wordings exist. objects as
+    Lexicon describes; returns [{"caption", "word_objects"}] (see training/scenes/__init__.py)."""
     partitions = _units(objects)
     options = _relation_options(partitions, objects, size)
     kinds = ["relation", "list"] * 2 + ["relation"] if options else ["list"] * CAPTIONS_PER_IMAGE
@@ -311,9 +321,7 @@ def captions_for(
                 captions[text] = refs
                 break
         else:
-            raise RuntimeError(
-                f"could not find {CAPTIONS_PER_IMAGE} distinct captions for {objects}"
-            )
+            break  # every wording has been said: a lone object with no size to say has four
     texts = list(captions)
     return [
         {"caption": texts[i], "word_objects": captions[texts[i]]}
