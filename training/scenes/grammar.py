@@ -184,8 +184,7 @@ def _mention(
     else:
         words.append(NUMBER_WORDS[len(members)])
     refs.append([])
-    sizes_differ = len({obj["size"] for obj in objects}) > 1
-    may_say_size = lexicon.size_words == "any" or sizes_differ
+    may_say_size = lexicon.size_words == "any" or len({obj["size"] for obj in objects}) > 1
     if len(sizes) == 1 and may_say_size and (unit.size_required or rng.random() < 0.5):
         choices = SIZE_WORDS[first["size"]]
         words.append(choices[0] if rng.random() < 0.7 else choices[-1])
